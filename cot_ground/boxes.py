@@ -1,0 +1,146 @@
+"""Bounding boxes and the coordinate frames models answer in.
+
+Every box inside cot-ground is a :class:`Box` in the *unit* frame: ``[x1, y1, x2, y2]`` as
+fractions of the image width and height. Model answers and annotation files use other frames;
+each has a named constructor and nothing ever guesses a frame from the size of the numbers.
+
+Frames (see :class:`Frame`):
+
+* ``unit``      floats in ``[0, 1]`` (MIG-Bench ``MIG_data.json`` ground truth).
+* ``qwen1000``  integers in ``[0, 1000)``, divided by 1000 (Qwen2-VL, Migician, the revised
+  MIG-Bench file and the released evaluation logs).
+* ``qwen3_1000`` integers in ``[0, 1000]``, divided by 1000 (Qwen3-VL).
+* ``pixels``    absolute pixels of a stated ``(width, height)``; for Qwen2.5-VL that size is the
+  *resized* model input, not the original picture.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+
+class Frame(str, Enum):
+    """A coordinate frame in which a model or a file states a box."""
+
+    UNIT = "unit"
+    QWEN1000 = "qwen1000"
+    QWEN3_1000 = "qwen3_1000"
+    PIXELS = "pixels"
+
+
+class Box(BaseModel):
+    """A box in the unit frame. Inverted or out-of-range boxes are kept as given (see flags)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+    @field_validator("x1", "y1", "x2", "y2")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError(f"box coordinate must be finite, got {v!r}")
+        return float(v)
+
+    # ----------------------------------------------------------------- constructors
+    @classmethod
+    def from_unit(cls, coords: Sequence[float]) -> Box:
+        """Box from ``[x1, y1, x2, y2]`` floats already in ``[0, 1]``."""
+        x1, y1, x2, y2 = _four(coords)
+        return cls(x1=x1, y1=y1, x2=x2, y2=y2)
+
+    @classmethod
+    def from_qwen1000(cls, coords: Sequence[float]) -> Box:
+        """Box from the Qwen2-VL / Migician integer frame ``[0, 1000)``."""
+        x1, y1, x2, y2 = _four(coords)
+        return cls(x1=x1 / 1000, y1=y1 / 1000, x2=x2 / 1000, y2=y2 / 1000)
+
+    @classmethod
+    def from_qwen3_1000(cls, coords: Sequence[float]) -> Box:
+        """Box from the Qwen3-VL frame ``[0, 1000]``."""
+        x1, y1, x2, y2 = _four(coords)
+        return cls(x1=x1 / 1000, y1=y1 / 1000, x2=x2 / 1000, y2=y2 / 1000)
+
+    @classmethod
+    def from_pixels(cls, coords: Sequence[float], width: float, height: float) -> Box:
+        """Box from absolute pixels of an image of ``width`` x ``height`` pixels."""
+        if width <= 0 or height <= 0:
+            raise ValueError(f"image size must be positive, got {width}x{height}")
+        x1, y1, x2, y2 = _four(coords)
+        return cls(x1=x1 / width, y1=y1 / height, x2=x2 / width, y2=y2 / height)
+
+    @classmethod
+    def from_frame(
+        cls, coords: Sequence[float], frame: Frame | str, size: tuple[float, float] | None = None
+    ) -> Box:
+        """Box from coordinates in the named ``frame``; ``size`` is required for pixels."""
+        frame = Frame(frame)
+        if frame is Frame.PIXELS:
+            if size is None:
+                raise ValueError("the pixels frame needs the (width, height) of the image")
+            return cls.from_pixels(coords, *size)
+        if frame is Frame.UNIT:
+            return cls.from_unit(coords)
+        if frame is Frame.QWEN1000:
+            return cls.from_qwen1000(coords)
+        return cls.from_qwen3_1000(coords)
+
+    # ----------------------------------------------------------------- conversions
+    def to_list(self) -> list[float]:
+        """``[x1, y1, x2, y2]`` in the unit frame."""
+        return [self.x1, self.y1, self.x2, self.y2]
+
+    def to_frame(self, frame: Frame | str, size: tuple[float, float] | None = None) -> list[float]:
+        """Coordinates in ``frame`` (exact inverse of :meth:`from_frame`, no rounding)."""
+        frame = Frame(frame)
+        if frame is Frame.UNIT:
+            return self.to_list()
+        if frame is Frame.PIXELS:
+            if size is None:
+                raise ValueError("the pixels frame needs the (width, height) of the image")
+            w, h = size
+            return [self.x1 * w, self.y1 * h, self.x2 * w, self.y2 * h]
+        return [v * 1000 for v in self.to_list()]
+
+    def to_pixels(self, width: float, height: float) -> list[float]:
+        """Absolute pixel coordinates on an image of ``width`` x ``height``."""
+        return self.to_frame(Frame.PIXELS, (width, height))
+
+    def clipped(self) -> Box:
+        """The box with every coordinate clipped to ``[0, 1]`` (order unchanged)."""
+        c = [min(1.0, max(0.0, v)) for v in self.to_list()]
+        return Box.from_unit(c)
+
+    # ----------------------------------------------------------------- flags
+    @property
+    def is_inverted(self) -> bool:
+        """True when ``x2 < x1`` or ``y2 < y1``."""
+        return self.x2 < self.x1 or self.y2 < self.y1
+
+    @property
+    def in_unit_range(self) -> bool:
+        """True when every coordinate lies in ``[0, 1]``."""
+        return all(0.0 <= v <= 1.0 for v in self.to_list())
+
+    @property
+    def area(self) -> float:
+        """Area in unit-frame squared units; 0 for inverted or degenerate boxes."""
+        return max(0.0, self.x2 - self.x1) * max(0.0, self.y2 - self.y1)
+
+
+def _four(coords: Sequence[float]) -> tuple[float, float, float, float]:
+    values = list(coords)
+    if len(values) != 4:
+        raise ValueError(f"a box needs 4 numbers [x1, y1, x2, y2], got {len(values)}: {values!r}")
+    try:
+        x1, y1, x2, y2 = (float(v) for v in values)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"box coordinates must be numbers, got {values!r}") from exc
+    return x1, y1, x2, y2

@@ -1,0 +1,1 @@
+"""The ``cot-ground`` command line."""

@@ -1,0 +1,25 @@
+"""Entry point of the ``cot-ground`` command: one typer app, commands grouped by module."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="cot-ground",
+    help="Chain-of-thought vs end-to-end multi-image grounding: run, score, compare, report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _register_commands() -> None:
+    from cot_ground.cli import bench_cmds
+
+    bench_cmds.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _register_commands()
+    app()

@@ -1,0 +1,1 @@
+"""Model interfaces, settings and the adapter registry."""

@@ -1,0 +1,110 @@
+"""The three model interfaces every pipeline calls, with their request and result types.
+
+Every adapter has ``name`` (its registry name) and ``settings`` (a JSON-serializable dict of
+everything that changes its output: weights path, dtype, min/max pixels, generation settings);
+both are recorded in traces and form the step-cache key. All methods are batched: a list of requests in, a list of results (same length, same order)
+out, so a runner can batch across examples. Requests carry image *paths*; adapters decode them
+through :func:`cot_ground.images.open_rgb`. Image indices are 0-based.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+from cot_ground.boxes import Box
+from cot_ground.records import Candidate, ParseStatus
+
+
+class ChatRequest(BaseModel):
+    """Several images and one prompt (CoT step 1, or an end-to-end question)."""
+
+    images: list[str]
+    prompt: str
+
+
+class ReasonerResult(BaseModel):
+    """CoT step 1: which image holds the target and a referring description of it."""
+
+    raw_text: str
+    image_index: int | None = None
+    description: str | None = None
+    status: ParseStatus = ParseStatus.MALFORMED
+    settings: dict[str, Any] = Field(default_factory=dict)
+    reference_image: int | None = Field(
+        default=None, description="image whose content step 2 should match (classical grounders)"
+    )
+    reference_box: Box | None = Field(
+        default=None, description="box on the reference image, when the question gives one"
+    )
+    cached: bool = Field(default=False, description="answer came from the step cache")
+
+
+class GroundRequest(BaseModel):
+    """CoT step 2: one image and a phrase; optional visual reference for picture-based grounders."""
+
+    image: str
+    phrase: str
+    task: str | None = Field(default=None, description="benchmark task, for task-aware grounders")
+    reference_image: str | None = None
+    reference_box: Box | None = None
+
+
+class GroundResult(BaseModel):
+    """Ranked candidate boxes (best first) in the unit frame."""
+
+    candidates: list[Candidate] = Field(default_factory=list)
+    raw_text: str | None = None
+    status: ParseStatus = ParseStatus.NO_BOX
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class EndToEndResult(BaseModel):
+    """An end-to-end answer: image index (when stated) and box."""
+
+    raw_text: str
+    image_index: int | None = None
+    box: Box | None = None
+    status: ParseStatus = ParseStatus.MALFORMED
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+@runtime_checkable
+class Reasoner(Protocol):
+    """Multi-image model used for CoT step 1."""
+
+    name: str
+    settings: dict[str, Any]
+
+    def reason(self, requests: list[ChatRequest]) -> list[ReasonerResult]:
+        """Answer each request; never raises for an unparseable answer (status says so)."""
+        ...
+
+
+@runtime_checkable
+class Grounder(Protocol):
+    """Single-image grounder used for CoT step 2."""
+
+    name: str
+    settings: dict[str, Any]
+
+    def ground(self, requests: list[GroundRequest]) -> list[GroundResult]:
+        """Candidates for each request, ranked best first."""
+        ...
+
+
+@runtime_checkable
+class EndToEndGrounder(Protocol):
+    """Model that answers a multi-image grounding question in one call."""
+
+    name: str
+    settings: dict[str, Any]
+
+    def predict(self, requests: list[ChatRequest]) -> list[EndToEndResult]:
+        """Image index and box for each request."""
+        ...
+
+
+class ModelLoadError(RuntimeError):
+    """A model folder is missing or incomplete; the message names the path and what is missing."""

@@ -1,0 +1,57 @@
+"""Adapters by short name, imported only when built (no heavy import at registry load).
+
+The names are what experiment configs use. ``build(name, settings)`` returns an object that
+implements one of the protocols in :mod:`cot_ground.models.base`; adapters built with equal
+name and settings are shared within a process.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from typing import Any
+
+from cot_ground.models.settings import ModelSettings
+
+# name -> (role, "module:factory"). role is one of "reasoner", "grounder", "e2e".
+ADAPTERS: dict[str, tuple[str, str]] = {}
+
+_CACHE: dict[tuple[str, str], Any] = {}
+_LOCK = threading.Lock()
+
+
+def register(name: str, role: str, target: str) -> None:
+    """Register ``module:factory`` under ``name``; factories take a :class:`ModelSettings`."""
+    if role not in {"reasoner", "grounder", "e2e"}:
+        raise ValueError(f"unknown adapter role {role!r} for {name!r}")
+    ADAPTERS[name] = (role, target)
+
+
+def role_of(name: str) -> str:
+    """The role ('reasoner', 'grounder' or 'e2e') of a registered adapter."""
+    if name not in ADAPTERS:
+        known = ", ".join(sorted(ADAPTERS))
+        raise KeyError(f"unknown adapter {name!r}; known adapters: {known}")
+    return ADAPTERS[name][0]
+
+
+def build(name: str, settings: ModelSettings | None = None) -> Any:
+    """The adapter ``name`` built with ``settings`` (cached per name + settings)."""
+    settings = settings or ModelSettings()
+    role_of(name)
+    key = (name, settings.model_dump_json())
+    with _LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+    module_name, factory_name = ADAPTERS[name][1].split(":")
+    factory = getattr(importlib.import_module(module_name), factory_name)
+    adapter = factory(settings)
+    with _LOCK:
+        _CACHE.setdefault(key, adapter)
+        return _CACHE[key]
+
+
+def clear_cache() -> None:
+    """Drop every cached adapter (frees model memory held by the registry)."""
+    with _LOCK:
+        _CACHE.clear()

@@ -1,0 +1,116 @@
+"""The records every part of cot-ground exchanges: examples, candidates, trace steps, predictions.
+
+Image indices are **0-based** everywhere in code and files; prompts shown to models say
+"image 1" for index 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cot_ground.boxes import Box
+
+
+class ParseStatus(str, Enum):
+    """Outcome of turning model text into a box (or an image choice)."""
+
+    OK = "ok"
+    NO_BOX = "no_box"
+    SEVERAL_BOXES = "several_boxes"
+    MALFORMED = "malformed"
+
+
+class ErrorCategory(str, Enum):
+    """Why an example could not be run to the end."""
+
+    IMAGE = "image_error"  # missing, unreadable or corrupt image file
+    MODEL = "model_error"  # the model call raised
+    FORMAT = "format_failure"  # model text could not be parsed after all retries
+    INDEX = "index_out_of_range"  # a model named an image the example does not have
+    NO_BOX = "no_box"  # the grounder (and every fallback) found nothing
+    CONFIG = "config_error"
+
+
+def example_id(task: str, images: list[str], question: str) -> str:
+    """Stable id: a hash of task, image paths (as written in the file) and question."""
+    payload = json.dumps([task, list(images), question], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+class Example(BaseModel):
+    """One benchmark item with its ground truth."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(description="stable hash of task, image paths and question")
+    task: str
+    images: list[str] = Field(description="absolute (resolved) image paths, in prompt order")
+    question: str = Field(description="the question as a model may see it (no additional_info)")
+    gt_box: Box = Field(description="ground-truth box in the unit frame, as annotated")
+    target_image: int = Field(description="0-based index of the image the box belongs to")
+    target_rule: str = Field(default="", description="which documented rule gave target_image")
+    raw: dict[str, Any] = Field(
+        default_factory=dict, description="the annotation record exactly as read (holds answers)"
+    )
+
+
+class Candidate(BaseModel):
+    """A ranked box proposed by a grounder."""
+
+    box: Box
+    score: float | None = None
+    label: str | None = None
+
+
+class ErrorInfo(BaseModel):
+    """A failure recorded on one example; the run goes on."""
+
+    category: ErrorCategory
+    message: str
+    node: str | None = None
+
+
+class TraceStep(BaseModel):
+    """What one graph node did for one example: enough to explain a failure without re-running."""
+
+    node: str
+    attempt: int = 0
+    prompt: str | None = None
+    prompt_hash: str | None = None
+    images: list[str] = Field(default_factory=list, description="image paths the model saw")
+    raw_output: str | None = None
+    parsed: dict[str, Any] = Field(default_factory=dict)
+    candidates: list[Candidate] = Field(default_factory=list)
+    settings: dict[str, Any] = Field(default_factory=dict, description="model + generation settings")
+    wall_s: float = 0.0
+    cached: bool = False
+    error: ErrorInfo | None = None
+
+
+class Prediction(BaseModel):
+    """The record every pipeline writes for every example (one JSONL line with its trace)."""
+
+    example_id: str
+    pipeline: str
+    task: str
+    image_index: int | None = Field(default=None, description="0-based image the answer names")
+    box: Box | None = Field(default=None, description="predicted box in the unit frame")
+    status: ParseStatus = ParseStatus.MALFORMED
+    raw_text: str | None = Field(default=None, description="raw text of the answering model")
+    prompt_variant: str | None = None
+    prompt_hash: str | None = None
+    calibration: str | None = Field(default=None, description="named box calibration applied")
+    fallbacks: list[str] = Field(default_factory=list, description="fallback policies taken")
+    timing: dict[str, float] = Field(default_factory=dict, description="seconds per stage")
+    error: ErrorInfo | None = None
+    trace: list[TraceStep] = Field(default_factory=list)
+
+
+def text_hash(text: str) -> str:
+    """Short sha256 of a prompt or any text, for records and cache keys."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
