@@ -14,7 +14,24 @@ from typing import Any
 from cot_ground.models.settings import ModelSettings
 
 # name -> (role, "module:factory"). role is one of "reasoner", "grounder", "e2e".
-ADAPTERS: dict[str, tuple[str, str]] = {}
+ADAPTERS: dict[str, tuple[str, str]] = {
+    # Qwen2-VL / Qwen2.5-VL / Qwen3-VL (family read from the checkpoint's config.json)
+    "qwen-vl-reasoner": ("reasoner", "cot_ground.models.qwen_vl:build_reasoner"),
+    "qwen-vl-grounder": ("grounder", "cot_ground.models.qwen_vl:build_grounder"),
+    "qwen-vl-e2e": ("e2e", "cot_ground.models.qwen_vl:build_end_to_end"),
+    "migician": ("e2e", "cot_ground.models.migician:build_migician"),
+    # GroundingDINO through transformers and through groundingdino-py
+    "gdino-hf": ("grounder", "cot_ground.models.gdino_hf:build_grounder"),
+    "gdino-py": ("grounder", "cot_ground.models.gdino_py:build_grounder"),
+    # models behind an OpenAI-compatible chat endpoint (vLLM, SGLang, hosted APIs)
+    "openai-reasoner": ("reasoner", "cot_ground.models.openai_chat:build_reasoner"),
+    "openai-e2e": ("e2e", "cot_ground.models.openai_chat:build_end_to_end"),
+    # classical baselines (no weights)
+    "rule-reasoner": ("reasoner", "cot_ground.models.classical:build_rule_reasoner"),
+    "template-grounder": ("grounder", "cot_ground.models.classical:build_template_grounder"),
+    "diff-grounder": ("grounder", "cot_ground.models.classical:build_diff_grounder"),
+    "classical-grounder": ("grounder", "cot_ground.models.classical:build_classical_grounder"),
+}
 
 _CACHE: dict[tuple[str, str], Any] = {}
 _LOCK = threading.Lock()
