@@ -86,7 +86,9 @@ class TraceStep(BaseModel):
     raw_output: str | None = None
     parsed: dict[str, Any] = Field(default_factory=dict)
     candidates: list[Candidate] = Field(default_factory=list)
-    settings: dict[str, Any] = Field(default_factory=dict, description="model + generation settings")
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="model and generation settings"
+    )
     wall_s: float = 0.0
     cached: bool = False
     error: ErrorInfo | None = None

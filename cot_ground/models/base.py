@@ -2,9 +2,10 @@
 
 Every adapter has ``name`` (its registry name) and ``settings`` (a JSON-serializable dict of
 everything that changes its output: weights path, dtype, min/max pixels, generation settings);
-both are recorded in traces and form the step-cache key. All methods are batched: a list of requests in, a list of results (same length, same order)
-out, so a runner can batch across examples. Requests carry image *paths*; adapters decode them
-through :func:`cot_ground.images.open_rgb`. Image indices are 0-based.
+both are recorded in traces and form the step-cache key. All methods are batched: a list of
+requests in, a list of results (same length, same order) out, so a runner can batch across
+examples. Requests carry image *paths*; adapters decode them through
+:func:`cot_ground.images.open_rgb`. Image indices are 0-based.
 """
 
 from __future__ import annotations
