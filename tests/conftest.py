@@ -23,3 +23,34 @@ def migbench_dir() -> Path:
             pytest.fail(msg)
         pytest.skip(msg)
     return SHARED_MIGBENCH
+
+
+# --- tiny random-weight models (cot_ground.testing), built once per test session -------------
+@pytest.fixture(scope="session")
+def tiny_models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder the tiny models of this session are built into."""
+    return tmp_path_factory.mktemp("tiny-models")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_paths(tiny_models_root: Path) -> dict[str, Path]:
+    """Tiny Qwen2-VL / Qwen2.5-VL / Qwen3-VL folders by model_type."""
+    from cot_ground.testing import QWEN_FAMILIES, build_tiny_qwen_vl
+
+    return {f: build_tiny_qwen_vl(tiny_models_root / f, f) for f in QWEN_FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def tiny_gdino_hf_path(tiny_models_root: Path) -> Path:
+    """Tiny transformers GroundingDino folder (model + processor)."""
+    from cot_ground.testing import build_tiny_gdino_hf
+
+    return build_tiny_gdino_hf(tiny_models_root / "gdino-hf")
+
+
+@pytest.fixture(scope="session")
+def tiny_gdino_py_files(tiny_models_root: Path):  # -> cot_ground.testing.GdinoPyFiles
+    """Tiny groundingdino-py checkpoint, config file and local BERT folder."""
+    from cot_ground.testing import build_tiny_gdino_py
+
+    return build_tiny_gdino_py(tiny_models_root / "gdino-py")

@@ -14,9 +14,11 @@ app = typer.Typer(
 
 
 def _register_commands() -> None:
-    from cot_ground.cli import bench_cmds
+    from cot_ground.cli import bench_cmds, report_cmds, run_cmds
 
     bench_cmds.register(app)
+    report_cmds.register(app)
+    run_cmds.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,198 @@
+"""Failure attribution: why each prediction failed, and what oracle-image mode gains over agent.
+
+Categories, checked in this order (the first that applies wins):
+
+``image_error`` / ``model_error`` / ``config_error``
+    infrastructure failure recorded on the example (:class:`~cot_ground.records.ErrorInfo`).
+``step1_format``
+    CoT step 1 gave no usable image choice (its text did not parse after every retry).
+``index_out_of_range``
+    a model named an image the example does not have.
+``wrong_image``
+    the chosen image is not the target image.
+``format_failure``
+    an end-to-end answer could not be parsed into a box.
+``no_box``
+    the right image (or no image named), but no box: the grounder found nothing.
+``low_iou``
+    a box with IoU < 0.5.
+``success``
+    the right image (or none named) and IoU >= 0.5.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from cot_ground.analysis.scores import ordered_tasks
+from cot_ground.boxes import Box
+from cot_ground.records import ErrorCategory, ErrorInfo, ParseStatus, TraceStep
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+CATEGORIES: tuple[str, ...] = (
+    "success",
+    "step1_format",
+    "wrong_image",
+    "no_box",
+    "low_iou",
+    "format_failure",
+    "index_out_of_range",
+    "image_error",
+    "model_error",
+    "config_error",
+)
+SUCCESS_IOU = 0.5
+_INFRASTRUCTURE = {ErrorCategory.IMAGE, ErrorCategory.MODEL, ErrorCategory.CONFIG}
+
+
+def failure_category(
+    *,
+    kind: str,
+    error: ErrorInfo | None,
+    step1: TraceStep | None,
+    image_index: int | None,
+    target_image: int,
+    box: Box | None,
+    status: ParseStatus,
+    iou_value: float,
+) -> str:
+    """The category of one prediction (see the module docstring for the order)."""
+    if error is not None and error.category in _INFRASTRUCTURE:
+        return error.category.value
+    if kind == "cot" and _step1_failed(step1, image_index, error):
+        return "step1_format"
+    if error is not None and error.category is ErrorCategory.INDEX:
+        return "index_out_of_range"
+    if image_index is not None and image_index != target_image:
+        return "wrong_image"
+    if box is None:
+        if kind != "cot" and status is not ParseStatus.NO_BOX:
+            return "format_failure"
+        return "no_box"
+    return "success" if iou_value >= SUCCESS_IOU else "low_iou"
+
+
+def _step1_failed(
+    step1: TraceStep | None, image_index: int | None, error: ErrorInfo | None
+) -> bool:
+    if image_index is not None:
+        return False  # an image was chosen (by step 1, a fallback, or the oracle)
+    if step1 is not None:
+        return step1.parsed.get("status", ParseStatus.OK.value) != ParseStatus.OK.value
+    return error is not None and error.category is ErrorCategory.FORMAT
+
+
+def attribution_table(frame: pd.DataFrame, pipelines: Sequence[str] | None = None) -> pd.DataFrame:
+    """Counts per (pipeline, task, category) of the CoT pipelines (or of ``pipelines``).
+
+    Columns: ``pipeline, task, n`` and one count column per category present; tasks in
+    benchmark order, then an ``ALL`` row per pipeline summing its tasks.
+    """
+    sub = _select(frame, pipelines)
+    cats = [c for c in CATEGORIES if c in set(sub["failure"])]
+    rows = []
+    for pipeline in dict.fromkeys(sub["pipeline"]):
+        mine = sub[sub["pipeline"] == pipeline]
+        for task in [*ordered_tasks(mine["task"]), "ALL"]:
+            part = mine if task == "ALL" else mine[mine["task"] == task]
+            counts = part["failure"].value_counts()
+            row = {"pipeline": pipeline, "task": task, "n": len(part)}
+            rows.append(row | {c: int(counts.get(c, 0)) for c in cats})
+    return pd.DataFrame(rows, columns=["pipeline", "task", "n", *cats])
+
+
+def attribution_shares(table: pd.DataFrame) -> pd.DataFrame:
+    """``attribution_table`` with counts turned into percentages of ``n``."""
+    out = table.copy()
+    cats = [c for c in out.columns if c in CATEGORIES]
+    out[cats] = out[cats].div(out["n"].where(out["n"] > 0), axis=0).mul(100).fillna(0.0)
+    return out
+
+
+def oracle_gain(
+    frame: pd.DataFrame,
+    specs: dict[str, dict[str, Any]] | None = None,
+    threshold_column: str = "correct_50",
+) -> pd.DataFrame:
+    """Acc gain of ``oracle-image`` over ``agent`` per task, for each matched pipeline pair.
+
+    Pairs are CoT pipelines whose ``mode`` is ``agent`` and ``oracle-image`` and whose other
+    settings in ``specs`` are equal (see :func:`oracle_pairs`); only examples both pipelines
+    ran are compared. Columns:
+    ``agent, oracle, task, n, agent_acc, oracle_acc, gain`` (percent points), with an
+    ``AVERAGE`` row (plain mean over tasks) per pair. Empty when no pair was run.
+    """
+    rows: list[dict[str, Any]] = []
+    for agent, oracle in oracle_pairs(frame, specs):
+        a = frame[frame["pipeline"] == agent].set_index("example_id")
+        o = frame[frame["pipeline"] == oracle].set_index("example_id")
+        common = a.index.intersection(o.index)
+        a, o = a.loc[common], o.loc[common]
+        per_task = []
+        for task in sorted(a["task"].unique()):
+            mask = a["task"] == task
+            acc_a = 100 * a.loc[mask, threshold_column].mean()
+            acc_o = 100 * o.loc[mask, threshold_column].mean()
+            per_task.append(
+                {
+                    "agent": agent,
+                    "oracle": oracle,
+                    "task": task,
+                    "n": int(mask.sum()),
+                    "agent_acc": acc_a,
+                    "oracle_acc": acc_o,
+                    "gain": acc_o - acc_a,
+                }
+            )
+        if per_task:
+            avg = {
+                k: sum(r[k] for r in per_task) / len(per_task) for k in ("agent_acc", "oracle_acc")
+            }
+            per_task.append(
+                {
+                    "agent": agent,
+                    "oracle": oracle,
+                    "task": "AVERAGE",
+                    "n": sum(r["n"] for r in per_task),
+                    **avg,
+                    "gain": avg["oracle_acc"] - avg["agent_acc"],
+                }
+            )
+        rows.extend(per_task)
+    cols = ["agent", "oracle", "task", "n", "agent_acc", "oracle_acc", "gain"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def oracle_pairs(
+    frame: pd.DataFrame, specs: dict[str, dict[str, Any]] | None = None
+) -> list[tuple[str, str]]:
+    """(agent pipeline, oracle-image pipeline) pairs run side by side.
+
+    With ``specs`` (pipeline configs from ``run.json``) an agent pipeline is paired with the
+    oracle pipeline whose config is equal apart from ``mode``; without them, and when the run
+    holds exactly one of each, those two are paired.
+    """
+    modes = frame.drop_duplicates("pipeline").set_index("pipeline")["mode"].to_dict()
+    agents = sorted(p for p, m in modes.items() if m == "agent")
+    oracles = sorted(p for p, m in modes.items() if m == "oracle-image")
+    if specs:
+        keyed = {p: pair_key(specs.get(p, {})) for p in agents + oracles}
+        return [(a, o) for a in agents for o in oracles if keyed[a] == keyed[o]]
+    if len(agents) == 1 and len(oracles) == 1:
+        return [(agents[0], oracles[0])]
+    return []
+
+
+def pair_key(spec: dict[str, Any]) -> str:
+    """A pipeline config without its ``mode``, as a comparable string."""
+    return repr(sorted((k, repr(v)) for k, v in spec.items() if k != "mode"))
+
+
+def _select(frame: pd.DataFrame, pipelines: Sequence[str] | None) -> pd.DataFrame:
+    if pipelines is not None:
+        return frame[frame["pipeline"].isin(list(pipelines))]
+    return frame[frame["kind"] == "cot"]

@@ -1,0 +1,252 @@
+"""A single self-contained HTML report: tables, charts and drawn examples, embedded as data URIs.
+
+Every piece of model or dataset text goes through :func:`html.escape`. Pictures are decoded
+with :func:`cot_ground.images.open_rgb`, downscaled, drawn on with PIL and embedded as base64
+JPEG; each example image shown is exactly one ``<img>`` element.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from PIL import Image, ImageDraw
+
+from cot_ground.analysis.attribution import CATEGORIES, attribution_shares
+from cot_ground.boxes import Box
+from cot_ground.images import ImageLoadError, open_rgb
+
+GT_COLOR = "#00c853"
+COT_COLOR = "#ff1744"
+E2E_COLORS = ("#2979ff", "#aa00ff", "#00b8d4", "#ffab00")
+THUMB_SIDE = 384
+# run.json keys shown in the report (a whitelist, so nothing else from the manifest leaks)
+MANIFEST_KEYS = ("name", "benchmark", "git_commit", "device", "shard", "started", "finished")
+
+
+@dataclass(frozen=True)
+class ReportTables:
+    """Everything the HTML report shows apart from the examples themselves."""
+
+    manifest: dict[str, Any]
+    overview: dict[str, pd.DataFrame]  # mode -> pipelines × tasks Acc@0.5
+    scores: pd.DataFrame
+    attribution: pd.DataFrame
+    oracle_gain: pd.DataFrame
+    paired: pd.DataFrame
+    charts: dict[str, Path]  # title -> PNG file
+
+
+def render_report(
+    frame: pd.DataFrame, tables: ReportTables, sample_per_category: int = 3, seed: int = 0
+) -> str:
+    """The report page as one HTML string."""
+    body = [
+        f"<h1>cot-ground report: {_e(tables.manifest.get('name', ''))}</h1>",
+        _manifest_section(tables.manifest),
+        "<h2>Acc@0.5 per task</h2>",
+    ]
+    for mode, overview in tables.overview.items():
+        body.append(f"<h3>{_e(mode)}</h3>{html_table(overview.reset_index())}")
+    body.append("<h2>Charts</h2>")
+    for title, path in tables.charts.items():
+        uri = _data_uri(Path(path).read_bytes(), "image/png")
+        body.append(f'<figure><img class="chart" src="{uri}" alt="{_e(title)}">')
+        body.append(f"<figcaption>{_e(title)}</figcaption></figure>")
+    body.append("<h2>Failure attribution (counts)</h2>" + html_table(tables.attribution))
+    body.append("<h3>Shares (% of n)</h3>" + html_table(attribution_shares(tables.attribution)))
+    if not tables.oracle_gain.empty:
+        body.append("<h2>Oracle-image gain over agent</h2>" + html_table(tables.oracle_gain))
+    if not tables.paired.empty:
+        body.append(
+            "<h2>Paired comparisons (Acc@0.5)</h2><p>diff = A − B in percent points; CI: "
+            "seeded bootstrap 95% interval; p: exact McNemar test.</p>" + html_table(tables.paired)
+        )
+    body.append(
+        "<details><summary>All metrics, official and strict</summary>"
+        + html_table(tables.scores)
+        + "</details>"
+    )
+    body.append(examples_section(frame, sample_per_category, seed))
+    title = _e(f"cot-ground report {tables.manifest.get('name', '')}")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
+
+
+def sample_examples(
+    frame: pd.DataFrame, per_category: int, seed: int
+) -> dict[tuple[str, str], pd.DataFrame]:
+    """Seeded sample of rows per (pipeline, failure category), for the CoT pipelines.
+
+    When the run has no CoT pipeline, the other pipelines are sampled instead.
+    """
+    pool = frame[frame["kind"] == "cot"]
+    if pool.empty:
+        pool = frame
+    out: dict[tuple[str, str], pd.DataFrame] = {}
+    for pipeline in dict.fromkeys(pool["pipeline"]):
+        rows = pool[pool["pipeline"] == pipeline].sort_values("example_id")
+        for category in CATEGORIES:
+            members = rows[rows["failure"] == category]
+            if members.empty:
+                continue
+            rng = random.Random(f"{seed}:{pipeline}:{category}")
+            picked = sorted(rng.sample(range(len(members)), min(per_category, len(members))))
+            out[(pipeline, category)] = members.iloc[picked]
+    return out
+
+
+def examples_section(frame: pd.DataFrame, per_category: int, seed: int) -> str:
+    """Example cards: every image with the ground-truth, CoT and end-to-end boxes drawn."""
+    e2e = [p for p in dict.fromkeys(frame["pipeline"]) if _kind(frame, p) != "cot"]
+    colors = dict(zip(e2e, E2E_COLORS * (len(e2e) // len(E2E_COLORS) + 1), strict=False))
+    legend = [f'<span style="color:{GT_COLOR}">■ ground truth</span>']
+    legend.append(f'<span style="color:{COT_COLOR}">■ CoT box (the card\'s pipeline)</span>')
+    legend += [f'<span style="color:{c}">■ {_e(p)}</span>' for p, c in colors.items()]
+    parts = [
+        f"<h2>Examples by failure category ({per_category} per category, seed {seed})</h2>",
+        "<p>Boxes: " + " ".join(legend) + ". Image numbers are 1-based (index + 1); an "
+        "end-to-end box that names no image is drawn on the target image.</p>",
+    ]
+    by_id = {p: frame[frame["pipeline"] == p].set_index("example_id") for p in e2e}
+    for (pipeline, category), rows in sample_examples(frame, per_category, seed).items():
+        parts.append(f"<h3>{_e(pipeline)}: {_e(category)} ({len(rows)} shown)</h3>")
+        for row in rows.itertuples(index=False):
+            others = {
+                p: by_id[p].loc[row.example_id]
+                for p in e2e
+                if p != pipeline and row.example_id in by_id[p].index
+            }
+            parts.append(_example_card(row, others, colors))
+    return "\n".join(parts)
+
+
+def draw_image(path: str, boxes: Sequence[tuple[Box, str]], max_side: int = THUMB_SIDE) -> bytes:
+    """JPEG bytes of the picture at ``path``, downscaled, with each (box, colour) drawn."""
+    picture = open_rgb(path).copy()
+    picture.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    draw = ImageDraw.Draw(picture)
+    w, h = picture.size
+    for box, color in boxes:
+        x1, y1, x2, y2 = box.to_pixels(w, h)
+        draw.rectangle((min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)), outline=color, width=3)
+    buf = io.BytesIO()
+    picture.save(buf, format="JPEG", quality=80)
+    return buf.getvalue()
+
+
+def html_table(frame: pd.DataFrame, digits: int = 2) -> str:
+    """An HTML table of ``frame`` with every cell escaped."""
+    if frame.empty:
+        return "<p>(none)</p>"
+    head = "".join(f"<th>{_e(c)}</th>" for c in frame.columns)
+    rows = []
+    for values in frame.itertuples(index=False):
+        cells = "".join(f"<td>{_e(_fmt(v, digits))}</td>" for v in values)
+        rows.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _example_card(row: Any, others: dict[str, pd.Series], colors: dict[str, str]) -> str:
+    gt = Box.from_unit(row.gt_box)
+    chosen = None if pd.isna(row.image_index) else int(row.image_index)
+    figures = []
+    for index, path in enumerate(row.images):
+        boxes: list[tuple[Box, str]] = []
+        if index == row.target_image:
+            boxes.append((gt, GT_COLOR))
+        if row.box is not None and chosen == index:
+            boxes.append((Box.from_unit(row.box), COT_COLOR))
+        for name, other in others.items():
+            where = row.target_image if pd.isna(other["image_index"]) else other["image_index"]
+            if other["box"] is not None and int(where) == index:
+                boxes.append((Box.from_unit(other["box"]), colors[name]))
+        tags = ["target"] if index == row.target_image else []
+        if chosen == index:
+            tags.append("chosen")
+        caption = f"image {index + 1}" + (f" ({', '.join(tags)})" if tags else "")
+        try:
+            uri = _data_uri(draw_image(path, boxes), "image/jpeg")
+        except ImageLoadError as exc:
+            figures.append(f'<div class="missing">{_e(caption)}: {_e(exc)}</div>')
+            continue
+        figures.append(
+            f'<figure><img class="example" src="{uri}" alt="{_e(caption)}">'
+            f"<figcaption>{_e(caption)}</figcaption></figure>"
+        )
+    chosen_text = "none" if chosen is None else f"image {chosen + 1}"
+    facts = [
+        ("example", row.example_id),
+        ("task", row.task),
+        ("category", row.failure),
+        ("IoU (official)", f"{row.iou:.3f}"),
+        ("chosen image", chosen_text),
+        ("target image", f"image {int(row.target_image) + 1}"),
+        ("question", row.question),
+        ("step-1 description", row.description or ""),
+    ]
+    for name, other in others.items():
+        facts.append((f"{name} IoU", f"{other['iou']:.3f}"))
+    if row.error_message:
+        facts.append(("error", f"{row.error_category}: {row.error_message}"))
+    dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in facts)
+    step1 = row.step1_text if row.step1_text is not None else row.raw_text
+    return (
+        f'<div class="card"><dl>{dl}</dl>'
+        f"<details open><summary>step-1 text</summary><pre>{_e(step1 or '')}</pre></details>"
+        f'<div class="images">{"".join(figures)}</div></div>'
+    )
+
+
+def _manifest_section(manifest: dict[str, Any]) -> str:
+    items = [(k, manifest[k]) for k in MANIFEST_KEYS if k in manifest]
+    if not items:
+        return ""
+    dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(_fmt(v, 4))}</dd>" for k, v in items)
+    return f"<h2>Run</h2><dl>{dl}</dl>"
+
+
+def _kind(frame: pd.DataFrame, pipeline: str) -> str:
+    return str(frame.loc[frame["pipeline"] == pipeline, "kind"].iloc[0])
+
+
+def _fmt(value: Any, digits: int) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items())
+    return str(value)
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse;margin:.5em 0;font-size:.85em}
+td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}
+th{background:#f0f0f0}
+.card{border:1px solid #bbb;border-radius:6px;padding:.6em;margin:.8em 0}
+dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px;margin:0}
+dt{font-weight:600}dd{margin:0}
+pre{white-space:pre-wrap;background:#f7f7f7;padding:.4em;max-height:14em;overflow:auto}
+.images{display:flex;flex-wrap:wrap;gap:8px}
+figure{margin:0}img.chart{max-width:100%}
+.missing{border:1px dashed #c00;padding:1em;color:#c00}
+"""

@@ -1,0 +1,209 @@
+"""``load_run``: a run folder as one pandas DataFrame, one row per example × pipeline.
+
+Every later table (scores, failure attribution, paired comparisons, charts, the HTML report)
+is computed from this frame, so an ablation notebook sees exactly what the report sees.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import ValidationError
+
+from cot_ground.analysis.attribution import failure_category
+from cot_ground.records import Example, Prediction, TraceStep
+from cot_ground.runner.store import RunFolder
+from cot_ground.scoring import THRESHOLDS, ScoreRow, row_iou
+
+_DEFAULT_COT_NAME = re.compile(r"^cot-(agent|oracle-image|paper)-")
+BASE_COLUMNS: tuple[str, ...] = (
+    "example_id",
+    "pipeline",
+    "kind",
+    "mode",
+    "task",
+    "question",
+    "images",
+    "n_images",
+    "target_image",
+    "gt_box",
+    "image_index",
+    "image_correct",
+    "box",
+    "status",
+    "calibration",
+    "iou",
+    "strict_iou",
+    "correct_30",
+    "correct_50",
+    "correct_70",
+    "strict_correct_30",
+    "strict_correct_50",
+    "strict_correct_70",
+    "failure",
+    "step1_status",
+    "step1_text",
+    "description",
+    "fallbacks",
+    "time_total_s",
+    "error_category",
+    "error_node",
+    "error_message",
+    "raw_text",
+    "prompt_variant",
+)
+
+
+def correct_column(threshold: float, mode: str = "official") -> str:
+    """Name of the correct-flag column: ``correct_50`` (official) or ``strict_correct_50``."""
+    name = f"correct_{round(threshold * 100):02d}"
+    return name if mode == "official" else f"strict_{name}"
+
+
+def iou_column(mode: str = "official") -> str:
+    """Name of the IoU column: ``iou`` (official) or ``strict_iou``."""
+    return "iou" if mode == "official" else "strict_iou"
+
+
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """``run.json`` of a run folder (empty dict when the folder has none)."""
+    return RunFolder(path).read_manifest() or {}
+
+
+def pipeline_specs(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Pipeline configs from ``run.json`` (``config.pipelines``), keyed by pipeline name."""
+    pipes = (manifest.get("config") or {}).get("pipelines") or {}
+    if isinstance(pipes, list):  # tolerate a list of {"name": ..., ...}
+        return {str(p.get("name")): dict(p) for p in pipes if isinstance(p, dict)}
+    return {str(k): dict(v) for k, v in pipes.items() if isinstance(v, dict)}
+
+
+def step1_step(trace: list[TraceStep]) -> TraceStep | None:
+    """The last CoT step-1 attempt in a trace: the last step whose parse holds a description."""
+    found = None
+    for step in trace:
+        if "description" in step.parsed:
+            found = step
+    return found
+
+
+def load_run(path: str | os.PathLike[str], pipelines: list[str] | None = None) -> pd.DataFrame:
+    """One row per (example, pipeline) of the run folder at ``path``.
+
+    Columns: :data:`BASE_COLUMNS` plus ``time_<stage>_s`` for every timed stage. Predictions
+    are joined to ``examples.jsonl`` on ``example_id``; a truncated last line and duplicate
+    ids (first wins) are tolerated.
+    """
+    folder = RunFolder(path)
+    if not folder.path.is_dir():
+        raise FileNotFoundError(f"run folder not found: {folder.path}")
+    if not folder.examples_path.is_file():
+        raise FileNotFoundError(f"run folder {folder.path} has no {folder.examples_path.name}")
+    examples = {e.id: e for e in _validated(folder.read_examples(), Example, folder.examples_path)}
+    specs = pipeline_specs(read_manifest(folder.path))
+    names = pipelines if pipelines is not None else folder.pipelines()
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        file = folder.predictions_path(name)
+        if not file.is_file():
+            known = ", ".join(folder.pipelines()) or "none"
+            raise FileNotFoundError(f"no predictions for pipeline {name!r} ({file}); have: {known}")
+        for pred in _validated(folder.read_predictions(name), Prediction, file):
+            example = examples.get(pred.example_id)
+            if example is None:
+                raise ValueError(
+                    f"{file}: prediction for example {pred.example_id!r} has no line in "
+                    f"{folder.examples_path}"
+                )
+            rows.append(prediction_row(example, pred, specs.get(pred.pipeline, {})))
+    frame = pd.DataFrame(rows, columns=_columns(rows))
+    frame["image_index"] = frame["image_index"].astype("Int64")
+    frame["image_correct"] = frame["image_correct"].astype("boolean")
+    return frame.sort_values(["pipeline", "task", "example_id"], kind="stable").reset_index(
+        drop=True
+    )
+
+
+def prediction_row(example: Example, pred: Prediction, spec: dict[str, Any]) -> dict[str, Any]:
+    """The frame row of one prediction (``spec`` is its pipeline config from ``run.json``)."""
+    step1 = step1_step(pred.trace)
+    kind = spec.get("kind") or ("cot" if step1 is not None else "e2e")
+    box = pred.box
+    score_row = ScoreRow.from_prediction(pred, example)
+    official_iou = row_iou(score_row, "official", pred.calibration)
+    strict_iou = row_iou(score_row, "strict", pred.calibration)
+    image_correct = None if pred.image_index is None else pred.image_index == example.target_image
+    row: dict[str, Any] = {
+        "example_id": example.id,
+        "pipeline": pred.pipeline,
+        "kind": kind,
+        "mode": spec.get("mode") or _mode_from_name(pred.pipeline, kind),
+        "task": example.task,
+        "question": example.question,
+        "images": list(example.images),
+        "n_images": len(example.images),
+        "target_image": example.target_image,
+        "gt_box": example.gt_box.to_list(),
+        "image_index": pred.image_index,
+        "image_correct": image_correct,
+        "box": box.to_list() if box is not None else None,
+        "status": pred.status.value,
+        "calibration": pred.calibration,
+        "iou": official_iou,
+        "strict_iou": strict_iou,
+    }
+    for t in THRESHOLDS:
+        row[correct_column(t)] = official_iou >= t
+        row[correct_column(t, "strict")] = strict_iou >= t
+    row["failure"] = failure_category(
+        kind=kind,
+        error=pred.error,
+        step1=step1,
+        image_index=pred.image_index,
+        target_image=example.target_image,
+        box=box,
+        status=pred.status,
+        iou_value=official_iou,
+    )
+    row["step1_status"] = step1.parsed.get("status") if step1 else None
+    row["step1_text"] = step1.raw_output if step1 else None
+    row["description"] = step1.parsed.get("description") if step1 else None
+    row["fallbacks"] = list(pred.fallbacks)
+    row["time_total_s"] = float(pred.timing.get("total", sum(pred.timing.values())))
+    for stage, seconds in pred.timing.items():
+        if stage != "total":
+            row[f"time_{stage}_s"] = float(seconds)
+    row["error_category"] = pred.error.category.value if pred.error else None
+    row["error_node"] = pred.error.node if pred.error else None
+    row["error_message"] = pred.error.message if pred.error else None
+    row["raw_text"] = pred.raw_text
+    row["prompt_variant"] = pred.prompt_variant
+    return row
+
+
+def _mode_from_name(pipeline: str, kind: str) -> str | None:
+    """The mode in a CoT graph's default pipeline name ``cot-<mode>-<variant>``."""
+    match = _DEFAULT_COT_NAME.match(pipeline) if kind == "cot" else None
+    return match.group(1) if match else None
+
+
+def _validated(records: list[dict[str, Any]], model: type, file: Path) -> list[Any]:
+    out = []
+    for i, record in enumerate(records, start=1):
+        try:
+            out.append(model.model_validate(record))
+        except ValidationError as exc:
+            ident = record.get("example_id") or record.get("id") or f"record {i}"
+            raise ValueError(f"{file}: {ident}: not a valid {model.__name__}: {exc}") from exc
+    return out
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    cols = list(BASE_COLUMNS)
+    for row in rows:
+        cols.extend(k for k in row if k not in cols)
+    return cols

@@ -1,0 +1,145 @@
+"""Paired comparison of two pipelines on the same examples: 2×2 table, McNemar, bootstrap CI.
+
+Per task, and ``OVERALL``. Overall the 2×2 table and McNemar's test pool every shared example;
+the accuracies and their difference are the plain mean over tasks (the benchmark's average),
+and its interval comes from a bootstrap that resamples examples within each task.
+Every bootstrap draws from ``numpy.random.default_rng([seed, crc32(task)])``, so a task's
+interval does not depend on which other tasks are in the run.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from cot_ground.analysis.scores import ordered_tasks
+
+OVERALL = "OVERALL"
+
+
+@dataclass(frozen=True)
+class PairedResult:
+    """One row of a paired comparison; accuracies and differences are percentages."""
+
+    a: str
+    b: str
+    task: str
+    n: int
+    both: int
+    only_a: int
+    only_b: int
+    neither: int
+    acc_a: float
+    acc_b: float
+    diff: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+
+
+def mcnemar_exact(only_a: int, only_b: int) -> float:
+    """Two-sided exact McNemar p-value: a binomial test of the discordant pairs at 1/2."""
+    if only_a < 0 or only_b < 0:
+        raise ValueError(f"discordant counts must be non-negative, got {only_a}, {only_b}")
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1))
+    return min(1.0, 2 * tail / 2**n)
+
+
+def bootstrap_diff_ci(
+    groups: list[tuple[np.ndarray, np.ndarray]],
+    rng: np.random.Generator,
+    n_boot: int = 2000,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile interval (percent points) of the mean over groups of ``mean(a) - mean(b)``.
+
+    Each group is a pair of equally long 0/1 arrays over the same examples; examples are
+    resampled with replacement within their group.
+    """
+    if not groups or any(len(a) == 0 or len(a) != len(b) for a, b in groups):
+        raise ValueError("bootstrap needs non-empty groups of paired outcomes")
+    total = np.zeros(n_boot)
+    for a, b in groups:
+        idx = rng.integers(0, len(a), size=(n_boot, len(a)))
+        total += a[idx].mean(axis=1) - b[idx].mean(axis=1)
+    diffs = 100.0 * total / len(groups)
+    alpha = (1.0 - level) / 2
+    low, high = np.quantile(diffs, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
+def paired_comparison(
+    frame: pd.DataFrame,
+    a: str,
+    b: str,
+    column: str = "correct_50",
+    seed: int = 0,
+    n_boot: int = 2000,
+) -> list[PairedResult]:
+    """Compare pipelines ``a`` and ``b`` on the examples both ran, per task and overall."""
+    for name in (a, b):
+        if name not in set(frame["pipeline"]):
+            known = ", ".join(dict.fromkeys(frame["pipeline"])) or "none"
+            raise ValueError(f"pipeline {name!r} is not in the run (have: {known})")
+    left = frame.loc[frame["pipeline"] == a, ["example_id", "task", column]]
+    right = frame.loc[frame["pipeline"] == b, ["example_id", column]]
+    joined = left.merge(right, on="example_id", suffixes=("_a", "_b"))
+    if joined.empty:
+        raise ValueError(f"pipelines {a!r} and {b!r} share no example")
+    groups: list[tuple[np.ndarray, np.ndarray]] = []
+    results = []
+    for task in ordered_tasks(joined["task"]):
+        sub = joined[joined["task"] == task]
+        ya = sub[f"{column}_a"].to_numpy(dtype=float)
+        yb = sub[f"{column}_b"].to_numpy(dtype=float)
+        groups.append((ya, yb))
+        results.append(_result(a, b, task, [(ya, yb)], seed, n_boot))
+    results.append(_result(a, b, OVERALL, groups, seed, n_boot))
+    return results
+
+
+def paired_frame(results: list[PairedResult]) -> pd.DataFrame:
+    """Paired results as a DataFrame (one row per result)."""
+    columns = list(PairedResult.__dataclass_fields__)
+    return pd.DataFrame([asdict(r) for r in results], columns=columns)
+
+
+def _result(
+    a: str,
+    b: str,
+    task: str,
+    groups: list[tuple[np.ndarray, np.ndarray]],
+    seed: int,
+    n_boot: int,
+) -> PairedResult:
+    ya = np.concatenate([g[0] for g in groups]).astype(bool)
+    yb = np.concatenate([g[1] for g in groups]).astype(bool)
+    only_a = int((ya & ~yb).sum())
+    only_b = int((~ya & yb).sum())
+    acc_a = 100.0 * float(np.mean([g[0].mean() for g in groups]))
+    acc_b = 100.0 * float(np.mean([g[1].mean() for g in groups]))
+    rng = np.random.default_rng([seed, zlib.crc32(task.encode("utf-8"))])
+    low, high = bootstrap_diff_ci(groups, rng, n_boot=n_boot)
+    return PairedResult(
+        a=a,
+        b=b,
+        task=task,
+        n=len(ya),
+        both=int((ya & yb).sum()),
+        only_a=only_a,
+        only_b=only_b,
+        neither=int((~ya & ~yb).sum()),
+        acc_a=acc_a,
+        acc_b=acc_b,
+        diff=acc_a - acc_b,
+        ci_low=low,
+        ci_high=high,
+        p_value=mcnemar_exact(only_a, only_b),
+    )

@@ -1,0 +1,100 @@
+"""``build_report``: every table, chart and the HTML page of a run, written to RUN_DIR/report/."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from cot_ground.analysis.attribution import attribution_table, oracle_gain
+from cot_ground.analysis.charts import failure_chart, task_bar_chart
+from cot_ground.analysis.html_report import ReportTables, render_report
+from cot_ground.analysis.load import load_run, pipeline_specs, read_manifest
+from cot_ground.analysis.paired import paired_comparison, paired_frame
+from cot_ground.analysis.scores import (
+    markdown_table,
+    overview_frame,
+    pipelines_of,
+    write_scores,
+)
+from cot_ground.scoring import MODES
+
+
+@dataclass
+class ReportFiles:
+    """What :func:`build_report` wrote, and the long score table it computed."""
+
+    out_dir: Path
+    scores: pd.DataFrame
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def build_report(
+    run_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | None = None,
+    sample_per_category: int = 3,
+    seed: int = 0,
+    n_boot: int = 2000,
+) -> ReportFiles:
+    """Write scores, attribution, oracle gain, paired comparisons, charts and ``report.html``.
+
+    ``out_dir`` defaults to ``RUN_DIR/report``. Paired comparisons cover every pair of
+    pipelines (in run order) on Acc@0.5 (official), bootstrapped with ``seed``.
+    """
+    frame = load_run(run_dir)
+    if frame.empty:
+        raise ValueError(f"run folder {run_dir} holds no predictions to report on")
+    manifest = read_manifest(run_dir)
+    out = Path(out_dir) if out_dir is not None else Path(run_dir) / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    scores, score_files = write_scores(frame, out)
+    result = ReportFiles(out_dir=out, scores=scores)
+    result.files.update({f"scores.{k}": p for k, p in score_files.items()})
+
+    attribution = attribution_table(frame)
+    gain = oracle_gain(frame, pipeline_specs(manifest))
+    paired = paired_frame(
+        [
+            r
+            for a, b in itertools.combinations(pipelines_of(frame), 2)
+            for r in paired_comparison(frame, a, b, seed=seed, n_boot=n_boot)
+        ]
+    )
+    for name, table in (("attribution", attribution), ("oracle_gain", gain), ("paired", paired)):
+        result.files[f"{name}.csv"] = _write_csv(table, out / f"{name}.csv")
+        md = out / f"{name}.md"
+        md.write_text(markdown_table(table, digits=4 if name == "paired" else 2) + "\n", "utf-8")
+        result.files[f"{name}.md"] = md
+    paired_json = out / "paired.json"
+    paired_json.write_text(json.dumps(paired.to_dict("records"), indent=2) + "\n", "utf-8")
+    result.files["paired.json"] = paired_json
+
+    charts = {
+        "Acc@0.5 per task (official)": task_bar_chart(scores, out / "charts" / "acc_per_task.png"),
+        "Failure categories per task (CoT pipelines)": failure_chart(
+            attribution, out / "charts" / "failure_categories.png"
+        ),
+    }
+    result.files.update({f"charts/{p.name}": p for p in charts.values()})
+    tables = ReportTables(
+        manifest=manifest,
+        overview={mode: overview_frame(scores, mode) for mode in MODES},
+        scores=scores,
+        attribution=attribution,
+        oracle_gain=gain,
+        paired=paired,
+        charts=charts,
+    )
+    page = out / "report.html"
+    page.write_text(render_report(frame, tables, sample_per_category, seed), encoding="utf-8")
+    result.files["report.html"] = page
+    return result
+
+
+def _write_csv(table: pd.DataFrame, path: Path) -> Path:
+    table.to_csv(path, index=False, float_format="%.4f")
+    return path

@@ -1,0 +1,205 @@
+"""MIG-Bench annotation files → :class:`~cot_ground.records.Example` lists.
+
+File format (a JSON list, one object per item): ``task``, ``images`` (paths relative to the
+benchmark root, the folder that holds ``MIG-Bench/``), ``question``, ``answer`` (the box),
+``additional_info`` (for ``group_grounding`` it holds the answer) and ``need_format``.
+
+The frame of ``answer`` differs between releases, so the loader takes ``answer_frame``
+explicitly; for the two known files a sha256 table supplies it. An unknown file without an
+explicit frame is an error: the frame is never guessed from the size of the numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cot_ground.bench.targets import TargetRuleError, target_image
+from cot_ground.boxes import Box, Frame
+from cot_ground.records import Example, example_id
+from cot_ground.scoring import TASK_ORDER
+
+TASKS: tuple[str, ...] = TASK_ORDER
+REQUIRED_FIELDS: tuple[str, ...] = ("task", "images", "question", "answer")
+
+
+@dataclass(frozen=True)
+class KnownFile:
+    """A published annotation file, identified by its sha256."""
+
+    name: str
+    answer_frame: Frame
+    items: int
+
+
+KNOWN_FILES: dict[str, KnownFile] = {
+    "8f6e8fce3720dc6e17462533426d455463cda38b441edc2d70d65afa15681300": KnownFile(
+        "MIG_data.json (original release)", Frame.UNIT, 4295
+    ),
+    "69aea94deef1bd2a9f5e117068b7a325a82bc9c0d11881f98f29338fbe779791": KnownFile(
+        "revised_MIG_bench.json (revised release)", Frame.QWEN3_1000, 4276
+    ),
+}
+
+
+class BenchmarkError(ValueError):
+    """Bad benchmark input; the message names the file and the item."""
+
+
+@dataclass
+class Benchmark:
+    """A loaded annotation file: its examples and what identifies it."""
+
+    path: Path
+    sha256: str
+    answer_frame: Frame
+    root: Path
+    examples: list[Example] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """The known release name, or the file name."""
+        known = KNOWN_FILES.get(self.sha256)
+        return known.name if known else self.path.name
+
+    def manifest(self) -> dict[str, Any]:
+        """What a run records about its benchmark."""
+        return {
+            "path": str(self.path),
+            "name": self.name,
+            "sha256": self.sha256,
+            "answer_frame": self.answer_frame.value,
+            "root": str(self.root),
+            "examples": len(self.examples),
+        }
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_items(path: str | Path) -> list[dict[str, Any]]:
+    """The raw list of annotation records of ``path``."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchmarkError(f"benchmark file not found: {path}")
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise BenchmarkError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(items, list):
+        raise BenchmarkError(f"{path}: expected a JSON list of items, got {type(items).__name__}")
+    return items
+
+
+def resolve_frame(sha256: str, path: Path, answer_frame: Frame | str | None) -> Frame:
+    """The explicit frame, else the frame of a known file; an unknown file needs one."""
+    if answer_frame is not None:
+        return Frame(answer_frame)
+    known = KNOWN_FILES.get(sha256)
+    if known is None:
+        raise BenchmarkError(
+            f"{path}: unknown annotation file (sha256 {sha256[:12]}...); state the frame of its "
+            f"boxes with answer_frame= / --answer-frame ({', '.join(f.value for f in Frame)})"
+        )
+    return known.answer_frame
+
+
+def load_benchmark(
+    path: str | Path,
+    root: str | Path | None = None,
+    tasks: list[str] | tuple[str, ...] | None = None,
+    limit: int | None = None,
+    answer_frame: Frame | str | None = None,
+    require_images: bool = False,
+) -> Benchmark:
+    """Load a MIG-Bench annotation file.
+
+    ``root``: folder the image paths are relative to (default: the annotation file's folder).
+    ``tasks``: keep only these tasks. ``limit``: keep the first ``limit`` items after the task
+    filter. ``require_images``: fail on the first image that does not exist.
+    """
+    path = Path(path)
+    items = read_items(path)
+    sha = file_sha256(path)
+    frame = resolve_frame(sha, path, answer_frame)
+    if frame is Frame.PIXELS:
+        raise BenchmarkError(f"{path}: pixel-frame annotations need image sizes (not supported)")
+    root_dir = (Path(root) if root is not None else path.parent).resolve()
+    if tasks is not None:
+        unknown = sorted(set(tasks) - set(TASKS))
+        if unknown:
+            raise BenchmarkError(f"unknown task(s) {unknown}; known: {', '.join(TASKS)}")
+    seen: Counter[str] = Counter()
+    examples: list[Example] = []
+    for number, item in enumerate(items):
+        where = f"{path} item {number}"
+        if not isinstance(item, dict):
+            raise BenchmarkError(f"{where}: expected an object, got {type(item).__name__}")
+        if tasks is not None and item.get("task") not in tasks:
+            continue
+        if limit is not None and len(examples) >= limit:
+            break
+        example = item_to_example(item, where, frame, root_dir, require_images)
+        seen[example.id] += 1
+        if seen[example.id] > 1:  # the published files repeat a few items verbatim
+            example = example.model_copy(update={"id": f"{example.id}-{seen[example.id]}"})
+        examples.append(example)
+    return Benchmark(path=path, sha256=sha, answer_frame=frame, root=root_dir, examples=examples)
+
+
+def item_to_example(
+    item: dict[str, Any], where: str, frame: Frame, root: Path, require_images: bool = False
+) -> Example:
+    """One annotation record as an :class:`Example` (``where`` names it in errors)."""
+    missing = [k for k in REQUIRED_FIELDS if k not in item]
+    if missing:
+        raise BenchmarkError(f"{where}: missing field(s) {missing}")
+    task = item["task"]
+    if task not in TASKS:
+        raise BenchmarkError(f"{where}: unknown task {task!r}; known: {', '.join(TASKS)}")
+    images = item["images"]
+    if not isinstance(images, list) or not images or not all(isinstance(p, str) for p in images):
+        raise BenchmarkError(f"{where}: 'images' must be a non-empty list of paths")
+    question = item["question"]
+    if not isinstance(question, str):
+        raise BenchmarkError(f"{where}: 'question' must be a string")
+    try:
+        gt_box = Box.from_frame(item["answer"], frame)
+    except (TypeError, ValueError) as exc:
+        raise BenchmarkError(f"{where}: malformed answer box {item['answer']!r}: {exc}") from exc
+    additional = item.get("additional_info") or ""
+    try:
+        index, rule = target_image(task, question, additional, len(images))
+    except TargetRuleError as exc:
+        raise BenchmarkError(f"{where}: {exc}") from exc
+    resolved = [resolve_image(root, p) for p in images]
+    if require_images:
+        for p in resolved:
+            if not os.path.isfile(p):
+                raise BenchmarkError(f"{where}: image not found: {p}")
+    return Example(
+        id=example_id(task, images, question),
+        task=task,
+        images=resolved,
+        question=question,
+        gt_box=gt_box,
+        target_image=index,
+        target_rule=rule,
+        raw=item,
+    )
+
+
+def resolve_image(root: Path | str, image: str) -> str:
+    """An annotation image path (``./MIG-Bench/...`` or ``MIG-Bench/...``) under ``root``."""
+    return os.path.normpath(os.path.join(root, image))

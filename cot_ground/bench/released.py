@@ -1,0 +1,171 @@
+"""Read and rescore the released per-task logs of the public MIG-Bench evaluation.
+
+A log file is a JSON list of records ``{task, question, answer, filter_answer, iou,
+groundtruth}`` (``answer`` = raw model text; ``filter_answer`` = the public parser's box after
+any calibration, ``[0, 1000]`` frame; ``iou`` = its IoU with ``groundtruth``, also ``[0, 1000]``)
+followed by one summary object ``{task: {"IOU@0.7", "IOU@0.5", "IOU@0.3", "AVE_IOU", "TOTAL"}}``
+holding counts and the IoU sum.
+
+Rescoring parses ``answer`` with :func:`cot_ground.parsing.parse_box` in the stated frame,
+applies the named calibration, and scores in the ``official`` mode. Each record is also
+compared with the public parser's box so that every disagreement is counted by kind.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cot_ground.boxes import Box, Frame
+from cot_ground.parsing import parse_box
+from cot_ground.scoring import THRESHOLDS, ScoreRow, apply_calibration, row_iou, score_table
+
+RECORD_FIELDS: tuple[str, ...] = ("task", "answer", "filter_answer", "iou", "groundtruth")
+SUMMARY_FIELDS: tuple[str, ...] = ("IOU@0.3", "IOU@0.5", "IOU@0.7", "AVE_IOU", "TOTAL")
+# Kinds of agreement between our parse and the public one (see docs/benchmark.md).
+AGREEMENT_KINDS: tuple[str, ...] = (
+    "same_box",
+    "both_no_box",
+    "public_zero_box_we_read",
+    "we_no_box_public_read",
+    "different_box",
+)
+
+
+class ReleasedLogError(ValueError):
+    """A released log file that cannot be read; the message names the file and record."""
+
+
+@dataclass(frozen=True)
+class ReleasedRecord:
+    """One scored item of a released log."""
+
+    task: str
+    question: str
+    answer: str
+    filter_answer: list[float]
+    iou: float
+    groundtruth: list[float]
+
+
+@dataclass(frozen=True)
+class ReleasedLog:
+    """One released per-task log: its records and its own summary (percent, like tables)."""
+
+    path: Path
+    task: str
+    records: list[ReleasedRecord]
+    logged: dict[str, float]
+
+
+def read_released_log(path: str | Path) -> ReleasedLog:
+    """Read one released log file (records + trailing summary object)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReleasedLogError(f"log file not found: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ReleasedLogError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(data, list) or len(data) < 2 or not isinstance(data[-1], dict):
+        raise ReleasedLogError(f"{path}: expected a JSON list of records plus a summary object")
+    summary = data[-1]
+    if len(summary) != 1:
+        raise ReleasedLogError(f"{path}: the last object should be {{task: summary}}")
+    ((task, figures),) = summary.items()
+    if not isinstance(figures, dict) or any(k not in figures for k in SUMMARY_FIELDS):
+        raise ReleasedLogError(f"{path}: summary for {task!r} lacks one of {SUMMARY_FIELDS}")
+    records = []
+    for number, rec in enumerate(data[:-1]):
+        if not isinstance(rec, dict) or any(k not in rec for k in RECORD_FIELDS):
+            raise ReleasedLogError(f"{path} record {number}: missing one of {RECORD_FIELDS}")
+        if rec["task"] != task:
+            raise ReleasedLogError(
+                f"{path} record {number}: task {rec['task']!r} differs from summary {task!r}"
+            )
+        if len(rec["groundtruth"]) != 4 or len(rec["filter_answer"]) != 4:
+            raise ReleasedLogError(f"{path} record {number}: boxes must have 4 numbers")
+        records.append(
+            ReleasedRecord(
+                task=task,
+                question=str(rec.get("question", "")),
+                answer=str(rec["answer"]),
+                filter_answer=[float(v) for v in rec["filter_answer"]],
+                iou=float(rec["iou"]),
+                groundtruth=[float(v) for v in rec["groundtruth"]],
+            )
+        )
+    total = figures["TOTAL"]
+    if total != len(records) or total == 0:
+        raise ReleasedLogError(f"{path}: summary TOTAL {total} but {len(records)} records")
+    logged = {"n": total, "miou": 100.0 * figures["AVE_IOU"] / total}
+    for t in THRESHOLDS:
+        logged[f"acc@{t}"] = 100.0 * figures[f"IOU@{t}"] / total
+    return ReleasedLog(path=path, task=task, records=records, logged=logged)
+
+
+def agreement(ours: Box | None, public: list[float], calibration: str | None) -> str:
+    """How our parse compares with the public parser's box (``[0, 1000]`` frame, rounded)."""
+    public_zero = not any(public)
+    if ours is None:
+        return "both_no_box" if public_zero else "we_no_box_public_read"
+    coords = apply_calibration(ours, calibration).to_frame(Frame.QWEN1000)
+    if all(abs(a - b) <= 0.5 + 1e-9 for a, b in zip(coords, public, strict=True)):
+        return "same_box"
+    return "public_zero_box_we_read" if public_zero else "different_box"
+
+
+def rescore_logs(
+    paths: list[str | Path],
+    calibration: str | None = None,
+    frame: Frame | str = Frame.QWEN1000,
+) -> dict[str, Any]:
+    """Rescore released logs from their raw answers; one file per task.
+
+    Returns the :func:`~cot_ground.scoring.score_table` dict (``official`` mode) where each
+    task also has ``logged`` (the file's own figures), ``status`` (parse status counts),
+    ``agreement`` (see :data:`AGREEMENT_KINDS`), ``decision_changes`` (items whose Acc@0.5
+    outcome differs from the log) and ``file``; ``average`` also has ``logged``.
+    """
+    logs = [read_released_log(p) for p in paths]
+    by_task: dict[str, ReleasedLog] = {}
+    for log in logs:
+        if log.task in by_task:
+            raise ReleasedLogError(
+                f"task {log.task!r} is in both {by_task[log.task].path} and {log.path}; "
+                "rescore one model at a time"
+            )
+        by_task[log.task] = log
+    rows: list[ScoreRow] = []
+    extra: dict[str, dict[str, Any]] = {}
+    for task, log in by_task.items():
+        status: Counter[str] = Counter()
+        agree: Counter[str] = Counter({k: 0 for k in AGREEMENT_KINDS})
+        changes = 0
+        for rec in log.records:
+            parsed = parse_box(rec.answer, frame)
+            row = ScoreRow(task, parsed.box, Box.from_qwen1000(rec.groundtruth))
+            rows.append(row)
+            status[parsed.status.value] += 1
+            agree[agreement(parsed.box, rec.filter_answer, calibration)] += 1
+            changes += (row_iou(row, "official", calibration) >= 0.5) != (rec.iou >= 0.5)
+        extra[task] = {
+            "logged": log.logged,
+            "status": dict(status),
+            "agreement": dict(agree),
+            "decision_changes": changes,
+            "file": str(log.path),
+        }
+    table = score_table(rows, mode="official", calibration=calibration)
+    for task, info in table["tasks"].items():
+        info.update(extra[task])
+    keys = [f"acc@{t}" for t in THRESHOLDS] + ["miou"]
+    logged_avg: dict[str, float] = {"n": sum(log.logged["n"] for log in by_task.values())}
+    for k in keys:
+        logged_avg[k] = sum(log.logged[k] for log in by_task.values()) / len(by_task)
+    table["average"]["logged"] = logged_avg
+    table["frame"] = Frame(frame).value
+    return table

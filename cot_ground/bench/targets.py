@@ -1,0 +1,92 @@
+"""Which image (0-based) a MIG-Bench ground-truth box belongs to: one documented rule per task.
+
+The annotation files state the box but not the image it lies in. The rules, tried in order
+(the first that fires is recorded as ``Example.target_rule``):
+
+1. ``additional_info`` (``group_grounding`` only): the ordinal in the hidden sentence
+   "It is in the first image. <box>" (this sentence is the answer; it never reaches a prompt).
+2. ``question_ordinal``: the image named right after ``in`` following the *last* locate verb
+   (locate / find / ground / identify / recognize / detect) of a sentence, e.g. "Recognize and
+   locate this object in the 2th image", "Find it in Image-2". Images named elsewhere are
+   references ("the object marked with red bounding box in the first image", "the people in
+   image-1") and are skipped because no locate verb governs them.
+3. ``question_source_image``: "... in the source image" (``region``) is image 0.
+4. Task defaults: ``default_second_image`` for the two-image tasks (``diff``, ``view_diff``,
+   ``refer_grounding``, ``reasoning``, ``correspondence``) and ``default_source_image`` (index 0)
+   for ``region``.
+
+Any other case is an error naming the item: a silent default would hide a data problem.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from cot_ground.parsing import find_image_mentions, parse_image_index
+
+TWO_IMAGE_TASKS: frozenset[str] = frozenset(
+    {"diff", "view_diff", "refer_grounding", "reasoning", "correspondence"}
+)
+RULES: tuple[str, ...] = (
+    "additional_info",
+    "question_ordinal",
+    "question_source_image",
+    "default_second_image",
+    "default_source_image",
+)
+
+_SENTENCES = re.compile(r"[^.?!]+")
+_VERB = re.compile(r"\b(?:locate|find|ground|identify|recognize|detect)\b", re.IGNORECASE)
+_IN_BEFORE = re.compile(r"\bin\s+(?:the\s+)?$", re.IGNORECASE)
+_SOURCE_IMAGE = re.compile(r"\bin\s+the\s+source\s+image\b", re.IGNORECASE)
+_BOX_TOKENS = re.compile(r"<\|box_start\|>.*?<\|box_end\|>", re.DOTALL)
+
+
+class TargetRuleError(ValueError):
+    """No rule gives a target image, or the rule names an image the item does not have."""
+
+
+def target_image(task: str, question: str, additional_info: str, n_images: int) -> tuple[int, str]:
+    """``(0-based target image index, rule name)`` for one item; see the module docstring."""
+    index, rule = _apply_rules(task, question, additional_info)
+    if not 0 <= index < n_images:
+        raise TargetRuleError(
+            f"rule {rule!r} gives image {index + 1} but the item has {n_images} images"
+        )
+    return index, rule
+
+
+@lru_cache(maxsize=8192)  # questions repeat across items; the rules are pure
+def _apply_rules(task: str, question: str, additional_info: str) -> tuple[int, str]:
+    if task == "group_grounding":
+        sentence = _BOX_TOKENS.sub(" ", additional_info).split(".")[0]
+        index = parse_image_index(sentence)
+        if index is None:
+            raise TargetRuleError(
+                f"group_grounding: additional_info names no image: {additional_info[:80]!r}"
+            )
+        return index, "additional_info"
+    index = _located_image(_BOX_TOKENS.sub(" ", question))
+    if index is not None:
+        return index, "question_ordinal"
+    if _SOURCE_IMAGE.search(question):
+        return 0, "question_source_image"
+    if task in TWO_IMAGE_TASKS:
+        return 1, "default_second_image"
+    if task == "region":
+        return 0, "default_source_image"
+    raise TargetRuleError(f"{task}: no rule names the target image in {question[:120]!r}")
+
+
+def _located_image(question: str) -> int | None:
+    """The image named after ``in`` following the last locate verb that governs one."""
+    found: int | None = None
+    for sentence in _SENTENCES.finditer(question):
+        text = sentence.group()
+        mentions = [m for m in find_image_mentions(text) if _IN_BEFORE.search(text[: m.start])]
+        for verb in _VERB.finditer(text):
+            after = [m for m in mentions if m.start >= verb.end()]
+            if after:
+                found = after[0].index
+    return found

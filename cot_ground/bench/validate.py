@@ -1,0 +1,100 @@
+"""Data validation report for a MIG-Bench annotation file. It reports; it never fixes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from cot_ground.bench.migbench import (
+    KNOWN_FILES,
+    BenchmarkError,
+    file_sha256,
+    item_to_example,
+    read_items,
+    resolve_frame,
+)
+from cot_ground.records import Example
+from cot_ground.scoring import TASK_ORDER
+
+
+def validate_benchmark(
+    path: str | Path,
+    root: str | Path | None = None,
+    answer_frame: str | None = None,
+    check_images: bool = False,
+) -> dict[str, Any]:
+    """Report on one annotation file.
+
+    Keys: ``path``, ``name``, ``sha256``, ``answer_frame``, ``items``, ``tasks`` (items per
+    task), ``target_rules`` (task → rule → count), ``inverted`` and ``outside_unit`` (items
+    whose ground-truth box has x2 < x1 or y2 < y1, or a coordinate outside [0, 1]),
+    ``duplicates`` (items repeating an earlier one verbatim), ``missing_images`` (with
+    ``check_images``) and ``errors`` (items the loader rejects, with the reason).
+    """
+    path = Path(path)
+    items = read_items(path)
+    sha = file_sha256(path)
+    frame = resolve_frame(sha, path, answer_frame)
+    root_dir = (Path(root) if root is not None else path.parent).resolve()
+    known = KNOWN_FILES.get(sha)
+    tasks: Counter[str] = Counter()
+    rules: dict[str, Counter[str]] = {}
+    inverted: list[dict[str, Any]] = []
+    outside: list[dict[str, Any]] = []
+    duplicates: list[dict[str, Any]] = []
+    missing: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    first_seen: dict[str, int] = {}
+    for number, item in enumerate(items):
+        where = f"{path} item {number}"
+        try:
+            if not isinstance(item, dict):
+                raise BenchmarkError(f"{where}: expected an object, got {type(item).__name__}")
+            example = item_to_example(item, where, frame, root_dir)
+        except BenchmarkError as exc:
+            errors.append({"item": number, "error": str(exc)})
+            continue
+        tasks[example.task] += 1
+        rules.setdefault(example.task, Counter())[example.target_rule] += 1
+        entry = _entry(number, example)
+        if example.gt_box.is_inverted:
+            inverted.append(entry)
+        if not example.gt_box.in_unit_range:
+            outside.append(entry)
+        if example.id in first_seen:
+            duplicates.append({**entry, "same_as": first_seen[example.id]})
+        else:
+            first_seen[example.id] = number
+        if check_images:
+            missing.extend(
+                {"item": number, "task": example.task, "image": p}
+                for p in example.images
+                if not Path(p).is_file()
+            )
+    order = sorted(tasks, key=lambda t: (TASK_ORDER.index(t), t))
+    return {
+        "path": str(path),
+        "name": known.name if known else path.name,
+        "sha256": sha,
+        "answer_frame": frame.value,
+        "root": str(root_dir),
+        "items": len(items),
+        "tasks": {t: tasks[t] for t in order},
+        "target_rules": {t: dict(rules[t]) for t in order},
+        "inverted": inverted,
+        "outside_unit": outside,
+        "duplicates": duplicates,
+        "images_checked": check_images,
+        "missing_images": missing,
+        "errors": errors,
+    }
+
+
+def _entry(number: int, example: Example) -> dict[str, Any]:
+    return {
+        "item": number,
+        "task": example.task,
+        "id": example.id,
+        "box": [round(v, 6) for v in example.gt_box.to_list()],
+    }

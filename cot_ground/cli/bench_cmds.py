@@ -1,0 +1,159 @@
+"""Benchmark commands: ``rescore`` (released MIG-Bench logs) and ``validate-bench``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from cot_ground.bench.migbench import BenchmarkError
+from cot_ground.bench.released import ReleasedLogError, rescore_logs
+from cot_ground.bench.validate import validate_benchmark
+from cot_ground.boxes import Frame
+from cot_ground.scoring import CALIBRATIONS
+
+
+def _fail(message: str) -> None:
+    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code=2)
+
+
+def rescore(
+    files: Annotated[list[Path], typer.Argument(help="released per-task log files (one model)")],
+    calibration: Annotated[
+        str | None,
+        typer.Option(help=f"named box calibration ({', '.join(CALIBRATIONS)}); default none"),
+    ] = None,
+    frame: Annotated[
+        str, typer.Option(help="frame of the boxes in the answers")
+    ] = Frame.QWEN1000.value,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Rescore released MIG-Bench logs from their raw answers with cot-ground's parser."""
+    if calibration is not None and calibration not in CALIBRATIONS:
+        _fail(f"unknown calibration {calibration!r} (known: {', '.join(CALIBRATIONS)})")
+    try:
+        result = rescore_logs(list(files), calibration=calibration, frame=Frame(frame))
+    except (ReleasedLogError, ValueError) as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    _print_rescore(result)
+
+
+def _print_rescore(result: dict[str, Any]) -> None:
+    title = (
+        f"Rescored (mode {result['mode']}, frame {result['frame']}, "
+        f"calibration {result['calibration'] or 'none'})"
+    )
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("task")
+    for col in ("n", "@0.3", "@0.5", "@0.7", "mIoU", "log @0.5", "log mIoU", "several", "none"):
+        table.add_column(col, justify="right")
+    for task, s in result["tasks"].items():
+        st = s["status"]
+        unread = st.get("no_box", 0) + st.get("malformed", 0)
+        table.add_row(task, *_figures(s), str(st.get("several_boxes", 0)), str(unread))
+    table.add_section()
+    table.add_row("average", *_figures(result["average"]), "", "")
+    Console().print(table)
+
+
+def _figures(s: dict[str, Any]) -> list[str]:
+    logged = s["logged"]
+    return [
+        str(s["n"]),
+        f"{s['acc@0.3']:.2f}",
+        f"{s['acc@0.5']:.2f}",
+        f"{s['acc@0.7']:.2f}",
+        f"{s['miou']:.2f}",
+        f"{logged['acc@0.5']:.2f}",
+        f"{logged['miou']:.2f}",
+    ]
+
+
+def validate_bench(
+    file: Annotated[Path, typer.Argument(help="MIG-Bench annotation JSON file")],
+    root: Annotated[
+        Path | None,
+        typer.Option(help="folder holding MIG-Bench/ (default: the file's folder)"),
+    ] = None,
+    answer_frame: Annotated[
+        str | None,
+        typer.Option(help="frame of the answer boxes (needed for files not known by sha256)"),
+    ] = None,
+    check_images: Annotated[
+        bool, typer.Option("--check-images", help="check that every image file exists")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of text")] = False,
+) -> None:
+    """Report on an annotation file: items per task, bad boxes, target rules. Fixes nothing.
+
+    Exit status 1 when some items cannot be loaded, 2 when the file cannot be read.
+    """
+    try:
+        report = validate_benchmark(
+            file, root=root, answer_frame=answer_frame, check_images=check_images
+        )
+    except (BenchmarkError, ValueError) as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        _print_report(report)
+    if report["errors"]:
+        raise typer.Exit(code=1)
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    console = Console()
+    console.print(
+        f"[bold]{report['name']}[/bold]  {report['path']}\n"
+        f"sha256 {report['sha256']}  answer frame {report['answer_frame']}  "
+        f"items {report['items']}",
+        highlight=False,
+    )
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("task", "items", "inverted", "outside [0,1]", "target rules"):
+        table.add_column(col, justify="left" if col in ("task", "target rules") else "right")
+    inverted = _per_task(report["inverted"])
+    outside = _per_task(report["outside_unit"])
+    for task, n in report["tasks"].items():
+        rules = ", ".join(f"{r} {c}" for r, c in report["target_rules"][task].items())
+        table.add_row(task, str(n), str(inverted.get(task, 0)), str(outside.get(task, 0)), rules)
+    console.print(table)
+    for key, label in (
+        ("inverted", "inverted box (x2 < x1 or y2 < y1)"),
+        ("outside_unit", "box outside [0, 1]"),
+        ("duplicates", "duplicate item"),
+    ):
+        for e in report[key]:
+            extra = f" (same as item {e['same_as']})" if "same_as" in e else ""
+            console.print(
+                f"{label}: item {e['item']} {e['task']} {e['box']}{extra}", highlight=False
+            )
+    if report["images_checked"]:
+        console.print(f"missing images: {len(report['missing_images'])}")
+        for m in report["missing_images"][:20]:
+            console.print(f"  item {m['item']} {m['task']}: {m['image']}", highlight=False)
+    for e in report["errors"]:
+        console.print(f"[red]error[/red] {e['error']}", highlight=False)
+
+
+def _per_task(entries: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for e in entries:
+        counts[e["task"]] = counts.get(e["task"], 0) + 1
+    return counts
+
+
+def register(app: typer.Typer) -> None:
+    """Add the benchmark commands to ``app``."""
+    app.command("rescore")(rescore)
+    app.command("validate-bench")(validate_bench)

@@ -1,0 +1,103 @@
+"""``report`` and ``compare``: tables, charts and the HTML report of a run folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="run folder written by `cot-ground run`")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="output folder (default: RUN_DIR/report)")
+    ] = None,
+    sample_per_category: Annotated[
+        int,
+        typer.Option(
+            "--sample-per-category", min=0, help="examples drawn per failure category in the HTML"
+        ),
+    ] = 3,
+    seed: Annotated[
+        int, typer.Option("--seed", help="seed of the example sample and of the bootstrap")
+    ] = 0,
+) -> None:
+    """Write scores (md/csv/json), failure attribution, oracle gain, paired comparisons,
+    PNG charts and a self-contained report.html for RUN_DIR."""
+    from cot_ground.analysis.report import build_report
+    from cot_ground.analysis.scores import AVERAGE
+
+    try:
+        result = build_report(run_dir, out, sample_per_category=sample_per_category, seed=seed)
+    except (FileNotFoundError, ValueError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    scores = result.scores
+    table = Table(title="Acc@0.5 (official / strict), average over tasks")
+    for col in ("pipeline", "n", "official", "strict"):
+        table.add_column(col, justify="left" if col == "pipeline" else "right")
+    avg = scores[scores["task"] == AVERAGE]
+    for pipeline in dict.fromkeys(avg["pipeline"]):
+        rows = avg[avg["pipeline"] == pipeline].set_index("mode")
+        table.add_row(
+            pipeline,
+            str(int(rows.loc["official", "n"])),
+            f"{rows.loc['official', 'acc@0.5']:.2f}",
+            f"{rows.loc['strict', 'acc@0.5']:.2f}",
+        )
+    console.print(table)
+    console.print(f"report written to [bold]{result.out_dir}[/bold]:")
+    for name in result.files:
+        console.print(f"  {name}")
+
+
+def compare(
+    run_dir: Annotated[Path, typer.Argument(help="run folder written by `cot-ground run`")],
+    a: Annotated[str, typer.Option("--a", help="pipeline A")],
+    b: Annotated[str, typer.Option("--b", help="pipeline B")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="bootstrap seed")] = 0,
+) -> None:
+    """Paired comparison of pipelines A and B on the examples both ran (Acc@0.5, official):
+    2×2 table, exact McNemar p-value and a bootstrap 95% interval of A − B, per task and
+    overall."""
+    from cot_ground.analysis.load import load_run
+    from cot_ground.analysis.paired import paired_comparison, paired_frame
+
+    try:
+        results = paired_comparison(load_run(run_dir, pipelines=[a, b]), a, b, seed=seed)
+    except (FileNotFoundError, ValueError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    frame = paired_frame(results)
+    if as_json:
+        typer.echo(json.dumps(frame.to_dict("records"), indent=2))
+        return
+    table = Table(title=f"A = {a}   vs   B = {b}   (Acc@0.5, official)")
+    headers = ("task", "n", "both", "only A", "only B", "neither", "A %", "B %", "A−B")
+    for col in (*headers, "95% CI", "McNemar p"):
+        table.add_column(col, justify="left" if col == "task" else "right")
+    for r in results:
+        table.add_row(
+            r.task,
+            *(str(v) for v in (r.n, r.both, r.only_a, r.only_b, r.neither)),
+            f"{r.acc_a:.2f}",
+            f"{r.acc_b:.2f}",
+            f"{r.diff:+.2f}",
+            f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}]",
+            f"{r.p_value:.4g}",
+        )
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``report`` and ``compare`` to the ``cot-ground`` app."""
+    app.command("report")(report)
+    app.command("compare")(compare)

@@ -1,0 +1,249 @@
+"""``run``, ``merge`` and ``show``: run an experiment config, combine shards, read one trace."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code=code)
+
+
+def _setup_logging() -> None:
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
+
+        handler: logging.Handler = RichHandler(console=err_console, show_path=False)
+        level = logging.WARNING
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        level = logging.INFO
+    root = logging.getLogger("cot_ground")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def run(
+    config: Annotated[Path, typer.Argument(help="experiment config (experiments/*.yaml)")],
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="at most this many examples")
+    ] = None,
+    tasks: Annotated[
+        str | None, typer.Option("--tasks", help="comma-separated tasks, e.g. diff,region")
+    ] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option("--shard", help="run the K-th of N slices, K/N with K from 1 (e.g. 2/4)"),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", min=1, help="requests per model call, across examples"),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="run folder (default: the config's `output`)")
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="neither read nor write the step-1 cache")
+    ] = False,
+) -> None:
+    """Run every pipeline of CONFIG over the same examples into a run folder.
+
+    Re-running the same command resumes: examples already written are skipped. Ctrl-C stops
+    after the examples in flight are written (press again to quit at once).
+    """
+    from cot_ground.runner.config import ConfigError, load_config
+    from cot_ground.runner.pipelines import SetupError
+    from cot_ground.runner.progress import default_progress
+    from cot_ground.runner.run import run_experiment
+    from cot_ground.runner.shard import parse_shard
+    from cot_ground.runner.store import RunFolderError
+
+    _setup_logging()
+    try:
+        cfg = load_config(config)
+        shard_kn = parse_shard(shard) if shard else None
+    except (ConfigError, ValueError) as exc:
+        _fail(str(exc))
+    task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+    try:
+        summary = run_experiment(
+            cfg,
+            limit=limit,
+            tasks=task_list,
+            shard=shard_kn,
+            batch_size=batch_size,
+            out=out,
+            use_cache=not no_cache,
+            progress=default_progress(),
+        )
+    except (SetupError, RunFolderError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted; every line written so far is kept, re-run to resume", code=130)
+    table = Table(title=f"run {summary.out}")
+    for col in ("pipeline", "examples", "before", "written", "failed", "ex/s"):
+        table.add_column(col, justify="left" if col == "pipeline" else "right")
+    for name, s in summary.pipelines.items():
+        rate = f"{s.written / s.wall_s:.2f}" if s.wall_s > 0 and s.written else "-"
+        table.add_row(name, str(s.total), str(s.done_before), str(s.written), str(s.failed), rate)
+    console.print(table)
+    if summary.cache_hits or summary.cache_misses:
+        console.print(f"step-1 cache: {summary.cache_hits} hits, {summary.cache_misses} misses")
+    if summary.interrupted:
+        console.print("[yellow]interrupted[/yellow]: re-run the same command to resume")
+        raise typer.Exit(code=130)
+    console.print(f"next: cot-ground report {summary.out}")
+
+
+def merge(
+    shard_dirs: Annotated[list[Path], typer.Argument(help="run folders of the shards")],
+    out: Annotated[Path, typer.Option("--out", help="new folder for the merged run")],
+) -> None:
+    """Combine the shard folders of one run (same config, `--shard K/N`) into one run folder."""
+    from cot_ground.runner.shard import merge_runs
+    from cot_ground.runner.store import RunFolderError
+
+    try:
+        merged = merge_runs(shard_dirs, out)
+    except (RunFolderError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(
+        f"merged {len(shard_dirs)} shard(s) into [bold]{out}[/bold]:"
+        f" {merged['n_examples']} examples"
+    )
+    for name, count in merged["predictions"].items():
+        console.print(f"  {name}: {count} predictions")
+    if merged.get("missing_shards"):
+        console.print(f"[yellow]missing shards[/yellow]: {merged['missing_shards']}")
+
+
+def _find_example(examples: list[dict[str, Any]], wanted: str) -> dict[str, Any]:
+    exact = [e for e in examples if e["id"] == wanted]
+    if exact:
+        return exact[0]
+    prefixed = [e for e in examples if str(e["id"]).startswith(wanted)]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    if not prefixed:
+        _fail(f"example {wanted!r} is not in this run folder")
+    _fail(f"example id prefix {wanted!r} matches {len(prefixed)} examples; give more characters")
+    raise AssertionError  # unreachable: _fail raises
+
+
+def _box_text(box: dict[str, Any] | None) -> str:
+    if not box:
+        return "-"
+    return "[" + ", ".join(f"{box[k]:.3f}" for k in ("x1", "y1", "x2", "y2")) + "]"
+
+
+def _trace_step(entry: dict[str, Any]) -> Panel:
+    parts: list[Any] = []
+    head = f"wall {entry.get('wall_s', 0.0):.3f}s"
+    if entry.get("cached"):
+        head += "  [green]cached[/green]"
+    if entry.get("images"):
+        names = ", ".join(f"{i + 1}:{Path(p).name}" for i, p in enumerate(entry["images"]))
+        head += f"  images {names}"
+    parts.append(Text.from_markup(head))
+    if entry.get("prompt"):
+        parts.append(Text("prompt:", style="bold"))
+        parts.append(Text(entry["prompt"], style="cyan"))
+    if entry.get("raw_output") is not None:
+        parts.append(Text("raw output:", style="bold"))
+        parts.append(Text(entry["raw_output"], style="magenta"))
+    if entry.get("parsed"):
+        parts.append(Text("parsed: " + json.dumps(entry["parsed"], ensure_ascii=False)))
+    for c in entry.get("candidates") or []:
+        score = f"{c['score']:.3f}" if c.get("score") is not None else "-"
+        parts.append(Text(f"candidate {_box_text(c['box'])} score {score} {c.get('label') or ''}"))
+    if entry.get("error"):
+        err = entry["error"]
+        parts.append(Text(f"error {err['category']}: {err['message']}", style="red"))
+    title = f"{entry['node']}" + (f" (attempt {entry['attempt']})" if entry.get("attempt") else "")
+    return Panel(Group(*parts), title=title, title_align="left")
+
+
+def show(
+    run_dir: Annotated[Path, typer.Argument(help="run folder written by `cot-ground run`")],
+    example_id: Annotated[str, typer.Argument(help="example id (a unique prefix is enough)")],
+    pipeline: Annotated[
+        str | None, typer.Option("--pipeline", help="only this pipeline (default: all)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the raw records as JSON")] = False,
+) -> None:
+    """Show one example of a run: its images, question and ground truth, then for each pipeline
+    the prediction and the full trace (prompts, raw outputs, parsed values, candidates)."""
+    from cot_ground.runner.store import RunFolder
+    from cot_ground.scoring import iou
+
+    folder = RunFolder(run_dir)
+    if not folder.examples_path.is_file():
+        _fail(f"{run_dir} is not a run folder (no examples.jsonl)")
+    example = _find_example(folder.read_examples(), example_id)
+    names = [pipeline] if pipeline else folder.pipelines()
+    if pipeline and pipeline not in folder.pipelines():
+        _fail(f"pipeline {pipeline!r} is not in {run_dir} (has: {', '.join(folder.pipelines())})")
+    records = {}
+    for name in names:
+        found = [r for r in folder.read_predictions(name) if r["example_id"] == example["id"]]
+        if found:
+            records[name] = found[0]
+    if as_json:
+        console.print_json(json.dumps({"example": example, "predictions": records}))
+        return
+    from cot_ground.boxes import Box
+
+    gt = Box.model_validate(example["gt_box"])
+    info = Table.grid(padding=(0, 1))
+    info.add_row("id", example["id"])
+    info.add_row("task", example["task"])
+    info.add_row("question", Text(example["question"]))
+    for i, path in enumerate(example["images"]):
+        mark = "  [bold green]<- target[/bold green]" if i == example["target_image"] else ""
+        info.add_row(f"image {i + 1}", Text.from_markup(f"{path}{mark}"))
+    info.add_row(
+        "ground truth", _box_text(example["gt_box"]) + f" on image {example['target_image'] + 1}"
+    )
+    console.print(Panel(info, title="example", title_align="left"))
+    if not records:
+        console.print("[yellow]no pipeline has finished this example yet[/yellow]")
+    for name, rec in records.items():
+        box = Box.model_validate(rec["box"]) if rec.get("box") else None
+        image = rec.get("image_index")
+        summary = Table.grid(padding=(0, 1))
+        summary.add_row("status", rec.get("status", "-"))
+        summary.add_row("image", str(image + 1) if image is not None else "-")
+        summary.add_row("box", _box_text(rec.get("box")))
+        summary.add_row("IoU", f"{iou(box, gt):.3f}")
+        if rec.get("fallbacks"):
+            summary.add_row("fallbacks", ", ".join(rec["fallbacks"]))
+        if rec.get("timing"):
+            summary.add_row("timing", ", ".join(f"{k} {v:.3f}s" for k, v in rec["timing"].items()))
+        if rec.get("error"):
+            err = rec["error"]
+            summary.add_row("error", Text(f"{err['category']}: {err['message']}", style="red"))
+        steps = [_trace_step(e) for e in rec.get("trace") or []]
+        console.print(Panel(Group(summary, *steps), title=f"pipeline {name}", title_align="left"))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``run``, ``merge`` and ``show`` to ``app``."""
+    app.command("run")(run)
+    app.command("merge")(merge)
+    app.command("show")(show)

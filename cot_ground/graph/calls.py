@@ -1,0 +1,57 @@
+"""Calling an adapter from a node: one request per example, timed, failures recorded not raised."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from cot_ground.images import ImageLoadError
+from cot_ground.records import ErrorCategory, ErrorInfo, TraceStep
+
+Req = TypeVar("Req")
+Res = TypeVar("Res")
+
+
+def call_one(
+    method: Callable[[list[Req]], Sequence[Res]], request: Req, *, adapter: str, node: str
+) -> tuple[Res | None, ErrorInfo | None, float]:
+    """Call a batched adapter ``method`` with a one-element list.
+
+    Returns (result, error, wall seconds). An :class:`ImageLoadError` becomes an ``IMAGE``
+    error, any other exception a ``MODEL`` error naming the adapter; the caller records it.
+    """
+    start = time.perf_counter()
+    try:
+        results = list(method([request]))
+    except ImageLoadError as exc:
+        return None, _error(ErrorCategory.IMAGE, f"{adapter}: {exc}", node), _since(start)
+    except Exception as exc:  # an adapter failure ends this example only
+        message = f"{adapter}: {type(exc).__name__}: {exc}"
+        return None, _error(ErrorCategory.MODEL, message, node), _since(start)
+    if len(results) != 1:
+        message = f"{adapter}: returned {len(results)} results for 1 request"
+        return None, _error(ErrorCategory.MODEL, message, node), _since(start)
+    return results[0], None, _since(start)
+
+
+def _since(start: float) -> float:
+    return time.perf_counter() - start
+
+
+def _error(category: ErrorCategory, message: str, node: str) -> ErrorInfo:
+    return ErrorInfo(category=category, message=message, node=node)
+
+
+def step(node: str, **fields: Any) -> dict[str, Any]:
+    """A :class:`TraceStep` as plain JSON data for the graph state."""
+    return TraceStep(node=node, **fields).model_dump(mode="json")
+
+
+def stage_timing(trace: list[dict[str, Any]]) -> dict[str, float]:
+    """Seconds per node (summed over repeated executions) and their ``total``."""
+    timing: dict[str, float] = {}
+    for entry in trace:
+        timing[entry["node"]] = timing.get(entry["node"], 0.0) + float(entry.get("wall_s", 0.0))
+    timing["total"] = sum(timing.values())
+    return timing

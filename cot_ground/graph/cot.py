@@ -1,0 +1,91 @@
+"""``build_cot_graph``: the two-step chain-of-thought baseline as a LangGraph ``StateGraph``.
+
+select_and_describe → parse_selection ─(unreadable, retries left)→ select_and_describe
+                                      ─(ok)→ ground ─(no box, policies left)→ fallback ↺
+everything ends in finalize, which writes ``state["prediction"]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from langgraph.graph import END, START, StateGraph
+
+from cot_ground.graph.config import CoTConfig
+from cot_ground.graph.nodes import FALLBACK, FINALIZE, GROUND, PARSE, SELECT, CoTNodes
+from cot_ground.graph.state import CoTState
+from cot_ground.models.base import Grounder, Reasoner
+from cot_ground.prompts import variant_dir
+
+
+def after_step1(state: CoTState) -> Literal["parse_selection", "finalize"]:
+    """A failed step-1 call ends the example; otherwise its answer is parsed."""
+    return FINALIZE if state.get("error") else PARSE
+
+
+def after_parse(state: CoTState) -> Literal["select_and_describe", "ground", "finalize"]:
+    """Ground a readable answer, ask again after an unreadable one, stop on an error."""
+    if state.get("error"):
+        return FINALIZE
+    return GROUND if state.get("selection") else SELECT
+
+
+def make_after_ground(n_policies: int) -> Any:
+    """Router after ``ground`` and ``fallback``: stop on a box or an error, else next policy."""
+
+    def after_ground(state: CoTState) -> Literal["fallback", "finalize"]:
+        ground = state.get("ground") or {}
+        if state.get("error") or ground.get("candidates"):
+            return FINALIZE
+        return FALLBACK if state.get("fallback_pos", 0) < n_policies else FINALIZE
+
+    return after_ground
+
+
+def build_cot_graph(
+    reasoner: Reasoner,
+    grounder: Grounder,
+    *,
+    config: CoTConfig | None = None,
+    fallback_grounder: Grounder | None = None,
+    checkpointer: Any = None,
+) -> Any:
+    """The compiled CoT graph. ``fallback_grounder`` serves the ``mllm-grounder`` policy.
+
+    Raises ``TypeError`` for an adapter of the wrong role, ``ValueError`` for a fallback policy
+    without its grounder, and :class:`~cot_ground.prompts.PromptError` for an unknown variant.
+    """
+    config = config or CoTConfig()
+    _check_role(reasoner, Reasoner, "reasoner", "reason")
+    _check_role(grounder, Grounder, "grounder", "ground")
+    if fallback_grounder is not None:
+        _check_role(fallback_grounder, Grounder, "fallback_grounder", "ground")
+    if "mllm-grounder" in config.fallbacks and fallback_grounder is None:
+        raise ValueError(
+            "fallback policy 'mllm-grounder' needs build_cot_graph(fallback_grounder=)"
+        )
+    variant_dir("cot", config.prompt_variant, config.prompts_dir)
+
+    nodes = CoTNodes(reasoner, grounder, config, fallback_grounder)
+    after_ground = make_after_ground(len(config.fallbacks))
+    graph = StateGraph(CoTState)
+    graph.add_node(SELECT, nodes.select_and_describe)
+    graph.add_node(PARSE, nodes.parse_selection)
+    graph.add_node(GROUND, nodes.ground)
+    graph.add_node(FALLBACK, nodes.fallback)
+    graph.add_node(FINALIZE, nodes.finalize)
+    graph.add_edge(START, SELECT)
+    graph.add_conditional_edges(SELECT, after_step1)
+    graph.add_conditional_edges(PARSE, after_parse)
+    graph.add_conditional_edges(GROUND, after_ground)
+    graph.add_conditional_edges(FALLBACK, after_ground)
+    graph.add_edge(FINALIZE, END)
+    return graph.compile(checkpointer=checkpointer, name=config.pipeline_name)
+
+
+def _check_role(adapter: Any, protocol: type, role: str, method: str) -> None:
+    if not isinstance(adapter, protocol):
+        raise TypeError(
+            f"{role} {getattr(adapter, 'name', type(adapter).__name__)!r} does not implement "
+            f"{protocol.__name__} (needs name, settings and {method}(list))"
+        )

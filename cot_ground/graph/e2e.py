@@ -1,0 +1,121 @@
+"""``build_e2e_graph``: one model answers the multi-image question; same record and trace shape.
+
+predict → finalize. The prompt comes from ``prompts/e2e/<variant>/`` like the CoT prompts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from langgraph.graph import END, START, StateGraph
+
+from cot_ground.graph.calls import call_one, stage_timing, step
+from cot_ground.graph.config import E2EConfig
+from cot_ground.graph.state import E2EState
+from cot_ground.models.base import ChatRequest, EndToEndGrounder, EndToEndResult
+from cot_ground.prompts import PromptError, example_variables, load_prompts, variant_dir
+from cot_ground.records import ErrorCategory, ErrorInfo, Example, ParseStatus, Prediction
+
+PREDICT = "predict"
+FINALIZE = "finalize"
+
+
+@dataclass(frozen=True)
+class E2ENodes:
+    """Node functions bound to the model and the config (read-only)."""
+
+    model: EndToEndGrounder
+    config: E2EConfig
+
+    def predict(self, state: E2EState) -> dict[str, Any]:
+        """The model sees every image and the rendered prompt; its answer is recorded."""
+        ex = Example.model_validate(state["example"])
+        try:
+            prompts = load_prompts(
+                "e2e", self.config.prompt_variant, ex.task, self.config.prompts_dir
+            )
+            variables = example_variables(
+                ex.question, len(ex.images), prompts.fields["question_remove"]
+            )
+            rendered = prompts.render("prompt", variables)
+        except PromptError as exc:
+            error = ErrorInfo(category=ErrorCategory.CONFIG, message=str(exc), node=PREDICT)
+            return {"error": error.model_dump(mode="json"), "trace": [step(PREDICT, error=error)]}
+        request = ChatRequest(images=list(ex.images), prompt=rendered.text)
+        result, error, wall = call_one(
+            self.model.predict, request, adapter=self.model.name, node=PREDICT
+        )
+        parsed: dict[str, Any] = {
+            "prompt_files": rendered.source,
+            "template_hash": prompts.template_hash,
+        }
+        if result is not None:
+            parsed.update(
+                status=result.status.value,
+                image_index=result.image_index,
+                box=result.box.model_dump() if result.box else None,
+            )
+        return {
+            "prompt_hash": rendered.hash,
+            "result": result.model_dump(mode="json") if result else None,
+            "error": error.model_dump(mode="json") if error else None,
+            "trace": [
+                step(
+                    PREDICT,
+                    prompt=rendered.text,
+                    prompt_hash=rendered.hash,
+                    images=list(ex.images),
+                    raw_output=result.raw_text if result else None,
+                    parsed=parsed,
+                    settings=dict(self.model.settings),
+                    wall_s=wall,
+                    error=error,
+                )
+            ],
+        }
+
+    def finalize(self, state: E2EState) -> dict[str, Any]:
+        """Write the prediction record (with the whole trace) into ``state["prediction"]``."""
+        ex = Example.model_validate(state["example"])
+        raw = state.get("result")
+        result = EndToEndResult.model_validate(raw) if raw else None
+        status = result.status if result else ParseStatus.NO_BOX
+        if result is not None and result.box is None and status is ParseStatus.OK:
+            status = ParseStatus.NO_BOX
+        summary = {"status": status.value, "image_index": result.image_index if result else None}
+        trace = [*state.get("trace", []), step(FINALIZE, parsed=summary)]
+        prediction = Prediction(
+            example_id=ex.id,
+            pipeline=self.config.pipeline_name,
+            task=ex.task,
+            image_index=result.image_index if result else None,
+            box=result.box if result else None,
+            status=status,
+            raw_text=result.raw_text if result else None,
+            prompt_variant=self.config.prompt_variant,
+            prompt_hash=state.get("prompt_hash"),
+            timing=stage_timing(trace),
+            error=state.get("error"),
+            trace=trace,
+        )
+        return {"prediction": prediction.model_dump(mode="json"), "trace": trace[-1:]}
+
+
+def build_e2e_graph(
+    model: EndToEndGrounder, *, config: E2EConfig | None = None, checkpointer: Any = None
+) -> Any:
+    """The compiled end-to-end graph; raises for a wrong adapter role or an unknown variant."""
+    config = config or E2EConfig()
+    if not isinstance(model, EndToEndGrounder):
+        name = getattr(model, "name", type(model).__name__)
+        raise TypeError(f"model {name!r} does not implement EndToEndGrounder (needs predict(list))")
+    variant_dir("e2e", config.prompt_variant, config.prompts_dir)
+    nodes = E2ENodes(model, config)
+    graph = StateGraph(E2EState)
+    graph.add_node(PREDICT, nodes.predict)
+    graph.add_node(FINALIZE, nodes.finalize)
+    graph.add_edge(START, PREDICT)
+    graph.add_edge(PREDICT, FINALIZE)
+    graph.add_edge(FINALIZE, END)
+    return graph.compile(checkpointer=checkpointer, name=config.pipeline_name)

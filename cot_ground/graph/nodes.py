@@ -1,0 +1,399 @@
+"""The nodes of the CoT graph. They read the state, call an adapter with one request, and
+return a partial update with one trace step. They keep no mutable state of their own, so one
+compiled graph can run many examples on many threads (``graph.batch``)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from cot_ground.boxes import Box
+from cot_ground.graph.calls import call_one, stage_timing, step
+from cot_ground.graph.config import CoTConfig
+from cot_ground.graph.state import CoTState
+from cot_ground.graph.tasks import reference_box, reference_image, task_rule
+from cot_ground.models.base import ChatRequest, Grounder, GroundRequest, Reasoner
+from cot_ground.parsing import answer_text, parse_image_index, parse_selection
+from cot_ground.prompts import PromptError, PromptSet, example_variables, load_prompts
+from cot_ground.records import (
+    Candidate,
+    ErrorCategory,
+    ErrorInfo,
+    Example,
+    ParseStatus,
+    Prediction,
+    text_hash,
+)
+
+SELECT = "select_and_describe"
+PARSE = "parse_selection"
+GROUND = "ground"
+FALLBACK = "fallback"
+FINALIZE = "finalize"
+
+
+def _error(category: ErrorCategory, message: str, node: str) -> dict[str, Any]:
+    return ErrorInfo(category=category, message=message, node=node).model_dump(mode="json")
+
+
+def _example(state: CoTState) -> Example:
+    return Example.model_validate(state["example"])
+
+
+def step1_variables(ex: Example, prompts: PromptSet, mode: str) -> dict[str, Any]:
+    """Template variables of a step-1 prompt: the example's, plus ``reference_number`` (1-based
+    reference image stated by the question, per the task table) and, outside ``agent`` mode,
+    ``target_number`` (1-based ground-truth image; never offered to agent prompts)."""
+    variables = example_variables(ex.question, len(ex.images), prompts.fields["question_remove"])
+    ref = reference_image(task_rule(ex.task), ex.question, len(ex.images))
+    if ref is not None:
+        variables["reference_number"] = ref + 1
+    if mode != "agent":
+        variables["target_number"] = ex.target_image + 1
+    return variables
+
+
+@dataclass(frozen=True)
+class CoTNodes:
+    """Node functions bound to the adapters and the config (all read-only)."""
+
+    reasoner: Reasoner
+    grounder: Grounder
+    config: CoTConfig
+    fallback_grounder: Grounder | None = None
+
+    # ------------------------------------------------------------------ prompts
+    def _prompts(self, task: str) -> PromptSet:
+        return load_prompts("cot", self.config.prompt_variant, task, self.config.prompts_dir)
+
+    def _variables(self, ex: Example, prompts: PromptSet) -> dict[str, Any]:
+        return step1_variables(ex, prompts, self.config.mode)
+
+    # ------------------------------------------------------------------ step 1
+    def select_and_describe(self, state: CoTState) -> dict[str, Any]:
+        """Step 1: the reasoner sees every image and the step-1 (or re-format) prompt."""
+        ex = _example(state)
+        attempt = state.get("attempt", 0)
+        try:
+            prompts = self._prompts(ex.task)
+            variables = self._variables(ex, prompts)
+            if attempt == 0:
+                rendered = prompts.render("step1", variables)
+            else:
+                previous = state.get("step1_raw") or ""
+                rendered = prompts.render("reformat", {**variables, "previous_answer": previous})
+        except PromptError as exc:
+            error = _error(ErrorCategory.CONFIG, str(exc), SELECT)
+            return {"error": error, "trace": [step(SELECT, attempt=attempt, error=error)]}
+        request = ChatRequest(images=list(ex.images), prompt=rendered.text)
+        result, error, wall = call_one(
+            self.reasoner.reason, request, adapter=self.reasoner.name, node=SELECT
+        )
+        update: dict[str, Any] = {"attempt": attempt + 1}
+        if attempt == 0:
+            update["prompt_hash"] = rendered.hash
+        parsed: dict[str, Any] = {
+            "template": rendered.template,
+            "prompt_files": rendered.source,
+            "template_hash": prompts.template_hash,
+        }
+        if result is not None:
+            ref_box = result.reference_box.model_dump() if result.reference_box else None
+            parsed["adapter_parse"] = {
+                "image_index": result.image_index,
+                "description": result.description,
+                "status": result.status.value,
+            }
+            update["step1_raw"] = result.raw_text
+            update["reasoner_reference"] = {"image": result.reference_image, "box": ref_box}
+        if error is not None:
+            update["error"] = error.model_dump(mode="json")
+        update["trace"] = [
+            step(
+                SELECT,
+                attempt=attempt,
+                prompt=rendered.text,
+                prompt_hash=rendered.hash,
+                images=list(ex.images),
+                raw_output=result.raw_text if result else None,
+                parsed=parsed,
+                settings=dict(self.reasoner.settings),
+                wall_s=wall,
+                cached=bool(result and result.cached),
+                error=error,
+            )
+        ]
+        return update
+
+    # ------------------------------------------------------------------ parse
+    def parse_selection(self, state: CoTState) -> dict[str, Any]:
+        """Turn the step-1 text into a step-2 plan; ask again, or stop with a recorded error."""
+        ex = _example(state)
+        attempt = state.get("attempt", 1)
+        prompts = self._prompts(ex.task)
+        kind = prompts.fields["answer"]
+        raw = state.get("step1_raw") or ""
+        status, chosen, description, why = _read_answer(raw, kind)
+        parsed: dict[str, Any] = {
+            "answer_kind": kind,
+            "status": status.value,
+            "image_index": chosen,
+            "description": description,
+        }
+        if status is not ParseStatus.OK:
+            parsed["reason"] = why
+            if attempt <= self.config.max_retries:
+                parsed["next"] = "retry"
+                return {"trace": [step(PARSE, attempt=attempt - 1, parsed=parsed)]}
+            error = _error(
+                ErrorCategory.FORMAT,
+                f"example {ex.id}: step-1 answer unreadable after {attempt} attempt(s) "
+                f"({why}): {raw[:200]!r}",
+                PARSE,
+            )
+            return {"error": error, "trace": [step(PARSE, attempt=attempt - 1, parsed=parsed)]}
+
+        n = len(ex.images)
+        plan = self._step2_image(ex, chosen, kind)
+        if isinstance(plan, dict):  # an error
+            return {"error": plan, "trace": [step(PARSE, parsed=parsed, error=plan)]}
+        step2_image, rule_name = plan
+        if not 0 <= step2_image < n:
+            source = "step 1 named" if rule_name == "step1" else f"rule {rule_name} gives"
+            error = _error(
+                ErrorCategory.INDEX,
+                f"example {ex.id}: {source} image {step2_image + 1}, but it has {n} image(s)",
+                PARSE,
+            )
+            return {"error": error, "trace": [step(PARSE, parsed=parsed, error=error)]}
+        variables = {
+            **self._variables(ex, prompts),
+            "description": description,
+            "image_number": step2_image + 1,
+        }
+        try:
+            phrase = prompts.render("phrase", variables).text.strip()
+        except PromptError as exc:
+            error = _error(ErrorCategory.CONFIG, str(exc), PARSE)
+            return {"error": error, "trace": [step(PARSE, parsed=parsed, error=error)]}
+        if not phrase:
+            error = _error(
+                ErrorCategory.FORMAT,
+                f"example {ex.id}: empty phrase for step 2 ({prompts.source}, field 'phrase')",
+                PARSE,
+            )
+            return {"error": error, "trace": [step(PARSE, parsed=parsed, error=error)]}
+        ref_image, ref_box = self._reference(ex, state, step2_image)
+        selection = {
+            "image_index": chosen,
+            "description": description,
+            "phrase": phrase,
+            "step2_image": step2_image,
+            "step2_rule": rule_name,
+            "reference_image": ref_image,
+            "reference_box": ref_box,
+        }
+        return {
+            "selection": selection,
+            "trace": [step(PARSE, attempt=attempt - 1, parsed={**parsed, **selection})],
+        }
+
+    def _step2_image(
+        self, ex: Example, chosen: int | None, kind: str
+    ) -> tuple[int, str] | dict[str, Any]:
+        """(image for step 2, name of the rule that gave it), or an error dict."""
+        mode = self.config.mode
+        if mode == "oracle-image":
+            return ex.target_image, "oracle"
+        rule = "reasoner" if mode == "agent" else task_rule(ex.task).paper_image
+        if rule == "target":
+            return ex.target_image, "paper:target"
+        if isinstance(rule, int):
+            return rule, f"paper:image{rule + 1}"
+        if chosen is None:
+            return _error(
+                ErrorCategory.CONFIG,
+                f"mode {mode!r} needs step 1 to name the image, but prompt variant "
+                f"{self.config.prompt_variant!r} for task {ex.task!r} answers {kind!r}; use mode "
+                "'paper' or 'oracle-image', or a variant whose answer names an image",
+                PARSE,
+            )
+        return chosen, "step1"
+
+    def _reference(
+        self, ex: Example, state: CoTState, step2_image: int
+    ) -> tuple[int | None, dict[str, Any] | None]:
+        """Reference image and box for picture-based grounders: the reasoner's, else the table's."""
+        offered = state.get("reasoner_reference") or {}
+        rule = task_rule(ex.task)
+        image = offered.get("image")
+        if image is None or image == step2_image or not 0 <= image < len(ex.images):
+            image = reference_image(rule, ex.question, len(ex.images), step2_image)
+        box = offered.get("box")
+        if box is None:
+            table_box = reference_box(rule, ex.question)
+            box = table_box.model_dump() if table_box else None
+        return image, (box if image is not None else None)
+
+    # ------------------------------------------------------------------ step 2
+    def ground(self, state: CoTState) -> dict[str, Any]:
+        """Step 2: the grounder localizes the phrase in the chosen image."""
+        sel = state["selection"]
+        return self._ground_once(
+            state, self.grounder, sel["step2_image"], sel["reference_image"], GROUND, {}
+        )
+
+    def fallback(self, state: CoTState) -> dict[str, Any]:
+        """Try the next configured fallback policy once."""
+        ex = _example(state)
+        sel = state["selection"]
+        pos = state.get("fallback_pos", 0)
+        policy = self.config.fallbacks[pos]
+        base: dict[str, Any] = {"fallback_pos": pos + 1}
+        info = {"policy": policy, "position": pos}
+        if policy == "mllm-grounder":
+            assert self.fallback_grounder is not None  # checked when the graph is built
+            image, grounder = sel["step2_image"], self.fallback_grounder
+            ref = sel["reference_image"]
+        else:  # next-image: the lowest-numbered image not tried yet
+            tried = state.get("tried_images", [])
+            untried = [i for i in range(len(ex.images)) if i not in tried]
+            if not untried:
+                info["skipped"] = "every image has been tried"
+                return {**base, "trace": [step(FALLBACK, parsed=info)]}
+            image, grounder = untried[0], self.grounder
+            ref = reference_image(task_rule(ex.task), ex.question, len(ex.images), image)
+        update = self._ground_once(state, grounder, image, ref, FALLBACK, info)
+        update.update(base)
+        update["fallbacks"] = [*state.get("fallbacks", []), policy]
+        return update
+
+    def _ground_once(
+        self,
+        state: CoTState,
+        grounder: Grounder,
+        image: int,
+        ref: int | None,
+        node: str,
+        info: dict[str, Any],
+    ) -> dict[str, Any]:
+        ex = _example(state)
+        sel = state["selection"]
+        ref_box = sel["reference_box"] if ref is not None else None
+        request = GroundRequest(
+            image=ex.images[image],
+            phrase=sel["phrase"],
+            task=ex.task,
+            reference_image=ex.images[ref] if ref is not None else None,
+            reference_box=Box.model_validate(ref_box) if ref_box else None,
+        )
+        result, error, wall = call_one(grounder.ground, request, adapter=grounder.name, node=node)
+        candidates = list(result.candidates) if result else []
+        update: dict[str, Any] = {"tried_images": [*state.get("tried_images", []), image]}
+        if error is not None:
+            update["error"] = error.model_dump(mode="json")
+        update["ground"] = {
+            "image_index": image,
+            "grounder": grounder.name,
+            "candidates": [c.model_dump(mode="json") for c in candidates],
+            "raw_text": result.raw_text if result else None,
+            "status": (result.status if result else ParseStatus.NO_BOX).value,
+            "node": node,
+        }
+        shown = [request.image] + ([request.reference_image] if request.reference_image else [])
+        render = getattr(grounder, "prompt", None)  # adapters that template the phrase
+        prompt = render(request.phrase) if callable(render) else request.phrase
+        update["trace"] = [
+            step(
+                node,
+                prompt=prompt,
+                prompt_hash=text_hash(prompt),
+                images=shown,
+                raw_output=result.raw_text if result else None,
+                parsed={
+                    **info,
+                    "grounder": grounder.name,
+                    "request": request.model_dump(mode="json"),
+                    "status": update["ground"]["status"],
+                },
+                candidates=candidates,
+                settings=dict(grounder.settings),
+                wall_s=wall,
+                error=error,
+            )
+        ]
+        return update
+
+    # ------------------------------------------------------------------ record
+    def finalize(self, state: CoTState) -> dict[str, Any]:
+        """Write the prediction record (with the whole trace) into ``state["prediction"]``."""
+        ex = _example(state)
+        ground = state.get("ground")
+        selection = state.get("selection")
+        error = state.get("error")
+        candidates = [Candidate.model_validate(c) for c in (ground or {}).get("candidates", [])]
+        box = candidates[0].box if candidates else None
+        if box is not None:
+            status = ParseStatus(ground["status"])
+            if status is ParseStatus.NO_BOX:  # candidates without a text status
+                status = ParseStatus.OK
+        elif error is not None and error["category"] == ErrorCategory.FORMAT.value:
+            status = ParseStatus.MALFORMED
+        else:
+            status = ParseStatus.NO_BOX
+        if box is None and error is None and ground is not None:
+            tried = ", ".join(str(i + 1) for i in state.get("tried_images", []))
+            taken = ", ".join(state.get("fallbacks", [])) or "none"
+            error = _error(
+                ErrorCategory.NO_BOX,
+                f"no box for {selection['phrase']!r} in image(s) {tried} "
+                f"(fallbacks taken: {taken})",
+                ground["node"],
+            )
+        if ground is not None:
+            image_index = ground["image_index"]
+        else:
+            image_index = selection["step2_image"] if selection else None
+        summary = {"status": status.value, "image_index": image_index}
+        trace = [*state.get("trace", []), step(FINALIZE, parsed=summary)]
+        prediction = Prediction(
+            example_id=ex.id,
+            pipeline=self.config.pipeline_name,
+            task=ex.task,
+            image_index=image_index,
+            box=box,
+            status=status,
+            raw_text=(ground or {}).get("raw_text") or state.get("step1_raw"),
+            prompt_variant=self.config.prompt_variant,
+            prompt_hash=state.get("prompt_hash"),
+            fallbacks=list(state.get("fallbacks", [])),
+            timing=stage_timing(trace),
+            error=error,
+            trace=trace,
+        )
+        return {"prediction": prediction.model_dump(mode="json"), "trace": trace[-1:]}
+
+
+_PHRASE_EDGES = re.compile(r"^[\s\"'`]+|[\s\"'`.]+$")
+
+
+def _read_answer(raw: str, kind: str) -> tuple[ParseStatus, int | None, str, str]:
+    """(status, 0-based image or None, description, why it failed) for one answer kind."""
+    if kind == "image_and_description":
+        sel = parse_selection(raw)
+        if sel.status is not ParseStatus.OK:
+            return sel.status, None, sel.description, sel.error or "unreadable selection"
+        if not sel.description:
+            return ParseStatus.MALFORMED, sel.image_index, "", "no description"
+        return ParseStatus.OK, sel.image_index, sel.description, ""
+    body = answer_text(raw)
+    if kind == "image":
+        index = parse_image_index(body)
+        if index is None:
+            return ParseStatus.NO_BOX, None, "", "the answer names no image"
+        return ParseStatus.OK, index, "", ""
+    description = _PHRASE_EDGES.sub("", body)
+    if not description:
+        return ParseStatus.MALFORMED, None, "", "empty answer"
+    return ParseStatus.OK, None, description, ""

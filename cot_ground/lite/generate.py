@@ -1,0 +1,114 @@
+"""Write MIG-Lite to a folder in the MIG-Bench layout.
+
+::
+
+    OUT_DIR/MIG_data.json                      list of {task, images, question, answer,
+                                               additional_info, need_format}; answer in the
+                                               unit frame, image paths relative to OUT_DIR
+    OUT_DIR/MIG-Bench/images/<task>/<group>_<k>.jpg
+    OUT_DIR/lite_info.json                     seed, difficulty, perturbation strengths, counts
+
+Load it with ``load_benchmark(OUT_DIR / "MIG_data.json", root=OUT_DIR, answer_frame="unit")``.
+Group ``g`` of task ``t`` draws from ``numpy.random.default_rng([seed, index of t, g])``, so
+the same seed writes byte-identical files, whatever tasks or counts are asked for.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cot_ground.lite.builders import BUILDERS, LITE_TASKS, SCENE_SIDE, BuildContext
+from cot_ground.lite.perturb import DEFAULT_DIFFICULTY, Perturbation
+
+DEFAULT_PER_TASK = 20
+DATA_FILE = "MIG_data.json"
+INFO_FILE = "lite_info.json"
+IMAGE_DIR = "MIG-Bench/images"
+
+
+@dataclass(frozen=True)
+class LiteBuild:
+    """What :func:`generate_lite` wrote."""
+
+    out_dir: Path
+    data_file: Path
+    counts: dict[str, int]
+    images: int
+    targets: list[int]
+    """0-based image of each written item's answer, in file order."""
+
+
+def generate_lite(
+    out_dir: str | Path,
+    seed: int = 0,
+    per_task: int = DEFAULT_PER_TASK,
+    difficulty: float = DEFAULT_DIFFICULTY,
+    tasks: tuple[str, ...] | list[str] | None = None,
+) -> LiteBuild:
+    """Generate MIG-Lite into ``out_dir`` (``per_task`` items of each task)."""
+    tasks = tuple(tasks) if tasks is not None else LITE_TASKS
+    unknown = sorted(set(tasks) - set(LITE_TASKS))
+    if unknown:
+        raise ValueError(f"unknown MIG-Lite task(s) {unknown}; known: {', '.join(LITE_TASKS)}")
+    if per_task < 1:
+        raise ValueError(f"per_task must be at least 1, got {per_task}")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
+    perturbation = Perturbation.at(difficulty)
+    out = Path(out_dir)
+    records: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
+    targets: list[int] = []
+    n_images = 0
+    for task in tasks:
+        folder = out / IMAGE_DIR / task
+        folder.mkdir(parents=True, exist_ok=True)
+        made = 0
+        group_index = 0
+        while made < per_task:
+            rng = np.random.default_rng([seed, LITE_TASKS.index(task), group_index])
+            ctx = BuildContext(perturbation, f"{task}_{group_index:03d}")
+            group = BUILDERS[task](ctx, rng)
+            group_index += 1
+            paths = []
+            for picture in group.pictures:
+                file = folder / f"{picture.stem}.jpg"
+                picture.image.save(file, format="JPEG", quality=picture.quality)
+                paths.append(f"./{IMAGE_DIR}/{task}/{file.name}")
+            n_images += len(paths)
+            for item in group.items[: per_task - made]:
+                records.append(
+                    {
+                        "task": task,
+                        "images": paths,
+                        "question": item.question,
+                        "answer": item.answer.to_list(),
+                        "additional_info": item.additional_info,
+                        "need_format": item.need_format,
+                    }
+                )
+                targets.append(item.target)
+                made += 1
+        counts[task] = made
+    data_file = out / DATA_FILE
+    data_file.write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
+    info = {
+        "benchmark": "MIG-Lite",
+        "seed": seed,
+        "per_task": per_task,
+        "difficulty": perturbation.difficulty,
+        "perturbation": perturbation.to_dict(),
+        "scene_side": SCENE_SIDE,
+        "answer_frame": "unit",
+        "counts": counts,
+        "images": n_images,
+    }
+    (out / INFO_FILE).write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+    return LiteBuild(
+        out_dir=out, data_file=data_file, counts=counts, images=n_images, targets=targets
+    )

@@ -1,0 +1,140 @@
+"""GroundingDINO through transformers (``AutoModelForZeroShotObjectDetection``) as step-2 grounder.
+
+Expects a local folder saved from e.g. ``IDEA-Research/grounding-dino-tiny`` or ``-base``
+(config, weights, processor, BERT tokenizer). The phrase is lower-cased and ends with ``.``.
+Boxes come out normalized to the image (frame ``unit``). Options: ``box_threshold`` (0.35),
+``text_threshold`` (0.25, picks the words a candidate's label shows), ``top1_fallback`` (True:
+return the best box even when all scores are under ``box_threshold``), ``max_candidates`` (10),
+``batch_size`` (4).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cot_ground.models.base import GroundRequest, GroundResult, ModelLoadError
+from cot_ground.models.detections import (
+    DETECTOR_OPTIONS,
+    matched_text,
+    normalize_phrase,
+    rank_candidates,
+)
+from cot_ground.models.hf_loading import (
+    check_model_folder,
+    input_device,
+    load_weights,
+    model_path,
+    open_images,
+    resolve_device,
+    resolve_dtype,
+    shared,
+)
+from cot_ground.models.options import resolve_options
+from cot_ground.models.settings import ModelSettings
+from cot_ground.records import ParseStatus
+
+NAME = "gdino-hf"
+
+
+class GroundingDinoHF:
+    """Single-image grounder: image + phrase → candidates ranked by score."""
+
+    def __init__(self, settings: ModelSettings):
+        from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
+
+        self.name = NAME
+        self.options = resolve_options(
+            NAME, settings.options, {**DETECTOR_OPTIONS, "batch_size": 4}
+        )
+        path = model_path(settings, NAME)
+        check_model_folder(path)
+
+        def _processor() -> Any:
+            try:
+                return AutoProcessor.from_pretrained(str(path), local_files_only=True)
+            except (OSError, ValueError) as exc:
+                raise ModelLoadError(f"cannot load the processor from {path}: {exc}") from exc
+
+        self.processor = shared(("gdino-hf-processor", str(path)), _processor)
+        self.model = load_weights(AutoModelForZeroShotObjectDetection, path, settings)
+        tokenizer = self.processor.tokenizer
+        self.special_ids = set(tokenizer.all_special_ids) | {tokenizer.convert_tokens_to_ids(".")}
+        device = resolve_device(settings.device)
+        self.settings: dict[str, Any] = {
+            "adapter": NAME,
+            "path": str(path),
+            "frame": "unit",
+            "device": device,
+            "dtype": str(resolve_dtype(settings.dtype, device)).removeprefix("torch."),
+            "device_map": settings.device_map,
+            **{k: v for k, v in self.options.items() if k != "batch_size"},
+        }
+
+    def ground(self, requests: list[GroundRequest]) -> list[GroundResult]:
+        """One :class:`GroundResult` per request, candidates best first.
+
+        Requests are batched only with others whose image has the same size, so no image is
+        padded and a batched answer equals the one-at-a-time answer.
+        """
+        images = open_images([r.image for r in requests])
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, image in enumerate(images):
+            groups.setdefault(image.size, []).append(i)
+        size = max(1, int(self.options["batch_size"]))
+        out: dict[int, GroundResult] = {}
+        for members in groups.values():
+            for start in range(0, len(members), size):
+                chunk = members[start : start + size]
+                results = self._ground_batch(
+                    [images[i] for i in chunk], [requests[i] for i in chunk]
+                )
+                out.update(zip(chunk, results, strict=True))
+        return [out[i] for i in range(len(requests))]
+
+    def _ground_batch(self, images: list[Any], requests: list[GroundRequest]) -> list[GroundResult]:
+        import torch
+
+        phrases = [normalize_phrase(r.phrase) for r in requests]
+        inputs = self.processor(images=images, text=phrases, padding=True, return_tensors="pt")
+        inputs = inputs.to(input_device(self.model))
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        with torch.inference_mode():
+            outputs = self.model(**inputs)
+        probs = outputs.logits.float().sigmoid().cpu()
+        boxes = outputs.pred_boxes.float().cpu()
+        ids = inputs["input_ids"].cpu().tolist()
+        return [
+            self._result(probs[b], boxes[b].tolist(), ids[b], phrases[b])
+            for b in range(len(requests))
+        ]
+
+    def _result(
+        self, probs: Any, boxes: list[list[float]], ids: list[int], phrase: str
+    ) -> GroundResult:
+        scores = probs.max(dim=-1).values.tolist()
+        decode = self.processor.tokenizer.decode
+
+        def label_of(i: int) -> str | None:
+            row = probs[i, : len(ids)].tolist()
+            return matched_text(row, ids, self.special_ids, self.options["text_threshold"], decode)
+
+        candidates = rank_candidates(
+            scores,
+            boxes,
+            label_of,
+            box_threshold=self.options["box_threshold"],
+            top1_fallback=self.options["top1_fallback"],
+            max_candidates=self.options["max_candidates"],
+        )
+        return GroundResult(
+            candidates=candidates,
+            raw_text=phrase,
+            status=ParseStatus.OK if candidates else ParseStatus.NO_BOX,
+            settings=dict(self.settings),
+        )
+
+
+def build_grounder(settings: ModelSettings) -> GroundingDinoHF:
+    """Registry factory for ``gdino-hf``."""
+    return GroundingDinoHF(settings)

@@ -1,0 +1,217 @@
+"""Models behind an OpenAI-compatible chat endpoint (vLLM, SGLang, hosted APIs).
+
+Every request is one user message: each image as a base64 ``data:`` URL (in order), then the
+prompt. Options:
+
+* ``base_url`` (required), e.g. ``http://127.0.0.1:8000/v1``; ``model`` (required): served name.
+* ``api_key_env``: name of the environment variable holding the key, read at call time and never
+  stored (default: none, sends the placeholder key ``EMPTY`` that local servers accept).
+* ``timeout_s`` (60), ``max_retries`` (3), ``retry_backoff_s`` (1.0; doubles per retry),
+  ``concurrency`` (4 requests in flight).
+* ``frame`` (e2e only, default ``qwen1000``): the frame the served model answers in: ``unit``,
+  ``qwen1000`` or ``qwen3_1000``. The resized input size of a server is unknown here, so the
+  ``pixels`` frame (Qwen2.5-VL) is refused.
+
+Decoding is greedy (``temperature`` 0) unless ``do_sample``; ``max_new_tokens`` is sent as
+``max_tokens``. Connection errors, timeouts, 429 and 5xx answers are retried with backoff; then
+:class:`EndpointError` names the endpoint and the last error.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from cot_ground.boxes import Frame
+from cot_ground.images import open_rgb
+from cot_ground.models.base import ChatRequest, EndToEndResult, ReasonerResult
+from cot_ground.models.options import resolve_options
+from cot_ground.models.settings import ModelSettings
+from cot_ground.parsing import parse_box, parse_selection
+
+_OPTIONS: dict[str, Any] = {
+    "base_url": None,
+    "model": None,
+    "api_key_env": None,
+    "timeout_s": 60.0,
+    "max_retries": 3,
+    "retry_backoff_s": 1.0,
+    "concurrency": 4,
+}
+_MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
+
+
+class EndpointError(RuntimeError):
+    """The endpoint could not be reached or refused the request; names the URL and the cause."""
+
+
+def image_data_url(path: str) -> str:
+    """``data:`` URL of an image file: its own bytes when JPEG/PNG/WebP/GIF, else PNG."""
+    image = open_rgb(path)  # raises ImageLoadError naming the path
+    data = Path(path).read_bytes()
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as probe:
+        mime = _MIME.get(probe.format or "")
+    if mime is None:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        data, mime = buffer.getvalue(), "image/png"
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+class OpenAIChatClient:
+    """Sends chat requests with images to one endpoint, with retries and backoff."""
+
+    def __init__(self, name: str, settings: ModelSettings, extra_options: dict[str, Any]):
+        self.name = name
+        self.options = resolve_options(name, settings.options, {**_OPTIONS, **extra_options})
+        for key in ("base_url", "model"):
+            if not self.options[key]:
+                raise ValueError(f"adapter {name!r} needs options.{key}")
+        self.base_url = str(self.options["base_url"]).rstrip("/")
+        self.max_tokens = settings.max_new_tokens
+        self.temperature = 1.0 if settings.do_sample else 0.0
+        self.settings: dict[str, Any] = {
+            "adapter": name,
+            "base_url": self.base_url,
+            "model": self.options["model"],
+            "max_new_tokens": self.max_tokens,
+            "do_sample": settings.do_sample,
+            "temperature": self.temperature,
+        }
+
+    def _client(self) -> Any:
+        import openai
+
+        env = self.options["api_key_env"]
+        key = "EMPTY"
+        if env:
+            key = os.environ.get(env, "")
+            if not key:
+                raise EndpointError(
+                    f"adapter {self.name!r}: environment variable {env} (options.api_key_env) "
+                    "is not set"
+                )
+        return openai.OpenAI(
+            base_url=self.base_url,
+            api_key=key,
+            timeout=float(self.options["timeout_s"]),
+            max_retries=0,
+        )
+
+    def complete(self, requests: list[ChatRequest]) -> list[str]:
+        """The answer text of each request, in order."""
+        if not requests:
+            return []
+        client = self._client()
+        workers = max(1, min(int(self.options["concurrency"]), len(requests)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(lambda r: self._complete_one(client, r), requests))
+
+    def _complete_one(self, client: Any, request: ChatRequest) -> str:
+        import openai
+
+        content: list[dict[str, Any]] = [
+            {"type": "image_url", "image_url": {"url": image_data_url(p)}} for p in request.images
+        ]
+        content.append({"type": "text", "text": request.prompt})
+        retryable = (
+            openai.APIConnectionError,  # includes timeouts
+            openai.RateLimitError,
+            openai.InternalServerError,
+        )
+        attempts = 1 + max(0, int(self.options["max_retries"]))
+        last: Exception | None = None
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(float(self.options["retry_backoff_s"]) * 2 ** (attempt - 1))
+            try:
+                response = client.chat.completions.create(
+                    model=self.options["model"],
+                    messages=[{"role": "user", "content": content}],
+                    max_tokens=self.max_tokens,
+                    temperature=self.temperature,
+                )
+                return response.choices[0].message.content or ""
+            except retryable as exc:
+                last = exc
+            except openai.APIError as exc:
+                raise EndpointError(
+                    f"endpoint {self.base_url} refused the request: {type(exc).__name__}: {exc}"
+                ) from exc
+        raise EndpointError(
+            f"endpoint {self.base_url} failed after {attempts} attempt(s): "
+            f"{type(last).__name__}: {last}"
+        ) from last
+
+
+class OpenAIReasoner:
+    """CoT step 1 through an endpoint (answer parsed with :func:`parse_selection`)."""
+
+    def __init__(self, settings: ModelSettings):
+        self.client = OpenAIChatClient("openai-reasoner", settings, {})
+        self.name = self.client.name
+        self.settings = dict(self.client.settings)
+
+    def reason(self, requests: list[ChatRequest]) -> list[ReasonerResult]:
+        """One :class:`ReasonerResult` per request."""
+        results = []
+        for request, text in zip(requests, self.client.complete(requests), strict=True):
+            sel = parse_selection(text, len(request.images))
+            results.append(
+                ReasonerResult(
+                    raw_text=text,
+                    image_index=sel.image_index,
+                    description=sel.description or None,
+                    status=sel.status,
+                    settings=dict(self.settings),
+                )
+            )
+        return results
+
+
+class OpenAIEndToEnd:
+    """End-to-end grounding through an endpoint (answer parsed with :func:`parse_box`)."""
+
+    def __init__(self, settings: ModelSettings):
+        self.client = OpenAIChatClient("openai-e2e", settings, {"frame": Frame.QWEN1000.value})
+        self.name = self.client.name
+        self.frame = Frame(self.client.options["frame"])
+        if self.frame is Frame.PIXELS:
+            raise ValueError(
+                "adapter 'openai-e2e': the pixels frame needs the server's resized input size, "
+                "which is unknown; use unit, qwen1000 or qwen3_1000"
+            )
+        self.settings = {**self.client.settings, "frame": self.frame.value}
+
+    def predict(self, requests: list[ChatRequest]) -> list[EndToEndResult]:
+        """One :class:`EndToEndResult` per request."""
+        results = []
+        for text in self.client.complete(requests):
+            parsed = parse_box(text, self.frame)
+            results.append(
+                EndToEndResult(
+                    raw_text=text,
+                    image_index=parsed.image_index,
+                    box=parsed.box,
+                    status=parsed.status,
+                    settings=dict(self.settings),
+                )
+            )
+        return results
+
+
+def build_reasoner(settings: ModelSettings) -> OpenAIReasoner:
+    """Registry factory for ``openai-reasoner``."""
+    return OpenAIReasoner(settings)
+
+
+def build_end_to_end(settings: ModelSettings) -> OpenAIEndToEnd:
+    """Registry factory for ``openai-e2e``."""
+    return OpenAIEndToEnd(settings)

@@ -1,0 +1,349 @@
+"""Qwen2-VL, Qwen2.5-VL and Qwen3-VL as reasoner, single-image grounder and end-to-end model.
+
+The family is read from the checkpoint's ``config.json`` (``model_type``) and fixes the frame the
+model states boxes in:
+
+* ``qwen2_vl``   integers in ``[0, 1000)`` → :attr:`Frame.QWEN1000`
+* ``qwen2_5_vl`` absolute pixels of the *resized* model input → :attr:`Frame.PIXELS`, with the
+  size taken from the processor's ``image_grid_thw`` × patch size (never the original size);
+  boxes are clipped to that image.
+* ``qwen3_vl``   integers in ``[0, 1000]`` → :attr:`Frame.QWEN3_1000`
+
+Prompts go through the checkpoint's chat template as one user turn: every image in order, then
+the text. Decoding is greedy unless ``do_sample``; batches are left-padded, which gives the same
+greedy tokens as one request at a time. ``min_pixels`` / ``max_pixels`` (per image) and
+``max_new_tokens`` come from :class:`ModelSettings` and are recorded in ``settings`` and in
+every result. Options: ``batch_size`` (default 4); grounder ``prompt_file`` (a plain-text
+template with a ``{phrase}`` slot; default ``prompts/ground/<family>.txt``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cot_ground.boxes import Box, Frame
+from cot_ground.models.base import (
+    ChatRequest,
+    EndToEndResult,
+    GroundRequest,
+    GroundResult,
+    ModelLoadError,
+    ReasonerResult,
+)
+from cot_ground.models.hf_loading import (
+    check_model_folder,
+    input_device,
+    load_weights,
+    model_path,
+    open_images,
+    read_model_type,
+    resolve_device,
+    resolve_dtype,
+    shared,
+)
+from cot_ground.models.options import resolve_options
+from cot_ground.models.settings import ModelSettings
+from cot_ground.parsing import parse_box, parse_selection
+from cot_ground.paths import prompts_dir
+from cot_ground.records import Candidate, ParseStatus, text_hash
+
+FAMILY_FRAMES: dict[str, Frame] = {
+    "qwen2_vl": Frame.QWEN1000,
+    "qwen2_5_vl": Frame.PIXELS,
+    "qwen3_vl": Frame.QWEN3_1000,
+}
+
+Size = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """Decoded answer of one request and the resized (width, height) of each input image."""
+
+    text: str
+    input_sizes: list[Size]
+
+
+class QwenVLRunner:
+    """A loaded Qwen-VL checkpoint (processor + model, shared per process) that generates."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: ModelSettings,
+        default_options: dict[str, Any],
+        families: Sequence[str] = tuple(FAMILY_FRAMES),
+    ):
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.name = name
+        self.options = resolve_options(name, settings.options, {"batch_size": 4, **default_options})
+        path = model_path(settings, name)
+        check_model_folder(path)
+        self.family = read_model_type(path)
+        if self.family not in families:
+            raise ModelLoadError(
+                f"{path}: adapter {name!r} needs model_type {' or '.join(families)}, "
+                f"the checkpoint's config.json says {self.family!r}"
+            )
+        self.frame = FAMILY_FRAMES[self.family]
+
+        def _processor() -> Any:
+            try:
+                processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
+            except (OSError, ValueError) as exc:
+                raise ModelLoadError(f"cannot load the processor from {path}: {exc}") from exc
+            processor.tokenizer.padding_side = "left"
+            return processor
+
+        self.processor = shared(("qwen-vl-processor", str(path)), _processor)
+        self.model = load_weights(AutoModelForImageTextToText, path, settings)
+        image_processor = self.processor.image_processor
+        self.patch_size = int(image_processor.patch_size)
+        self.pixel_kwargs = {
+            k: v
+            for k, v in (("min_pixels", settings.min_pixels), ("max_pixels", settings.max_pixels))
+            if v is not None
+        }
+        size = getattr(image_processor, "size", None) or {}
+        device = resolve_device(settings.device)
+        self.generate_kwargs: dict[str, Any] = {
+            "max_new_tokens": settings.max_new_tokens,
+            "do_sample": settings.do_sample,
+        }
+        if not settings.do_sample:  # silence sampling settings a checkpoint may carry
+            self.generate_kwargs.update(temperature=None, top_p=None, top_k=None)
+        self.stop_ids = self._stop_ids()
+        self.settings: dict[str, Any] = {
+            "adapter": name,
+            "path": str(path),
+            "family": self.family,
+            "frame": self.frame.value,
+            "device": device,
+            "dtype": str(resolve_dtype(settings.dtype, device)).removeprefix("torch."),
+            "device_map": settings.device_map,
+            "min_pixels": settings.min_pixels or size.get("shortest_edge"),
+            "max_pixels": settings.max_pixels or size.get("longest_edge"),
+            "max_new_tokens": settings.max_new_tokens,
+            "do_sample": settings.do_sample,
+        }
+
+    def _stop_ids(self) -> set[int]:
+        eos = self.model.generation_config.eos_token_id
+        ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        pad = self.processor.tokenizer.pad_token_id
+        return ids | ({pad} if pad is not None else set())
+
+    def chat_text(self, n_images: int, prompt: str) -> str:
+        """The chat-templated text for one user turn: ``n_images`` images, then ``prompt``."""
+        content: list[dict[str, Any]] = [{"type": "image"} for _ in range(n_images)]
+        content.append({"type": "text", "text": prompt})
+        messages = [{"role": "user", "content": content}]
+        return self.processor.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+
+    def encode(self, requests: Sequence[tuple[Sequence[str], str]]) -> Any:
+        """Processor inputs (token ids, pixels, image grids) for ``(image paths, prompt)`` pairs."""
+        texts = [self.chat_text(len(paths), prompt) for paths, prompt in requests]
+        images = [img for paths, _ in requests for img in open_images(paths)]
+        return self.processor(
+            text=texts,
+            images=images or None,
+            padding=True,
+            return_tensors="pt",
+            **self.pixel_kwargs,
+        )
+
+    def input_sizes(self, paths: Sequence[str]) -> list[Size]:
+        """Resized (width, height) the model sees for each image (processor only, no model)."""
+        return self._sizes(self.encode([(paths, "")]), [len(paths)])[0]
+
+    def _sizes(self, inputs: Any, counts: Sequence[int]) -> list[list[Size]]:
+        grids = inputs.get("image_grid_thw")
+        rows = [] if grids is None else grids.tolist()
+        sizes: list[list[Size]] = []
+        start = 0
+        for n in counts:
+            sizes.append(
+                [(w * self.patch_size, h * self.patch_size) for _, h, w in rows[start : start + n]]
+            )
+            start += n
+        return sizes
+
+    def generate(self, requests: Sequence[tuple[Sequence[str], str]]) -> list[Generation]:
+        """Greedy (or sampled) answers for ``(image paths, prompt)`` pairs, in order."""
+        out: list[Generation] = []
+        size = max(1, int(self.options["batch_size"]))
+        for start in range(0, len(requests), size):
+            out += self._generate_batch(requests[start : start + size])
+        return out
+
+    def _generate_batch(self, requests: Sequence[tuple[Sequence[str], str]]) -> list[Generation]:
+        import torch
+
+        inputs = self.encode(requests).to(input_device(self.model))
+        sizes = self._sizes(inputs, [len(paths) for paths, _ in requests])
+        with torch.inference_mode():
+            tokens = self.model.generate(**inputs, **self.generate_kwargs)
+        new = tokens[:, inputs["input_ids"].shape[1] :].tolist()
+        return [Generation(self._decode(ids), s) for ids, s in zip(new, sizes, strict=True)]
+
+    def _decode(self, ids: list[int]) -> str:
+        end = next((i for i, t in enumerate(ids) if t in self.stop_ids), len(ids))
+        return self.processor.tokenizer.decode(ids[:end], skip_special_tokens=False)
+
+
+def _runner(
+    name: str, settings: ModelSettings, options: dict[str, Any] | None = None
+) -> QwenVLRunner:
+    return QwenVLRunner(name, settings, options or {})
+
+
+class QwenVLReasoner:
+    """CoT step 1: all images + the question → chosen image and a referring description."""
+
+    def __init__(self, runner: QwenVLRunner):
+        self.runner = runner
+        self.name = runner.name
+        self.settings = dict(runner.settings)
+
+    def reason(self, requests: list[ChatRequest]) -> list[ReasonerResult]:
+        """One :class:`ReasonerResult` per request (status from :func:`parse_selection`)."""
+        gens = self.runner.generate([(r.images, r.prompt) for r in requests])
+        return [
+            self.result_from_text(g.text, len(r.images))
+            for g, r in zip(gens, requests, strict=True)
+        ]
+
+    def result_from_text(self, text: str, n_images: int) -> ReasonerResult:
+        """The result for an answer ``text`` to a request with ``n_images`` images."""
+        sel = parse_selection(text, n_images)
+        return ReasonerResult(
+            raw_text=text,
+            image_index=sel.image_index,
+            description=sel.description or None,
+            status=sel.status,
+            settings=dict(self.settings),
+        )
+
+
+class QwenVLGrounder:
+    """CoT step 2: one image + a phrase → candidate boxes (one per box in the answer, in order)."""
+
+    def __init__(self, runner: QwenVLRunner):
+        self.runner = runner
+        self.name = runner.name
+        prompt_file = runner.options["prompt_file"]
+        path = (
+            Path(prompt_file) if prompt_file else prompts_dir() / "ground" / f"{runner.family}.txt"
+        )
+        try:
+            self.template = path.read_text(encoding="utf-8").rstrip("\n")
+        except OSError as exc:
+            raise ModelLoadError(f"grounding prompt file not readable: {path} ({exc})") from exc
+        if "{phrase}" not in self.template:
+            raise ModelLoadError(f"grounding prompt {path} has no {{phrase}} slot")
+        self.settings = {
+            **runner.settings,
+            "prompt_file": str(path),
+            "prompt_hash": text_hash(self.template),
+        }
+
+    def prompt(self, phrase: str) -> str:
+        """The grounding prompt for ``phrase``."""
+        return self.template.replace("{phrase}", phrase)
+
+    def ground(self, requests: list[GroundRequest]) -> list[GroundResult]:
+        """One :class:`GroundResult` per request."""
+        gens = self.runner.generate([([r.image], self.prompt(r.phrase)) for r in requests])
+        return [self.result_from_text(g.text, g.input_sizes[0]) for g in gens]
+
+    def result_from_text(self, text: str, input_size: Size) -> GroundResult:
+        """Candidates read from ``text``; ``input_size`` is the resized (w, h) the model saw."""
+        parsed = parse_box(text, self.runner.frame, input_size)
+        boxes = [_in_frame(b, self.runner.frame) for b in parsed.boxes]
+        return GroundResult(
+            candidates=[Candidate(box=b) for b in boxes],
+            raw_text=text,
+            status=parsed.status,
+            settings=dict(self.settings),
+        )
+
+
+class QwenVLEndToEnd:
+    """All images + the question → image index (when the answer names one) and box."""
+
+    def __init__(self, runner: QwenVLRunner, calibration: str | None = None):
+        self.runner = runner
+        self.name = runner.name
+        self.calibration = calibration
+        self.settings = dict(runner.settings)
+        if calibration is not None:
+            from cot_ground.scoring import apply_calibration
+
+            apply_calibration(Box.from_unit([0, 0, 1, 1]), calibration)  # unknown name → error
+            self.settings["calibration"] = calibration
+
+    def predict(self, requests: list[ChatRequest]) -> list[EndToEndResult]:
+        """One :class:`EndToEndResult` per request."""
+        gens = self.runner.generate([(r.images, r.prompt) for r in requests])
+        return [self.result_from_text(g.text, g.input_sizes) for g in gens]
+
+    def result_from_text(self, text: str, input_sizes: Sequence[Size]) -> EndToEndResult:
+        """Image index and first box of ``text``; ``input_sizes``: resized (w, h) per image.
+
+        In the pixel frame the box is converted with the size of the image the answer names;
+        when it names none and the images differ in size, the box cannot be placed and the
+        status is ``malformed`` (no box is made up).
+        """
+        frame = self.runner.frame
+        probe = parse_box(text, Frame.QWEN1000)  # image index and status do not need the frame
+        index = probe.image_index
+        size: Size | None = None
+        if probe.box is not None and frame is Frame.PIXELS:
+            if index is not None and 0 <= index < len(input_sizes):
+                size = input_sizes[index]
+            elif len(set(input_sizes)) == 1:
+                size = input_sizes[0]
+        if probe.box is None or (frame is Frame.PIXELS and size is None):
+            status = probe.status if probe.box is None else ParseStatus.MALFORMED
+            return EndToEndResult(
+                raw_text=text, image_index=index, status=status, settings=dict(self.settings)
+            )
+        parsed = parse_box(text, frame, size)
+        box = _in_frame(parsed.box, frame) if parsed.box is not None else None
+        if box is not None and self.calibration is not None:
+            from cot_ground.scoring import apply_calibration
+
+            box = apply_calibration(box, self.calibration)
+        return EndToEndResult(
+            raw_text=text,
+            image_index=index,
+            box=box,
+            status=parsed.status,
+            settings=dict(self.settings),
+        )
+
+
+def _in_frame(box: Box, frame: Frame) -> Box:
+    """Pixel answers can fall outside the resized input: clip them to it."""
+    return box.clipped() if frame is Frame.PIXELS else box
+
+
+def build_reasoner(settings: ModelSettings) -> QwenVLReasoner:
+    """Registry factory for ``qwen-vl-reasoner``."""
+    return QwenVLReasoner(_runner("qwen-vl-reasoner", settings))
+
+
+def build_grounder(settings: ModelSettings) -> QwenVLGrounder:
+    """Registry factory for ``qwen-vl-grounder``."""
+    return QwenVLGrounder(_runner("qwen-vl-grounder", settings, {"prompt_file": None}))
+
+
+def build_end_to_end(settings: ModelSettings) -> QwenVLEndToEnd:
+    """Registry factory for ``qwen-vl-e2e`` (direct inference, no fine-tune)."""
+    return QwenVLEndToEnd(_runner("qwen-vl-e2e", settings))

@@ -1,0 +1,246 @@
+"""Experiment configs (``experiments/*.yaml``): what to run, on which benchmark, with which models.
+
+Every level rejects unknown keys, and every error names the key (``pipelines.cot.modee``).
+String values may reference environment variables as ``${VAR}`` or ``${VAR:-default}``; an unset
+variable without a default is an error naming both the variable and the key. Relative paths are
+resolved against the current working directory when the run starts.
+
+Adapters are named by their registry name (``qwen-vl-reasoner``...) or, for adapters that live
+outside cot-ground, by an import string ``package.module:factory`` (the factory takes a
+:class:`~cot_ground.models.settings.ModelSettings` and returns the adapter).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cot_ground.models.settings import ModelSettings
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class ConfigError(ValueError):
+    """An experiment config is invalid; the message names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BenchmarkConfig(_Strict):
+    """Which annotation file, where its images are, and which part of it to run."""
+
+    file: str = Field(description="MIG-Bench style annotation JSON (e.g. MIG_data.json)")
+    root: str | None = Field(default=None, description="folder image paths are relative to")
+    tasks: list[str] | None = Field(default=None, description="only these tasks (default: all)")
+    limit: int | None = Field(default=None, ge=1, description="at most this many examples")
+    answer_frame: str | None = Field(
+        default=None, description="frame of the file's boxes (loader default when omitted)"
+    )
+
+
+class ModelConfig(ModelSettings):
+    """One adapter: its registry name (or ``module:factory``) plus its :class:`ModelSettings`."""
+
+    adapter: str = Field(description="registry name or 'package.module:factory'")
+
+    def settings(self) -> ModelSettings:
+        """The :class:`ModelSettings` part (everything but ``adapter``)."""
+        return ModelSettings(**self.model_dump(exclude={"adapter"}))
+
+
+class CoTPipelineConfig(BaseModel):
+    """A two-step CoT graph: reasoner (step 1), grounder (step 2), optional fallback grounder.
+
+    Every other key is a :class:`cot_ground.graph.config.CoTConfig` field (``mode``,
+    ``prompt_variant``, ``max_retries``, ``fallbacks``...), checked against that class.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: Literal["cot"]
+    reasoner: str = Field(description="key in `models` of a reasoner adapter")
+    grounder: str = Field(description="key in `models` of a grounder adapter")
+    fallback_grounder: str | None = Field(
+        default=None,
+        description="key in `models` of the grounder the 'mllm-grounder' fallback uses",
+    )
+
+    def model_refs(self) -> dict[str, str]:
+        """Role slot → model key."""
+        refs = {"reasoner": self.reasoner, "grounder": self.grounder}
+        if self.fallback_grounder:
+            refs["fallback_grounder"] = self.fallback_grounder
+        return refs
+
+    def graph_fields(self) -> dict[str, Any]:
+        """The keys meant for the graph's config class."""
+        return dict(self.model_extra or {})
+
+
+class E2EPipelineConfig(BaseModel):
+    """An end-to-end graph with one model (Migician, Qwen2-VL direct inference).
+
+    Every other key is a :class:`cot_ground.graph.config.E2EConfig` field (``prompt_variant``...).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: Literal["e2e"]
+    model: str = Field(description="key in `models` of an end-to-end adapter")
+
+    def model_refs(self) -> dict[str, str]:
+        """Role slot → model key."""
+        return {"model": self.model}
+
+    def graph_fields(self) -> dict[str, Any]:
+        """The keys meant for the graph's config class."""
+        return dict(self.model_extra or {})
+
+
+PipelineConfig = Annotated[CoTPipelineConfig | E2EPipelineConfig, Field(discriminator="kind")]
+
+
+class CacheConfig(_Strict):
+    """The step-1 cache (see :mod:`cot_ground.runner.cache`)."""
+
+    enabled: bool = True
+    dir: str = Field(default=".cot_ground_cache", description="folder of the SQLite cache file")
+
+
+class ExperimentConfig(_Strict):
+    """A whole experiment: benchmark, models, pipelines run side by side, batching, output."""
+
+    name: str = Field(pattern=_NAME)
+    description: str = ""
+    benchmark: BenchmarkConfig
+    models: dict[str, ModelConfig]
+    pipelines: dict[str, PipelineConfig]
+    batch_size: int = Field(default=1, ge=1, description="requests per model call, across examples")
+    output: str | None = Field(default=None, description="run folder (default runs/<name>)")
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+
+    @model_validator(mode="after")
+    def _check_references(self) -> ExperimentConfig:
+        if not self.pipelines:
+            raise ValueError("pipelines: at least one pipeline is required")
+        for name, pipe in self.pipelines.items():
+            if not re.match(_NAME, name):
+                raise ValueError(
+                    f"pipelines.{name}: pipeline names may hold letters, digits, '_', '.', '-'"
+                )
+            for key, ref in pipe.model_refs().items():
+                if ref not in self.models:
+                    known = ", ".join(sorted(self.models)) or "none"
+                    raise ValueError(
+                        f"pipelines.{name}.{key}: unknown model {ref!r} (models: {known})"
+                    )
+        return self
+
+    def output_dir(self) -> Path:
+        """The run folder: ``output`` or ``runs/<name>``."""
+        return Path(self.output) if self.output else Path("runs") / self.name
+
+
+def expand_env(value: Any, where: str = "") -> Any:
+    """``value`` with ``${VAR}`` / ``${VAR:-default}`` replaced in every string, recursively."""
+    if isinstance(value, dict):
+        return {k: expand_env(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def _sub(match: re.Match[str]) -> str:
+        var, default = match.group(1), match.group(2)
+        if var in os.environ:
+            return os.environ[var]
+        if default is not None:
+            return default
+        raise ConfigError(f"{where}: environment variable {var} is not set (used as ${{{var}}})")
+
+    return _ENV_REF.sub(_sub, value)
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for i, item in enumerate(loc):
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif i == 2 and loc[0] == "pipelines" and item in ("cot", "e2e"):
+            # the discriminated-union tag pydantic inserts after the pipeline name
+            continue
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts)
+
+
+def _format_errors(exc: ValidationError, source: str, prefix: str = "") -> str:
+    lines = [f"invalid experiment config {source}:"]
+    for err in exc.errors():
+        key = ".".join(p for p in (prefix, _format_loc(tuple(err["loc"]))) if p)
+        if not key:
+            lines.append("  " + err["msg"].removeprefix("Value error, "))
+        elif err["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key")
+        elif err["type"] == "missing":
+            lines.append(f"  {key}: required key is missing")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "<config>") -> ExperimentConfig:
+    """Validate a config mapping (env vars expanded first); raises :class:`ConfigError`."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid experiment config {source}: expected a mapping at top level")
+    try:
+        expanded = expand_env(data)
+    except ConfigError as exc:
+        raise ConfigError(f"invalid experiment config {source}: {exc}") from None
+    try:
+        config = ExperimentConfig.model_validate(expanded)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+    problems = []
+    for name, pipe in config.pipelines.items():
+        try:
+            graph_config(name, pipe)
+        except ValidationError as exc:
+            problems.extend(_format_errors(exc, source, f"pipelines.{name}").splitlines()[1:])
+        except ValueError as exc:
+            problems.append(f"  {exc}")
+    if problems:
+        raise ConfigError("\n".join([f"invalid experiment config {source}:", *problems]))
+    return config
+
+
+def graph_config(name: str, pipe: CoTPipelineConfig | E2EPipelineConfig) -> Any:
+    """The graph's own config object (``CoTConfig`` / ``E2EConfig``) for pipeline ``name``."""
+    from cot_ground.graph.config import CoTConfig, E2EConfig
+
+    fields = pipe.graph_fields()
+    if "pipeline" in fields:
+        raise ValueError(f"pipelines.{name}.pipeline: not allowed (the pipeline key names it)")
+    cls = CoTConfig if pipe.kind == "cot" else E2EConfig
+    return cls(**fields, pipeline=name)
+
+
+def load_config(path: str | os.PathLike[str]) -> ExperimentConfig:
+    """Read and validate ``path`` (YAML); raises :class:`ConfigError` naming the file and key."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"experiment config not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"experiment config {p} is not valid YAML: {exc}") from None
+    return parse_config(data, str(p))

@@ -1,0 +1,118 @@
+"""``run.json``: everything needed to say what a run was (config, benchmark, code, machine)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import os
+import platform
+import socket
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from cot_ground import __version__
+from cot_ground.paths import REPO_ROOT
+
+PACKAGES = (
+    "torch",
+    "torchvision",
+    "transformers",
+    "accelerate",
+    "langgraph",
+    "pydantic",
+    "pillow",
+    "numpy",
+    "groundingdino-py",
+    "openai",
+    "ray",
+)
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO 8601."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages that change results (None when absent)."""
+    out: dict[str, str | None] = {"python": platform.python_version(), "cot-ground": __version__}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_state(root: Path = REPO_ROOT) -> dict[str, Any]:
+    """Commit and dirty flag of the checkout cot-ground runs from (None outside git)."""
+
+    def _git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def device_info() -> dict[str, Any]:
+    """Host, CPU count and accelerators visible to torch (when torch is importable)."""
+    info: dict[str, Any] = {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "cuda": [],
+    }
+    if "torch" in sys.modules or importlib.util.find_spec("torch") is not None:
+        import torch
+
+        if torch.cuda.is_available():
+            info["cuda"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        info["torch_threads"] = torch.get_num_threads()
+    return info
+
+
+def build_manifest(
+    *,
+    config: dict[str, Any],
+    benchmark: dict[str, Any],
+    shard: dict[str, int] | None,
+    n_examples: int,
+    argv: list[str] | None = None,
+) -> dict[str, Any]:
+    """A fresh manifest; ``sessions`` gets one entry per start (resumes add more)."""
+    return {
+        "format": 1,
+        "name": config.get("name"),
+        "config": config,
+        "benchmark": benchmark,
+        "shard": shard,
+        "n_examples": n_examples,
+        "pipelines": sorted(config.get("pipelines", {})),
+        "packages": package_versions(),
+        "git": git_state(),
+        "device": device_info(),
+        "argv": argv if argv is not None else sys.argv,
+        "started": now_iso(),
+        "ended": None,
+        "sessions": [],
+    }

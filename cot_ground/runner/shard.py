@@ -1,0 +1,122 @@
+"""Sharding a run across GPUs or machines, and merging the shard folders into one run.
+
+``--shard K/N`` (K from 1 to N) keeps every N-th example of the selected examples sorted by
+example id, starting at the K-th. The slice depends only on the ids, not on file order, and the
+N shards are disjoint, cover every example, and differ in size by at most one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cot_ground.runner.manifest import now_iso
+from cot_ground.runner.store import JsonlAppender, RunFolder, RunFolderError
+
+T = TypeVar("T")
+
+_SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` → ``(K, N)`` with ``1 <= K <= N``; raises ``ValueError`` naming the input."""
+    match = _SHARD.match(text)
+    if not match:
+        raise ValueError(f"--shard must look like K/N (e.g. 2/4), got {text!r}")
+    k, n = int(match.group(1)), int(match.group(2))
+    if n < 1 or not 1 <= k <= n:
+        raise ValueError(f"--shard {text}: K must be between 1 and N (N >= 1)")
+    return k, n
+
+
+def select_shard(examples: Sequence[T], k: int, n: int, id_of: Any = None) -> list[T]:
+    """The K-th of N slices of ``examples`` (original order kept)."""
+    key = id_of or (lambda ex: ex.id)
+    ordered = sorted({key(ex) for ex in examples})
+    keep = set(ordered[k - 1 :: n])
+    return [ex for ex in examples if key(ex) in keep]
+
+
+def _comparable(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What must agree between shards of one run."""
+    config = dict(manifest.get("config") or {})
+    for key in ("output", "batch_size", "cache"):
+        config.pop(key, None)
+    return {
+        "config": config,
+        "benchmark_sha256": (manifest.get("benchmark") or {}).get("sha256"),
+        "n_of": (manifest.get("shard") or {}).get("n"),
+    }
+
+
+def merge_runs(
+    shard_dirs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]
+) -> dict[str, Any]:
+    """Combine shard folders of one run into ``out``; returns the merged manifest.
+
+    The shards must come from the same config and benchmark file; a missing shard is allowed
+    (the manifest lists which ones were merged) but a repeated one is not. Examples and
+    predictions keep the first record of each id.
+    """
+    if not shard_dirs:
+        raise ValueError("merge needs at least one shard folder")
+    folders = [RunFolder(d) for d in shard_dirs]
+    manifests = []
+    for folder in folders:
+        manifest = folder.read_manifest()
+        if manifest is None:
+            raise RunFolderError(f"{folder.path} is not a run folder (no run.json)")
+        manifests.append(manifest)
+    reference = _comparable(manifests[0])
+    seen_shards: set[int] = set()
+    for folder, manifest in zip(folders, manifests, strict=True):
+        if _comparable(manifest) != reference:
+            raise RunFolderError(
+                f"{folder.path} was made with a different config, benchmark or shard count"
+                f" than {folders[0].path}; only shards of one run can be merged"
+            )
+        k = (manifest.get("shard") or {}).get("k")
+        if k is not None:
+            if k in seen_shards:
+                raise RunFolderError(f"{folder.path}: shard {k} is given twice")
+            seen_shards.add(k)
+    target = RunFolder(out)
+    if target.manifest_path.exists() or target.examples_path.exists():
+        raise RunFolderError(f"merge output {target.path} already holds a run; choose a new --out")
+    pipelines = sorted({p for m in manifests for p in m.get("pipelines", [])})
+    with target.locked():
+        with JsonlAppender(target.examples_path, "id") as examples:
+            for folder in folders:
+                for record in folder.read_examples():
+                    examples.append(record)
+            n_examples = len(examples.ids)
+        counts: dict[str, int] = {}
+        for pipeline in pipelines:
+            with JsonlAppender(target.predictions_path(pipeline), "example_id") as preds:
+                for folder in folders:
+                    for record in folder.read_predictions(pipeline):
+                        preds.append(record)
+                counts[pipeline] = len(preds.ids)
+        merged = dict(manifests[0])
+        n_of = reference["n_of"]
+        merged.update(
+            {
+                "shard": None,
+                "n_examples": n_examples,
+                "pipelines": pipelines,
+                "merged_from": [
+                    {"path": str(Path(f.path).resolve()), "shard": m.get("shard")}
+                    for f, m in zip(folders, manifests, strict=True)
+                ],
+                "missing_shards": (sorted(set(range(1, n_of + 1)) - seen_shards) if n_of else []),
+                "predictions": counts,
+                "sessions": [s for m in manifests for s in m.get("sessions", [])],
+                "started": min(str(m.get("started")) for m in manifests),
+                "ended": now_iso(),
+            }
+        )
+        target.write_manifest(merged)
+    return merged

@@ -1,0 +1,211 @@
+"""The run folder on disk: append-only JSONL files that survive ``kill -9``.
+
+Layout (the contract in ``docs/architecture.md``)::
+
+    RUN_DIR/run.json                    manifest
+    RUN_DIR/examples.jsonl              one Example per line
+    RUN_DIR/predictions/PIPELINE.jsonl  one Prediction (with its trace) per finished example
+
+Each line is written with one ``write`` call, then flushed and fsynced, so a killed run leaves
+at worst one truncated last line. Opening a file for appending cuts such a torn tail off
+(it holds no complete record) and reads the ids already present, so a resumed run never writes
+a duplicate. Readers skip a truncated last line and keep the first record of each id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "run.json"
+EXAMPLES = "examples.jsonl"
+PREDICTIONS = "predictions"
+_LOCK_FILE = ".lock"
+
+
+class RunFolderError(RuntimeError):
+    """A run folder is unusable (locked by another run, made by another config...)."""
+
+
+def read_jsonl(path: str | os.PathLike[str], key: str | None = None) -> list[dict[str, Any]]:
+    """Records of ``path``; a truncated last line is skipped, and with ``key`` the first of
+    each id wins. A broken line elsewhere is skipped with a warning naming file and line."""
+    p = Path(path)
+    if not p.is_file():
+        return []
+    data = p.read_bytes()
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    elif lines:
+        lines.pop()  # no newline at the end: a torn write, never a complete record
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError:
+            log.warning("%s:%d: skipping a line that is not valid JSON", p, number)
+            continue
+        if key is not None:
+            rid = record.get(key)
+            if rid in seen:
+                continue
+            seen.add(rid)
+        out.append(record)
+    return out
+
+
+class JsonlAppender:
+    """Append-only JSONL file with one record per id; thread-safe; fsync per line."""
+
+    def __init__(self, path: str | os.PathLike[str], key: str) -> None:
+        self.path = Path(path)
+        self.key = key
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._cut_torn_tail()
+        self.ids: set[str] = {str(r.get(key)) for r in read_jsonl(self.path, key)}
+        self._lock = threading.Lock()
+        self._fh = open(self.path, "ab")  # noqa: SIM115 - closed in close()
+
+    def _cut_torn_tail(self) -> None:
+        if not self.path.is_file():
+            return
+        size = self.path.stat().st_size
+        if size == 0:
+            return
+        with open(self.path, "rb+") as fh:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) == b"\n":
+                return
+            # walk back to the last newline; everything after it is a torn record
+            pos, chunk = size, 65536
+            keep = 0
+            while pos > 0:
+                start = max(0, pos - chunk)
+                fh.seek(start)
+                block = fh.read(pos - start)
+                idx = block.rfind(b"\n")
+                if idx >= 0:
+                    keep = start + idx + 1
+                    break
+                pos = start
+            fh.truncate(keep)
+            fh.flush()
+            os.fsync(fh.fileno())
+        log.warning("%s: dropped a truncated last line (%d bytes)", self.path, size - keep)
+
+    def __contains__(self, record_id: str) -> bool:
+        return record_id in self.ids
+
+    def append(self, record: dict[str, Any]) -> bool:
+        """Write ``record`` unless its id is already in the file; True when written."""
+        rid = str(record[self.key])
+        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        with self._lock:
+            if rid in self.ids:
+                return False
+            self._fh.write(line)
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self.ids.add(rid)
+        return True
+
+    def close(self) -> None:
+        """Close the file (every line is already on disk)."""
+        with self._lock:
+            if not self._fh.closed:
+                self._fh.close()
+
+    def __enter__(self) -> JsonlAppender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RunFolder:
+    """Paths of one run folder, and an exclusive lock so two runs never write it at once."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    @property
+    def manifest_path(self) -> Path:
+        """``run.json``."""
+        return self.path / MANIFEST
+
+    @property
+    def examples_path(self) -> Path:
+        """``examples.jsonl``."""
+        return self.path / EXAMPLES
+
+    def predictions_path(self, pipeline: str) -> Path:
+        """``predictions/<pipeline>.jsonl``."""
+        return self.path / PREDICTIONS / f"{pipeline}.jsonl"
+
+    def pipelines(self) -> list[str]:
+        """Pipelines with a predictions file, sorted."""
+        folder = self.path / PREDICTIONS
+        return sorted(p.stem for p in folder.glob("*.jsonl")) if folder.is_dir() else []
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        """The manifest, or None when the folder has none yet."""
+        if not self.manifest_path.is_file():
+            return None
+        try:
+            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise RunFolderError(f"{self.manifest_path} is not valid JSON: {exc}") from None
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        """Replace ``run.json`` atomically (write a temporary file, fsync, rename)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        tmp = self.manifest_path.with_suffix(".json.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(manifest, fh, indent=2, ensure_ascii=False, default=str)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.manifest_path)
+
+    def read_examples(self) -> list[dict[str, Any]]:
+        """Example records (first of each id)."""
+        return read_jsonl(self.examples_path, key="id")
+
+    def read_predictions(self, pipeline: str) -> list[dict[str, Any]]:
+        """Prediction records of ``pipeline`` (first of each example id)."""
+        return read_jsonl(self.predictions_path(pipeline), key="example_id")
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold an exclusive lock on the folder; fails at once if another process holds it."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / _LOCK_FILE, "a+") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                raise RunFolderError(
+                    f"run folder {self.path} is in use by {holder}; wait for it or choose --out"
+                ) from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()}")
+            fh.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)

@@ -1,0 +1,172 @@
+"""IoU, Acc@k and mean IoU per task, in two modes, with optional named calibrations.
+
+Modes:
+
+* ``official`` -- the public MIG-Bench evaluation: only the box counts, the image is ignored.
+* ``strict``   -- a prediction counts only when the image it names (or was grounded in) is the
+  target image; otherwise its IoU is 0. A prediction that names no image counts as wrong.
+
+Figures in :func:`score_table` are percentages (0-100); the average is the plain mean over
+tasks, as in the benchmark's tables. A named calibration is applied to every predicted box
+before scoring and always recorded in the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from cot_ground.boxes import Box
+from cot_ground.records import Example, Prediction
+
+THRESHOLDS: tuple[float, ...] = (0.3, 0.5, 0.7)
+Mode = Literal["official", "strict"]
+MODES: tuple[str, ...] = ("official", "strict")
+
+# Benchmark order of the MIG-Bench tasks (the column order of published tables).
+TASK_ORDER: tuple[str, ...] = (
+    "diff",
+    "view_diff",
+    "common_object",
+    "object_tracking",
+    "multi_view",
+    "region",
+    "refer_grounding",
+    "group_grounding",
+    "reasoning",
+    "correspondence",
+)
+
+
+def iou(pred: Box | None, gt: Box) -> float:
+    """Intersection over union in the unit frame; 0 for None, inverted or degenerate boxes."""
+    if pred is None or pred.is_inverted or gt.is_inverted:
+        return 0.0
+    ix = min(pred.x2, gt.x2) - max(pred.x1, gt.x1)
+    iy = min(pred.y2, gt.y2) - max(pred.y1, gt.y1)
+    if ix <= 0 or iy <= 0:
+        return 0.0
+    inter = ix * iy
+    union = pred.area + gt.area - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _migician_y(box: Box) -> Box:
+    y1 = round(min(box.y1 * 1.05, 0.999), 3)
+    y2 = round(min(box.y2 * 1.10, 0.999), 3)
+    return Box(x1=box.x1, y1=y1, x2=box.x2, y2=y2)
+
+
+# Named box calibrations. "migician-y": the public Migician evaluation multiplies the predicted
+# y1 by 1.05 and y2 by 1.10, caps each at 0.999 and rounds to 3 decimals (unit frame; the
+# 1/1000 grid Migician answers on) before scoring. Checked against every ``filter_answer`` of
+# the released Migician logs: all 4,276 match.
+CALIBRATIONS: dict[str, Callable[[Box], Box]] = {"migician-y": _migician_y}
+
+
+def apply_calibration(box: Box, name: str | None) -> Box:
+    """``box`` after the named calibration (``None`` leaves it unchanged)."""
+    if name is None:
+        return box
+    try:
+        return CALIBRATIONS[name](box)
+    except KeyError:
+        known = ", ".join(sorted(CALIBRATIONS))
+        raise ValueError(f"unknown calibration {name!r} (known: {known})") from None
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    """One scored item: the predicted box and image against the ground truth."""
+
+    task: str
+    pred_box: Box | None
+    gt_box: Box
+    pred_image: int | None = None
+    target_image: int | None = None
+
+    @classmethod
+    def from_prediction(cls, prediction: Prediction, example: Example) -> ScoreRow:
+        """Row for a prediction (box as the model stated it) joined to its example."""
+        if prediction.example_id != example.id:
+            raise ValueError(
+                f"prediction for {prediction.example_id} joined to example {example.id}"
+            )
+        return cls(
+            task=example.task,
+            pred_box=prediction.box,
+            gt_box=example.gt_box,
+            pred_image=prediction.image_index,
+            target_image=example.target_image,
+        )
+
+
+def image_correct(row: ScoreRow) -> bool:
+    """True when the row names an image and it is the target image."""
+    return row.pred_image is not None and row.pred_image == row.target_image
+
+
+def row_iou(row: ScoreRow, mode: Mode | str = "official", calibration: str | None = None) -> float:
+    """IoU of one row under ``mode`` (strict: 0 unless the image is right)."""
+    _check_mode(mode)
+    if mode == "strict" and not image_correct(row):
+        return 0.0
+    box = None if row.pred_box is None else apply_calibration(row.pred_box, calibration)
+    return iou(box, row.gt_box)
+
+
+def is_correct(
+    row: ScoreRow,
+    threshold: float = 0.5,
+    mode: Mode | str = "official",
+    calibration: str | None = None,
+) -> bool:
+    """True when the row's IoU under ``mode`` is at least ``threshold``."""
+    return row_iou(row, mode, calibration) >= threshold
+
+
+def summarize(ious: Iterable[float]) -> dict[str, float]:
+    """``n``, ``acc@k`` for every threshold and ``miou`` (percent) of a list of IoUs."""
+    values = list(ious)
+    n = len(values)
+    out: dict[str, float] = {"n": n}
+    for t in THRESHOLDS:
+        out[f"acc@{t}"] = 100.0 * sum(v >= t for v in values) / n if n else 0.0
+    out["miou"] = 100.0 * sum(values) / n if n else 0.0
+    return out
+
+
+def score_table(
+    rows: Iterable[ScoreRow | Mapping[str, Any]],
+    mode: Mode | str = "official",
+    calibration: str | None = None,
+) -> dict[str, Any]:
+    """Per-task figures and their plain mean over tasks.
+
+    ``rows`` are :class:`ScoreRow` or mappings with the same keys. Returns
+    ``{"mode", "calibration", "tasks": {task: {"n", "acc@0.3", "acc@0.5", "acc@0.7", "miou"}},
+    "average": {...}}``; the average's ``n`` is the total number of rows.
+    """
+    _check_mode(mode)
+    if calibration is not None:
+        apply_calibration(Box(x1=0, y1=0, x2=1, y2=1), calibration)  # fail early on a bad name
+    per_task: dict[str, list[float]] = {}
+    for row in rows:
+        r = row if isinstance(row, ScoreRow) else ScoreRow(**row)
+        per_task.setdefault(r.task, []).append(row_iou(r, mode, calibration))
+    tasks = {t: summarize(per_task[t]) for t in sorted(per_task, key=_task_key)}
+    average: dict[str, float] = {"n": sum(len(v) for v in per_task.values())}
+    keys = [f"acc@{t}" for t in THRESHOLDS] + ["miou"]
+    for k in keys:
+        average[k] = sum(s[k] for s in tasks.values()) / len(tasks) if tasks else 0.0
+    return {"mode": mode, "calibration": calibration, "tasks": tasks, "average": average}
+
+
+def _task_key(task: str) -> tuple[int, str]:
+    return (TASK_ORDER.index(task) if task in TASK_ORDER else len(TASK_ORDER), task)
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"unknown scoring mode {mode!r} (use one of {', '.join(MODES)})")

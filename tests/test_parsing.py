@@ -1,0 +1,247 @@
+"""Model-output parsing: every accepted format, statuses, image choices, property tests."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cot_ground.boxes import Box, Frame
+from cot_ground.parsing import (
+    answer_text,
+    find_image_mentions,
+    parse_box,
+    parse_image_index,
+    parse_selection,
+)
+from cot_ground.records import ParseStatus
+
+Q = [0.1, 0.2, 0.3, 0.4]  # unit-frame box of "100, 200, 300, 400" in qwen1000
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<|box_start|>(100,200),(300,400)<|box_end|>",
+        "(100,200),(300,400)",
+        "( 100 , 200 ) , ( 300 , 400 )",
+        "the red car<|object_ref_end|><|box_start|>(100,200),(300,400)<|box_end|>",
+        "[100, 200, 300, 400]",
+        "[100.0, 200.0, 300.0, 400.0]",
+        "<box>100 200 300 400</box>",
+        "<box>[[100, 200, 300, 400]]</box>",
+        '{"bbox_2d": [100, 200, 300, 400], "label": "car"}',
+        '```json\n[{"bbox_2d": [100, 200, 300, 400], "label": "car"}]\n```',
+        "<think>first (1,1),(2,2)? no.</think><answer>(100,200),(300,400)</answer>",
+        "<think>the car is left</think>\n[100, 200, 300, 400]",
+        "- Top-left corner: (x1, y1) = (100, 200)\n- Bottom-right corner: (x2, y2) = (300, 400)",
+    ],
+)
+def test_every_accepted_format_gives_the_box(text: str) -> None:
+    result = parse_box(text, Frame.QWEN1000)
+    assert result.status is ParseStatus.OK, text
+    assert result.box is not None
+    assert result.box.to_list() == pytest.approx(Q)
+    assert result.boxes == [result.box]
+
+
+def test_the_caller_names_the_frame() -> None:
+    text = "[0.1, 0.2, 0.3, 0.4]"
+    assert parse_box(text, "unit").box == Box.from_unit(Q)
+    # the same text in the qwen1000 frame is a tiny box: the parser never guesses
+    assert parse_box(text, "qwen1000").box.to_list() == pytest.approx([v / 1000 for v in Q])
+    pixels = parse_box("[64, 48, 320, 240]", Frame.PIXELS, size=(640, 480))
+    assert pixels.box.to_list() == pytest.approx([0.1, 0.1, 0.5, 0.5])
+    with pytest.raises(ValueError, match="size"):
+        parse_box(text, Frame.PIXELS)
+
+
+def test_several_boxes_return_the_first_with_a_status() -> None:
+    text = '[{"bbox_2d": [1, 2, 3, 4]}, {"bbox_2d": [5, 6, 7, 8]}]'
+    result = parse_box(text, "qwen1000")
+    assert result.status is ParseStatus.SEVERAL_BOXES
+    assert result.box == Box.from_qwen1000([1, 2, 3, 4])
+    assert len(result.boxes) == 2
+    mixed = parse_box("(5,6),(7,8) and also [1, 2, 3, 4]", "qwen1000")
+    assert mixed.box == Box.from_qwen1000([5, 6, 7, 8])  # order in the text decides
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[1, 2, 3]",
+        "<box>1 2 3</box>",
+        "(59,307),(259,691",
+        "[0,0),(999,999)",
+        "<|box_start|>somewhere<|box_end|>",
+        '{"bbox_2d": "left"}',
+        "[" + "9" * 400 + ", 1, 2, 3]",
+    ],
+)
+def test_box_like_text_that_cannot_be_read_is_malformed(text: str) -> None:
+    result = parse_box(text, "qwen1000")
+    assert result.status is ParseStatus.MALFORMED
+    assert result.box is None and result.boxes == []
+
+
+@pytest.mark.parametrize(
+    "text", ["", "car", "There are no differences between these two images.", "(x1,y1),(x2,y2)"]
+)
+def test_text_without_a_box_is_no_box_never_a_zero_box(text: str) -> None:
+    result = parse_box(text, "qwen1000")
+    assert result.status is ParseStatus.NO_BOX
+    assert result.box is None
+
+
+def test_negative_numbers_are_kept_not_stripped() -> None:
+    result = parse_box("(-20,10),(300,400)", "qwen1000")
+    assert result.box.x1 == pytest.approx(-0.02)
+    assert not result.box.in_unit_range
+
+
+def test_answer_text_strips_think_and_answer_wrappers() -> None:
+    assert answer_text("<think>a</think><answer> b </answer>") == "b"
+    assert answer_text("<think>a</think> b") == "b"
+    assert answer_text("<think>never closed") == ""
+    assert answer_text("plain") == "plain"
+
+
+def test_parse_box_reports_the_named_image() -> None:
+    result = parse_box("It is in the second image: (100,200),(300,400)", "qwen1000")
+    assert result.image_index == 1
+    assert result.answer_text.startswith("It is in")
+
+
+@pytest.mark.parametrize(
+    ("text", "index"),
+    [
+        ("second image", 1),
+        ("Image-3", 2),
+        ("image 2", 1),
+        ("2th", 1),
+        ("the 3rd picture", 2),
+        ("It's in the first image.", 0),
+        ("locate this object in the 2th image", 1),
+        ("in the fifth input image", 4),
+        ("Image2", 1),
+        ("The car on the left.", None),
+        ("the 3rd car from the left", None),
+        ("", None),
+    ],
+)
+def test_parse_image_index(text: str, index: int | None) -> None:
+    assert parse_image_index(text) == index
+
+
+def test_a_locative_mention_wins_over_an_earlier_one() -> None:
+    assert parse_image_index("Unlike image 1, the dog is in image 3.") == 2
+    assert [m.index for m in find_image_mentions("image 1 then the second image")] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("text", "index", "description"),
+    [
+        ('{"image": 2, "description": "the red car"}', 1, "the red car"),
+        ('```json\n{"image": 1, "description": "a dog"}\n```', 0, "a dog"),
+        ('<think>hmm</think>{"image": "3", "description": "cup"}', 2, "cup"),
+        ('{"image": "Image-2", "description": "cup"}', 1, "cup"),
+        ("It's in the second image. The red car on the left.", 1, "The red car on the left."),
+        ("It is in the first image, the dog by the door", 0, "the dog by the door"),
+        ("The red car on the left in image 3", 2, "The red car on the left"),
+        ("2th", 1, ""),
+    ],
+)
+def test_parse_selection(text: str, index: int, description: str) -> None:
+    result = parse_selection(text, n_images=4)
+    assert result.status is ParseStatus.OK
+    assert result.image_index == index
+    assert result.description == description
+
+
+@pytest.mark.parametrize(
+    ("text", "status"),
+    [
+        ('{"image": 5, "description": "cup"}', ParseStatus.MALFORMED),
+        ('{"image": 0, "description": "cup"}', ParseStatus.MALFORMED),
+        ('{"image": null, "description": "cup"}', ParseStatus.MALFORMED),
+        ('{"image": true, "description": "cup"}', ParseStatus.MALFORMED),
+        ("Image-7: the cup", ParseStatus.MALFORMED),
+        ("The cup on the table.", ParseStatus.NO_BOX),
+    ],
+)
+def test_parse_selection_failures_are_statuses(text: str, status: ParseStatus) -> None:
+    result = parse_selection(text, n_images=4)
+    assert result.status is status
+    assert result.image_index is None
+    assert result.error
+
+
+# ----------------------------------------------------------------------------- properties
+FRAMES = [
+    (Frame.UNIT, None),
+    (Frame.QWEN1000, None),
+    (Frame.QWEN3_1000, None),
+    (Frame.PIXELS, (1280.0, 720.0)),
+]
+TEMPLATES = [
+    "<|box_start|>({0},{1}),({2},{3})<|box_end|>",
+    "({0}, {1}), ({2}, {3})",
+    "[{0}, {1}, {2}, {3}]",
+    "<box>{0} {1} {2} {3}</box>",
+    "<box>[[{0}, {1}, {2}, {3}]]</box>",
+    '{{"bbox_2d": [{0}, {1}, {2}, {3}]}}',
+    "<think>thinking</think><answer>[{0}, {1}, {2}, {3}]</answer>",
+]
+numbers = st.one_of(
+    st.integers(min_value=-50, max_value=5000).map(str),
+    st.floats(min_value=-10, max_value=5000, allow_nan=False).map(lambda v: f"{v:.4f}"),
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(text=st.text(max_size=300))
+def test_parser_never_raises_on_arbitrary_text(text: str) -> None:
+    for frame, size in FRAMES:
+        result = parse_box(text, frame, size)
+        assert isinstance(result.status, ParseStatus)
+        assert (result.box is None) == (result.status in (ParseStatus.NO_BOX, ParseStatus.MALFORMED))
+        for box in result.boxes:
+            assert Box.from_frame(box.to_frame(frame, size), frame, size).to_list() == (
+                pytest.approx(box.to_list())
+            )
+    selection = parse_selection(text, n_images=3)
+    assert selection.image_index is None or 0 <= selection.image_index < 3
+    parse_image_index(text)
+
+
+@settings(max_examples=300)
+@given(
+    coords=st.lists(numbers, min_size=4, max_size=4),
+    template=st.sampled_from(TEMPLATES),
+    frame_size=st.sampled_from(FRAMES),
+    prefix=st.sampled_from(["", "The object is at ", "It is in the second image. "]),
+)
+def test_every_returned_box_round_trips_through_its_frame(
+    coords: list[str], template: str, frame_size: tuple, prefix: str
+) -> None:
+    frame, size = frame_size
+    result = parse_box(prefix + template.format(*coords), frame, size)
+    assert result.status is ParseStatus.OK
+    assert result.box.to_frame(frame, size) == pytest.approx([float(c) for c in coords])
+
+
+@settings(max_examples=100)
+@given(
+    index=st.integers(min_value=1, max_value=6),
+    description=st.text(
+        alphabet=st.characters(blacklist_categories=["Cs", "Cc"]), min_size=1, max_size=40
+    ),
+)
+def test_structured_selection_round_trips(index: int, description: str) -> None:
+    text = json.dumps({"image": index, "description": description})
+    result = parse_selection(text, n_images=6)
+    assert result.status is ParseStatus.OK
+    assert result.image_index == index - 1
+    assert result.description == description.strip()

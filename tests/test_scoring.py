@@ -1,0 +1,133 @@
+"""IoU, calibrations, per-record helpers and score tables in both modes."""
+
+from __future__ import annotations
+
+import pytest
+
+from cot_ground.boxes import Box
+from cot_ground.records import Example, ParseStatus, Prediction
+from cot_ground.scoring import (
+    TASK_ORDER,
+    ScoreRow,
+    apply_calibration,
+    image_correct,
+    iou,
+    is_correct,
+    row_iou,
+    score_table,
+    summarize,
+)
+
+GT = Box.from_unit([0.0, 0.0, 0.5, 0.5])
+
+
+def test_iou_of_known_overlaps() -> None:
+    assert iou(GT, GT) == pytest.approx(1.0)
+    assert iou(Box.from_unit([0.25, 0.0, 0.75, 0.5]), GT) == pytest.approx(1 / 3)
+    assert iou(Box.from_unit([0.5, 0.5, 1.0, 1.0]), GT) == 0.0  # touching corners
+    assert iou(Box.from_unit([0.0, 0.0, 0.25, 0.25]), GT) == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize(
+    "pred",
+    [
+        None,
+        Box.from_unit([0.4, 0.4, 0.1, 0.1]),  # inverted
+        Box.from_unit([0.2, 0.2, 0.2, 0.4]),  # zero width
+        Box.from_unit([0.0, 0.0, 0.0, 0.0]),
+    ],
+)
+def test_iou_is_zero_for_missing_inverted_and_degenerate_boxes(pred: Box | None) -> None:
+    assert iou(pred, GT) == 0.0
+
+
+def test_iou_against_an_inverted_ground_truth_is_zero() -> None:
+    assert iou(GT, Box.from_unit([0.5, 0.5, 0.0, 0.0])) == 0.0
+
+
+def test_migician_y_calibration() -> None:
+    box = Box.from_qwen1000([270, 597, 330, 900])
+    calibrated = apply_calibration(box, "migician-y")
+    # the released log records filter_answer [270, 627, 330, 990] for this answer
+    assert calibrated.to_frame("qwen1000") == pytest.approx([270, 627, 330, 990])
+    capped = apply_calibration(Box.from_unit([0.1, 0.98, 0.2, 0.99]), "migician-y")
+    assert capped.y1 == 0.999 and capped.y2 == 0.999
+    assert apply_calibration(box, None) is box
+    with pytest.raises(ValueError, match="unknown calibration"):
+        apply_calibration(box, "flip")
+
+
+def _row(task: str, pred: list[float] | None, image: int | None, target: int = 1) -> ScoreRow:
+    box = Box.from_unit(pred) if pred is not None else None
+    return ScoreRow(task, box, GT, pred_image=image, target_image=target)
+
+
+def test_official_ignores_the_image_and_strict_requires_it() -> None:
+    hit_wrong_image = _row("diff", [0.0, 0.0, 0.5, 0.5], image=0)
+    hit_no_image = _row("diff", [0.0, 0.0, 0.5, 0.5], image=None)
+    hit_right_image = _row("diff", [0.0, 0.0, 0.5, 0.5], image=1)
+    for row in (hit_wrong_image, hit_no_image, hit_right_image):
+        assert row_iou(row, "official") == pytest.approx(1.0)
+    assert row_iou(hit_wrong_image, "strict") == 0.0
+    assert row_iou(hit_no_image, "strict") == 0.0
+    assert row_iou(hit_right_image, "strict") == pytest.approx(1.0)
+    assert image_correct(hit_right_image) and not image_correct(hit_no_image)
+    assert is_correct(hit_right_image, 0.7, "strict")
+    with pytest.raises(ValueError, match="mode"):
+        row_iou(hit_right_image, "lenient")
+
+
+def test_score_table_per_task_and_plain_mean_over_tasks() -> None:
+    rows = [
+        _row("region", [0.0, 0.0, 0.5, 0.5], 1),  # IoU 1
+        _row("region", [0.0, 0.0, 0.25, 0.25], 1),  # IoU 0.25
+        _row("region", None, None),  # no box
+        _row("diff", [0.25, 0.0, 0.75, 0.5], 0),  # IoU 1/3, wrong image
+    ]
+    table = score_table(rows)
+    assert list(table["tasks"]) == ["diff", "region"]  # benchmark order
+    region = table["tasks"]["region"]
+    assert region["n"] == 3
+    assert region["acc@0.3"] == pytest.approx(100 / 3)
+    assert region["acc@0.5"] == pytest.approx(100 / 3)
+    assert region["miou"] == pytest.approx(125 / 3)
+    diff = table["tasks"]["diff"]
+    assert diff["acc@0.3"] == 100.0 and diff["acc@0.5"] == 0.0
+    assert table["average"]["acc@0.3"] == pytest.approx((100 / 3 + 100) / 2)
+    assert table["average"]["n"] == 4
+    assert table["mode"] == "official" and table["calibration"] is None
+    strict = score_table(rows, mode="strict")
+    assert strict["tasks"]["diff"]["acc@0.3"] == 0.0
+    assert strict["tasks"]["region"]["miou"] == pytest.approx(125 / 3)
+
+
+def test_score_table_accepts_mappings_and_records_the_calibration() -> None:
+    rows = [{"task": "diff", "pred_box": Box.from_unit([0, 0, 0.5, 0.45]), "gt_box": GT}]
+    table = score_table(rows, calibration="migician-y")
+    assert table["calibration"] == "migician-y"
+    assert table["tasks"]["diff"]["miou"] == pytest.approx(100 * 0.5 * 0.495 / 0.25)
+    with pytest.raises(ValueError, match="unknown calibration"):
+        score_table(rows, calibration="nope")
+
+
+def test_summarize_thresholds_are_inclusive_and_empty_is_zero() -> None:
+    assert summarize([0.5, 0.3, 0.7])["acc@0.5"] == pytest.approx(200 / 3)
+    assert summarize([])["n"] == 0 and summarize([])["miou"] == 0.0
+
+
+def test_row_from_prediction_joins_on_example_id() -> None:
+    example = Example(
+        id="abc", task="diff", images=["a.jpg", "b.jpg"], question="q", gt_box=GT, target_image=1
+    )
+    pred = Prediction(
+        example_id="abc", pipeline="p", task="diff", image_index=1, box=GT, status=ParseStatus.OK
+    )
+    row = ScoreRow.from_prediction(pred, example)
+    assert row.target_image == 1 and row.pred_image == 1 and row.task == "diff"
+    other = pred.model_copy(update={"example_id": "zzz"})
+    with pytest.raises(ValueError, match="zzz"):
+        ScoreRow.from_prediction(other, example)
+
+
+def test_task_order_lists_the_ten_tasks() -> None:
+    assert len(TASK_ORDER) == 10 and TASK_ORDER[0] == "diff" and TASK_ORDER[-1] == "correspondence"
