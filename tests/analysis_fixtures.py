@@ -60,15 +60,15 @@ def cot_prediction(
     step1_text: str | None = None,
     error: ErrorInfo | None = None,
 ) -> Prediction:
-    """A CoT record with a step-1 trace step (``parsed`` holds the image and description)."""
+    """A CoT record traced like the CoT graph: step-1 call, its parse, step 2, finalize."""
     text = step1_text if step1_text is not None else '{"image": 2, "description": "a red cup"}'
-    step1 = TraceStep(
-        node="reason",
-        raw_output=text,
+    call = TraceStep(node="select_and_describe", raw_output=text, images=list(example.images))
+    parse = TraceStep(
+        node="parse_selection",
         parsed={"status": step1_status, "image_index": image_index, "description": "a red cup"},
-        images=list(example.images),
     )
-    step2 = TraceStep(node="ground", candidates=[], parsed={"n_candidates": int(box is not None)})
+    ground = TraceStep(node="ground", parsed={"n_candidates": int(box is not None)})
+    final = TraceStep(node="finalize", parsed={"image_index": image_index})
     return Prediction(
         example_id=example.id,
         pipeline=pipeline,
@@ -77,9 +77,9 @@ def cot_prediction(
         box=box,
         status=ParseStatus.OK if box is not None else ParseStatus.NO_BOX,
         raw_text=text,
-        timing={"reason": 0.5, "ground": 0.25},
+        timing={"select_and_describe": 0.5, "ground": 0.25, "total": 0.75},
         error=error,
-        trace=[step1, step2],
+        trace=[call, parse, ground, final],
     )
 
 
@@ -164,7 +164,7 @@ def standard_run(tmp_path: Path) -> Path:
                         step1_status="malformed",
                         step1_text="I think <script>alert(1)</script> it is there",
                         error=ErrorInfo(
-                            category="format_failure", message="no image", node="reason"
+                            category="format_failure", message="no image", node="parse_selection"
                         ),
                     )
                 )

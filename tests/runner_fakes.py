@@ -29,12 +29,15 @@ from cot_ground.records import Candidate, ParseStatus
 
 # (adapter name, number of requests) per call, in call order
 CALLS: list[tuple[str, int]] = []
+# adapter name -> call number at which it sends SIGINT to this process (what Ctrl-C does)
+SIGINT_AT: dict[str, int] = {}
 _LOCK = threading.Lock()
 
 
 def reset() -> None:
     """Forget logged calls and every adapter the registry built."""
     CALLS.clear()
+    SIGINT_AT.clear()
     registry.clear_cache()
 
 
@@ -63,7 +66,7 @@ class _Fake:
                 if any(bad in path for bad in self.options.get("raise_on", [])):
                     raise RuntimeError(f"scripted failure on {path}")
                 open_rgb(path)  # a corrupt file raises ImageLoadError, as in real adapters
-        if self.options.get("sigint_at") == len(calls_of(self.name)):
+        if SIGINT_AT.get(self.name) == len(calls_of(self.name)):
             os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does
 
 

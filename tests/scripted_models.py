@@ -14,6 +14,7 @@ from cot_ground.models.base import (
     GroundResult,
     ReasonerResult,
 )
+from cot_ground.models.settings import ModelSettings
 from cot_ground.records import Candidate, Example, ParseStatus, example_id
 
 QUESTIONS = {
@@ -133,3 +134,19 @@ class ScriptedEndToEnd:
 def candidate(x1: float, y1: float, x2: float, y2: float, score: float = 0.9) -> Candidate:
     """A candidate box in the unit frame."""
     return Candidate(box=Box.from_unit([x1, y1, x2, y2]), score=score, label="target")
+
+
+def build_scripted_reasoner(settings: ModelSettings) -> ScriptedReasoner:
+    """Registry-style factory: answers from ``settings.options["answers"]``."""
+    return ScriptedReasoner(list(settings.options["answers"]))
+
+
+def build_scripted_grounder(settings: ModelSettings) -> ScriptedGrounder:
+    """Registry-style factory: the same candidate box on every image listed in options."""
+    box = candidate(*settings.options["box"])
+    return ScriptedGrounder({path: [box] for path in settings.options["images"]})
+
+
+def build_scripted_e2e(settings: ModelSettings) -> ScriptedEndToEnd:
+    """Registry-style factory: always answers ``settings.options["box"]`` (unit frame)."""
+    return ScriptedEndToEnd(Box.from_unit(settings.options["box"]), "scripted answer")

@@ -75,7 +75,7 @@ def test_prompt_and_every_image_reach_the_processor(tiny_qwen_paths, images, fam
     image_token = runner.processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
     grids = inputs["image_grid_thw"]
     assert grids.shape[0] == 4  # 3 + 1 images, in order
-    merge = runner.processor.image_processor.merge_size ** 2
+    merge = runner.processor.image_processor.merge_size**2
     per_request = [int(grids[:3].prod(-1).sum()) // merge, int(grids[3:].prod()) // merge]
     assert (inputs["input_ids"] == image_token).sum(-1).tolist() == per_request
     # left padding: the shorter request is padded at the start

@@ -16,8 +16,8 @@ from cot_ground.analysis.load import load_run
 from cot_ground.boxes import Box
 from cot_ground.records import ErrorCategory, ErrorInfo, ParseStatus, TraceStep
 
-OK_STEP = TraceStep(node="reason", parsed={"status": "ok", "image_index": 1, "description": "x"})
-BAD_STEP = TraceStep(node="reason", parsed={"status": "malformed", "description": None})
+OK_STEP = TraceStep(node="parse_selection", parsed={"status": "ok", "image_index": 1, "description": "x"})
+BAD_STEP = TraceStep(node="parse_selection", parsed={"status": "malformed", "description": None})
 
 
 def _cat(**kw):

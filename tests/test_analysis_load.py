@@ -34,7 +34,12 @@ def test_one_row_per_example_and_pipeline(tmp_path):
     assert set(frame.loc[frame["pipeline"] == "migician", "kind"]) == {"e2e"}
     assert agent["description"].eq("a red cup").all()
     assert agent["time_total_s"].eq(0.75).all()
-    assert agent["time_reason_s"].eq(0.5).all()
+    assert agent["time_select_and_describe_s"].eq(0.5).all()
+    assert "time_total_s" in frame and "time_total_s_s" not in frame
+    failed = agent[agent["failure"] == "step1_format"].iloc[0]
+    assert failed["step1_text"].startswith("I think <script>")
+    assert failed["step1_status"] == "malformed"
+    assert failed["error_node"] == "parse_selection"
 
 
 def test_official_and_strict_flags(tmp_path):
@@ -49,13 +54,14 @@ def test_official_and_strict_flags(tmp_path):
     assert not wrong["image_correct"].any()
 
 
-def test_calibration_recorded_on_prediction_is_applied(tmp_path):
+def test_recorded_calibration_is_not_applied_twice(tmp_path):
     ex = make_example(tmp_path, "region", 0)
-    pred = e2e_prediction(ex, "migician", box=GOOD, image_index=1, calibration="migician-y")
+    calibrated = apply_calibration(GOOD, "migician-y")  # as the adapter recorded it
+    pred = e2e_prediction(ex, "migician", box=calibrated, image_index=1, calibration="migician-y")
     run = write_run(tmp_path / "run", [ex], {"migician": [pred]}, {})
     row = load_run(run).iloc[0]
-    assert row["iou"] == pytest.approx(iou(apply_calibration(GOOD, "migician-y"), GT))
-    assert row["iou"] != pytest.approx(iou(GOOD, GT))
+    assert row["calibration"] == "migician-y"
+    assert row["iou"] == pytest.approx(iou(calibrated, GT))
 
 
 def test_truncated_last_line_and_duplicates_are_tolerated(tmp_path):

@@ -6,10 +6,10 @@ import json
 import sqlite3
 
 from langgraph.checkpoint.sqlite import SqliteSaver
+from scripted_models import ScriptedGrounder, ScriptedReasoner, candidate, make_example
 
 from cot_ground.graph import build_cot_graph, run_example, thread_config
 from cot_ground.records import Prediction
-from scripted_models import ScriptedGrounder, ScriptedReasoner, candidate, make_example
 
 
 def _graph(conn, ex):

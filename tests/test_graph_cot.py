@@ -5,11 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from cot_ground.graph import CoTConfig, build_cot_graph, initial_state, run_example
-from cot_ground.images import ImageLoadError
-from cot_ground.prompts import PromptError, load_prompts
-from cot_ground.records import ErrorCategory, ParseStatus, Prediction, text_hash
 from scripted_models import (
     RaisingAdapter,
     ScriptedGrounder,
@@ -17,6 +12,11 @@ from scripted_models import (
     candidate,
     make_example,
 )
+
+from cot_ground.graph import CoTConfig, build_cot_graph, initial_state, run_example
+from cot_ground.images import ImageLoadError
+from cot_ground.prompts import PromptError, load_prompts
+from cot_ground.records import ErrorCategory, ParseStatus, Prediction, text_hash
 
 BOX = candidate(0.2, 0.3, 0.6, 0.7)
 

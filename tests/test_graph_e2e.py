@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from scripted_models import RaisingAdapter, ScriptedEndToEnd, make_example
+
 from cot_ground.boxes import Box
 from cot_ground.graph import E2EConfig, build_e2e_graph, initial_state, run_example
 from cot_ground.records import ErrorCategory, ParseStatus, TraceStep, text_hash
-from scripted_models import RaisingAdapter, ScriptedEndToEnd, make_example
 
 FORMAT = "Format:<|box_start|>(x1,y1),(x2,y2)<|box_end|>. Don't generate addtional words."
 
@@ -34,6 +35,9 @@ def test_e2e_no_box_and_model_error():
     pred = run_example(build_e2e_graph(ScriptedEndToEnd(None, "I see no difference")), ex)
     assert pred.box is None and pred.status is ParseStatus.NO_BOX
     assert pred.raw_text == "I see no difference"
+    assert (
+        pred.error.category is ErrorCategory.NO_BOX and "I see no difference" in pred.error.message
+    )
 
     pred = run_example(build_e2e_graph(RaisingAdapter(RuntimeError("boom"))), ex)
     assert pred.error.category is ErrorCategory.MODEL and "boom" in pred.error.message

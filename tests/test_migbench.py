@@ -124,9 +124,7 @@ def test_validation_report_on_both_files(migbench_dir: Path) -> None:
     original = validate_benchmark(migbench_dir / "annotations" / "MIG_data.json")
     assert original["items"] == 4295 and sum(original["tasks"].values()) == 4295
     assert [e["item"] for e in original["inverted"]] == [7, 105, 126, 163, 512]
-    assert {e["task"] for e in original["inverted"] + original["outside_unit"]} == {
-        "common_object"
-    }
+    assert {e["task"] for e in original["inverted"] + original["outside_unit"]} == {"common_object"}
     assert len(original["outside_unit"]) == 2
     assert len(original["duplicates"]) == 2 and original["errors"] == []
     revised = validate_benchmark(migbench_dir / "annotations" / "revised_MIG_bench.json")
@@ -187,7 +185,7 @@ def test_unknown_file_needs_an_explicit_frame(tmp_path: Path) -> None:
 )
 def test_bad_items_raise_errors_naming_the_item(tmp_path: Path, item: dict, message: str) -> None:
     path = _write(tmp_path, [item])
-    with pytest.raises(BenchmarkError, match="bench.json") as info:
+    with pytest.raises(BenchmarkError, match=r"bench\.json") as info:
         load_benchmark(path, answer_frame="unit")
     assert message in str(info.value)
 
@@ -199,7 +197,7 @@ def test_missing_file_and_unknown_task_filter(tmp_path: Path) -> None:
     with pytest.raises(BenchmarkError, match="unknown task"):
         load_benchmark(path, answer_frame="unit", tasks=["counting"])
     (tmp_path / "bad.json").write_text("{not json", encoding="utf-8")
-    with pytest.raises(BenchmarkError, match="bad.json"):
+    with pytest.raises(BenchmarkError, match=r"bad\.json"):
         load_benchmark(tmp_path / "bad.json", answer_frame="unit")
 
 

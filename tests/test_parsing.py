@@ -206,7 +206,9 @@ def test_parser_never_raises_on_arbitrary_text(text: str) -> None:
     for frame, size in FRAMES:
         result = parse_box(text, frame, size)
         assert isinstance(result.status, ParseStatus)
-        assert (result.box is None) == (result.status in (ParseStatus.NO_BOX, ParseStatus.MALFORMED))
+        assert (result.box is None) == (
+            result.status in (ParseStatus.NO_BOX, ParseStatus.MALFORMED)
+        )
         for box in result.boxes:
             assert Box.from_frame(box.to_frame(frame, size), frame, size).to_list() == (
                 pytest.approx(box.to_list())

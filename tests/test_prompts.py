@@ -9,10 +9,12 @@ and review the diff of ``tests/snapshots/prompts/`` with the prompt change.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
+from scripted_models import make_example
 
 from cot_ground.graph.nodes import step1_variables
 from cot_ground.graph.tasks import TASKS
@@ -24,24 +26,15 @@ from cot_ground.prompts import (
     question_ref,
 )
 from cot_ground.records import text_hash
-from scripted_models import make_example
 
 SNAPSHOTS = Path(__file__).parent / "snapshots" / "prompts"
 UPDATE = os.environ.get("UPDATE_SNAPSHOTS") == "1"
 
 # one question of each MIG-Bench task, in the benchmark's own wording, with its image count
 SAMPLES = {
-    "common_object": (4, "These images share one object in common. Recognize and locate this object in the 2th image. "),
-    "correspondence": (2, "You are now presented with two objects. For the area marked by the red bounding box in the first image, identify and locate the corresponding area in the second image that serves a similar function or shares a similar meaning. "),
-    "diff": (2, "Compare these two images carefully and give me the coordinates of their difference. "),
-    "group_grounding": (4, "Please find the bounding box coordinates for the area described by: <|object_ref_start|>a white truck with a crane on top<|object_ref_end|>."),
-    "multi_view": (3, "These images share one object in common(the object marked with red bounding box in the first image(<|box_start|>(451,265),(519,388)<|box_end|>). Recognize and locate this object in the 2th image. "),
-    "object_tracking": (6, "These are a sequence of images containing moving objects. For the object in the first image marked with red bounding box(<|box_start|>(139,305),(495,743)<|box_end|>), please locate it in the 3th image. "),
-    "reasoning": (2, "See the object in Image-1? Which object in Image-2 can terminate this state? Find it and locate it in the second image. "),
-    "refer_grounding": (2, "Find and locate where does the object in image-1 locate in the image-2."),
-    "region": (3, "You are given a source image followed by its several regions. Please locate the 2th region picture in the source image. "),
-    "view_diff": (2, "Compare these two images carefully and give me the coordinates of their real difference in the second image.  Find it and locate it in the second image. "),
-}  # fmt: skip
+    task: (case["n_images"], case["question"])
+    for task, case in json.loads((SNAPSHOTS / "samples.json").read_text(encoding="utf-8")).items()
+}
 
 
 def _render_case(kind: str, variant: str, task: str) -> str:

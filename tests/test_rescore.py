@@ -37,6 +37,11 @@ def qwen2_vl(migbench_dir: Path) -> list[Path]:
     return _files(migbench_dir, "qwen2_vl")
 
 
+@pytest.fixture(scope="module")
+def migician_calibrated(migician: list[Path]) -> dict:
+    return rescore_logs(migician, calibration="migician-y")
+
+
 def _assert_reproduces(result: dict) -> None:
     assert len(result["tasks"]) == 10
     for task, s in result["tasks"].items():
@@ -48,8 +53,8 @@ def _assert_reproduces(result: dict) -> None:
 
 
 @pytest.mark.shared
-def test_migician_with_calibration_reproduces_the_logs(migician: list[Path]) -> None:
-    result = rescore_logs(migician, calibration="migician-y")
+def test_migician_with_calibration_reproduces_the_logs(migician_calibrated: dict) -> None:
+    result = migician_calibrated
     _assert_reproduces(result)
     assert result["calibration"] == "migician-y"
     # every Migician answer parses, and our calibrated box equals the public filter_answer
@@ -61,8 +66,10 @@ def test_migician_with_calibration_reproduces_the_logs(migician: list[Path]) -> 
 
 
 @pytest.mark.shared
-def test_migician_without_calibration_drops_by_several_points(migician: list[Path]) -> None:
-    calibrated = rescore_logs(migician, calibration="migician-y")["average"]["acc@0.5"]
+def test_migician_without_calibration_drops_by_several_points(
+    migician: list[Path], migician_calibrated: dict
+) -> None:
+    calibrated = migician_calibrated["average"]["acc@0.5"]
     plain = rescore_logs(migician)["average"]["acc@0.5"]
     assert plain == pytest.approx(55.34, abs=0.01)
     assert calibrated - plain == pytest.approx(8.03, abs=0.01)
@@ -85,16 +92,18 @@ def test_qwen2_vl_without_calibration_reproduces_the_logs(qwen2_vl: list[Path]) 
     for s in result["tasks"].values():
         for k, v in s["status"].items():
             status[k] = status.get(k, 0) + v
-    assert status == {"ok": 3842, "several_boxes": 401, "no_box": 28, "malformed": 5}
+    assert status == {"ok": 3841, "several_boxes": 401, "no_box": 31, "malformed": 3}
     assert all(s["decision_changes"] == 0 for s in result["tasks"].values())
 
 
 @pytest.mark.shared
 def test_rescoring_is_fast(migician: list[Path], qwen2_vl: list[Path]) -> None:
-    rescore_logs(qwen2_vl)  # warm imports and regex compilation
-    start = time.perf_counter()
-    rescore_logs(qwen2_vl)
-    assert time.perf_counter() - start < 1.0
+    times = []
+    for _ in range(2):  # best of two, in CPU time: other processes on the machine do not count
+        start = time.process_time()
+        rescore_logs(qwen2_vl)
+        times.append(time.process_time() - start)
+    assert min(times) < 1.0
 
 
 @pytest.mark.shared
@@ -143,8 +152,12 @@ def test_synthetic_log_is_rescored_and_disagreements_counted(tmp_path: Path) -> 
     records = [
         _rec("(100,100),(500,500)", [100, 100, 500, 500], [100, 100, 500, 500], 1.0),
         _rec("no idea", [0, 0, 0, 0], [100, 100, 500, 500], 0.0),
-        _rec("Top-left: (100, 100)\nBottom-right: (500, 500)", [0, 0, 0, 0], [100, 100, 500, 500],
-             0.0),
+        _rec(
+            "Top-left: (100, 100)\nBottom-right: (500, 500)",
+            [0, 0, 0, 0],
+            [100, 100, 500, 500],
+            0.0,
+        ),
     ]
     path = _log(tmp_path, records, _summary(3, 1, 1.0))
     log = read_released_log(path)
@@ -174,7 +187,7 @@ def test_synthetic_log_is_rescored_and_disagreements_counted(tmp_path: Path) -> 
 def test_bad_log_files_name_the_file(tmp_path: Path, content: list, message: str) -> None:
     path = tmp_path / "broken.json"
     path.write_text(json.dumps(content), encoding="utf-8")
-    with pytest.raises(ReleasedLogError, match="broken.json") as info:
+    with pytest.raises(ReleasedLogError, match=r"broken\.json") as info:
         read_released_log(path)
     assert message in str(info.value)
 

@@ -133,7 +133,7 @@ def oracle_gain(
         common = a.index.intersection(o.index)
         a, o = a.loc[common], o.loc[common]
         per_task = []
-        for task in sorted(a["task"].unique()):
+        for task in ordered_tasks(a["task"]):
             mask = a["task"] == task
             acc_a = 100 * a.loc[mask, threshold_column].mean()
             acc_o = 100 * o.loc[mask, threshold_column].mean()

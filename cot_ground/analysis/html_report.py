@@ -28,7 +28,7 @@ COT_COLOR = "#ff1744"
 E2E_COLORS = ("#2979ff", "#aa00ff", "#00b8d4", "#ffab00")
 THUMB_SIDE = 384
 # run.json keys shown in the report (a whitelist, so nothing else from the manifest leaks)
-MANIFEST_KEYS = ("name", "benchmark", "git_commit", "device", "shard", "started", "finished")
+MANIFEST_KEYS = ("name", "benchmark", "n_examples", "shard", "git", "started", "ended")
 
 
 @dataclass(frozen=True)

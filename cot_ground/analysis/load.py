@@ -82,13 +82,21 @@ def pipeline_specs(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {str(k): dict(v) for k, v in pipes.items() if isinstance(v, dict)}
 
 
-def step1_step(trace: list[TraceStep]) -> TraceStep | None:
-    """The last CoT step-1 attempt in a trace: the last step whose parse holds a description."""
-    found = None
-    for step in trace:
+def step1_steps(trace: list[TraceStep]) -> tuple[TraceStep | None, TraceStep | None]:
+    """(call, parse) of the last CoT step-1 attempt in a trace.
+
+    The parse step is the last step whose ``parsed`` holds a ``description``; the call step is
+    the last step up to it with a ``raw_output`` (the reasoner's text). Both None for traces
+    without a step 1 (end-to-end pipelines).
+    """
+    parse_at = None
+    for i, step in enumerate(trace):
         if "description" in step.parsed:
-            found = step
-    return found
+            parse_at = i
+    if parse_at is None:
+        return None, None
+    call = next((s for s in reversed(trace[: parse_at + 1]) if s.raw_output is not None), None)
+    return call, trace[parse_at]
 
 
 def load_run(path: str | os.PathLike[str], pipelines: list[str] | None = None) -> pd.DataFrame:
@@ -130,12 +138,14 @@ def load_run(path: str | os.PathLike[str], pipelines: list[str] | None = None) -
 
 def prediction_row(example: Example, pred: Prediction, spec: dict[str, Any]) -> dict[str, Any]:
     """The frame row of one prediction (``spec`` is its pipeline config from ``run.json``)."""
-    step1 = step1_step(pred.trace)
+    step1_call, step1 = step1_steps(pred.trace)
     kind = spec.get("kind") or ("cot" if step1 is not None else "e2e")
     box = pred.box
     score_row = ScoreRow.from_prediction(pred, example)
-    official_iou = row_iou(score_row, "official", pred.calibration)
-    strict_iou = row_iou(score_row, "strict", pred.calibration)
+    # ``Prediction.box`` already carries the calibration it names (records.py), so none is
+    # applied here
+    official_iou = row_iou(score_row, "official")
+    strict_iou = row_iou(score_row, "strict")
     image_correct = None if pred.image_index is None else pred.image_index == example.target_image
     row: dict[str, Any] = {
         "example_id": example.id,
@@ -170,7 +180,7 @@ def prediction_row(example: Example, pred: Prediction, spec: dict[str, Any]) -> 
         iou_value=official_iou,
     )
     row["step1_status"] = step1.parsed.get("status") if step1 else None
-    row["step1_text"] = step1.raw_output if step1 else None
+    row["step1_text"] = step1_call.raw_output if step1_call else None
     row["description"] = step1.parsed.get("description") if step1 else None
     row["fallbacks"] = list(pred.fallbacks)
     row["time_total_s"] = float(pred.timing.get("total", sum(pred.timing.values())))

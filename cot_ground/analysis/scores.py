@@ -1,7 +1,8 @@
 """Score tables per task × pipeline (Acc@0.3/0.5/0.7, mIoU; official and strict) and exports.
 
 The figures come from :func:`cot_ground.scoring.score_table` applied to each pipeline's rows of
-a :func:`~cot_ground.analysis.load.load_run` frame, with the calibration the pipeline recorded.
+a :func:`~cot_ground.analysis.load.load_run` frame. Boxes are scored as recorded: a calibration
+named on a prediction was applied by the model adapter already, and is only reported here.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ def pipeline_calibration(frame: pd.DataFrame, pipeline: str) -> str | None:
 
 
 def score_tables(frame: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
-    """``{mode: {pipeline: score_table(...)}}`` for both scoring modes and every pipeline."""
+    """``{mode: {pipeline: score_table(...)}}`` for both scoring modes and every pipeline.
+
+    Each table's ``calibration`` is the one the pipeline's boxes carry (see module docstring).
+    """
     out: dict[str, dict[str, dict[str, Any]]] = {mode: {} for mode in MODES}
     for pipeline in pipelines_of(frame):
         sub = frame[frame["pipeline"] == pipeline]
@@ -45,7 +49,7 @@ def score_tables(frame: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
             for r in sub.itertuples(index=False)
         ]
         for mode in MODES:
-            out[mode][pipeline] = score_table(rows, mode=mode, calibration=calibration)
+            out[mode][pipeline] = score_table(rows, mode=mode) | {"calibration": calibration}
     return out
 
 

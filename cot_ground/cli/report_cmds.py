@@ -10,9 +10,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
-
 
 def report(
     run_dir: Annotated[Path, typer.Argument(help="run folder written by `cot-ground run`")],
@@ -29,16 +26,22 @@ def report(
         int, typer.Option("--seed", help="seed of the example sample and of the bootstrap")
     ] = 0,
 ) -> None:
-    """Write scores (md/csv/json), failure attribution, oracle gain, paired comparisons,
-    PNG charts and a self-contained report.html for RUN_DIR."""
+    """Write the score tables, failure attribution, paired comparisons, charts and report.html.
+
+    Output (in RUN_DIR/report or --out): scores.md/.csv/.json (Acc@0.3/0.5/0.7 and mIoU per
+    task, official and strict), attribution, oracle_gain, paired (every pair of pipelines),
+    charts/*.png and a self-contained report.html with a seeded sample of examples per
+    failure category.
+    """
     from cot_ground.analysis.report import build_report
     from cot_ground.analysis.scores import AVERAGE
 
     try:
         result = build_report(run_dir, out, sample_per_category=sample_per_category, seed=seed)
     except (FileNotFoundError, ValueError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        Console(stderr=True).print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
+    console = Console()
     scores = result.scores
     table = Table(title="Acc@0.5 (official / strict), average over tasks")
     for col in ("pipeline", "n", "official", "strict"):
@@ -65,16 +68,18 @@ def compare(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
     seed: Annotated[int, typer.Option("--seed", help="bootstrap seed")] = 0,
 ) -> None:
-    """Paired comparison of pipelines A and B on the examples both ran (Acc@0.5, official):
-    2×2 table, exact McNemar p-value and a bootstrap 95% interval of A − B, per task and
-    overall."""
+    """Compare two pipelines on the examples both ran: 2×2 table, McNemar, bootstrap CI.
+
+    Acc@0.5 (official), per task and OVERALL: both right / only A / only B / neither, the
+    exact McNemar p-value and a seeded bootstrap 95% interval of A − B in percent points.
+    """
     from cot_ground.analysis.load import load_run
     from cot_ground.analysis.paired import paired_comparison, paired_frame
 
     try:
         results = paired_comparison(load_run(run_dir, pipelines=[a, b]), a, b, seed=seed)
     except (FileNotFoundError, ValueError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        Console(stderr=True).print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     frame = paired_frame(results)
     if as_json:
@@ -94,7 +99,7 @@ def compare(
             f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}]",
             f"{r.p_value:.4g}",
         )
-    console.print(table)
+    Console().print(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -24,19 +24,21 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _setup_logging() -> None:
+    """Warnings through rich on a terminal; INFO lines (progress) on stderr otherwise."""
+    root = logging.getLogger("cot_ground")
+    root.handlers[:] = [h for h in root.handlers if not getattr(h, "_cot_ground_cli", False)]
     if sys.stderr.isatty():
         from rich.logging import RichHandler
 
         handler: logging.Handler = RichHandler(console=err_console, show_path=False)
-        level = logging.WARNING
+        handler.setLevel(logging.WARNING)
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        level = logging.INFO
-    root = logging.getLogger("cot_ground")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
+        handler.setLevel(logging.INFO)
+    handler._cot_ground_cli = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
 
 
 def run(

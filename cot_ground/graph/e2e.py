@@ -83,6 +83,16 @@ class E2ENodes:
         status = result.status if result else ParseStatus.NO_BOX
         if result is not None and result.box is None and status is ParseStatus.OK:
             status = ParseStatus.NO_BOX
+        error = state.get("error")
+        if error is None and (result is None or result.box is None):
+            category = (
+                ErrorCategory.FORMAT if status is ParseStatus.MALFORMED else ErrorCategory.NO_BOX
+            )
+            raw_text = result.raw_text if result else ""
+            message = f"{self.model.name} answered no readable box: {raw_text[:200]!r}"
+            error = ErrorInfo(category=category, message=message, node=PREDICT).model_dump(
+                mode="json"
+            )
         summary = {"status": status.value, "image_index": result.image_index if result else None}
         trace = [*state.get("trace", []), step(FINALIZE, parsed=summary)]
         prediction = Prediction(
@@ -96,7 +106,7 @@ class E2ENodes:
             prompt_variant=self.config.prompt_variant,
             prompt_hash=state.get("prompt_hash"),
             timing=stage_timing(trace),
-            error=state.get("error"),
+            error=error,
             trace=trace,
         )
         return {"prediction": prediction.model_dump(mode="json"), "trace": trace[-1:]}

@@ -105,7 +105,12 @@ def load_checkpoint_model(
     except Exception as exc:  # torch raises several types for bad or unsafe files
         raise ModelLoadError(f"cannot read checkpoint {checkpoint}: {exc}") from exc
     state = clean_state_dict(state.get("model", state))
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # tensors of the wrong shape
+        raise ModelLoadError(
+            f"checkpoint {checkpoint} does not match config {config}: {exc}"
+        ) from exc
     # BERT weights may be absent (they come from bert_dir); every other weight must be there.
     missing = [k for k in result.missing_keys if not k.startswith("bert.")]
     if missing:

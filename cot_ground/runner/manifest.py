@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import importlib.util
 import os
 import platform
 import socket
@@ -75,16 +74,17 @@ def git_state(root: Path = REPO_ROOT) -> dict[str, Any]:
 
 
 def device_info() -> dict[str, Any]:
-    """Host, CPU count and accelerators visible to torch (when torch is importable)."""
+    """Host, CPU count and accelerators visible to torch.
+
+    torch is asked only when an adapter already imported it (no adapter, no torch import)."""
     info: dict[str, Any] = {
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "cuda": [],
     }
-    if "torch" in sys.modules or importlib.util.find_spec("torch") is not None:
-        import torch
-
+    torch = sys.modules.get("torch")
+    if torch is not None:
         if torch.cuda.is_available():
             info["cuda"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         info["torch_threads"] = torch.get_num_threads()
