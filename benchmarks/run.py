@@ -154,14 +154,15 @@ def _table(result: dict[str, Any]) -> str:
         lines.append(f"{'all':<12}{result['all']['records']:>9}{result['all']['wall_s']:>12.3f}")
         return "\n".join(lines)
     head = (
-        f"{'pipeline':<9}{'mode':<11}{'batch':>5}{'ex/s':>10}{'ms/ex':>9}{'x seq':>7}"
+        f"{'pipeline':<9}{'mode':<11}{'batch':>5}{'ex/s':>10}{'ms/ex':>9}{'cpu ms/ex':>10}{'x seq':>7}"
         f"{'identical':>11}{'peak MiB':>10}{'decodes/file':>13}"
     )
     lines = [head]
     for r in result["rows"]:
         lines.append(
             f"{r['pipeline']:<9}{r['mode']:<11}{r['batch_size']:>5}{r['ex_per_s']:>10.2f}"
-            f"{r['ms_per_example']:>9.2f}{r.get('speedup_vs_sequential', 1.0):>7.2f}"
+            f"{r['ms_per_example']:>9.2f}{r['cpu_ms_per_example']:>10.2f}"
+            f"{r.get('speedup_vs_sequential', 1.0):>7.2f}"
             f"{r.get('identical_to_sequential', '-'):>11}{r['peak_host_mib']:>10.0f}"
             f"{r['images']['decodes_per_distinct_file']:>13.2f}"
         )

@@ -16,7 +16,9 @@ from cot_ground.analysis.load import load_run
 from cot_ground.boxes import Box
 from cot_ground.records import ErrorCategory, ErrorInfo, ParseStatus, TraceStep
 
-OK_STEP = TraceStep(node="parse_selection", parsed={"status": "ok", "image_index": 1, "description": "x"})
+OK_STEP = TraceStep(
+    node="parse_selection", parsed={"status": "ok", "image_index": 1, "description": "x"}
+)
 BAD_STEP = TraceStep(node="parse_selection", parsed={"status": "malformed", "description": None})
 
 

@@ -110,6 +110,7 @@ def test_model_text_is_escaped(report):
     assert parser.scripts == 0
     assert "<script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert ">nan<" not in page and "nan: nan" not in page  # missing values stay blank
 
 
 def test_same_seed_same_report(report, tmp_path):

@@ -32,7 +32,10 @@ def _config(**overrides):
         (lambda d: d["pipelines"]["cot"].update(modee="agent"), "pipelines.cot.modee: unknown key"),
         (lambda d: d["pipelines"]["cot"].update(mode="oracle"), "pipelines.cot.mode:"),
         (lambda d: d["pipelines"]["cot"].update(fallbacks=["retry"]), "pipelines.cot.fallbacks[0]"),
-        (lambda d: d["pipelines"]["cot"].update(grounder="nope"), "pipelines.cot.grounder: unknown"),
+        (
+            lambda d: d["pipelines"]["cot"].update(grounder="nope"),
+            "pipelines.cot.grounder: unknown",
+        ),
         (lambda d: d["pipelines"]["cot"].update(kind="e3e"), "pipelines.cot"),
         (lambda d: d.update(batch_size=0), "batch_size:"),
         (lambda d: d["models"]["r"].update(dtype="fp8"), "models.r.dtype:"),
@@ -72,7 +75,9 @@ def test_env_vars_expand_with_defaults_and_name_what_is_missing(
     assert expand_env("${NOT_SET_ANYWHERE:-fallback}") == "fallback"
     data = _config()
     data["models"]["r"]["path"] = "${NOT_SET_ANYWHERE}"
-    with pytest.raises(ConfigError, match=r"models\.r\.path: environment variable NOT_SET_ANYWHERE"):
+    with pytest.raises(
+        ConfigError, match=r"models\.r\.path: environment variable NOT_SET_ANYWHERE"
+    ):
         parse_config(data)
 
 

@@ -62,7 +62,8 @@ def test_run_resume_show_and_merge_from_the_command_line(tmp_path: Path) -> None
         res = cli.invoke(app, ["run", str(config), "--shard", f"{k}/2", "--out", str(out)])
         assert res.exit_code == 0, res.output
     merged = cli.invoke(
-        app, ["merge", str(tmp_path / "shard1"), str(tmp_path / "shard2"), "--out", str(tmp_path / "m")]
+        app,
+        ["merge", str(tmp_path / "shard1"), str(tmp_path / "shard2"), "--out", str(tmp_path / "m")],
     )
     assert merged.exit_code == 0, merged.output
     assert "8 examples" in merged.output

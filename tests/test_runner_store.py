@@ -71,7 +71,7 @@ def test_manifest_is_replaced_atomically(tmp_path: Path) -> None:
     assert folder.read_manifest() == {"a": 2}
     assert not list(folder.path.glob("*.tmp"))
     folder.manifest_path.write_text("{")
-    with pytest.raises(RunFolderError, match="run.json"):
+    with pytest.raises(RunFolderError, match=r"run\.json"):
         folder.read_manifest()
 
 

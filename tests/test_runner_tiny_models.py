@@ -31,7 +31,7 @@ def test_tiny_models_experiment_runs_batched_and_resumes(
     summary = run_experiment(config, out=tmp_path / "run", limit=5)
 
     folder = RunFolder(tmp_path / "run")
-    assert folder.pipelines() == ["tiny_cot_oracle", "tiny_e2e"]
+    assert folder.pipelines() == ["tiny_cot_paper", "tiny_e2e"]
     for name, pipe in summary.pipelines.items():
         records = folder.read_predictions(name)
         assert len(records) == 5 == pipe.written

@@ -89,6 +89,8 @@ def sample_examples(
 
     When the run has no CoT pipeline, the other pipelines are sampled instead.
     """
+    if per_category <= 0:
+        return {}
     pool = frame[frame["kind"] == "cot"]
     if pool.empty:
         pool = frame
@@ -164,11 +166,11 @@ def _example_card(row: Any, others: dict[str, pd.Series], colors: dict[str, str]
         boxes: list[tuple[Box, str]] = []
         if index == row.target_image:
             boxes.append((gt, GT_COLOR))
-        if row.box is not None and chosen == index:
+        if isinstance(row.box, list) and chosen == index:
             boxes.append((Box.from_unit(row.box), COT_COLOR))
         for name, other in others.items():
             where = row.target_image if pd.isna(other["image_index"]) else other["image_index"]
-            if other["box"] is not None and int(where) == index:
+            if isinstance(other["box"], list) and int(where) == index:
                 boxes.append((Box.from_unit(other["box"]), colors[name]))
         tags = ["target"] if index == row.target_image else []
         if chosen == index:
@@ -192,17 +194,17 @@ def _example_card(row: Any, others: dict[str, pd.Series], colors: dict[str, str]
         ("chosen image", chosen_text),
         ("target image", f"image {int(row.target_image) + 1}"),
         ("question", row.question),
-        ("step-1 description", row.description or ""),
+        ("step-1 description", _text(row.description)),
     ]
     for name, other in others.items():
         facts.append((f"{name} IoU", f"{other['iou']:.3f}"))
-    if row.error_message:
-        facts.append(("error", f"{row.error_category}: {row.error_message}"))
+    if _text(row.error_message):
+        facts.append(("error", f"{_text(row.error_category)}: {_text(row.error_message)}"))
     dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in facts)
-    step1 = row.step1_text if row.step1_text is not None else row.raw_text
+    step1 = _text(row.step1_text) or _text(row.raw_text)
     return (
         f'<div class="card"><dl>{dl}</dl>'
-        f"<details open><summary>step-1 text</summary><pre>{_e(step1 or '')}</pre></details>"
+        f"<details open><summary>step-1 text</summary><pre>{_e(step1)}</pre></details>"
         f'<div class="images">{"".join(figures)}</div></div>'
     )
 
@@ -217,6 +219,11 @@ def _manifest_section(manifest: dict[str, Any]) -> str:
 
 def _kind(frame: pd.DataFrame, pipeline: str) -> str:
     return str(frame.loc[frame["pipeline"] == pipeline, "kind"].iloc[0])
+
+
+def _text(value: Any) -> str:
+    """``value`` as text; "" for None and missing (NaN) values."""
+    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
 
 
 def _fmt(value: Any, digits: int) -> str:

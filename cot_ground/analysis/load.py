@@ -64,9 +64,7 @@ def correct_column(threshold: float, mode: str = "official") -> str:
     return name if mode == "official" else f"strict_{name}"
 
 
-def iou_column(mode: str = "official") -> str:
-    """Name of the IoU column: ``iou`` (official) or ``strict_iou``."""
-    return "iou" if mode == "official" else "strict_iou"
+_CORRECT_COLUMNS = [(t, correct_column(t), correct_column(t, "strict")) for t in THRESHOLDS]
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -77,8 +75,6 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
 def pipeline_specs(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Pipeline configs from ``run.json`` (``config.pipelines``), keyed by pipeline name."""
     pipes = (manifest.get("config") or {}).get("pipelines") or {}
-    if isinstance(pipes, list):  # tolerate a list of {"name": ..., ...}
-        return {str(p.get("name")): dict(p) for p in pipes if isinstance(p, dict)}
     return {str(k): dict(v) for k, v in pipes.items() if isinstance(v, dict)}
 
 
@@ -166,9 +162,9 @@ def prediction_row(example: Example, pred: Prediction, spec: dict[str, Any]) -> 
         "iou": official_iou,
         "strict_iou": strict_iou,
     }
-    for t in THRESHOLDS:
-        row[correct_column(t)] = official_iou >= t
-        row[correct_column(t, "strict")] = strict_iou >= t
+    for t, official, strict in _CORRECT_COLUMNS:
+        row[official] = official_iou >= t
+        row[strict] = strict_iou >= t
     row["failure"] = failure_category(
         kind=kind,
         error=pred.error,
@@ -213,7 +209,7 @@ def _validated(records: list[dict[str, Any]], model: type, file: Path) -> list[A
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
-    cols = list(BASE_COLUMNS)
+    cols = dict.fromkeys(BASE_COLUMNS)
     for row in rows:
-        cols.extend(k for k in row if k not in cols)
-    return cols
+        cols.update(dict.fromkeys(row))
+    return list(cols)

@@ -19,6 +19,9 @@ def _register_commands() -> None:
     bench_cmds.register(app)
     report_cmds.register(app)
     run_cmds.register(app)
+    from cot_ground.cli import lite_cmds
+
+    lite_cmds.register(app)
 
 
 def main() -> None:

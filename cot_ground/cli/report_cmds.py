@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -85,19 +86,24 @@ def compare(
     if as_json:
         typer.echo(json.dumps(frame.to_dict("records"), indent=2))
         return
-    table = Table(title=f"A = {a}   vs   B = {b}   (Acc@0.5, official)")
-    headers = ("task", "n", "both", "only A", "only B", "neither", "A %", "B %", "A−B")
-    for col in (*headers, "95% CI", "McNemar p"):
-        table.add_column(col, justify="left" if col == "task" else "right")
+    table = Table(
+        title=f"A = {a}  vs  B = {b}  (Acc@0.5, official)",
+        caption="2×2: both right / only A / only B / neither; CI: bootstrap 95% of A−B;"
+        " p: exact McNemar",
+        box=box.SIMPLE_HEAD,
+    )
+    for col in ("task", "n", "2×2", "A%", "B%", "A−B", "95% CI", "p"):
+        table.add_column(col, justify="left" if col == "task" else "right", no_wrap=True)
     for r in results:
         table.add_row(
             r.task,
-            *(str(v) for v in (r.n, r.both, r.only_a, r.only_b, r.neither)),
-            f"{r.acc_a:.2f}",
-            f"{r.acc_b:.2f}",
-            f"{r.diff:+.2f}",
-            f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}]",
-            f"{r.p_value:.4g}",
+            str(r.n),
+            f"{r.both}/{r.only_a}/{r.only_b}/{r.neither}",
+            f"{r.acc_a:.1f}",
+            f"{r.acc_b:.1f}",
+            f"{r.diff:+.1f}",
+            f"[{r.ci_low:+.1f}, {r.ci_high:+.1f}]",
+            f"{r.p_value:.3g}",
         )
     Console().print(table)
 

@@ -63,6 +63,16 @@ def run(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="neither read nor write the step-1 cache")
     ] = False,
+    ray: Annotated[
+        bool, typer.Option("--ray", help="models in Ray actors, one per GPU (docs/scaling.md)")
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", help="join this Ray cluster (implies --ray; default: local)"),
+    ] = None,
+    ray_workers: Annotated[
+        int | None, typer.Option("--ray-workers", min=1, help="replicas (default: GPUs, else 2)")
+    ] = None,
 ) -> None:
     """Run every pipeline of CONFIG over the same examples into a run folder.
 
@@ -83,8 +93,15 @@ def run(
     except (ConfigError, ValueError) as exc:
         _fail(str(exc))
     task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+    backend: Any = run_experiment
+    if ray or ray_address:
+        from functools import partial
+
+        from cot_ground.runner.ray_backend import run_experiment_ray
+
+        backend = partial(run_experiment_ray, address=ray_address, workers=ray_workers)
     try:
-        summary = run_experiment(
+        summary = backend(
             cfg,
             limit=limit,
             tasks=task_list,

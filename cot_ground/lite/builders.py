@@ -28,6 +28,8 @@ from cot_ground.lite.sources import (
 )
 
 SCENE_SIDE = 384  # long side of every scene picture, pixels
+# star fields: a blurred or rotated crop of scattered points matches many places equally well
+SPARSE_PHOTOS = ("hubble_deep_field.jpg",)
 RED_BOX_GAP = 3  # the red mark is drawn this many pixels outside the marked box
 PixelBox = tuple[int, int, int, int]
 
@@ -165,7 +167,7 @@ def _mark(image: Image.Image, box: PixelBox) -> Image.Image:
 def build_region(ctx: BuildContext, rng: np.random.Generator) -> Group:
     """A photo and 2-3 perturbed crops of it; locate the k-th crop in the photo."""
     p = ctx.perturbation
-    photo = _pick(rng, DISTINCT_PHOTOS)
+    photo = _pick(rng, [p for p in DISTINCT_PHOTOS if p not in SPARSE_PHOTOS])
     src = scene(photo)
     w, h = src.size
     wanted = int(rng.integers(2, 4))

@@ -234,7 +234,7 @@ class TemplateGrounder:
         "min_size": 0.06,  # smallest template long side, fraction of the target's long side
         "max_size": 0.95,  # largest template long side, fraction of the target's long side
         "scale_step": 1.08,  # ratio between successive template sizes
-        "min_template_px": 16,
+        "min_template_px": 10,
         "smooth_sigma": 1.0,  # Gaussian smoothing of image and template (work pixels)
         "min_spread": 2.0,  # grey-level std below which a template or window counts as flat
         "box_inset": 0.04,  # a reference box is shrunk by this fraction per side (red marks)
@@ -319,16 +319,22 @@ class TemplateGrounder:
         coarse_integrals = _integrals(coarse)
         tmpl = np.asarray(template.convert("L"), dtype=np.float32)
         sizes = self._sizes((tmpl.shape[1], tmpl.shape[0]), (w, h))
-        coarse_found = []
+        integrals = _integrals(image)
+        coarse_found, found = [], []
         for i, (tw, th) in enumerate(sizes):
-            t = self._smooth(_resize(tmpl, (max(1, tw // 2), max(1, th // 2))))
-            scores = self._scores(coarse, coarse_integrals, t)
-            if scores is not None:
-                y, x = np.unravel_index(int(np.argmax(scores)), scores.shape)
-                coarse_found.append(
-                    (float(scores[y, x]), (2 * x, 2 * y, 2 * x + tw, 2 * y + th), i)
-                )
-        found = []
+            small = min(tw, th) < 2 * o["min_template_px"]  # too small to halve: full size
+            level, level_integrals = (image, integrals) if small else (coarse, coarse_integrals)
+            t = self._smooth(_resize(tmpl, (tw, th) if small else (tw // 2, th // 2)))
+            scores = self._scores(level, level_integrals, t)
+            if scores is None:
+                continue
+            y, x = np.unravel_index(int(np.argmax(scores)), scores.shape)
+            if small:
+                box = (round(x / f), round(y / f), round((x + tw) / f), round((y + th) / f))
+                found.append((float(scores[y, x]), box))
+            else:
+                box = (2 * x, 2 * y, 2 * x + tw, 2 * y + th)
+                coarse_found.append((float(scores[y, x]), box, i))
         for _, box, i in _nms(coarse_found, o["refine_top"]):
             for j in range(max(0, i - 1), min(len(sizes), i + 2)):
                 tw, th = sizes[j]

@@ -19,6 +19,7 @@ float32. Boxes are normalized to the image (frame ``unit``).
 from __future__ import annotations
 
 import ast
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -175,7 +176,10 @@ class GroundingDinoPy:
         for request, image in zip(requests, open_images([r.image for r in requests]), strict=True):
             caption = normalize_phrase(request.phrase)
             tensor, _ = transform(image, None)
-            with torch.inference_mode():
+            with torch.inference_mode(), warnings.catch_warnings():
+                # the package's deprecated torch/transformers calls; nothing a user can act on
+                warnings.simplefilter("ignore", FutureWarning)
+                warnings.filterwarnings("ignore", message="torch.meshgrid")
                 out = self.model(tensor[None].to(self.device), captions=[caption])
             probs = out["pred_logits"].float().sigmoid()[0].cpu()
             boxes = out["pred_boxes"].float()[0].cpu().tolist()

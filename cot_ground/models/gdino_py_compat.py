@@ -3,7 +3,9 @@
 The package builds its text encoder from ``text_encoder_type``; given the name
 ``bert-base-uncased`` it downloads BERT from the hub, so this module only ever passes a local
 folder and refuses anything else. Its ``load_model`` helper defaults to CUDA; here the device is
-always explicit. The package prints a line while it builds; that output is swallowed.
+always explicit. The package prints a line and raises deprecation warnings of torch and timm while
+it builds; those are swallowed. With transformers 4.57 the package needs no patching (transformers
+5 removed ``BertModel.get_extended_attention_mask``, which it calls, hence the pin below 5).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def build_groundingdino(config_path: str | Path, bert_dir: str | Path, device: s
         raise ModelLoadError(f"BERT folder {bert_dir} is missing {', '.join(missing)}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        warnings.filterwarnings("ignore", message=".*Failed to load custom C\\+\\+ ops.*")
+        warnings.filterwarnings("ignore", message="torch.meshgrid")
         from groundingdino.models import build_model
         from groundingdino.util.slconfig import SLConfig
 

@@ -5,8 +5,10 @@
   the folder and every missing file.
 * ``device="auto"`` picks CUDA when available, else CPU; ``dtype="auto"`` picks bfloat16 on CUDA
   and float32 on CPU. ``device_map`` (e.g. ``"auto"``) is passed to ``from_pretrained`` as is.
-* Models are loaded once per process: :func:`shared` caches them by a key made of the loader,
-  the resolved folder and the settings that change the loaded weights.
+* Models are loaded once per process: :func:`shared` keeps them by a key made of the loader, the
+  resolved folder and the settings that change the loaded weights, for as long as an adapter
+  holds them (weak references: dropping the adapters, e.g. ``registry.clear_cache()``, frees
+  the memory).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,7 +29,7 @@ from cot_ground.models.settings import ModelSettings
 
 T = TypeVar("T")
 
-_SHARED: dict[tuple[Any, ...], Any] = {}
+_SHARED: weakref.WeakValueDictionary[tuple[Any, ...], Any] = weakref.WeakValueDictionary()
 _LOCK = threading.Lock()
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -139,19 +142,13 @@ def load_weights(loader: Any, path: Path, settings: ModelSettings) -> Any:
 
 
 def shared(key: tuple[Any, ...], loader: Callable[[], T]) -> T:
-    """The object cached under ``key``, built with ``loader()`` on first use (process-wide)."""
+    """The live object kept under ``key``, else a new one from ``loader()`` (process-wide)."""
     with _LOCK:
-        if key in _SHARED:
-            return _SHARED[key]
-        value = loader()
-        _SHARED[key] = value
+        value = _SHARED.get(key)
+        if value is None:
+            value = loader()
+            _SHARED[key] = value
         return value
-
-
-def clear_shared() -> None:
-    """Forget every cached model and processor."""
-    with _LOCK:
-        _SHARED.clear()
 
 
 def input_device(model: Any) -> Any:

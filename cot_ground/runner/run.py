@@ -27,7 +27,7 @@ from typing import Any
 from cot_ground.images import ImageLoadError
 from cot_ground.records import ErrorCategory, ErrorInfo, Example, Prediction
 from cot_ground.runner.cache import StepCache
-from cot_ground.runner.config import ExperimentConfig
+from cot_ground.runner.config import ExperimentConfig, graph_config
 from cot_ground.runner.manifest import build_manifest, now_iso
 from cot_ground.runner.pipelines import (
     PipelineRun,
@@ -259,6 +259,9 @@ def run_experiment(
 
     folder = RunFolder(resolved.output or resolved.output_dir())
     config_dump = resolved.model_dump(mode="json")
+    for name, pipe_cfg in resolved.pipelines.items():  # record the graph defaults too
+        defaults = graph_config(name, pipe_cfg).model_dump(mode="json", exclude={"pipeline"})
+        config_dump["pipelines"][name] = {**defaults, **config_dump["pipelines"][name]}
     shard_info = {"k": shard[0], "n": shard[1]} if shard else None
     bench_info = {**bench.manifest(), "tasks": bench_cfg.tasks, "limit": bench_cfg.limit}
     session: dict[str, Any] = {"started": now_iso(), "n_examples": len(examples)}

@@ -1,0 +1,48 @@
+"""MIG-Lite commands: ``make-lite`` writes the offline benchmark to a folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from cot_ground.lite import DEFAULT_DIFFICULTY, DEFAULT_PER_TASK, LITE_TASKS, generate_lite
+
+
+def make_lite(
+    out_dir: Annotated[Path, typer.Argument(help="folder to write MIG_data.json and images to")],
+    seed: Annotated[int, typer.Option(help="random seed (same seed: byte-identical files)")] = 0,
+    per_task: Annotated[int, typer.Option(help="items per task")] = DEFAULT_PER_TASK,
+    difficulty: Annotated[
+        float, typer.Option(help="perturbation strength, 0 (none) to 1 (strongest)")
+    ] = DEFAULT_DIFFICULTY,
+    task: Annotated[
+        list[str] | None,
+        typer.Option("--task", help=f"only these tasks (repeat); known: {', '.join(LITE_TASKS)}"),
+    ] = None,
+) -> None:
+    """Generate MIG-Lite from the photographs inside scikit-image (no download)."""
+    console = Console()
+    try:
+        build = generate_lite(
+            out_dir, seed=seed, per_task=per_task, difficulty=difficulty, tasks=task
+        )
+    except ValueError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(code=2) from exc
+    total = sum(build.counts.values())
+    console.print(f"wrote {total} items and {build.images} images to {build.out_dir}")
+    for name, count in build.counts.items():
+        console.print(f"  {name}: {count}")
+    console.print(
+        f"load with: load_benchmark('{build.data_file}', root='{build.out_dir}', "
+        "answer_frame='unit')",
+        highlight=False,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the MIG-Lite commands to ``app``."""
+    app.command("make-lite")(make_lite)

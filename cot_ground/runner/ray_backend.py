@@ -1,0 +1,396 @@
+"""Running an experiment on Ray: one model replica per GPU (or per CPU worker) as a Ray actor.
+
+The driver (the ``cot-ground run --ray`` process) does what :func:`run_experiment` does up to
+the examples: resolve the config, load the benchmark, take the shard. It alone owns the run
+folder and writes it with the runner's own store, so the format, the fsync per line and the
+resume rules are the plain runner's. Each actor builds every adapter of the config once (a setup
+error stops the run before anything is written) and runs the examples it is handed exactly as the
+plain runner does: ``batch_size`` examples at a time, each through its own graph, their model
+calls batched across them. Examples go out in chunks of ``batch_size`` to whichever actor has a
+free slot (two per actor, so an actor never waits for the driver); each chunk's records are
+appended as soon as it comes back, so a killed run loses at most the chunks in flight.
+
+``address=None`` (or ``"local"``) starts a local Ray instance limited to ``workers`` CPUs (the
+local one sees this machine's GPUs); any other address joins an existing cluster, whose nodes
+must have cot-ground and the model folders installed at the same paths.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from cot_ground.models import registry
+from cot_ground.records import Example
+from cot_ground.runner.cache import StepCache
+from cot_ground.runner.config import ExperimentConfig
+from cot_ground.runner.manifest import build_manifest, now_iso
+from cot_ground.runner.pipelines import SetupError, build_adapters, build_pipeline
+from cot_ground.runner.progress import LogProgress, Progress
+from cot_ground.runner.run import (
+    PipelineSummary,
+    RunSummary,
+    _check_compatible,
+    _Interrupt,
+    _merged_config,
+    _run_pipeline,
+    resolve_config,
+)
+from cot_ground.runner.shard import select_shard
+from cot_ground.runner.store import JsonlAppender, RunFolder, RunFolderError
+
+log = logging.getLogger("cot_ground.run")
+
+SLOTS_PER_REPLICA = 2
+DEFAULT_CPU_WORKERS = 2
+
+
+class _Collect:
+    """A store stand-in for :func:`_run_pipeline` inside an actor: keeps the records."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def append(self, record: dict[str, Any]) -> bool:
+        self.records.append(record)
+        return True
+
+
+class _Quiet:
+    """Progress inside an actor: the driver reports progress."""
+
+    def start(self, pipeline: str, total: int, done: int) -> None: ...
+
+    def advance(self, pipeline: str, failed: bool = False) -> None: ...
+
+    def finish(self, pipeline: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Replica:
+    """One copy of every model of the config and the compiled graphs over them (a Ray actor)."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        adapters: dict[str, tuple[str, str]],
+        cwd: str,
+        batch_size: int,
+        use_cache: bool,
+    ) -> None:
+        if os.path.isdir(cwd):  # relative model paths mean the same as on the driver
+            os.chdir(cwd)
+        for name, (role, target) in adapters.items():  # adapters registered at run time
+            if name not in registry.ADAPTERS:
+                registry.register(name, role, target)
+        self.config = ExperimentConfig.model_validate(config)
+        self.batch_size = batch_size
+        built = build_adapters(self.config)
+        enabled = use_cache and self.config.cache.enabled
+        self.cache = StepCache(self.config.cache.dir) if enabled else None
+        self.pipes = {
+            name: build_pipeline(name, pipe, built, batch_size=batch_size, cache=self.cache)
+            for name, pipe in self.config.pipelines.items()
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """Where this replica runs: host, process id and the GPUs Ray gave it."""
+        import ray
+
+        return {"host": socket.gethostname(), "pid": os.getpid(), "gpus": ray.get_gpu_ids()}
+
+    def run_chunk(self, pipeline: str, examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Prediction records of ``examples`` (same failures-as-records rule as the runner)."""
+        todo = [Example.model_validate(e) for e in examples]
+        out = _Collect()
+        summary = PipelineSummary(total=len(todo), done_before=0)
+        _run_pipeline(
+            self.pipes[pipeline], todo, out, self.batch_size, _Quiet(), _Interrupt(), summary
+        )
+        return out.records
+
+    def stats(self) -> dict[str, Any]:
+        """Batch sizes sent per pipeline and queue, and step-cache hits and misses."""
+        return {
+            "batch_sizes": {n: p.coordinator.batch_sizes() for n, p in self.pipes.items()},
+            "cache_hits": self.cache.hits if self.cache else 0,
+            "cache_misses": self.cache.misses if self.cache else 0,
+        }
+
+    def close(self) -> None:
+        """Close the step cache."""
+        if self.cache is not None:
+            self.cache.close()
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise SetupError(
+            "--ray needs Ray: pip install 'cot-ground[ray]' (on every node of the cluster)"
+        ) from None
+    return ray
+
+
+def connect(address: str | None, num_cpus: int | None) -> bool:
+    """Join the cluster at ``address`` (or ``$RAY_ADDRESS``), else start a local instance with
+    ``num_cpus`` CPUs (all when None). Returns True when this call started Ray (the caller then
+    shuts it down). An already initialized Ray is used as it is."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        return False
+    common: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    if address == "local":
+        # local workers import what the driver can import (tests, benchmarks, plugins)
+        path = os.pathsep.join(p for p in sys.path if p)
+        env = {"env_vars": {"PYTHONPATH": path}}
+        ray.init(address="local", num_cpus=num_cpus, runtime_env=env, **common)
+        return True
+    try:
+        ray.init(address=address, **common)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise SetupError(f"cannot join the Ray cluster at {address}: {exc}") from exc
+    return True
+
+
+def start_replicas(
+    config: ExperimentConfig, workers: int | None, batch_size: int, use_cache: bool
+) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Start the replicas (one GPU each when the cluster has GPUs, else one CPU each) and wait
+    until every one has built its models. Raises :class:`SetupError` with the first failure."""
+    ray = _import_ray()
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    n = workers or gpus or DEFAULT_CPU_WORKERS
+    resources = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": 1}
+    actor_cls = ray.remote(max_concurrency=SLOTS_PER_REPLICA, **resources)(Replica)
+    args = (
+        config.model_dump(mode="json"),
+        dict(registry.ADAPTERS),
+        os.getcwd(),
+        batch_size,
+        use_cache,
+    )
+    actors = [actor_cls.remote(*args) for _ in range(n)]
+    try:
+        infos = ray.get([a.describe.remote() for a in actors])
+    except ray.exceptions.RayError as exc:
+        for a in actors:
+            ray.kill(a)
+        cause = getattr(exc, "cause", None) or exc
+        message = str(cause).strip().splitlines()[-1] if str(cause).strip() else repr(cause)
+        raise SetupError(f"a Ray replica could not start: {message}") from exc
+    return actors, infos
+
+
+def _stream(
+    actors: list[Any],
+    pipeline: str,
+    todo: list[Example],
+    chunk: int,
+    store: JsonlAppender,
+    progress: Progress,
+    interrupt: _Interrupt,
+    summary: PipelineSummary,
+) -> None:
+    """Hand ``todo`` to the actors in chunks; append every record as its chunk comes back.
+
+    A chunk whose actor died goes back to the queue once the others can take it; when every
+    actor is dead the run stops with an error (what is written is kept, re-run to resume)."""
+    ray = _import_ray()
+    chunks = deque(todo[i : i + chunk] for i in range(0, len(todo), chunk))
+    free = deque(a for a in actors for _ in range(SLOTS_PER_REPLICA))
+    alive = set(range(len(actors)))
+    index = {id(a): i for i, a in enumerate(actors)}
+    pending: dict[Any, tuple[Any, list[Example]]] = {}
+    while pending or (chunks and not interrupt.stop.is_set()):
+        while free and chunks and not interrupt.stop.is_set():
+            actor, part = free.popleft(), chunks.popleft()
+            ref = actor.run_chunk.remote(pipeline, [ex.model_dump(mode="json") for ex in part])
+            pending[ref] = (actor, part)
+        if not pending:
+            raise RunFolderError("every Ray replica has died; re-run the command to resume")
+        done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+        for ref in done:
+            actor, part = pending.pop(ref)
+            try:
+                records = ray.get(ref)
+            except ray.exceptions.RayActorError:
+                log.warning("a Ray replica died; its %d example(s) go to another", len(part))
+                alive.discard(index[id(actor)])
+                free = deque(a for a in free if index[id(a)] in alive)
+                chunks.appendleft(part)
+                continue
+            free.append(actor)
+            for record in records:
+                record["pipeline"] = pipeline
+                if store.append(record):
+                    summary.written += 1
+                    failed = record.get("error") is not None
+                    summary.failed += int(failed)
+                    progress.advance(pipeline, failed=failed)
+
+
+def run_experiment_ray(
+    config: ExperimentConfig,
+    *,
+    address: str | None = None,
+    workers: int | None = None,
+    limit: int | None = None,
+    tasks: list[str] | None = None,
+    shard: tuple[int, int] | None = None,
+    batch_size: int | None = None,
+    out: str | Path | None = None,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+) -> RunSummary:
+    """:func:`~cot_ground.runner.run.run_experiment` with the models in Ray actors.
+
+    ``workers``: number of replicas (default: one per GPU of the cluster, else 2). Writes the
+    same run folder (plus a ``ray`` entry in ``run.json``) and resumes the same way, from either
+    backend. Raises :class:`SetupError` / ``RunFolderError`` before any example runs when the
+    setup is wrong."""
+    from cot_ground.bench import BenchmarkError, load_benchmark
+
+    if workers is not None and workers < 1:
+        raise SetupError(f"--ray-workers must be at least 1, got {workers}")
+    resolved = resolve_config(config, limit=limit, tasks=tasks, batch_size=batch_size, out=out)
+    bench_cfg = resolved.benchmark
+    try:
+        bench = load_benchmark(
+            bench_cfg.file,
+            root=bench_cfg.root,
+            tasks=bench_cfg.tasks,
+            limit=bench_cfg.limit,
+            answer_frame=bench_cfg.answer_frame,
+        )
+    except (BenchmarkError, OSError) as exc:
+        raise SetupError(f"benchmark: {exc}") from exc
+    examples = list(bench.examples)
+    if shard is not None:
+        examples = select_shard(examples, *shard)
+    ray = _import_ray()
+    started = connect(address, workers)
+    actors: list[Any] = []
+    try:
+        actors, infos = start_replicas(resolved, workers, resolved.batch_size, use_cache)
+        return _drive(resolved, bench, examples, shard, actors, infos, address, progress)
+    finally:
+        for a in actors:
+            ray.kill(a)
+        if started:
+            ray.shutdown()
+
+
+def _drive(
+    resolved: ExperimentConfig,
+    bench: Any,
+    examples: list[Example],
+    shard: tuple[int, int] | None,
+    actors: list[Any],
+    infos: list[dict[str, Any]],
+    address: str | None,
+    progress: Progress | None,
+) -> RunSummary:
+    """The run-folder side of :func:`run_experiment_ray` (the replicas are up)."""
+    ray = _import_ray()
+    folder = RunFolder(resolved.output or resolved.output_dir())
+    config_dump = resolved.model_dump(mode="json")
+    bench_cfg = resolved.benchmark
+    shard_info = {"k": shard[0], "n": shard[1]} if shard else None
+    bench_info = {**bench.manifest(), "tasks": bench_cfg.tasks, "limit": bench_cfg.limit}
+    ray_info = {"address": address or os.environ.get("RAY_ADDRESS") or "local", "replicas": infos}
+    session: dict[str, Any] = {"started": now_iso(), "n_examples": len(examples), "ray": ray_info}
+    summaries: dict[str, PipelineSummary] = {}
+    interrupt = _Interrupt()
+    progress = progress or LogProgress()
+    with folder.locked(), interrupt.installed():
+        manifest = build_manifest(
+            config=config_dump, benchmark=bench_info, shard=shard_info, n_examples=len(examples)
+        )
+        manifest["ray"] = ray_info
+        old = folder.read_manifest()
+        if old is not None:
+            _check_compatible(old, manifest, folder.path)
+            manifest["config"] = _merged_config(old["config"], config_dump)
+            manifest["pipelines"] = sorted(manifest["config"]["pipelines"])
+            manifest["started"] = old.get("started", manifest["started"])
+            manifest["sessions"] = list(old.get("sessions", []))
+        with JsonlAppender(folder.examples_path, "id") as ex_store:
+            for ex in examples:
+                ex_store.append(ex.model_dump(mode="json"))
+            manifest["n_examples"] = len(ex_store.ids)
+        folder.write_manifest(manifest)
+        stats: list[dict[str, Any]] = []
+        try:
+            for name in resolved.pipelines:
+                with JsonlAppender(folder.predictions_path(name), "example_id") as store:
+                    todo = [ex for ex in examples if ex.id not in store]
+                    summary = PipelineSummary(
+                        total=len(examples), done_before=len(examples) - len(todo)
+                    )
+                    summaries[name] = summary
+                    progress.start(name, summary.total, summary.done_before)
+                    t0 = time.perf_counter()
+                    _stream(
+                        actors,
+                        name,
+                        todo,
+                        resolved.batch_size,
+                        store,
+                        progress,
+                        interrupt,
+                        summary,
+                    )
+                    summary.wall_s = time.perf_counter() - t0
+                    progress.finish(name)
+                if interrupt.stop.is_set():
+                    break
+            stats = ray.get([a.stats.remote() for a in actors])
+            ray.get([a.close.remote() for a in actors])
+        finally:
+            progress.close()
+            for name, s in summaries.items():
+                for st in stats:
+                    for queue, sizes in st["batch_sizes"].get(name, {}).items():
+                        s.batch_sizes.setdefault(queue, []).extend(sizes)
+            hits = sum(st["cache_hits"] for st in stats)
+            misses = sum(st["cache_misses"] for st in stats)
+            session.update(
+                {
+                    "ended": now_iso(),
+                    "interrupted": interrupt.stop.is_set(),
+                    "batch_size": resolved.batch_size,
+                    "pipelines": {
+                        n: {
+                            "written": s.written,
+                            "failed": s.failed,
+                            "done_before": s.done_before,
+                            "wall_s": round(s.wall_s, 3),
+                            "batch_calls": {k: len(v) for k, v in s.batch_sizes.items()},
+                            "max_batch": {k: max(v) for k, v in s.batch_sizes.items() if v},
+                        }
+                        for n, s in summaries.items()
+                    },
+                    "cache": {"hits": hits, "misses": misses} if stats else None,
+                }
+            )
+            manifest["sessions"].append(session)
+            manifest["ended"] = session["ended"]
+            folder.write_manifest(manifest)
+    return RunSummary(
+        out=folder.path,
+        n_examples=len(examples),
+        pipelines=summaries,
+        interrupted=interrupt.stop.is_set(),
+        cache_hits=hits,
+        cache_misses=misses,
+    )
