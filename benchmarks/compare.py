@@ -8,6 +8,7 @@ JSONL line per example), exactly as ``cot-ground run`` does.
 
 from __future__ import annotations
 
+import itertools
 import json
 import tempfile
 import time
@@ -259,3 +260,13 @@ def dump(data: Any, path: str | Path | None) -> None:
     """Write ``data`` as indented JSON to ``path`` (nothing when None)."""
     if path is not None:
         Path(path).write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def plateau(rows: list[dict[str, Any]], gain: float = 0.10) -> int | None:
+    """The batch size after which the runner's ex/s grows by less than ``gain`` (None when it
+    keeps growing up to the largest size measured)."""
+    runner = sorted((r for r in rows if r["mode"] == "runner"), key=lambda r: r["batch_size"])
+    for a, b in itertools.pairwise(runner):
+        if b["ex_per_s"] < (1 + gain) * a["ex_per_s"]:
+            return int(a["batch_size"])
+    return None

@@ -56,7 +56,11 @@ def overhead(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         for row in compare(setup, p, args.batch_sizes, args.repeats, args.warmup)
     ]
     cot_b1 = next(
-        (r for r in rows if r["pipeline"] == "cot" and r["mode"] == "runner" and r["batch_size"] == 1),
+        (
+            r
+            for r in rows
+            if r["pipeline"] == "cot" and r["mode"] == "runner" and r["batch_size"] == 1
+        ),
         None,
     )
     target = None
@@ -174,7 +178,9 @@ WORKLOADS = {"overhead": overhead, "tiny": tiny, "rescore": rescore}
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line arguments."""
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.run", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--workload", choices=sorted(WORKLOADS), required=True)
     ap.add_argument("--json", type=Path, help="write the full results here")
     ap.add_argument("--repeats", type=int, default=3, help="timed passes per measurement")

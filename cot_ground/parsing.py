@@ -33,8 +33,8 @@ _BOX_PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(rf"\[\s*({_NUM}){_SEP}({_NUM}){_SEP}({_NUM}){_SEP}({_NUM})\s*\]"),
     # "Top-left: (x1, y1) ... Bottom-right: (x2, y2)" on two consecutive lines
     re.compile(
-        rf"top[-\s]*left\b[^\n]*?\(\s*({_NUM}){_SEP}({_NUM})\s*\)[^\n]*\n[^\n]*?"
-        rf"bottom[-\s]*right\b[^\n]*?\(\s*({_NUM}){_SEP}({_NUM})\s*\)",
+        rf"top[-\s]*left\b[^\n]{{0,60}}?\(\s*({_NUM}){_SEP}({_NUM})\s*\)[^\n]{{0,60}}\n"
+        rf"[^\n]{{0,60}}?bottom[-\s]*right\b[^\n]{{0,60}}?\(\s*({_NUM}){_SEP}({_NUM})\s*\)",
         re.IGNORECASE,
     ),
     # <box>x1 y1 x2 y2</box>  (spaces and/or commas between numbers)

@@ -260,3 +260,17 @@ def test_env_var_model_path(monkeypatch, tiny_qwen_paths):
     monkeypatch.delenv("TINY_QWEN")
     with pytest.raises(ModelLoadError, match="TINY_QWEN"):
         build("qwen-vl-reasoner", ModelSettings(path="${TINY_QWEN}", max_new_tokens=5))
+
+
+def test_models_are_freed_with_their_adapters(tiny_qwen_paths):
+    import gc
+    import weakref
+
+    from cot_ground.models import registry
+
+    adapter = build("qwen-vl-reasoner", _settings(tiny_qwen_paths["qwen3_vl"], max_new_tokens=3))
+    model = weakref.ref(adapter.runner.model)
+    del adapter
+    registry.clear_cache()
+    gc.collect()
+    assert model() is None

@@ -11,10 +11,11 @@ from scipy.stats import binomtest
 
 from cot_ground.analysis.paired import (
     OVERALL,
-    bootstrap_diff_ci,
+    bootstrap_diffs,
     mcnemar_exact,
     paired_comparison,
     paired_frame,
+    percentile_interval,
 )
 
 
@@ -99,10 +100,16 @@ def test_task_interval_does_not_depend_on_other_tasks():
 
 def test_bootstrap_degenerate_and_bad_input():
     same = np.ones(10)
-    low, high = bootstrap_diff_ci([(same, same)], np.random.default_rng(0), n_boot=100)
-    assert low == high == 0.0
+    draws = bootstrap_diffs(same, same, np.random.default_rng(0), n_boot=100)
+    assert draws.shape == (100,)
+    assert percentile_interval(draws) == (0.0, 0.0)
     with pytest.raises(ValueError):
-        bootstrap_diff_ci([(np.ones(3), np.ones(4))], np.random.default_rng(0))
+        bootstrap_diffs(np.ones(3), np.ones(4), np.random.default_rng(0))
+
+
+def test_percentile_interval_by_hand():
+    values = np.arange(1001, dtype=float)  # quantiles 2.5% and 97.5% are 25 and 975
+    assert percentile_interval(values) == pytest.approx((25.0, 975.0))
 
 
 def test_unknown_pipeline_or_no_shared_example():

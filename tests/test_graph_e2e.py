@@ -53,3 +53,11 @@ def test_e2e_streams_updates_and_custom_pipeline_name():
     updates = list(graph.stream(initial_state(ex), stream_mode="updates"))
     assert [next(iter(u)) for u in updates] == ["predict", "finalize"]
     assert updates[-1]["finalize"]["prediction"]["pipeline"] == "migician-7b"
+
+
+def test_e2e_records_the_calibration_the_model_applied():
+    ex = make_example("diff", 2)
+    model = ScriptedEndToEnd(Box.from_unit([0.1, 0.1, 0.5, 0.5]), "(100,100),(500,500)")
+    assert run_example(build_e2e_graph(model), ex).calibration is None
+    model.settings = {"calibration": "migician-y"}
+    assert run_example(build_e2e_graph(model), ex).calibration == "migician-y"

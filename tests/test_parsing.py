@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -247,3 +248,23 @@ def test_structured_selection_round_trips(index: int, description: str) -> None:
     assert result.status is ParseStatus.OK
     assert result.image_index == index - 1
     assert result.description == description.strip()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "top left (1,1) " * 500 + "\n" + "bottom right (1, " * 500,
+        "[" * 5000,
+        "(1," * 3000,
+        "<think>" * 2000,
+        "{" * 3000 + "}" * 3000,
+        "1th image " * 2000,
+        "[1, " + "1, " * 5000,
+        "<box>1 " * 3000,
+    ],
+)
+def test_long_adversarial_text_parses_quickly(text: str) -> None:
+    start = time.process_time()
+    parse_box(text, Frame.QWEN1000)
+    parse_selection(text, n_images=4)
+    assert time.process_time() - start < 0.5

@@ -2,9 +2,10 @@
 
 Per task, and ``OVERALL``. Overall the 2×2 table and McNemar's test pool every shared example;
 the accuracies and their difference are the plain mean over tasks (the benchmark's average),
-and its interval comes from a bootstrap that resamples examples within each task.
-Every bootstrap draws from ``numpy.random.default_rng([seed, crc32(task)])``, so a task's
-interval does not depend on which other tasks are in the run.
+and its interval is that of the mean over tasks of the per-task bootstrap draws (examples are
+resampled within their task). Each task draws from
+``numpy.random.default_rng([seed, crc32(task)])``, so a task's interval does not depend on
+which other tasks are in the run.
 """
 
 from __future__ import annotations
@@ -52,26 +53,27 @@ def mcnemar_exact(only_a: int, only_b: int) -> float:
     return min(1.0, 2 * tail / 2**n)
 
 
-def bootstrap_diff_ci(
-    groups: list[tuple[np.ndarray, np.ndarray]],
-    rng: np.random.Generator,
-    n_boot: int = 2000,
-    level: float = 0.95,
-) -> tuple[float, float]:
-    """Percentile interval (percent points) of the mean over groups of ``mean(a) - mean(b)``.
+def bootstrap_diffs(
+    a: np.ndarray, b: np.ndarray, rng: np.random.Generator, n_boot: int = 2000
+) -> np.ndarray:
+    """``n_boot`` bootstrap values of ``mean(a) - mean(b)`` in percent points.
 
-    Each group is a pair of equally long 0/1 arrays over the same examples; examples are
-    resampled with replacement within their group.
+    ``a`` and ``b`` are equally long 0/1 outcomes on the same examples; examples (pairs) are
+    resampled with replacement.
     """
-    if not groups or any(len(a) == 0 or len(a) != len(b) for a, b in groups):
-        raise ValueError("bootstrap needs non-empty groups of paired outcomes")
-    total = np.zeros(n_boot)
-    for a, b in groups:
-        idx = rng.integers(0, len(a), size=(n_boot, len(a)))
-        total += a[idx].mean(axis=1) - b[idx].mean(axis=1)
-    diffs = 100.0 * total / len(groups)
+    if len(a) == 0 or len(a) != len(b):
+        raise ValueError(
+            f"bootstrap needs paired outcomes of equal, non-zero length: {len(a)}, {len(b)}"
+        )
+    paired = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    idx = rng.integers(0, len(paired), size=(n_boot, len(paired)))
+    return 100.0 * paired[idx].mean(axis=1)
+
+
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The central ``level`` percentile interval of bootstrap ``values``."""
     alpha = (1.0 - level) / 2
-    low, high = np.quantile(diffs, [alpha, 1.0 - alpha])
+    low, high = np.quantile(values, [alpha, 1.0 - alpha])
     return float(low), float(high)
 
 
@@ -94,14 +96,18 @@ def paired_comparison(
     if joined.empty:
         raise ValueError(f"pipelines {a!r} and {b!r} share no example")
     groups: list[tuple[np.ndarray, np.ndarray]] = []
+    draws: list[np.ndarray] = []
     results = []
     for task in ordered_tasks(joined["task"]):
         sub = joined[joined["task"] == task]
         ya = sub[f"{column}_a"].to_numpy(dtype=float)
         yb = sub[f"{column}_b"].to_numpy(dtype=float)
+        rng = np.random.default_rng([seed, zlib.crc32(task.encode("utf-8"))])
+        draws.append(bootstrap_diffs(ya, yb, rng, n_boot))
         groups.append((ya, yb))
-        results.append(_result(a, b, task, [(ya, yb)], seed, n_boot))
-    results.append(_result(a, b, OVERALL, groups, seed, n_boot))
+        results.append(_result(a, b, task, [(ya, yb)], percentile_interval(draws[-1])))
+    overall = percentile_interval(np.mean(draws, axis=0))
+    results.append(_result(a, b, OVERALL, groups, overall))
     return results
 
 
@@ -116,8 +122,7 @@ def _result(
     b: str,
     task: str,
     groups: list[tuple[np.ndarray, np.ndarray]],
-    seed: int,
-    n_boot: int,
+    interval: tuple[float, float],
 ) -> PairedResult:
     ya = np.concatenate([g[0] for g in groups]).astype(bool)
     yb = np.concatenate([g[1] for g in groups]).astype(bool)
@@ -125,8 +130,6 @@ def _result(
     only_b = int((~ya & yb).sum())
     acc_a = 100.0 * float(np.mean([g[0].mean() for g in groups]))
     acc_b = 100.0 * float(np.mean([g[1].mean() for g in groups]))
-    rng = np.random.default_rng([seed, zlib.crc32(task.encode("utf-8"))])
-    low, high = bootstrap_diff_ci(groups, rng, n_boot=n_boot)
     return PairedResult(
         a=a,
         b=b,
@@ -139,7 +142,7 @@ def _result(
         acc_a=acc_a,
         acc_b=acc_b,
         diff=acc_a - acc_b,
-        ci_low=low,
-        ci_high=high,
+        ci_low=interval[0],
+        ci_high=interval[1],
         p_value=mcnemar_exact(only_a, only_b),
     )

@@ -14,13 +14,12 @@ app = typer.Typer(
 
 
 def _register_commands() -> None:
-    from cot_ground.cli import bench_cmds, report_cmds, run_cmds
+    from cot_ground.cli import bench_cmds, demo_cmd, lite_cmds, report_cmds, run_cmds
 
-    bench_cmds.register(app)
-    report_cmds.register(app)
+    demo_cmd.register(app)
     run_cmds.register(app)
-    from cot_ground.cli import lite_cmds
-
+    report_cmds.register(app)
+    bench_cmds.register(app)
     lite_cmds.register(app)
 
 

@@ -105,6 +105,8 @@ class E2ENodes:
             raw_text=result.raw_text if result else None,
             prompt_variant=self.config.prompt_variant,
             prompt_hash=state.get("prompt_hash"),
+            calibration=(result.settings.get("calibration") if result else None)
+            or self.model.settings.get("calibration"),
             timing=stage_timing(trace),
             error=error,
             trace=trace,

@@ -240,7 +240,7 @@ def _bert_vocab() -> list[str]:
     vocab = ["[PAD]"] + [f"[unused{i}]" for i in range(99)]
     vocab += ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     vocab += [f"[unused{i}]" for i in range(99, 99 + 999 - len(vocab))]
-    chars = [c for c in string.punctuation + string.digits + string.ascii_lowercase]
+    chars = list(string.punctuation + string.digits + string.ascii_lowercase)
     vocab += sorted(chars, key=ord)
     vocab += [f"##{c}" for c in string.ascii_lowercase + string.digits]
     vocab += ["the", "red", "car", "dog", "cat", "person", "left", "right", "image"]
