@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from PIL import Image
 
 from cot_ground.bench import load_benchmark
 from cot_ground.boxes import Box
@@ -75,8 +76,6 @@ def _accuracy(
     hits: dict[str, list[bool]] = {t: [] for t in TASKS}
     for ex, (index, box) in zip(examples, predictions, strict=True):
         if box is not None and convert is not None:
-            from PIL import Image
-
             with Image.open(ex.images[index]) as im:
                 box = convert(box, im.size)
         hits[ex.task].append(index == ex.target_image and iou(box, ex.gt_box) >= 0.5)

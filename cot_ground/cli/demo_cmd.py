@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markdown import Markdown
 
 
 def demo(
@@ -38,7 +39,7 @@ def demo(
         log=lambda msg: console.print(f"[bold]demo[/bold] {msg}", highlight=False),
     )
     sections = result.scores_md.read_text(encoding="utf-8").split("\n## ")
-    console.print("## " + sections[1].strip(), highlight=False)  # Acc@0.5 (official)
+    console.print(Markdown("## " + sections[1].strip()))  # the Acc@0.5 (official) table
     console.print(
         "[dim]tiny_* pipelines use random weights: they test the MLLM code path, "
         "their scores mean nothing.[/dim]"
