@@ -5,11 +5,12 @@ The annotation files state the box but not the image it lies in. The rules, trie
 
 1. ``additional_info`` (``group_grounding`` only): the ordinal in the hidden sentence
    "It is in the first image. <box>" (this sentence is the answer; it never reaches a prompt).
-2. ``question_ordinal``: the image named right after ``in`` following the *last* locate verb
-   (locate / find / ground / identify / recognize / detect) of a sentence, e.g. "Recognize and
-   locate this object in the 2th image", "Find it in Image-2". Images named elsewhere are
-   references ("the object marked with red bounding box in the first image", "the people in
-   image-1") and are skipped because no locate verb governs them.
+2. ``question_ordinal``: the image named right after ``in`` following the *last* request word
+   (locate / find / ground / identify / recognize / detect / coordinates) of a sentence, e.g.
+   "Recognize and locate this object in the 2th image", "Find it in Image-2", "give me the
+   coordinates of their difference in the 1th image". Images named elsewhere are references
+   ("the object marked with red bounding box in the first image", "the people in image-1") and
+   are skipped because no request word governs them.
 3. ``question_source_image``: "... in the source image" (``region``) is image 0.
 4. Task defaults: ``default_second_image`` for the two-image tasks (``diff``, ``view_diff``,
    ``refer_grounding``, ``reasoning``, ``correspondence``) and ``default_source_image`` (index 0)
@@ -37,7 +38,9 @@ RULES: tuple[str, ...] = (
 )
 
 _SENTENCES = re.compile(r"[^.?!]+")
-_VERB = re.compile(r"\b(?:locate|find|ground|identify|recognize|detect)\b", re.IGNORECASE)
+_VERB = re.compile(
+    r"\b(?:locate|find|ground|identify|recognize|detect|coordinates)\b", re.IGNORECASE
+)
 _IN_BEFORE = re.compile(r"\bin\s+(?:the\s+)?$", re.IGNORECASE)
 _SOURCE_IMAGE = re.compile(r"\bin\s+the\s+source\s+image\b", re.IGNORECASE)
 _BOX_TOKENS = re.compile(r"<\|box_start\|>.*?<\|box_end\|>", re.DOTALL)
@@ -80,7 +83,7 @@ def _apply_rules(task: str, question: str, additional_info: str) -> tuple[int, s
 
 
 def _located_image(question: str) -> int | None:
-    """The image named after ``in`` following the last locate verb that governs one."""
+    """The image named after ``in`` following the last request word that governs one."""
     found: int | None = None
     for sentence in _SENTENCES.finditer(question):
         text = sentence.group()
