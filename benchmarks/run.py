@@ -39,7 +39,9 @@ def _batch_sizes(text: str) -> list[int]:
     try:
         sizes = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--batch-sizes: expected e.g. 1,2,4, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"--batch-sizes: expected e.g. 1,2,4, got {text!r}"
+        ) from None
     if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"--batch-sizes: sizes must be >= 1, got {text!r}")
     return sizes
@@ -69,6 +71,7 @@ def overhead(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "what": "CoT graph + trace + fsynced JSONL line per example, runner at batch 1",
             "ms_per_example": cot_b1["ms_per_example"],
             "target_ms": OVERHEAD_TARGET_MS,
+            "cpu_ms_per_example": cot_b1["cpu_ms_per_example"],
             "met": cot_b1["ms_per_example"] < OVERHEAD_TARGET_MS,
         }
     return {"pinned_cpu": cpu, "rows": rows, "target": target}
@@ -158,8 +161,8 @@ def _table(result: dict[str, Any]) -> str:
         lines.append(f"{'all':<12}{result['all']['records']:>9}{result['all']['wall_s']:>12.3f}")
         return "\n".join(lines)
     head = (
-        f"{'pipeline':<9}{'mode':<11}{'batch':>5}{'ex/s':>10}{'ms/ex':>9}{'cpu ms/ex':>10}{'x seq':>7}"
-        f"{'identical':>11}{'peak MiB':>10}{'decodes/file':>13}"
+        f"{'pipeline':<9}{'mode':<11}{'batch':>5}{'ex/s':>10}{'ms/ex':>9}{'cpu ms/ex':>10}"
+        f"{'x seq':>7}{'identical':>11}{'peak MiB':>10}{'decodes/file':>13}"
     )
     lines = [head]
     for r in result["rows"]:

@@ -239,7 +239,9 @@ def _selection_json(body: str) -> tuple[int | None, str] | None:
     image = obj.get("image")
     if isinstance(image, bool):
         return None, description
-    if isinstance(image, (int, float)) and float(image).is_integer():
+    if isinstance(image, int):
+        return image, description
+    if isinstance(image, float) and image.is_integer():
         return int(image), description
     if isinstance(image, str):
         index = parse_image_index(image)

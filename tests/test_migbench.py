@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cot_ground.bench import BenchmarkError, load_benchmark, target_image
+from cot_ground.bench import TASKS, BenchmarkError, load_benchmark, target_image
 from cot_ground.bench.migbench import KNOWN_FILES, file_sha256
 from cot_ground.bench.validate import validate_benchmark
 from cot_ground.boxes import Frame
@@ -52,7 +52,7 @@ def test_both_files_load_with_their_known_frames(benchmarks: dict) -> None:
         assert len(bench.examples) == n
         assert bench.sha256 in KNOWN_FILES
         assert len({e.id for e in bench.examples}) == n  # repeated items get distinct ids
-        assert {e.task for e in bench.examples} == set(bench_cmds_tasks())
+        assert {e.task for e in bench.examples} == set(TASKS)
     assert benchmarks["MIG_data.json"].answer_frame is Frame.UNIT
     assert benchmarks["revised_MIG_bench.json"].answer_frame is Frame.QWEN3_1000
     first = [b.examples[0].gt_box.to_list() for b in benchmarks.values()]
@@ -60,24 +60,24 @@ def test_both_files_load_with_their_known_frames(benchmarks: dict) -> None:
     assert first[1] == pytest.approx([0.024, 0.093, 0.999, 0.91])
 
 
-def bench_cmds_tasks() -> tuple[str, ...]:
-    from cot_ground.bench import TASKS
-
-    return TASKS
-
-
 @pytest.mark.shared
 def test_every_item_of_both_files_gets_a_target_image_in_range(benchmarks: dict) -> None:
-    for bench in benchmarks.values():
+    counts = {}
+    for name, bench in benchmarks.items():
         rules = Counter()
         for e in bench.examples:
             assert 0 <= e.target_image < len(e.images), e.id
-            rules[(e.task, e.target_rule)] += 1
-        assert rules[("group_grounding", "additional_info")] > 0
-        assert rules[("region", "question_source_image")] == 1203
-        assert rules[("diff", "default_second_image")] == 528
-        by_task = {t for t, _ in rules}
-        assert len(by_task) == 10
+            rules[(e.task, e.target_rule, e.target_image)] += 1
+        assert len({t for t, _, _ in rules}) == 10
+        assert sum(v for (t, r, _), v in rules.items() if r == "additional_info") == sum(
+            v for (t, _, _), v in rules.items() if t == "group_grounding"
+        )
+        assert rules[("region", "question_source_image", 0)] == 1203
+        counts[name] = rules
+    # the original file does not say which image holds the difference; the revised one does
+    assert counts["MIG_data.json"][("diff", "default_second_image", 1)] == 528
+    assert counts["revised_MIG_bench.json"][("diff", "question_ordinal", 0)] == 274
+    assert counts["revised_MIG_bench.json"][("diff", "question_ordinal", 1)] == 254
 
 
 @pytest.mark.shared
@@ -259,6 +259,14 @@ def test_require_images_passes_when_images_exist(tmp_path: Path) -> None:
             "",
             4,
             (0, "question_source_image"),
+        ),
+        (
+            "diff",
+            "Compare these two images carefully and give me the coordinates of their difference "
+            "in the 1th image. ",
+            "",
+            2,
+            (0, "question_ordinal"),
         ),
         ("region", "Where is the region?", "", 3, (0, "default_source_image")),
         ("diff", "Compare these two images.", "", 2, (1, "default_second_image")),

@@ -168,6 +168,8 @@ def test_parse_selection(text: str, index: int, description: str) -> None:
         ('{"image": 0, "description": "cup"}', ParseStatus.MALFORMED),
         ('{"image": null, "description": "cup"}', ParseStatus.MALFORMED),
         ('{"image": true, "description": "cup"}', ParseStatus.MALFORMED),
+        ('{"image": 1' + "0" * 400 + ', "description": "cup"}', ParseStatus.MALFORMED),
+        ('{"image": 1.5, "description": "cup"}', ParseStatus.MALFORMED),
         ("Image-7: the cup", ParseStatus.MALFORMED),
         ("The cup on the table.", ParseStatus.NO_BOX),
     ],
