@@ -4,7 +4,10 @@ Modes:
 
 * ``official`` -- the public MIG-Bench evaluation: only the box counts, the image is ignored.
 * ``strict``   -- a prediction counts only when the image it names (or was grounded in) is the
-  target image; otherwise its IoU is 0. A prediction that names no image counts as wrong.
+  target image; otherwise its IoU is 0. A prediction that names no image is taken to answer on
+  the image the question designates (``Example.target_rule`` in
+  ``bench.targets.QUESTION_DESIGNATES_TARGET``, e.g. "locate it in the 2th image"); where the
+  question designates none (``group_grounding``), naming no image counts as wrong.
 
 Figures in :func:`score_table` are percentages (0-100); the average is the plain mean over
 tasks, as in the benchmark's tables. A named calibration is applied to every predicted box
@@ -85,10 +88,14 @@ class ScoreRow:
     gt_box: Box
     pred_image: int | None = None
     target_image: int | None = None
+    question_names_target: bool = False
+    """The question designates the target image, so an answer naming no image is on it."""
 
     @classmethod
     def from_prediction(cls, prediction: Prediction, example: Example) -> ScoreRow:
         """Row for a prediction (box as the model stated it) joined to its example."""
+        from cot_ground.bench.targets import QUESTION_DESIGNATES_TARGET  # bench imports scoring
+
         if prediction.example_id != example.id:
             raise ValueError(
                 f"prediction for {prediction.example_id} joined to example {example.id}"
@@ -99,12 +106,16 @@ class ScoreRow:
             gt_box=example.gt_box,
             pred_image=prediction.image_index,
             target_image=example.target_image,
+            question_names_target=example.target_rule in QUESTION_DESIGNATES_TARGET,
         )
 
 
 def image_correct(row: ScoreRow) -> bool:
-    """True when the row names an image and it is the target image."""
-    return row.pred_image is not None and row.pred_image == row.target_image
+    """True when the row's image is the target: the one it names, else the one the question
+    designates (see the module docstring)."""
+    if row.pred_image is None:
+        return row.question_names_target
+    return row.pred_image == row.target_image
 
 
 def row_iou(row: ScoreRow, mode: Mode | str = "official", calibration: str | None = None) -> float:

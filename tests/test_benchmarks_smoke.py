@@ -4,7 +4,10 @@ is asserted: figures depend on the machine)."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks` lives at the root
 
 from benchmarks.run import main
 

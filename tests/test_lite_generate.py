@@ -12,28 +12,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cot_ground.bench import load_benchmark
-from cot_ground.bench.targets import target_image
 from cot_ground.cli.lite_cmds import register
 from cot_ground.lite import LITE_TASKS, generate_lite
 from cot_ground.lite.sources import PHOTOS, data_dir, load_table
-
-# The revised MIG-Bench wording "difference in the 1th image" is not read by the loader's rule
-# (cot_ground/bench/targets.py) as of this writing; the diff checks run once it is.
-DIFF_RULE_MISREADS = (
-    target_image(
-        "diff",
-        "Compare these two images carefully and give me the coordinates of their difference "
-        "in the 1th image. ",
-        "",
-        2,
-    )[0]
-    != 0
-)
-diff_rule = pytest.mark.xfail(
-    DIFF_RULE_MISREADS,
-    reason="bench.targets reads 'difference in the 1th image' as image 2",
-    strict=True,
-)
 
 
 @pytest.fixture(scope="module")
@@ -84,9 +65,7 @@ def test_questions_use_mig_bench_wording(lite) -> None:
             assert r["additional_info"] == ""
 
 
-@pytest.mark.parametrize(
-    "task", [pytest.param("diff", marks=diff_rule)] + [t for t in LITE_TASKS if t != "diff"]
-)
+@pytest.mark.parametrize("task", LITE_TASKS)
 def test_loader_target_image_is_the_generated_one(lite, task: str) -> None:
     bench = load_benchmark(
         lite.data_file, root=lite.out_dir, answer_frame="unit", require_images=True

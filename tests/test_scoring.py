@@ -131,3 +131,32 @@ def test_row_from_prediction_joins_on_example_id() -> None:
 
 def test_task_order_lists_the_ten_tasks() -> None:
     assert len(TASK_ORDER) == 10 and TASK_ORDER[0] == "diff" and TASK_ORDER[-1] == "correspondence"
+
+
+def test_strict_takes_an_unnamed_image_to_be_the_one_the_question_designates() -> None:
+    from cot_ground.records import Example, ParseStatus, Prediction
+
+    def example(task: str, rule: str) -> Example:
+        return Example(
+            id=f"{task}-x",
+            task=task,
+            images=["a.jpg", "b.jpg"],
+            question="q",
+            gt_box=GT,
+            target_image=1,
+            target_rule=rule,
+        )
+
+    def prediction(ex: Example) -> Prediction:
+        return Prediction(
+            example_id=ex.id, pipeline="e2e", task=ex.task, box=GT, status=ParseStatus.OK
+        )
+
+    named = example("multi_view", "question_ordinal")  # "... locate it in the 2th image"
+    hidden = example("group_grounding", "additional_info")  # the model must find the image
+    row_named = ScoreRow.from_prediction(prediction(named), named)
+    row_hidden = ScoreRow.from_prediction(prediction(hidden), hidden)
+    assert row_named.question_names_target and image_correct(row_named)
+    assert row_iou(row_named, "strict") == pytest.approx(1.0)
+    assert not row_hidden.question_names_target and not image_correct(row_hidden)
+    assert row_iou(row_hidden, "strict") == 0.0

@@ -36,6 +36,9 @@ RULES: tuple[str, ...] = (
     "default_second_image",
     "default_source_image",
 )
+# Rules under which the question itself (or the task's fixed image layout) tells a model which
+# image to answer on; under "additional_info" the model has to find the image itself.
+QUESTION_DESIGNATES_TARGET: frozenset[str] = frozenset(RULES) - {"additional_info"}
 
 _SENTENCES = re.compile(r"[^.?!]+")
 _VERB = re.compile(
