@@ -8,10 +8,12 @@ box" only because the model is unsure.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from cot_ground.boxes import Box
-from cot_ground.records import Candidate
+from cot_ground.models.base import GroundResult
+from cot_ground.records import Candidate, ParseStatus
 
 DETECTOR_OPTIONS = {
     "box_threshold": 0.35,
@@ -67,3 +69,36 @@ def matched_text(
         if s > text_threshold and t not in special_ids
     ]
     return decode(ids).strip() or None if ids else None
+
+
+def ground_result(
+    probs: Any,
+    boxes_cxcywh: Sequence[Sequence[float]],
+    token_ids: Sequence[int],
+    phrase: str,
+    *,
+    special_ids: set[int],
+    decode: Callable[[list[int]], str],
+    options: Mapping[str, Any],
+    settings: dict[str, Any],
+) -> GroundResult:
+    """A ``GroundResult`` from one image's query-by-token scores (``probs``, a 2-D tensor)."""
+
+    def label_of(i: int) -> str | None:
+        row = probs[i, : len(token_ids)].tolist()
+        return matched_text(row, token_ids, special_ids, options["text_threshold"], decode)
+
+    candidates = rank_candidates(
+        probs.max(dim=-1).values.tolist(),
+        boxes_cxcywh,
+        label_of,
+        box_threshold=options["box_threshold"],
+        top1_fallback=options["top1_fallback"],
+        max_candidates=options["max_candidates"],
+    )
+    return GroundResult(
+        candidates=candidates,
+        raw_text=phrase,
+        status=ParseStatus.OK if candidates else ParseStatus.NO_BOX,
+        settings=dict(settings),
+    )

@@ -13,12 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from cot_ground.models.base import GroundRequest, GroundResult, ModelLoadError
-from cot_ground.models.detections import (
-    DETECTOR_OPTIONS,
-    matched_text,
-    normalize_phrase,
-    rank_candidates,
-)
+from cot_ground.models.detections import DETECTOR_OPTIONS, ground_result, normalize_phrase
 from cot_ground.models.hf_loading import (
     check_model_folder,
     input_device,
@@ -31,7 +26,6 @@ from cot_ground.models.hf_loading import (
 )
 from cot_ground.models.options import resolve_options
 from cot_ground.models.settings import ModelSettings
-from cot_ground.records import ParseStatus
 
 NAME = "gdino-hf"
 
@@ -112,26 +106,15 @@ class GroundingDinoHF:
     def _result(
         self, probs: Any, boxes: list[list[float]], ids: list[int], phrase: str
     ) -> GroundResult:
-        scores = probs.max(dim=-1).values.tolist()
-        decode = self.processor.tokenizer.decode
-
-        def label_of(i: int) -> str | None:
-            row = probs[i, : len(ids)].tolist()
-            return matched_text(row, ids, self.special_ids, self.options["text_threshold"], decode)
-
-        candidates = rank_candidates(
-            scores,
+        return ground_result(
+            probs,
             boxes,
-            label_of,
-            box_threshold=self.options["box_threshold"],
-            top1_fallback=self.options["top1_fallback"],
-            max_candidates=self.options["max_candidates"],
-        )
-        return GroundResult(
-            candidates=candidates,
-            raw_text=phrase,
-            status=ParseStatus.OK if candidates else ParseStatus.NO_BOX,
-            settings=dict(self.settings),
+            ids,
+            phrase,
+            special_ids=self.special_ids,
+            decode=self.processor.tokenizer.decode,
+            options=self.options,
+            settings=self.settings,
         )
 
 

@@ -24,17 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from cot_ground.models.base import GroundRequest, GroundResult, ModelLoadError
-from cot_ground.models.detections import (
-    DETECTOR_OPTIONS,
-    matched_text,
-    normalize_phrase,
-    rank_candidates,
-)
+from cot_ground.models.detections import DETECTOR_OPTIONS, ground_result, normalize_phrase
 from cot_ground.models.gdino_py_compat import build_groundingdino
 from cot_ground.models.hf_loading import model_path, open_images, resolve_device, shared
 from cot_ground.models.options import resolve_options
 from cot_ground.models.settings import ModelSettings
-from cot_ground.records import ParseStatus
 
 NAME = "gdino-py"
 PACKAGED_CONFIGS = {
@@ -188,27 +182,15 @@ class GroundingDinoPy:
 
     def _result(self, probs: Any, boxes: list[list[float]], caption: str) -> GroundResult:
         tokenizer = self.model.tokenizer
-        ids = tokenizer(caption)["input_ids"]
-
-        def label_of(i: int) -> str | None:
-            row = probs[i, : len(ids)].tolist()
-            return matched_text(
-                row, ids, self.special_ids, self.options["text_threshold"], tokenizer.decode
-            )
-
-        candidates = rank_candidates(
-            probs.max(dim=-1).values.tolist(),
+        return ground_result(
+            probs,
             boxes,
-            label_of,
-            box_threshold=self.options["box_threshold"],
-            top1_fallback=self.options["top1_fallback"],
-            max_candidates=self.options["max_candidates"],
-        )
-        return GroundResult(
-            candidates=candidates,
-            raw_text=caption,
-            status=ParseStatus.OK if candidates else ParseStatus.NO_BOX,
-            settings=dict(self.settings),
+            tokenizer(caption)["input_ids"],
+            caption,
+            special_ids=self.special_ids,
+            decode=tokenizer.decode,
+            options=self.options,
+            settings=self.settings,
         )
 
 
