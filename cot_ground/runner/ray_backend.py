@@ -151,7 +151,7 @@ def connect(address: str | None, num_cpus: int | None) -> bool:
     address = address or os.environ.get("RAY_ADDRESS") or "local"
     if address == "local":
         # local workers import what the driver can import (tests, benchmarks, plugins)
-        path = os.pathsep.join(p for p in sys.path if p)
+        path = os.pathsep.join(os.path.abspath(p or os.curdir) for p in sys.path)
         env = {"env_vars": {"PYTHONPATH": path}}
         ray.init(address="local", num_cpus=num_cpus, runtime_env=env, **common)
         return True
