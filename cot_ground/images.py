@@ -54,6 +54,11 @@ class ImageCache:
                 self._items.popitem(last=False)
         return rgb
 
+    def ensure_capacity(self, capacity: int) -> None:
+        """Grow the cache to hold at least ``capacity`` images (never shrinks it)."""
+        with self._lock:
+            self.capacity = max(self.capacity, capacity)
+
     def clear(self) -> None:
         """Forget every cached image and reset the counters."""
         with self._lock:

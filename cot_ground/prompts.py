@@ -82,7 +82,7 @@ class PromptSet:
         """The files this set was read from, for error messages and traces."""
         return " + ".join(self.files)
 
-    @property
+    @functools.cached_property
     def template_hash(self) -> str:
         """Hash of the merged, unrendered fields (changes whenever a file's content changes)."""
         return text_hash(yaml.safe_dump(self.fields, sort_keys=True, allow_unicode=True))

@@ -30,19 +30,19 @@ from cot_ground.models import registry
 from cot_ground.records import Example
 from cot_ground.runner.cache import StepCache
 from cot_ground.runner.config import ExperimentConfig
-from cot_ground.runner.manifest import build_manifest, now_iso
+from cot_ground.runner.manifest import now_iso
 from cot_ground.runner.pipelines import SetupError, build_adapters, build_pipeline
 from cot_ground.runner.progress import LogProgress, Progress
 from cot_ground.runner.run import (
+    Interrupt,
     PipelineSummary,
     RunSummary,
-    _check_compatible,
-    _Interrupt,
-    _merged_config,
-    _run_pipeline,
+    close_session,
+    load_examples,
+    open_manifest,
     resolve_config,
+    run_pipeline_examples,
 )
-from cot_ground.runner.shard import select_shard
 from cot_ground.runner.store import JsonlAppender, RunFolder, RunFolderError
 
 log = logging.getLogger("cot_ground.run")
@@ -52,7 +52,7 @@ DEFAULT_CPU_WORKERS = 2
 
 
 class _Collect:
-    """A store stand-in for :func:`_run_pipeline` inside an actor: keeps the records."""
+    """A store stand-in for :func:`run_pipeline_examples` inside an actor: keeps the records."""
 
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
@@ -111,8 +111,8 @@ class Replica:
         todo = [Example.model_validate(e) for e in examples]
         out = _Collect()
         summary = PipelineSummary(total=len(todo), done_before=0)
-        _run_pipeline(
-            self.pipes[pipeline], todo, out, self.batch_size, _Quiet(), _Interrupt(), summary
+        run_pipeline_examples(
+            self.pipes[pipeline], todo, out, self.batch_size, _Quiet(), Interrupt(), summary
         )
         return out.records
 
@@ -198,7 +198,7 @@ def _stream(
     chunk: int,
     store: JsonlAppender,
     progress: Progress,
-    interrupt: _Interrupt,
+    interrupt: Interrupt,
     summary: PipelineSummary,
 ) -> None:
     """Hand ``todo`` to the actors in chunks; append every record as its chunk comes back.
@@ -258,25 +258,10 @@ def run_experiment_ray(
     same run folder (plus a ``ray`` entry in ``run.json``) and resumes the same way, from either
     backend. Raises :class:`SetupError` / ``RunFolderError`` before any example runs when the
     setup is wrong."""
-    from cot_ground.bench import BenchmarkError, load_benchmark
-
     if workers is not None and workers < 1:
         raise SetupError(f"--ray-workers must be at least 1, got {workers}")
     resolved = resolve_config(config, limit=limit, tasks=tasks, batch_size=batch_size, out=out)
-    bench_cfg = resolved.benchmark
-    try:
-        bench = load_benchmark(
-            bench_cfg.file,
-            root=bench_cfg.root,
-            tasks=bench_cfg.tasks,
-            limit=bench_cfg.limit,
-            answer_frame=bench_cfg.answer_frame,
-        )
-    except (BenchmarkError, OSError) as exc:
-        raise SetupError(f"benchmark: {exc}") from exc
-    examples = list(bench.examples)
-    if shard is not None:
-        examples = select_shard(examples, *shard)
+    bench, examples = load_examples(resolved, shard)
     ray = _import_ray()
     started = connect(address, workers)
     actors: list[Any] = []
@@ -303,32 +288,13 @@ def _drive(
     """The run-folder side of :func:`run_experiment_ray` (the replicas are up)."""
     ray = _import_ray()
     folder = RunFolder(resolved.output or resolved.output_dir())
-    config_dump = resolved.model_dump(mode="json")
-    bench_cfg = resolved.benchmark
-    shard_info = {"k": shard[0], "n": shard[1]} if shard else None
-    bench_info = {**bench.manifest(), "tasks": bench_cfg.tasks, "limit": bench_cfg.limit}
     ray_info = {"address": address or os.environ.get("RAY_ADDRESS") or "local", "replicas": infos}
     session: dict[str, Any] = {"started": now_iso(), "n_examples": len(examples), "ray": ray_info}
     summaries: dict[str, PipelineSummary] = {}
-    interrupt = _Interrupt()
+    interrupt = Interrupt()
     progress = progress or LogProgress()
     with folder.locked(), interrupt.installed():
-        manifest = build_manifest(
-            config=config_dump, benchmark=bench_info, shard=shard_info, n_examples=len(examples)
-        )
-        manifest["ray"] = ray_info
-        old = folder.read_manifest()
-        if old is not None:
-            _check_compatible(old, manifest, folder.path)
-            manifest["config"] = _merged_config(old["config"], config_dump)
-            manifest["pipelines"] = sorted(manifest["config"]["pipelines"])
-            manifest["started"] = old.get("started", manifest["started"])
-            manifest["sessions"] = list(old.get("sessions", []))
-        with JsonlAppender(folder.examples_path, "id") as ex_store:
-            for ex in examples:
-                ex_store.append(ex.model_dump(mode="json"))
-            manifest["n_examples"] = len(ex_store.ids)
-        folder.write_manifest(manifest)
+        manifest = open_manifest(folder, resolved, bench, examples, shard, {"ray": ray_info})
         stats: list[dict[str, Any]] = []
         try:
             for name in resolved.pipelines:
@@ -364,28 +330,10 @@ def _drive(
                         s.batch_sizes.setdefault(queue, []).extend(sizes)
             hits = sum(st["cache_hits"] for st in stats)
             misses = sum(st["cache_misses"] for st in stats)
-            session.update(
-                {
-                    "ended": now_iso(),
-                    "interrupted": interrupt.stop.is_set(),
-                    "batch_size": resolved.batch_size,
-                    "pipelines": {
-                        n: {
-                            "written": s.written,
-                            "failed": s.failed,
-                            "done_before": s.done_before,
-                            "wall_s": round(s.wall_s, 3),
-                            "batch_calls": {k: len(v) for k, v in s.batch_sizes.items()},
-                            "max_batch": {k: max(v) for k, v in s.batch_sizes.items() if v},
-                        }
-                        for n, s in summaries.items()
-                    },
-                    "cache": {"hits": hits, "misses": misses} if stats else None,
-                }
+            cache_info = {"hits": hits, "misses": misses} if stats else None
+            close_session(
+                folder, manifest, session, summaries, resolved, interrupt.stop.is_set(), cache_info
             )
-            manifest["sessions"].append(session)
-            manifest["ended"] = session["ended"]
-            folder.write_manifest(manifest)
     return RunSummary(
         out=folder.path,
         n_examples=len(examples),

@@ -5,7 +5,7 @@ shard, build every adapter (any setup failure stops here, before any example run
 an existing run folder was made by the same pipelines, then run each pipeline over the examples
 it has not finished yet. Up to ``batch_size`` examples run at once, each in its own thread with
 its own graph invocation; their model calls are batched (:mod:`cot_ground.runner.batching`).
-Each finished example is appended to ``predictions/PIPELINE.jsonl`` at once (fsync per line).
+Each finished example is appended to ``predictions/PIPELINE.jsonl`` at once (flushed per line).
 
 Ctrl-C stops taking new examples, lets the ones in flight finish and be written, and returns;
 a second Ctrl-C leaves at once (lines already written are safe either way).
@@ -22,9 +22,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cot_ground.images import ImageLoadError
+from cot_ground.images import IMAGE_CACHE, ImageLoadError
 from cot_ground.records import ErrorCategory, ErrorInfo, Example, Prediction
 from cot_ground.runner.cache import StepCache
 from cot_ground.runner.config import ExperimentConfig, graph_config
@@ -38,6 +38,9 @@ from cot_ground.runner.pipelines import (
 from cot_ground.runner.progress import LogProgress, Progress
 from cot_ground.runner.shard import select_shard
 from cot_ground.runner.store import JsonlAppender, RunFolder, RunFolderError
+
+if TYPE_CHECKING:
+    from cot_ground.bench import Benchmark
 
 log = logging.getLogger("cot_ground.run")
 
@@ -139,7 +142,7 @@ def _failure_record(example: Example, pipeline: str, exc: BaseException) -> dict
     ).model_dump(mode="json")
 
 
-class _Interrupt:
+class Interrupt:
     """Ctrl-C handling: the first press stops new work, the second leaves at once."""
 
     def __init__(self) -> None:
@@ -164,13 +167,13 @@ class _Interrupt:
             signal.signal(signal.SIGINT, previous)
 
 
-def _run_pipeline(
+def run_pipeline_examples(
     pipe: PipelineRun,
     todo: list[Example],
     store: JsonlAppender,
     batch_size: int,
     progress: Progress,
-    interrupt: _Interrupt,
+    interrupt: Interrupt,
     summary: PipelineSummary,
 ) -> None:
     work: queue.SimpleQueue[Example] = queue.SimpleQueue()
@@ -221,6 +224,108 @@ def _run_pipeline(
             progress.advance(pipe.name, failed=failed)
 
 
+def load_examples(
+    resolved: ExperimentConfig, shard: tuple[int, int] | None
+) -> tuple[Benchmark, list[Example]]:
+    """The benchmark of ``resolved`` and its examples (this shard's slice when sharded)."""
+    from cot_ground.bench import BenchmarkError, load_benchmark
+
+    bench_cfg = resolved.benchmark
+    try:
+        bench = load_benchmark(
+            bench_cfg.file,
+            root=bench_cfg.root,
+            tasks=bench_cfg.tasks,
+            limit=bench_cfg.limit,
+            answer_frame=bench_cfg.answer_frame,
+        )
+    except (BenchmarkError, OSError) as exc:
+        raise SetupError(f"benchmark: {exc}") from exc
+    examples = list(bench.examples)
+    if shard is not None:
+        examples = select_shard(examples, *shard)
+    return bench, examples
+
+
+def max_images(examples: list[Example]) -> int:
+    """Most images any one example has (at least 1)."""
+    return max((len(ex.images) for ex in examples), default=1)
+
+
+def open_manifest(
+    folder: RunFolder,
+    resolved: ExperimentConfig,
+    bench: Benchmark,
+    examples: list[Example],
+    shard: tuple[int, int] | None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write ``run.json`` and ``examples.jsonl`` for a (new or resumed) run; returns the manifest.
+
+    Call with the folder locked. A resumed run must be compatible with the folder's manifest;
+    its config is merged in and its earlier sessions are kept.
+    """
+    config_dump = resolved.model_dump(mode="json")
+    for name, pipe_cfg in resolved.pipelines.items():  # record the graph defaults too
+        defaults = graph_config(name, pipe_cfg).model_dump(mode="json", exclude={"pipeline"})
+        config_dump["pipelines"][name] = {**defaults, **config_dump["pipelines"][name]}
+    bench_cfg = resolved.benchmark
+    manifest = build_manifest(
+        config=config_dump,
+        benchmark={**bench.manifest(), "tasks": bench_cfg.tasks, "limit": bench_cfg.limit},
+        shard={"k": shard[0], "n": shard[1]} if shard else None,
+        n_examples=len(examples),
+    )
+    manifest.update(extra or {})
+    old = folder.read_manifest()
+    if old is not None:
+        _check_compatible(old, manifest, folder.path)
+        manifest["config"] = _merged_config(old["config"], config_dump)
+        manifest["pipelines"] = sorted(manifest["config"]["pipelines"])
+        manifest["started"] = old.get("started", manifest["started"])
+        manifest["sessions"] = list(old.get("sessions", []))
+    with JsonlAppender(folder.examples_path, "id") as ex_store:
+        for ex in examples:
+            ex_store.append(ex.model_dump(mode="json"))
+        manifest["n_examples"] = len(ex_store.ids)
+    folder.write_manifest(manifest)
+    return manifest
+
+
+def close_session(
+    folder: RunFolder,
+    manifest: dict[str, Any],
+    session: dict[str, Any],
+    summaries: dict[str, PipelineSummary],
+    resolved: ExperimentConfig,
+    interrupted: bool,
+    cache_info: dict[str, Any] | None,
+) -> None:
+    """Record this session (counts, batch sizes, cache statistics) in ``run.json``."""
+    session.update(
+        {
+            "ended": now_iso(),
+            "interrupted": interrupted,
+            "batch_size": resolved.batch_size,
+            "pipelines": {
+                n: {
+                    "written": s.written,
+                    "failed": s.failed,
+                    "done_before": s.done_before,
+                    "wall_s": round(s.wall_s, 3),
+                    "batch_calls": {k: len(v) for k, v in s.batch_sizes.items()},
+                    "max_batch": {k: max(v) for k, v in s.batch_sizes.items() if v},
+                }
+                for n, s in summaries.items()
+            },
+            "cache": cache_info,
+        }
+    )
+    manifest["sessions"].append(session)
+    manifest["ended"] = session["ended"]
+    folder.write_manifest(manifest)
+
+
 def run_experiment(
     config: ExperimentConfig,
     *,
@@ -237,53 +342,19 @@ def run_experiment(
     Raises :class:`SetupError` (or ``RunFolderError``) before any example runs when the setup is
     wrong. Returns per-pipeline counts, batch sizes and cache statistics.
     """
-    from cot_ground.bench import BenchmarkError, load_benchmark
-
     resolved = resolve_config(config, limit=limit, tasks=tasks, batch_size=batch_size, out=out)
-    bench_cfg = resolved.benchmark
-    try:
-        bench = load_benchmark(
-            bench_cfg.file,
-            root=bench_cfg.root,
-            tasks=bench_cfg.tasks,
-            limit=bench_cfg.limit,
-            answer_frame=bench_cfg.answer_frame,
-        )
-    except (BenchmarkError, OSError) as exc:
-        raise SetupError(f"benchmark: {exc}") from exc
-    examples = list(bench.examples)
-    if shard is not None:
-        examples = select_shard(examples, *shard)
+    bench, examples = load_examples(resolved, shard)
     adapters = build_adapters(resolved)
     cache = StepCache(resolved.cache.dir) if use_cache and resolved.cache.enabled else None
+    IMAGE_CACHE.ensure_capacity(2 * resolved.batch_size * max_images(examples))
 
     folder = RunFolder(resolved.output or resolved.output_dir())
-    config_dump = resolved.model_dump(mode="json")
-    for name, pipe_cfg in resolved.pipelines.items():  # record the graph defaults too
-        defaults = graph_config(name, pipe_cfg).model_dump(mode="json", exclude={"pipeline"})
-        config_dump["pipelines"][name] = {**defaults, **config_dump["pipelines"][name]}
-    shard_info = {"k": shard[0], "n": shard[1]} if shard else None
-    bench_info = {**bench.manifest(), "tasks": bench_cfg.tasks, "limit": bench_cfg.limit}
     session: dict[str, Any] = {"started": now_iso(), "n_examples": len(examples)}
     summaries: dict[str, PipelineSummary] = {}
-    interrupt = _Interrupt()
+    interrupt = Interrupt()
     progress = progress or LogProgress()
     with folder.locked(), interrupt.installed():
-        manifest = build_manifest(
-            config=config_dump, benchmark=bench_info, shard=shard_info, n_examples=len(examples)
-        )
-        old = folder.read_manifest()
-        if old is not None:
-            _check_compatible(old, manifest, folder.path)
-            manifest["config"] = _merged_config(old["config"], config_dump)
-            manifest["pipelines"] = sorted(manifest["config"]["pipelines"])
-            manifest["started"] = old.get("started", manifest["started"])
-            manifest["sessions"] = list(old.get("sessions", []))
-        with JsonlAppender(folder.examples_path, "id") as ex_store:
-            for ex in examples:
-                ex_store.append(ex.model_dump(mode="json"))
-            manifest["n_examples"] = len(ex_store.ids)
-        folder.write_manifest(manifest)
+        manifest = open_manifest(folder, resolved, bench, examples, shard)
         try:
             for name, pipe_cfg in resolved.pipelines.items():
                 pipe = build_pipeline(
@@ -297,7 +368,7 @@ def run_experiment(
                     summaries[name] = summary
                     progress.start(name, summary.total, summary.done_before)
                     t0 = time.perf_counter()
-                    _run_pipeline(
+                    run_pipeline_examples(
                         pipe, todo, store, resolved.batch_size, progress, interrupt, summary
                     )
                     summary.wall_s = time.perf_counter() - t0
@@ -307,32 +378,14 @@ def run_experiment(
                     break
         finally:
             progress.close()
-            session.update(
-                {
-                    "ended": now_iso(),
-                    "interrupted": interrupt.stop.is_set(),
-                    "batch_size": resolved.batch_size,
-                    "pipelines": {
-                        n: {
-                            "written": s.written,
-                            "failed": s.failed,
-                            "done_before": s.done_before,
-                            "wall_s": round(s.wall_s, 3),
-                            "batch_calls": {k: len(v) for k, v in s.batch_sizes.items()},
-                            "max_batch": {k: max(v) for k, v in s.batch_sizes.items() if v},
-                        }
-                        for n, s in summaries.items()
-                    },
-                    "cache": (
-                        {"dir": str(cache.folder), "hits": cache.hits, "misses": cache.misses}
-                        if cache is not None
-                        else None
-                    ),
-                }
+            cache_info = (
+                {"dir": str(cache.folder), "hits": cache.hits, "misses": cache.misses}
+                if cache is not None
+                else None
             )
-            manifest["sessions"].append(session)
-            manifest["ended"] = session["ended"]
-            folder.write_manifest(manifest)
+            close_session(
+                folder, manifest, session, summaries, resolved, interrupt.stop.is_set(), cache_info
+            )
             if cache is not None:
                 cache.close()
     return RunSummary(
