@@ -176,6 +176,7 @@ def run_pipeline_examples(
     interrupt: Interrupt,
     summary: PipelineSummary,
 ) -> None:
+    """Run ``todo`` through ``pipe``, up to ``batch_size`` examples in flight, appending each."""
     work: queue.SimpleQueue[Example] = queue.SimpleQueue()
     for ex in todo:
         work.put(ex)
