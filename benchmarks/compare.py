@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.measure import ImageTally, Stopwatch, median, peak_memory
+from benchmarks.measure import ImageTally, Peak, Stopwatch, median, peak_memory
 from benchmarks.sequential import build_graph, run_sequential
 from cot_ground.bench import load_benchmark
 from cot_ground.records import Example, Prediction
@@ -108,7 +108,19 @@ def _images(counts: ImageTally, examples: list[Example], passes: int) -> dict[st
     }
 
 
-def _row(pipeline: str, mode: str, batch: int, n: int, walls: list[float]) -> dict[str, Any]:
+def _row(
+    setup: Setup,
+    pipeline: str,
+    mode: str,
+    batch: int,
+    walls: list[float],
+    cpus: list[float],
+    records: list[dict[str, Any]],
+    peak: Peak,
+    counts: ImageTally,
+) -> dict[str, Any]:
+    """The figures both loops report for ``len(walls)`` timed passes over the examples."""
+    n = len(setup.examples)
     wall = median(walls)
     return {
         "pipeline": pipeline,
@@ -120,6 +132,12 @@ def _row(pipeline: str, mode: str, batch: int, n: int, walls: list[float]) -> di
         "wall_s_median": round(wall, 4),
         "ex_per_s": round(n / wall, 3) if wall else None,
         "ms_per_example": round(1000 * wall / n, 3) if n else None,
+        "cpu_s_median": round(median(cpus), 4),
+        "cpu_ms_per_example": round(1000 * median(cpus) / n, 3) if n else None,
+        "stages_ms": _stages_ms(records),
+        "peak_host_mib": round(peak.host_mib, 1),
+        "peak_gpu_mib": round(peak.gpu_mib, 1) if peak.gpu_mib is not None else None,
+        "images": _images(counts, setup.examples, len(walls)),
     }
 
 
@@ -141,17 +159,7 @@ def measure_sequential(
             walls.append(run.wall_s)
             cpus.append(run.cpu_s)
             records = run.records
-    row = _row(pipeline, "sequential", 1, len(setup.examples), walls)
-    row.update(
-        {
-            "cpu_s_median": round(median(cpus), 4),
-            "cpu_ms_per_example": round(1000 * median(cpus) / len(setup.examples), 3),
-            "stages_ms": _stages_ms(records),
-            "peak_host_mib": round(peak.host_mib, 1),
-            "peak_gpu_mib": round(peak.gpu_mib, 1) if peak.gpu_mib is not None else None,
-            "images": _images(counts, setup.examples, repeats),
-        }
-    )
+    row = _row(setup, pipeline, "sequential", 1, walls, cpus, records, peak, counts)
     return row, records
 
 
@@ -200,19 +208,8 @@ def measure_runner(
                 if s
             }
     records = RunFolder(out).read_predictions(pipeline)
-    row = _row(pipeline, "runner", batch_size, n, walls)
-    row.update(
-        {
-            "cpu_s_median": round(median(cpus), 4),
-            "cpu_ms_per_example": round(1000 * median(cpus) / n, 3),
-            "setup_s_median": round(median(setups), 4),
-            "stages_ms": _stages_ms(records),
-            "batches": batches,
-            "peak_host_mib": round(peak.host_mib, 1),
-            "peak_gpu_mib": round(peak.gpu_mib, 1) if peak.gpu_mib is not None else None,
-            "images": _images(counts, setup.examples, repeats),
-        }
-    )
+    row = _row(setup, pipeline, "runner", batch_size, walls, cpus, records, peak, counts)
+    row.update({"setup_s_median": round(median(setups), 4), "batches": batches})
     return row, records
 
 

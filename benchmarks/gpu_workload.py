@@ -31,6 +31,7 @@ from typing import Any
 
 from benchmarks.compare import compare, dump, plateau, prepare
 from benchmarks.measure import environment, max_rss_mib
+from benchmarks.run import PIPELINES, parse_batch_sizes, parse_pipelines
 from benchmarks.workloads import MODEL_TASKS, fix_generation_length, lite_benchmark, model_config
 
 QWEN_VOCAB = 152064
@@ -210,14 +211,13 @@ def build_gdino(folder: Path, size: str, device: str, smoke: bool) -> Path:
         SwinConfig,
     )
 
-    from cot_ground.testing.tiny_models import _bert_vocab
+    from cot_ground.testing.tiny_models import bert_vocab
 
     if (folder / ".complete").is_file():
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    vocab = (
-        _bert_vocab()
-    )  # BERT's special ids (101, 102, 1012, 1029) where GroundingDINO wants them
+    # BERT's special ids (101, 102, 1012, 1029) where GroundingDINO wants them
+    vocab = bert_vocab()
     vocab += [f"[filler{i}]" for i in range(BERT_VOCAB - len(vocab))]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
@@ -265,17 +265,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--examples", type=int, default=64)
     ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument("--image-side", type=int, default=768, help="long side of every picture")
-    ap.add_argument("--batch-sizes", default="1,2,4,8,16")
-    ap.add_argument("--pipelines", default="cot,e2e")
+    ap.add_argument("--batch-sizes", type=parse_batch_sizes, default=[1, 2, 4, 8, 16])
+    ap.add_argument("--pipelines", type=parse_pipelines, default=list(PIPELINES))
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--models-dir", type=Path, default=Path.home() / ".cache/cot-ground-bench")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--smoke", action="store_true", help="CPU, shrunken shapes (checks the code)")
-    args = ap.parse_args(argv)
-    args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
-    args.pipelines = [p.strip() for p in args.pipelines.split(",") if p.strip()]
-    return args
+    return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -295,22 +292,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.cuda.empty_cache()
     data = lite_benchmark(root / "lite", args.examples, MODEL_TASKS)
     upscale_images(data, args.image_side)
-    biggest = max(args.batch_sizes)
-    qwen = {
-        "path": str(qwen_dir),
-        "device": device,
-        "dtype": "float32" if args.smoke else "bfloat16",
-        "max_new_tokens": args.new_tokens,
-        "options": {"batch_size": biggest},
-    }
-    gdino = {
-        "path": str(gdino_dir),
-        "device": device,
-        "dtype": "float32",
-        "options": {"batch_size": biggest},
-    }
+    config = model_config(
+        "bench-gpu",
+        data,
+        args.examples,
+        qwen_dir,
+        gdino_dir,
+        device=device,
+        qwen_dtype="float32" if args.smoke else "bfloat16",
+        new_tokens=args.new_tokens,
+        batch_size=max(args.batch_sizes),
+    )
     with tempfile.TemporaryDirectory(prefix="cot-ground-gpu-bench-") as tmp:
-        setup = prepare(model_config("bench-gpu", data, args.examples, qwen, gdino), tmp)
+        setup = prepare(config, tmp)
         rows = [
             row
             for p in args.pipelines

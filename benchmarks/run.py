@@ -35,16 +35,27 @@ OVERHEAD_TARGET_MS = 2.0
 RESCORE_TARGET_S = 1.0
 
 
-def _batch_sizes(text: str) -> list[int]:
+PIPELINES = ("cot", "e2e")
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    """``--batch-sizes`` (argparse type): comma-separated sizes, each at least 1."""
     try:
         sizes = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--batch-sizes: expected e.g. 1,2,4, got {text!r}"
-        ) from None
+        raise argparse.ArgumentTypeError(f"expected e.g. 1,2,4, got {text!r}") from None
     if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"--batch-sizes: sizes must be >= 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"sizes must be >= 1, got {text!r}")
     return sizes
+
+
+def parse_pipelines(text: str) -> list[str]:
+    """``--pipelines`` (argparse type): comma-separated names among :data:`PIPELINES`."""
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = sorted(set(names) - set(PIPELINES))
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"expected {', '.join(PIPELINES)} or both, got {text!r}")
+    return names
 
 
 def overhead(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -86,17 +97,18 @@ def tiny(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     fix_generation_length(qwen_dir, args.new_tokens)
     gdino_dir = build_tiny_gdino_hf(models / "gdino-hf")
     data = lite_benchmark(args.data or work / "lite", args.examples, MODEL_TASKS)
-    biggest = max(args.batch_sizes)
-    qwen = {
-        "path": str(qwen_dir),
-        "device": "cpu",
-        "dtype": "float32",
-        "max_new_tokens": args.new_tokens,
-        "options": {"batch_size": biggest},
-    }
-    gdino = {"path": str(gdino_dir), "device": "cpu", "dtype": "float32"}
-    gdino["options"] = {"batch_size": biggest}
-    setup = prepare(model_config("bench-tiny", data, args.examples, qwen, gdino), work)
+    config = model_config(
+        "bench-tiny",
+        data,
+        args.examples,
+        qwen_dir,
+        gdino_dir,
+        device="cpu",
+        qwen_dtype="float32",
+        new_tokens=args.new_tokens,
+        batch_size=max(args.batch_sizes),
+    )
+    setup = prepare(config, work)
     rows = [
         row
         for p in args.pipelines
@@ -188,9 +200,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--json", type=Path, help="write the full results here")
     ap.add_argument("--repeats", type=int, default=3, help="timed passes per measurement")
     ap.add_argument("--warmup", type=int, default=1, help="untimed short passes first")
-    ap.add_argument("--batch-sizes", type=_batch_sizes, default=[1, 2, 4, 8, 16])
+    ap.add_argument("--batch-sizes", type=parse_batch_sizes, default=[1, 2, 4, 8, 16])
     ap.add_argument("--examples", type=int, default=None, help="MIG-Lite examples per pass")
-    ap.add_argument("--pipelines", default="cot,e2e", help="cot, e2e or both")
+    ap.add_argument(
+        "--pipelines", type=parse_pipelines, default=list(PIPELINES), help="cot, e2e or both"
+    )
     ap.add_argument("--new-tokens", type=int, default=16, help="tiny: tokens decoded per call")
     ap.add_argument("--data", type=Path, help="MIG-Lite folder to reuse (made when missing)")
     ap.add_argument("--models-dir", type=Path, help="tiny: folder for the tiny models")
@@ -201,10 +215,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.examples is None:
         args.examples = 200 if args.workload == "overhead" else 24
-    args.pipelines = [p.strip() for p in args.pipelines.split(",") if p.strip()]
-    unknown = set(args.pipelines) - {"cot", "e2e"}
-    if unknown:
-        ap.error(f"--pipelines: unknown {sorted(unknown)} (cot, e2e)")
     if args.repeats < 1 or args.warmup < 0 or args.examples < 1:
         ap.error("--repeats and --examples must be >= 1, --warmup >= 0")
     return args

@@ -21,7 +21,7 @@ from cot_ground.models.base import (
     ReasonerResult,
 )
 from cot_ground.models.settings import ModelSettings
-from cot_ground.parsing import parse_box, parse_selection
+from cot_ground.parsing import parse_box
 from cot_ground.records import Candidate
 
 
@@ -45,16 +45,7 @@ class InstantReasoner:
                 open_rgb(path)
             n = len(r.images)
             text = json.dumps({"image": _pick(r.prompt, n) + 1, "description": "the red object"})
-            sel = parse_selection(text, n)
-            out.append(
-                ReasonerResult(
-                    raw_text=text,
-                    image_index=sel.image_index,
-                    description=sel.description or None,
-                    status=sel.status,
-                    settings=self.settings,
-                )
-            )
+            out.append(ReasonerResult.from_text(text, n, self.settings))
         return out
 
 

@@ -64,18 +64,37 @@ def model_config(
     name: str,
     data_file: Path,
     n_examples: int,
-    qwen: dict[str, Any],
-    grounder: dict[str, Any],
+    qwen_dir: str | Path,
+    gdino_dir: str | Path,
+    *,
+    device: str,
+    qwen_dtype: str,
+    new_tokens: int,
+    batch_size: int,
 ) -> dict[str, Any]:
-    """A Qwen-VL reasoner/end-to-end model plus a grounder: the CoT graph in ``paper`` mode
-    (step 1 answers a description, step 2 sees the task's image, so both steps always run) and
-    the end-to-end graph. ``qwen`` / ``grounder`` are model sections without ``adapter``."""
+    """A Qwen-VL reasoner/end-to-end model plus a GroundingDINO grounder: the CoT graph in
+    ``paper`` mode (step 1 answers a description, step 2 sees the task's image, so both steps
+    always run) and the end-to-end graph. Every model takes up to ``batch_size`` requests a call
+    (the largest batch measured); the grounder runs in float32."""
+    qwen = {
+        "path": str(qwen_dir),
+        "device": device,
+        "dtype": qwen_dtype,
+        "max_new_tokens": new_tokens,
+        "options": {"batch_size": batch_size},
+    }
+    gdino = {
+        "path": str(gdino_dir),
+        "device": device,
+        "dtype": "float32",
+        "options": {"batch_size": batch_size},
+    }
     return {
         "name": name,
         "benchmark": benchmark_section(data_file, n_examples, MODEL_TASKS),
         "models": {
             "reasoner": {"adapter": "qwen-vl-reasoner", **qwen},
-            "grounder": {"adapter": "gdino-hf", **grounder},
+            "grounder": {"adapter": "gdino-hf", **gdino},
             "e2e": {"adapter": "qwen-vl-e2e", **qwen},
         },
         "pipelines": {

@@ -20,7 +20,6 @@ from cot_ground.paths import REPO_ROOT
 
 CLASSICAL_CONFIG = REPO_ROOT / "experiments" / "lite_classical.yaml"
 TINY_CONFIG = REPO_ROOT / "experiments" / "tiny_models.yaml"
-TINY_MODELS = ("qwen2_vl", "gdino-hf")
 
 
 @dataclass
@@ -48,6 +47,8 @@ def demo_config(lite_dir: Path, tiny_dir: Path | None, run_dir: Path) -> Any:
     data["name"] = "demo"
     data["description"] = "cot-ground demo on MIG-Lite"
     data["output"] = str(run_dir)
+    # the step-1 cache stays inside the demo folder, not in the current directory
+    data["cache"] = {**(data.get("cache") or {}), "dir": str(run_dir.parent / "step1-cache")}
     return parse_config(data, source="demo (lite_classical.yaml + tiny_models.yaml)")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from enum import Enum
 from typing import Any
 
@@ -111,6 +112,15 @@ class Prediction(BaseModel):
     timing: dict[str, float] = Field(default_factory=dict, description="seconds per stage")
     error: ErrorInfo | None = None
     trace: list[TraceStep] = Field(default_factory=list)
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes (benchmark files, image files for cache keys)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def text_hash(text: str) -> str:

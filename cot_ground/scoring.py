@@ -16,7 +16,7 @@ before scoring and always recorded in the table.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,6 +24,7 @@ from cot_ground.boxes import Box
 from cot_ground.records import Example, Prediction
 
 THRESHOLDS: tuple[float, ...] = (0.3, 0.5, 0.7)
+METRICS: tuple[str, ...] = (*(f"acc@{t}" for t in THRESHOLDS), "miou")
 Mode = Literal["official", "strict"]
 MODES: tuple[str, ...] = ("official", "strict")
 
@@ -44,14 +45,18 @@ TASK_ORDER: tuple[str, ...] = (
 
 def iou(pred: Box | None, gt: Box) -> float:
     """Intersection over union in the unit frame; 0 for None, inverted or degenerate boxes."""
-    if pred is None or pred.is_inverted or gt.is_inverted:
-        return 0.0
-    ix = min(pred.x2, gt.x2) - max(pred.x1, gt.x1)
-    iy = min(pred.y2, gt.y2) - max(pred.y1, gt.y1)
-    if ix <= 0 or iy <= 0:
+    return 0.0 if pred is None else xyxy_iou(pred.to_list(), gt.to_list())
+
+
+def xyxy_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """IoU of two ``[x1, y1, x2, y2]`` boxes stated in one and the same frame (unit, pixels...);
+    0 when they do not overlap or either is inverted or degenerate."""
+    ix = min(a[2], b[2]) - max(a[0], b[0])
+    iy = min(a[3], b[3]) - max(a[1], b[1])
+    if ix <= 0 or iy <= 0:  # also every inverted box: x2 < x1 makes ix negative
         return 0.0
     inter = ix * iy
-    union = pred.area + gt.area - inter
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
 
 
@@ -167,11 +172,17 @@ def score_table(
         r = row if isinstance(row, ScoreRow) else ScoreRow(**row)
         per_task.setdefault(r.task, []).append(row_iou(r, mode, calibration))
     tasks = {t: summarize(per_task[t]) for t in sorted(per_task, key=_task_key)}
-    average: dict[str, float] = {"n": sum(len(v) for v in per_task.values())}
-    keys = [f"acc@{t}" for t in THRESHOLDS] + ["miou"]
-    for k in keys:
-        average[k] = sum(s[k] for s in tasks.values()) / len(tasks) if tasks else 0.0
+    average = average_over_tasks(list(tasks.values()))
     return {"mode": mode, "calibration": calibration, "tasks": tasks, "average": average}
+
+
+def average_over_tasks(per_task: list[Mapping[str, float]]) -> dict[str, float]:
+    """The benchmark's average of per-task figures: ``n`` summed, every metric of
+    :data:`METRICS` the plain mean over tasks (0 for no tasks)."""
+    average: dict[str, float] = {"n": sum(s["n"] for s in per_task)}
+    for k in METRICS:
+        average[k] = sum(s[k] for s in per_task) / len(per_task) if per_task else 0.0
+    return average
 
 
 def _task_key(task: str) -> tuple[int, str]:

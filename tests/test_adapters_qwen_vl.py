@@ -65,6 +65,14 @@ def test_each_adapter_builds_by_name_and_records_settings(tiny_qwen_paths, famil
     assert grounder.settings["prompt_file"].endswith(f"ground/{family}.txt")
 
 
+def test_grounder_sends_the_request_prompt_else_its_family_template(tiny_qwen_paths, images):
+    grounder = build("qwen-vl-grounder", _settings(tiny_qwen_paths["qwen2_vl"]))
+    plain = GroundRequest(image=images[0], phrase="the cat")
+    assert grounder.prompt(plain) == grounder.template.replace("{phrase}", "the cat")
+    own = GroundRequest(image=images[0], phrase="the cat", prompt="Ground the cat. Format: box.")
+    assert grounder.prompt(own) == "Ground the cat. Format: box."
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_prompt_and_every_image_reach_the_processor(tiny_qwen_paths, images, family):
     runner = build("qwen-vl-reasoner", _settings(tiny_qwen_paths[family])).runner
@@ -131,7 +139,8 @@ def test_qwen2_5_vl_frame_is_pixels_of_the_resized_input(tiny_qwen_paths, images
     # converted with the resized size and clipped to it (h + 40 lies outside the input)
     assert r.candidates[0].box.to_list() == pytest.approx([14 / w, 28 / h, (w // 2) / w, 1.0])
     # the adapter's own ground() reports the same resized size it converts with
-    gen = grounder.runner.generate([([images[0]], grounder.prompt("cat"))])[0]
+    request = GroundRequest(image=images[0], phrase="cat")
+    gen = grounder.runner.generate([([images[0]], grounder.prompt(request))])[0]
     assert gen.input_sizes == [(w, h)]
 
 
@@ -224,6 +233,13 @@ def test_sharded_index_names_the_missing_shard(tmp_path):
         '{"weight_map": {"a": "model-00001-of-00002.safetensors"}}'
     )
     with pytest.raises(ModelLoadError, match=re.escape("model-00001-of-00002.safetensors")):
+        hf_loading.check_model_folder(tmp_path, processor=False)
+
+
+def test_corrupt_weight_index_is_a_load_error_naming_it(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "model.safetensors.index.json").write_text('{"weight_map": ')
+    with pytest.raises(ModelLoadError, match=re.escape("model.safetensors.index.json")):
         hf_loading.check_model_folder(tmp_path, processor=False)
 
 

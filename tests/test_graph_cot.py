@@ -163,6 +163,49 @@ def test_paper_mode_sends_the_step1_prompt_not_the_question():
     assert grounder.requests[0].reference_image == ex.images[0]  # diff: the other image
 
 
+class PromptingGrounder(ScriptedGrounder):
+    """A grounder that sends a text prompt, like qwen-vl-grounder: the request's, else its own."""
+
+    def prompt(self, request):
+        return request.prompt if request.prompt is not None else f"<template> {request.phrase}"
+
+
+def test_paper_step2_prompt_reaches_a_prompting_grounder_and_the_trace():
+    ex = make_example("diff", n_images=2, target=1)
+    grounder = PromptingGrounder({ex.images[1]: [BOX]})
+    pred = run(
+        ScriptedReasoner(["The red car."]), grounder, ex, mode="paper", prompt_variant="paper"
+    )
+
+    expected = (
+        "According to the object difference/change: The red car, please ground this difference "
+        "with bounding box coordinates. Format:<|box_start|>(x1,y1),(x2,y2)<|box_end|>. "
+        "Don't generate additional words."
+    )
+    request = grounder.requests[0]
+    assert request.prompt == expected and request.phrase == "The red car"
+    parse, ground = pred.trace[1], pred.trace[2]
+    assert parse.parsed["step2_prompt"] == expected
+    assert ground.prompt == expected and ground.prompt_hash == text_hash(expected)
+
+    # group grounding: the phrase is the tagged one, the step-2 prompt the whole question
+    ex = make_example("group_grounding", n_images=3, target=1)
+    grounder = PromptingGrounder({ex.images[1]: [BOX]})
+    run(ScriptedReasoner(["Image2"]), grounder, ex, mode="paper", prompt_variant="paper")
+    request = grounder.requests[0]
+    assert request.phrase == "a white truck with a crane on top"
+    assert request.prompt.startswith(ex.question) and request.prompt.count("Format:") == 1
+
+
+def test_variant_without_step2_leaves_the_grounder_template():
+    ex = make_example(n_images=3, target=1)
+    grounder = PromptingGrounder({ex.images[1]: [BOX]})
+    pred = run(ScriptedReasoner(['{"image": 2, "description": "a truck"}']), grounder, ex)
+
+    assert grounder.requests[0].prompt is None and pred.trace[1].parsed["step2_prompt"] is None
+    assert pred.trace[2].prompt == "<template> a truck"
+
+
 def test_paper_group_grounding_unreadable_choice_is_not_image_1():
     ex = make_example("group_grounding", n_images=4, target=2)
     grounder = ScriptedGrounder({p: [BOX] for p in ex.images})

@@ -77,3 +77,18 @@ def test_e2e_graph_on_tiny_models(tiny_qwen_paths, example):
     pred = run_example(build_e2e_graph(model), example)
     _check_trace(pred, example, ["predict", "finalize"])
     assert pred.trace[0].prompt.endswith("Don't generate addtional words.")
+
+
+def test_paper_step2_wording_reaches_the_qwen_grounder(tiny_qwen_paths, example):
+    qwen = _qwen(tiny_qwen_paths)
+    reasoner, grounder = build("qwen-vl-reasoner", qwen), build("qwen-vl-grounder", qwen)
+    config = CoTConfig(mode="paper", prompt_variant="paper")
+    pred = run_example(build_cot_graph(reasoner, grounder, config=config), example)
+
+    parse = pred.trace[1]
+    ground = next(s for s in pred.trace if s.node == "ground")
+    assert ground.prompt == parse.parsed["step2_prompt"] == ground.parsed["request"]["prompt"]
+    assert ground.prompt.startswith("According to the object difference/change: ")
+    assert ground.prompt.endswith(" Format:<|box_start|>(x1,y1),(x2,y2)<|box_end|>. "
+                                  "Don't generate additional words.")  # fmt: skip
+    assert ground.prompt.count("Format:") == 1

@@ -11,10 +11,11 @@ import typer
 from typer.testing import CliRunner
 
 from cot_ground.bench import TASKS, BenchmarkError, load_benchmark, target_image
-from cot_ground.bench.migbench import KNOWN_FILES, file_sha256
+from cot_ground.bench.migbench import KNOWN_FILES
 from cot_ground.bench.validate import validate_benchmark
 from cot_ground.boxes import Frame
 from cot_ground.cli import bench_cmds
+from cot_ground.records import file_sha256
 
 FILES = {"MIG_data.json": 4295, "revised_MIG_bench.json": 4276}
 

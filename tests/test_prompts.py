@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from scripted_models import make_example
 
-from cot_ground.graph.nodes import step1_variables
+from cot_ground.graph.nodes import step1_variables, step2_texts
 from cot_ground.graph.tasks import TASKS
 from cot_ground.prompts import (
     PromptError,
@@ -48,13 +48,17 @@ def _render_case(kind: str, variant: str, task: str) -> str:
         else:
             variables = step1_variables(ex, prompts, "agent")
             after = {**variables, "previous_answer": "<previous answer>"}
-            phrase = {**variables, "description": "<description>", "image_number": 2}
+            phrase, step2 = step2_texts(
+                prompts, {**variables, "description": "<description>", "image_number": 2}
+            )
             parts = {
                 "answer": prompts.fields["answer"],
                 "step1": prompts.render("step1", variables).text,
                 "reformat": prompts.render("reformat", after).text,
-                "phrase": prompts.render("phrase", phrase).text,
+                "phrase": phrase,
             }
+            if step2 is not None:  # the variant's own step-2 prompt for MLLM grounders
+                parts["step2"] = step2
     except PromptError as exc:  # a variant without this task is frozen as such
         root = str(Path(__file__).resolve().parents[1])
         return f"=== error\n{str(exc).replace(root, '<repo>')}\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -101,3 +102,27 @@ def test_results_of_the_wrong_length_are_an_error() -> None:
     q = c.queue("a", lambda reqs: [])
     with pytest.raises(RuntimeError, match="returned 0 results for 1 requests"):
         c.submit(q, [1])
+
+
+def test_one_batch_at_a_time_with_more_callers_than_a_batch_holds() -> None:
+    # more live callers than one batch holds (a Ray replica runs two chunks over one
+    # coordinator): batches still go to the adapter one at a time, never from two threads
+    lock = threading.Lock()
+    running = peak = 0
+
+    def fn(reqs: list[int]) -> list[int]:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.005)
+        with lock:
+            running -= 1
+        return reqs
+
+    c = BatchCoordinator(2)
+    q = c.queue("a", fn)
+    out = _drive(c, 6, list(range(30)), lambda x: c.submit(q, [x])[0])
+    assert out == {x: x for x in range(30)}
+    assert peak == 1
+    assert max(c.batch_sizes()["a"]) == 2 and sum(c.batch_sizes()["a"]) == 30

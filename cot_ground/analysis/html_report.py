@@ -112,12 +112,12 @@ def examples_section(frame: pd.DataFrame, per_category: int, seed: int) -> str:
     e2e = [p for p in dict.fromkeys(frame["pipeline"]) if _kind(frame, p) != "cot"]
     colors = dict(zip(e2e, E2E_COLORS * (len(e2e) // len(E2E_COLORS) + 1), strict=False))
     legend = [f'<span style="color:{GT_COLOR}">■ ground truth</span>']
-    legend.append(f'<span style="color:{COT_COLOR}">■ CoT box (the card\'s pipeline)</span>')
+    legend.append(f'<span style="color:{COT_COLOR}">■ the card\'s pipeline</span>')
     legend += [f'<span style="color:{c}">■ {_e(p)}</span>' for p, c in colors.items()]
     parts = [
         f"<h2>Examples by failure category ({per_category} per category, seed {seed})</h2>",
-        "<p>Boxes: " + " ".join(legend) + ". Image numbers are 1-based (index + 1); an "
-        "end-to-end box that names no image is drawn on the target image.</p>",
+        "<p>Boxes: " + " ".join(legend) + ". Image numbers are 1-based (index + 1); a "
+        "box that names no image is drawn on the target image.</p>",
     ]
     by_id = {p: frame[frame["pipeline"] == p].set_index("example_id") for p in e2e}
     for (pipeline, category), rows in sample_examples(frame, per_category, seed).items():
@@ -161,17 +161,18 @@ def html_table(frame: pd.DataFrame, digits: int = 2) -> str:
 def _example_card(row: Any, others: dict[str, pd.Series], colors: dict[str, str]) -> str:
     gt = Box.from_unit(row.gt_box)
     chosen = None if pd.isna(row.image_index) else int(row.image_index)
+    drawn = [(row.box, row.image_index, COT_COLOR)]
+    drawn += [(o["box"], o["image_index"], colors[name]) for name, o in others.items()]
     figures = []
     for index, path in enumerate(row.images):
         boxes: list[tuple[Box, str]] = []
         if index == row.target_image:
             boxes.append((gt, GT_COLOR))
-        if isinstance(row.box, list) and chosen == index:
-            boxes.append((Box.from_unit(row.box), COT_COLOR))
-        for name, other in others.items():
-            where = row.target_image if pd.isna(other["image_index"]) else other["image_index"]
-            if isinstance(other["box"], list) and int(where) == index:
-                boxes.append((Box.from_unit(other["box"]), colors[name]))
+        for box, image_index, color in drawn:
+            # a box that names no image is drawn on the target image (official scoring)
+            where = row.target_image if pd.isna(image_index) else image_index
+            if isinstance(box, list) and int(where) == index:
+                boxes.append((Box.from_unit(box), color))
         tags = ["target"] if index == row.target_image else []
         if chosen == index:
             tags.append("chosen")

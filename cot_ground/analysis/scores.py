@@ -15,10 +15,9 @@ from typing import Any
 import pandas as pd
 
 from cot_ground.boxes import Box
-from cot_ground.scoring import MODES, TASK_ORDER, THRESHOLDS, score_table
+from cot_ground.scoring import METRICS, MODES, TASK_ORDER, score_table
 
 AVERAGE = "AVERAGE"
-METRICS: tuple[str, ...] = (*(f"acc@{t}" for t in THRESHOLDS), "miou")
 
 
 def pipeline_calibration(frame: pd.DataFrame, pipeline: str) -> str | None:

@@ -11,7 +11,6 @@ explicit frame is an error: the frame is never guessed from the size of the numb
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import Counter
@@ -21,7 +20,7 @@ from typing import Any
 
 from cot_ground.bench.targets import TargetRuleError, target_image
 from cot_ground.boxes import Box, Frame
-from cot_ground.records import Example, example_id
+from cot_ground.records import Example, example_id, file_sha256
 from cot_ground.scoring import TASK_ORDER
 
 TASKS: tuple[str, ...] = TASK_ORDER
@@ -79,15 +78,6 @@ class Benchmark:
         }
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def read_items(path: str | Path) -> list[dict[str, Any]]:
     """The raw list of annotation records of ``path``."""
     path = Path(path)
@@ -115,6 +105,19 @@ def resolve_frame(sha256: str, path: Path, answer_frame: Frame | str | None) -> 
     return known.answer_frame
 
 
+def open_annotations(
+    path: Path, root: str | Path | None, answer_frame: Frame | str | None
+) -> tuple[list[Any], str, Frame, Path]:
+    """``(raw items, sha256, answer frame, resolved image root)`` of an annotation file."""
+    items = read_items(path)
+    sha = file_sha256(path)
+    frame = resolve_frame(sha, path, answer_frame)
+    if frame is Frame.PIXELS:
+        raise BenchmarkError(f"{path}: pixel-frame annotations need image sizes (not supported)")
+    root_dir = (Path(root) if root is not None else path.parent).resolve()
+    return items, sha, frame, root_dir
+
+
 def load_benchmark(
     path: str | Path,
     root: str | Path | None = None,
@@ -130,12 +133,7 @@ def load_benchmark(
     filter. ``require_images``: fail on the first image that does not exist.
     """
     path = Path(path)
-    items = read_items(path)
-    sha = file_sha256(path)
-    frame = resolve_frame(sha, path, answer_frame)
-    if frame is Frame.PIXELS:
-        raise BenchmarkError(f"{path}: pixel-frame annotations need image sizes (not supported)")
-    root_dir = (Path(root) if root is not None else path.parent).resolve()
+    items, sha, frame, root_dir = open_annotations(path, root, answer_frame)
     if tasks is not None:
         unknown = sorted(set(tasks) - set(TASKS))
         if unknown:
@@ -144,9 +142,7 @@ def load_benchmark(
     examples: list[Example] = []
     for number, item in enumerate(items):
         where = f"{path} item {number}"
-        if not isinstance(item, dict):
-            raise BenchmarkError(f"{where}: expected an object, got {type(item).__name__}")
-        if tasks is not None and item.get("task") not in tasks:
+        if tasks is not None and isinstance(item, dict) and item.get("task") not in tasks:
             continue
         if limit is not None and len(examples) >= limit:
             break
@@ -159,9 +155,11 @@ def load_benchmark(
 
 
 def item_to_example(
-    item: dict[str, Any], where: str, frame: Frame, root: Path, require_images: bool = False
+    item: Any, where: str, frame: Frame, root: Path, require_images: bool = False
 ) -> Example:
     """One annotation record as an :class:`Example` (``where`` names it in errors)."""
+    if not isinstance(item, dict):
+        raise BenchmarkError(f"{where}: expected an object, got {type(item).__name__}")
     missing = [k for k in REQUIRED_FIELDS if k not in item]
     if missing:
         raise BenchmarkError(f"{where}: missing field(s) {missing}")

@@ -21,7 +21,14 @@ from typing import Any
 
 from cot_ground.boxes import Box, Frame
 from cot_ground.parsing import parse_box
-from cot_ground.scoring import THRESHOLDS, ScoreRow, apply_calibration, row_iou, score_table
+from cot_ground.scoring import (
+    THRESHOLDS,
+    ScoreRow,
+    apply_calibration,
+    average_over_tasks,
+    row_iou,
+    score_table,
+)
 
 RECORD_FIELDS: tuple[str, ...] = ("task", "answer", "filter_answer", "iou", "groundtruth")
 SUMMARY_FIELDS: tuple[str, ...] = ("IOU@0.3", "IOU@0.5", "IOU@0.7", "AVE_IOU", "TOTAL")
@@ -162,10 +169,6 @@ def rescore_logs(
     table = score_table(rows, mode="official", calibration=calibration)
     for task, info in table["tasks"].items():
         info.update(extra[task])
-    keys = [f"acc@{t}" for t in THRESHOLDS] + ["miou"]
-    logged_avg: dict[str, float] = {"n": sum(log.logged["n"] for log in by_task.values())}
-    for k in keys:
-        logged_avg[k] = sum(log.logged[k] for log in by_task.values()) / len(by_task)
-    table["average"]["logged"] = logged_avg
+    table["average"]["logged"] = average_over_tasks([log.logged for log in by_task.values()])
     table["frame"] = Frame(frame).value
     return table

@@ -9,10 +9,8 @@ from typing import Any
 from cot_ground.bench.migbench import (
     KNOWN_FILES,
     BenchmarkError,
-    file_sha256,
     item_to_example,
-    read_items,
-    resolve_frame,
+    open_annotations,
 )
 from cot_ground.records import Example
 from cot_ground.scoring import TASK_ORDER
@@ -33,10 +31,7 @@ def validate_benchmark(
     ``check_images``) and ``errors`` (items the loader rejects, with the reason).
     """
     path = Path(path)
-    items = read_items(path)
-    sha = file_sha256(path)
-    frame = resolve_frame(sha, path, answer_frame)
-    root_dir = (Path(root) if root is not None else path.parent).resolve()
+    items, sha, frame, root_dir = open_annotations(path, root, answer_frame)
     known = KNOWN_FILES.get(sha)
     tasks: Counter[str] = Counter()
     rules: dict[str, Counter[str]] = {}
@@ -49,8 +44,6 @@ def validate_benchmark(
     for number, item in enumerate(items):
         where = f"{path} item {number}"
         try:
-            if not isinstance(item, dict):
-                raise BenchmarkError(f"{where}: expected an object, got {type(item).__name__}")
             example = item_to_example(item, where, frame, root_dir)
         except BenchmarkError as exc:
             errors.append({"item": number, "error": str(exc)})

@@ -15,12 +15,8 @@ from cot_ground.bench.migbench import BenchmarkError
 from cot_ground.bench.released import ReleasedLogError, rescore_logs
 from cot_ground.bench.validate import validate_benchmark
 from cot_ground.boxes import Frame
+from cot_ground.cli.app import fail
 from cot_ground.scoring import CALIBRATIONS
-
-
-def _fail(message: str) -> None:
-    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False)
-    raise typer.Exit(code=2)
 
 
 def rescore(
@@ -36,11 +32,11 @@ def rescore(
 ) -> None:
     """Rescore released MIG-Bench logs from their raw answers with cot-ground's parser."""
     if calibration is not None and calibration not in CALIBRATIONS:
-        _fail(f"unknown calibration {calibration!r} (known: {', '.join(CALIBRATIONS)})")
+        fail(f"unknown calibration {calibration!r} (known: {', '.join(CALIBRATIONS)})")
     try:
         result = rescore_logs(list(files), calibration=calibration, frame=Frame(frame))
     except (ReleasedLogError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -102,7 +98,7 @@ def validate_bench(
             file, root=root, answer_frame=answer_frame, check_images=check_images
         )
     except (BenchmarkError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:

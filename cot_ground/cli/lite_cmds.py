@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from cot_ground.cli.app import fail
 from cot_ground.lite import DEFAULT_DIFFICULTY, DEFAULT_PER_TASK, LITE_TASKS, generate_lite
 
 
@@ -30,8 +31,7 @@ def make_lite(
             out_dir, seed=seed, per_task=per_task, difficulty=difficulty, tasks=task
         )
     except ValueError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(code=2) from exc
+        fail(str(exc))
     total = sum(build.counts.values())
     console.print(f"wrote {total} items and {build.images} images to {build.out_dir}")
     for name, count in build.counts.items():

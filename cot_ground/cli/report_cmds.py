@@ -11,6 +11,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from cot_ground.cli.app import fail
+
 
 def report(
     run_dir: Annotated[Path, typer.Argument(help="run folder written by `cot-ground run`")],
@@ -40,8 +42,7 @@ def report(
     try:
         result = build_report(run_dir, out, sample_per_category=sample_per_category, seed=seed)
     except (FileNotFoundError, ValueError) as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+        fail(str(exc), code=1)
     console = Console()
     scores = result.scores
     table = Table(title="Acc@0.5 (official / strict), average over tasks")
@@ -80,8 +81,7 @@ def compare(
     try:
         results = paired_comparison(load_run(run_dir, pipelines=[a, b]), a, b, seed=seed)
     except (FileNotFoundError, ValueError) as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+        fail(str(exc), code=1)
     frame = paired_frame(results)
     if as_json:
         typer.echo(json.dumps(frame.to_dict("records"), indent=2))

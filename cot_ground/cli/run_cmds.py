@@ -14,13 +14,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from cot_ground.cli.app import fail
+
 console = Console()
 err_console = Console(stderr=True)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False)
-    raise typer.Exit(code=code)
 
 
 def _setup_logging() -> None:
@@ -91,7 +88,7 @@ def run(
         cfg = load_config(config)
         shard_kn = parse_shard(shard) if shard else None
     except (ConfigError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
     backend: Any = run_experiment
     if ray or ray_address:
@@ -112,9 +109,9 @@ def run(
             progress=default_progress(),
         )
     except (SetupError, RunFolderError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except KeyboardInterrupt:
-        _fail("interrupted; every line written so far is kept, re-run to resume", code=130)
+        fail("interrupted; every line written so far is kept, re-run to resume", code=130)
     table = Table(title=f"run {summary.out}")
     for col in ("pipeline", "examples", "before", "written", "failed", "ex/s"):
         table.add_column(col, justify="left" if col == "pipeline" else "right")
@@ -141,7 +138,7 @@ def merge(
     try:
         merged = merge_runs(shard_dirs, out)
     except (RunFolderError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print(
         f"merged {len(shard_dirs)} shard(s) into [bold]{out}[/bold]:"
         f" {merged['n_examples']} examples"
@@ -160,9 +157,8 @@ def _find_example(examples: list[dict[str, Any]], wanted: str) -> dict[str, Any]
     if len(prefixed) == 1:
         return prefixed[0]
     if not prefixed:
-        _fail(f"example {wanted!r} is not in this run folder")
-    _fail(f"example id prefix {wanted!r} matches {len(prefixed)} examples; give more characters")
-    raise AssertionError  # unreachable: _fail raises
+        fail(f"example {wanted!r} is not in this run folder")
+    fail(f"example id prefix {wanted!r} matches {len(prefixed)} examples; give more characters")
 
 
 def _box_text(box: dict[str, Any] | None) -> str:
@@ -173,13 +169,13 @@ def _box_text(box: dict[str, Any] | None) -> str:
 
 def _trace_step(entry: dict[str, Any]) -> Panel:
     parts: list[Any] = []
-    head = f"wall {entry.get('wall_s', 0.0):.3f}s"
+    head = Text(f"wall {entry.get('wall_s', 0.0):.3f}s")
     if entry.get("cached"):
-        head += "  [green]cached[/green]"
+        head.append("  cached", style="green")
     if entry.get("images"):
         names = ", ".join(f"{i + 1}:{Path(p).name}" for i, p in enumerate(entry["images"]))
-        head += f"  images {names}"
-    parts.append(Text.from_markup(head))
+        head.append(f"  images {names}")
+    parts.append(head)
     if entry.get("prompt"):
         parts.append(Text("prompt:", style="bold"))
         parts.append(Text(entry["prompt"], style="cyan"))
@@ -213,11 +209,11 @@ def show(
 
     folder = RunFolder(run_dir)
     if not folder.examples_path.is_file():
-        _fail(f"{run_dir} is not a run folder (no examples.jsonl)")
+        fail(f"{run_dir} is not a run folder (no examples.jsonl)")
     example = _find_example(folder.read_examples(), example_id)
     names = [pipeline] if pipeline else folder.pipelines()
     if pipeline and pipeline not in folder.pipelines():
-        _fail(f"pipeline {pipeline!r} is not in {run_dir} (has: {', '.join(folder.pipelines())})")
+        fail(f"pipeline {pipeline!r} is not in {run_dir} (has: {', '.join(folder.pipelines())})")
     records = {}
     for name in names:
         found = [r for r in folder.read_predictions(name) if r["example_id"] == example["id"]]
@@ -234,8 +230,10 @@ def show(
     info.add_row("task", example["task"])
     info.add_row("question", Text(example["question"]))
     for i, path in enumerate(example["images"]):
-        mark = "  [bold green]<- target[/bold green]" if i == example["target_image"] else ""
-        info.add_row(f"image {i + 1}", Text.from_markup(f"{path}{mark}"))
+        text = Text(path)
+        if i == example["target_image"]:
+            text.append("  <- target", style="bold green")
+        info.add_row(f"image {i + 1}", text)
     info.add_row(
         "ground truth", _box_text(example["gt_box"]) + f" on image {example['target_image'] + 1}"
     )

@@ -54,6 +54,16 @@ def step1_variables(ex: Example, prompts: PromptSet, mode: str) -> dict[str, Any
     return variables
 
 
+def step2_texts(prompts: PromptSet, variables: dict[str, Any]) -> tuple[str, str | None]:
+    """(phrase, step-2 prompt or None): the ``phrase`` field, trimmed, and the optional ``step2``
+    field rendered with it as ``{phrase}``. ``variables`` are step 1's plus ``description`` and
+    ``image_number`` (1-based step-2 image)."""
+    phrase = prompts.render("phrase", variables).text.strip()
+    if "step2" not in prompts.fields:
+        return phrase, None
+    return phrase, prompts.render("step2", {**variables, "phrase": phrase}).text
+
+
 @dataclass(frozen=True)
 class CoTNodes:
     """Node functions bound to the adapters and the config (all read-only)."""
@@ -141,54 +151,62 @@ class CoTNodes:
             "image_index": chosen,
             "description": description,
         }
+
+        def stop(error: dict[str, Any]) -> dict[str, Any]:
+            trace = step(PARSE, attempt=attempt - 1, parsed=parsed, error=error)
+            return {"error": error, "trace": [trace]}
+
         if status is not ParseStatus.OK:
             parsed["reason"] = why
             if attempt <= self.config.max_retries:
                 parsed["next"] = "retry"
                 return {"trace": [step(PARSE, attempt=attempt - 1, parsed=parsed)]}
-            error = _error(
-                ErrorCategory.FORMAT,
-                f"example {ex.id}: step-1 answer unreadable after {attempt} attempt(s) "
-                f"({why}): {raw[:200]!r}",
-                PARSE,
+            return stop(
+                _error(
+                    ErrorCategory.FORMAT,
+                    f"example {ex.id}: step-1 answer unreadable after {attempt} attempt(s) "
+                    f"({why}): {raw[:200]!r}",
+                    PARSE,
+                )
             )
-            return {"error": error, "trace": [step(PARSE, attempt=attempt - 1, parsed=parsed)]}
 
         n = len(ex.images)
         plan = self._step2_image(ex, chosen, kind)
         if isinstance(plan, dict):  # an error
-            return {"error": plan, "trace": [step(PARSE, parsed=parsed, error=plan)]}
+            return stop(plan)
         step2_image, rule_name = plan
         if not 0 <= step2_image < n:
             source = "step 1 named" if rule_name == "step1" else f"rule {rule_name} gives"
-            error = _error(
-                ErrorCategory.INDEX,
-                f"example {ex.id}: {source} image {step2_image + 1}, but it has {n} image(s)",
-                PARSE,
+            return stop(
+                _error(
+                    ErrorCategory.INDEX,
+                    f"example {ex.id}: {source} image {step2_image + 1}, but it has {n} image(s)",
+                    PARSE,
+                )
             )
-            return {"error": error, "trace": [step(PARSE, parsed=parsed, error=error)]}
         variables = {
             **self._variables(ex, prompts),
             "description": description,
             "image_number": step2_image + 1,
         }
         try:
-            phrase = prompts.render("phrase", variables).text.strip()
+            phrase, step2_prompt = step2_texts(prompts, variables)
         except PromptError as exc:
-            error = _error(ErrorCategory.CONFIG, str(exc), PARSE)
-            return {"error": error, "trace": [step(PARSE, parsed=parsed, error=error)]}
+            return stop(_error(ErrorCategory.CONFIG, str(exc), PARSE))
         if not phrase:
-            error = _error(
-                ErrorCategory.FORMAT,
-                f"example {ex.id}: empty phrase for step 2 ({prompts.source}, field 'phrase')",
-                PARSE,
+            return stop(
+                _error(
+                    ErrorCategory.FORMAT,
+                    f"example {ex.id}: empty phrase for step 2 ({prompts.source}, field 'phrase')",
+                    PARSE,
+                )
             )
-            return {"error": error, "trace": [step(PARSE, parsed=parsed, error=error)]}
         ref_image, ref_box = self._reference(ex, state, step2_image)
         selection = {
             "image_index": chosen,
             "description": description,
             "phrase": phrase,
+            "step2_prompt": step2_prompt,
             "step2_image": step2_image,
             "step2_rule": rule_name,
             "reference_image": ref_image,
@@ -285,6 +303,7 @@ class CoTNodes:
             image=ex.images[image],
             phrase=sel["phrase"],
             task=ex.task,
+            prompt=sel["step2_prompt"],
             reference_image=ex.images[ref] if ref is not None else None,
             reference_box=Box.model_validate(ref_box) if ref_box else None,
         )
@@ -302,8 +321,8 @@ class CoTNodes:
             "node": node,
         }
         shown = [request.image] + ([request.reference_image] if request.reference_image else [])
-        render = getattr(grounder, "prompt", None)  # adapters that template the phrase
-        prompt = render(request.phrase) if callable(render) else request.phrase
+        render = getattr(grounder, "prompt", None)  # adapters that send a text prompt
+        prompt = render(request) if callable(render) else request.phrase
         update["trace"] = [
             step(
                 node,

@@ -26,7 +26,8 @@ class CoTState(TypedDict, total=False):
     """``{"image": int | None, "box": Box dict | None}`` offered by the reasoner, if any."""
     selection: dict[str, Any] | None
     """What step 2 will do: ``image_index`` (step 1's choice), ``description``, ``phrase``,
-    ``step2_image``, ``step2_rule``, ``reference_image``, ``reference_box``."""
+    ``step2_prompt`` (the variant's ``step2`` text or None), ``step2_image``, ``step2_rule``,
+    ``reference_image``, ``reference_box``."""
     ground: dict[str, Any] | None
     """Latest grounding: ``image_index``, ``grounder``, ``candidates``, ``raw_text``,
     ``status``, ``node``."""

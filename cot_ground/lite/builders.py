@@ -26,6 +26,7 @@ from cot_ground.lite.sources import (
     load_photo,
     load_table,
 )
+from cot_ground.scoring import xyxy_iou
 
 SCENE_SIDE = 384  # long side of every scene picture, pixels
 # star fields: a blurred or rotated crop of scattered points matches many places equally well
@@ -98,14 +99,6 @@ def unit_box(box: tuple[float, float, float, float], size: tuple[int, int]) -> B
     return Box.from_unit([round(x1 / w, 4), round(y1 / h, 4), round(x2 / w, 4), round(y2 / h, 4)])
 
 
-def _overlap(a: PixelBox, b: PixelBox) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union else 0.0
-
-
 def _pick(rng: np.random.Generator, options: list | tuple):
     return options[int(rng.integers(len(options)))]
 
@@ -167,7 +160,7 @@ def _mark(image: Image.Image, box: PixelBox) -> Image.Image:
 def build_region(ctx: BuildContext, rng: np.random.Generator) -> Group:
     """A photo and 2-3 perturbed crops of it; locate the k-th crop in the photo."""
     p = ctx.perturbation
-    photo = _pick(rng, [p for p in DISTINCT_PHOTOS if p not in SPARSE_PHOTOS])
+    photo = _pick(rng, [name for name in DISTINCT_PHOTOS if name not in SPARSE_PHOTOS])
     src = scene(photo)
     w, h = src.size
     wanted = int(rng.integers(2, 4))
@@ -178,7 +171,7 @@ def build_region(ctx: BuildContext, rng: np.random.Generator) -> Group:
         bw, bh = (rng.uniform(0.2, 0.45, size=2) * (w, h)).astype(int)
         x, y = int(rng.integers(0, w - bw + 1)), int(rng.integers(0, h - bh + 1))
         box = (x, y, x + int(bw), y + int(bh))
-        if gray_std(src.crop(box)) < 25 or any(_overlap(box, b) > 0.3 for b in boxes):
+        if gray_std(src.crop(box)) < 25 or any(xyxy_iou(box, b) > 0.3 for b in boxes):
             continue
         boxes.append(box)
     pictures = [ctx.picture(0, p.photometric(src, rng), rng)]

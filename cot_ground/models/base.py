@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, Field
 
 from cot_ground.boxes import Box
+from cot_ground.parsing import parse_selection
 from cot_ground.records import Candidate, ParseStatus
 
 
@@ -41,6 +42,19 @@ class ReasonerResult(BaseModel):
     )
     cached: bool = Field(default=False, description="answer came from the step cache")
 
+    @classmethod
+    def from_text(cls, text: str, n_images: int, settings: dict[str, Any]) -> ReasonerResult:
+        """The result for an answer ``text`` to a request with ``n_images`` images, read with
+        :func:`~cot_ground.parsing.parse_selection` (the status says when it is unreadable)."""
+        sel = parse_selection(text, n_images)
+        return cls(
+            raw_text=text,
+            image_index=sel.image_index,
+            description=sel.description or None,
+            status=sel.status,
+            settings=dict(settings),
+        )
+
 
 class GroundRequest(BaseModel):
     """CoT step 2: one image and a phrase; optional visual reference for picture-based grounders."""
@@ -48,6 +62,11 @@ class GroundRequest(BaseModel):
     image: str
     phrase: str
     task: str | None = Field(default=None, description="benchmark task, for task-aware grounders")
+    prompt: str | None = Field(
+        default=None,
+        description="exact text for grounders that read a prompt (the Qwen-VL grounder), from "
+        "the CoT prompt files' 'step2' field; None: the grounder's own template around phrase",
+    )
     reference_image: str | None = None
     reference_box: Box | None = None
 

@@ -40,6 +40,7 @@ from cot_ground.models.base import (
 from cot_ground.models.options import resolve_options
 from cot_ground.models.settings import ModelSettings
 from cot_ground.records import Candidate, ParseStatus
+from cot_ground.scoring import xyxy_iou
 
 DIFF_TASKS = frozenset({"diff", "view_diff"})
 SHARED_CONTENT_TASKS = frozenset({"common_object", "correspondence"})
@@ -170,15 +171,24 @@ def _ncc(image: np.ndarray, template: np.ndarray, backend: str) -> np.ndarray:
     return match_template(image, template)
 
 
-def _grey(image: Image.Image, long_side: int | None = None) -> tuple[np.ndarray, float]:
+def _shrink(image: Image.Image, long_side: int) -> tuple[Image.Image, float]:
+    """``image`` shrunk (box filter) so its long side is at most ``long_side``; the factor."""
+    if max(image.size) <= long_side:
+        return image, 1.0
+    f = long_side / max(image.size)
+    return image.resize((round(image.width * f), round(image.height * f)), Image.Resampling.BOX), f
+
+
+def _grey(image: Image.Image, long_side: int) -> tuple[np.ndarray, float]:
     """Grey float32 array of ``image`` (shrunk to ``long_side`` if larger) and the factor used."""
-    f = 1.0
-    if long_side is not None and max(image.size) > long_side:
-        f = long_side / max(image.size)
-        image = image.resize(
-            (round(image.width * f), round(image.height * f)), Image.Resampling.BOX
-        )
+    image, f = _shrink(image, long_side)
     return np.asarray(image.convert("L"), dtype=np.float32), f
+
+
+def _unscaled(x: int, y: int, w: int, h: int, f: float) -> tuple[int, int, int, int]:
+    """Pixel box of the ``w`` x ``h`` window at ``(x, y)`` of an image shrunk by ``f``, on the
+    original image."""
+    return round(x / f), round(y / f), round((x + w) / f), round((y + h) / f)
 
 
 def _resize(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -210,18 +220,11 @@ def _nms(found: list[tuple], k: int) -> list[tuple]:
     """The ``k`` best ``(score, box, ...)`` entries, skipping boxes overlapping a better one."""
     kept: list[tuple] = []
     for entry in sorted(found, key=lambda t: -t[0]):
-        if all(_iou(entry[1], other[1]) < 0.5 for other in kept):
+        if all(xyxy_iou(entry[1], other[1]) < 0.5 for other in kept):
             kept.append(entry)
         if len(kept) == k:
             break
     return kept
-
-
-def _iou(a: tuple[int, ...], b: tuple[int, ...]) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
-    return ix * iy / union if union > 0 else 0.0
 
 
 class TemplateGrounder:
@@ -330,7 +333,7 @@ class TemplateGrounder:
                 continue
             y, x = np.unravel_index(int(np.argmax(scores)), scores.shape)
             if small:
-                box = (round(x / f), round(y / f), round((x + tw) / f), round((y + th) / f))
+                box = _unscaled(x, y, tw, th, f)
                 found.append((float(scores[y, x]), box))
             else:
                 box = (2 * x, 2 * y, 2 * x + tw, 2 * y + th)
@@ -348,7 +351,7 @@ class TemplateGrounder:
                     continue
                 y, x = np.unravel_index(int(np.argmax(scores)), scores.shape)
                 x, y = x + x0, y + y0
-                fine = (round(x / f), round(y / f), round((x + tw) / f), round((y + th) / f))
+                fine = _unscaled(x, y, tw, th, f)
                 found.append((float(scores[y - y0, x - x0]), fine))
         return found
 
@@ -395,7 +398,7 @@ class TemplateGrounder:
                         continue
                     y, x = np.unravel_index(int(np.argmax(scores)), scores.shape)
                     wh, ww = window.shape
-                    box = (round(x / f), round(y / f), round((x + ww) / f), round((y + wh) / f))
+                    box = _unscaled(x, y, ww, wh, f)
                     found.append((float(scores[y, x]), box))
         return found
 
@@ -481,12 +484,7 @@ class DiffGrounder:
 
 def _standardised(image: Image.Image, long_side: int) -> tuple[np.ndarray, float]:
     """RGB float array (shrunk to ``long_side``) with each channel at zero mean, unit spread."""
-    f = 1.0
-    if max(image.size) > long_side:
-        f = long_side / max(image.size)
-        image = image.resize(
-            (round(image.width * f), round(image.height * f)), Image.Resampling.BOX
-        )
+    image, f = _shrink(image, long_side)
     arr = np.asarray(image, dtype=np.float32)
     mean = arr.mean(axis=(0, 1), keepdims=True)
     std = arr.std(axis=(0, 1), keepdims=True)

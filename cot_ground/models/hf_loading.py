@@ -73,7 +73,10 @@ def _missing_weights(path: Path) -> list[str]:
     for index_name in _WEIGHT_INDEXES:
         index = path / index_name
         if index.is_file():
-            shards = sorted(set(json.loads(index.read_text()).get("weight_map", {}).values()))
+            try:
+                shards = sorted(set(json.loads(index.read_text()).get("weight_map", {}).values()))
+            except (OSError, ValueError, AttributeError, TypeError) as exc:  # not a weight index
+                raise ModelLoadError(f"cannot read the weight index {index}: {exc}") from exc
             absent = [s for s in shards if not (path / s).is_file()]
             return [f"weight shard {s}" for s in absent]
     return ["weights (model.safetensors, pytorch_model.bin or a sharded index)"]

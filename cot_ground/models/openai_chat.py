@@ -32,7 +32,7 @@ from cot_ground.images import open_rgb
 from cot_ground.models.base import ChatRequest, EndToEndResult, ReasonerResult
 from cot_ground.models.options import resolve_options
 from cot_ground.models.settings import ModelSettings
-from cot_ground.parsing import parse_box, parse_selection
+from cot_ground.parsing import parse_box
 
 _OPTIONS: dict[str, Any] = {
     "base_url": None,
@@ -161,19 +161,11 @@ class OpenAIReasoner:
 
     def reason(self, requests: list[ChatRequest]) -> list[ReasonerResult]:
         """One :class:`ReasonerResult` per request."""
-        results = []
-        for request, text in zip(requests, self.client.complete(requests), strict=True):
-            sel = parse_selection(text, len(request.images))
-            results.append(
-                ReasonerResult(
-                    raw_text=text,
-                    image_index=sel.image_index,
-                    description=sel.description or None,
-                    status=sel.status,
-                    settings=dict(self.settings),
-                )
-            )
-        return results
+        texts = self.client.complete(requests)
+        return [
+            ReasonerResult.from_text(text, len(request.images), self.settings)
+            for request, text in zip(requests, texts, strict=True)
+        ]
 
 
 class OpenAIEndToEnd:

@@ -14,7 +14,8 @@ the text. Decoding is greedy unless ``do_sample``; batches are left-padded, whic
 greedy tokens as one request at a time. ``min_pixels`` / ``max_pixels`` (per image) and
 ``max_new_tokens`` come from :class:`ModelSettings` and are recorded in ``settings`` and in
 every result. Options: ``batch_size`` (default 4); grounder ``prompt_file`` (a plain-text
-template with a ``{phrase}`` slot; default ``prompts/ground/<family>.txt``).
+template with a ``{phrase}`` slot; default ``prompts/ground/<family>.txt``), used for every
+request that carries no ``prompt`` of its own (a CoT variant with a ``step2`` field sends one).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from cot_ground.models.hf_loading import (
 )
 from cot_ground.models.options import resolve_options
 from cot_ground.models.settings import ModelSettings
-from cot_ground.parsing import parse_box, parse_selection
+from cot_ground.parsing import parse_box
 from cot_ground.paths import prompts_dir
 from cot_ground.records import Candidate, ParseStatus, text_hash
 
@@ -221,14 +222,7 @@ class QwenVLReasoner:
 
     def result_from_text(self, text: str, n_images: int) -> ReasonerResult:
         """The result for an answer ``text`` to a request with ``n_images`` images."""
-        sel = parse_selection(text, n_images)
-        return ReasonerResult(
-            raw_text=text,
-            image_index=sel.image_index,
-            description=sel.description or None,
-            status=sel.status,
-            settings=dict(self.settings),
-        )
+        return ReasonerResult.from_text(text, n_images, self.settings)
 
 
 class QwenVLGrounder:
@@ -253,13 +247,16 @@ class QwenVLGrounder:
             "prompt_hash": text_hash(self.template),
         }
 
-    def prompt(self, phrase: str) -> str:
-        """The grounding prompt for ``phrase``."""
-        return self.template.replace("{phrase}", phrase)
+    def prompt(self, request: GroundRequest) -> str:
+        """The exact text sent for ``request``: its own ``prompt``, else the template around
+        its ``phrase``."""
+        if request.prompt is not None:
+            return request.prompt
+        return self.template.replace("{phrase}", request.phrase)
 
     def ground(self, requests: list[GroundRequest]) -> list[GroundResult]:
         """One :class:`GroundResult` per request."""
-        gens = self.runner.generate([([r.image], self.prompt(r.phrase)) for r in requests])
+        gens = self.runner.generate([([r.image], self.prompt(r)) for r in requests])
         return [self.result_from_text(g.text, g.input_sizes[0]) for g in gens]
 
     def result_from_text(self, text: str, input_size: Size) -> GroundResult:

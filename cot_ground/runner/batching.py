@@ -6,12 +6,16 @@ adapters with one-element lists; here those adapters are proxies that park each 
 queue per adapter and hand the queue to the real adapter as one batch when either
 
 * N requests are waiting in that queue (a full batch), or
-* every live example is parked in some queue and no batch is running (nothing else can happen
-  until one queue is flushed: the fullest one goes, oldest first on a tie).
+* every live example is parked in some queue (nothing else can happen until one queue is
+  flushed: the fullest one goes, oldest first on a tie),
 
-The check runs on each event that can make it true (a request parked, an example finished),
-so there is no timer and no deadlock: a parked request waits only while some other example is
-still running or some batch is in flight, and either one produces a later event.
+and no batch is running: one batch at a time, so an adapter is never called from two threads at
+once (a Ray replica runs two chunks of examples over one coordinator; a model, its tokenizer and
+its GPU memory serve one batch at a time).
+
+The check runs on each event that can make it true (a request parked, an example finished, a
+batch done), so there is no timer and no deadlock: a parked request waits only while some other
+example is still running or some batch is in flight, and either one produces a later event.
 
 If a batched call raises, its requests are retried one at a time so that one bad input (say an
 unreadable image) fails only its own example.
@@ -84,7 +88,7 @@ class BatchCoordinator:
         """One participant will make no further calls (its thread is done)."""
         with self._lock:
             self._live -= 1
-            job = self._stalled_batch()
+            job = self._due_batch()
         self._drain(job)
 
     @contextlib.contextmanager
@@ -121,7 +125,7 @@ class BatchCoordinator:
         with self._lock:
             q.items.extend(_Item(call, i, r, now) for i, r in enumerate(requests))
             self._waiting += 1
-            job = self._full_batch(q) or self._stalled_batch()
+            job = self._due_batch()
         self._drain(job)
         call.done.wait()
         for err in call.errors:
@@ -134,26 +138,29 @@ class BatchCoordinator:
         self._in_flight += 1
         return q, items
 
-    def _full_batch(self, q: _Queue) -> tuple[_Queue, list[_Item]] | None:
-        return self._take(q) if len(q.items) >= self.max_batch else None
-
-    def _stalled_batch(self) -> tuple[_Queue, list[_Item]] | None:
-        if self._in_flight or not self._waiting or self._waiting < self._live:
+    def _due_batch(self) -> tuple[_Queue, list[_Item]] | None:
+        """The batch to send now, taken from its queue (call with the lock held): none while
+        one is in flight; else a full queue; else, when every live participant is parked, the
+        fullest queue (oldest first on a tie)."""
+        if self._in_flight:
             return None
         busy = [q for q in self._queues if q.items]
         if not busy:
             return None
-        fullest = max(busy, key=lambda q: (len(q.items), -q.items[0].parked_at))
-        return self._take(fullest)
+        full = next((q for q in busy if len(q.items) >= self.max_batch), None)
+        if full is not None:
+            return self._take(full)
+        if self._waiting < self._live:
+            return None
+        return self._take(max(busy, key=lambda q: (len(q.items), -q.items[0].parked_at)))
 
     def _drain(self, job: tuple[_Queue, list[_Item]] | None) -> None:
-        """Run ``job``, then any batch that became due meanwhile (a caller with more requests
-        than one batch holds has its rest parked and produces no further event)."""
+        """Run ``job``, then any batch that became due meanwhile (requests parked while it ran,
+        or the rest of a caller with more requests than one batch holds)."""
         while job:
             self._run(*job)
             with self._lock:
-                full = next((q for q in self._queues if len(q.items) >= self.max_batch), None)
-                job = self._take(full) if full else self._stalled_batch()
+                job = self._due_batch()
 
     def _run(self, q: _Queue, items: list[_Item]) -> None:
         outcomes: list[tuple[Any, BaseException | None]]

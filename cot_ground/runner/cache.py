@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from cot_ground.models.base import ChatRequest, Reasoner, ReasonerResult
+from cot_ground.records import file_sha256
 
 KEY_VERSION = 1
 DB_NAME = "step1.sqlite"
@@ -48,11 +49,7 @@ class FileHasher:
         with self._lock:
             if memo_key in self._memo:
                 return self._memo[memo_key]
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        value = digest.hexdigest()
+        value = file_sha256(path)
         with self._lock:
             self._memo[memo_key] = value
         return value
@@ -88,6 +85,7 @@ class StepCache:
         self._db.commit()
         self.hits = 0
         self.misses = 0
+        self.hasher = FileHasher()  # shared by every pipeline reading this cache
 
     def get_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         """Stored values of those ``keys`` that are present."""
@@ -143,7 +141,7 @@ class CachedReasoner:
     def __init__(self, inner: Reasoner, cache: StepCache, hasher: FileHasher | None = None):
         self.inner = inner
         self.cache = cache
-        self.hasher = hasher or FileHasher()
+        self.hasher = hasher or cache.hasher
         self.name = inner.name
         self.settings = inner.settings
 

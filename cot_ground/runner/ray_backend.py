@@ -21,7 +21,6 @@ import logging
 import os
 import socket
 import sys
-import time
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -40,8 +39,10 @@ from cot_ground.runner.run import (
     close_session,
     load_examples,
     open_manifest,
+    pipeline_session,
     resolve_config,
     run_pipeline_examples,
+    write_record,
 )
 from cot_ground.runner.store import JsonlAppender, RunFolder, RunFolderError
 
@@ -229,14 +230,10 @@ def _stream(
                 free = deque(a for a in free if index[id(a)] in alive)
                 chunks.appendleft(part)
                 continue
-            free.append(actor)
+            if index[id(actor)] in alive:
+                free.append(actor)
             for record in records:
-                record["pipeline"] = pipeline
-                if store.append(record):
-                    summary.written += 1
-                    failed = record.get("error") is not None
-                    summary.failed += int(failed)
-                    progress.advance(pipeline, failed=failed)
+                write_record(record, pipeline, store, summary, progress)
 
 
 def run_experiment_ray(
@@ -298,26 +295,11 @@ def _drive(
         stats: list[dict[str, Any]] = []
         try:
             for name in resolved.pipelines:
-                with JsonlAppender(folder.predictions_path(name), "example_id") as store:
-                    todo = [ex for ex in examples if ex.id not in store]
-                    summary = PipelineSummary(
-                        total=len(examples), done_before=len(examples) - len(todo)
-                    )
-                    summaries[name] = summary
-                    progress.start(name, summary.total, summary.done_before)
-                    t0 = time.perf_counter()
+                writing = pipeline_session(folder, name, examples, summaries, progress)
+                with writing as (store, todo, summary):
                     _stream(
-                        actors,
-                        name,
-                        todo,
-                        resolved.batch_size,
-                        store,
-                        progress,
-                        interrupt,
-                        summary,
+                        actors, name, todo, resolved.batch_size, store, progress, interrupt, summary
                     )
-                    summary.wall_s = time.perf_counter() - t0
-                    progress.finish(name)
                 if interrupt.stop.is_set():
                     break
             stats = ray.get([a.stats.remote() for a in actors])

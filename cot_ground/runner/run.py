@@ -196,7 +196,6 @@ def run_pipeline_examples(
                 except Exception as exc:  # a failure of this example only
                     log.debug("example %s failed", example.id, exc_info=True)
                     record = _failure_record(example, pipe.name, exc)
-                record["pipeline"] = pipe.name
                 results.put(record)
         finally:
             pipe.coordinator.leave()
@@ -218,11 +217,44 @@ def run_pipeline_examples(
         if item is None:
             running -= 1
             continue
-        if store.append(item):
-            summary.written += 1
-            failed = item.get("error") is not None
-            summary.failed += int(failed)
-            progress.advance(pipe.name, failed=failed)
+        write_record(item, pipe.name, store, summary, progress)
+
+
+def write_record(
+    record: dict[str, Any],
+    pipeline: str,
+    store: JsonlAppender,
+    summary: PipelineSummary,
+    progress: Progress,
+) -> None:
+    """Append one finished example of ``pipeline`` (unless its id is there) and count it."""
+    record["pipeline"] = pipeline
+    if store.append(record):
+        summary.written += 1
+        failed = record.get("error") is not None
+        summary.failed += int(failed)
+        progress.advance(pipeline, failed=failed)
+
+
+@contextlib.contextmanager
+def pipeline_session(
+    folder: RunFolder,
+    name: str,
+    examples: list[Example],
+    summaries: dict[str, PipelineSummary],
+    progress: Progress,
+) -> Iterator[tuple[JsonlAppender, list[Example], PipelineSummary]]:
+    """Open ``name``'s predictions file; yield it, the examples not in it yet and the summary
+    (added to ``summaries``); time the block and report the pipeline finished."""
+    with JsonlAppender(folder.predictions_path(name), "example_id") as store:
+        todo = [ex for ex in examples if ex.id not in store]
+        summary = PipelineSummary(total=len(examples), done_before=len(examples) - len(todo))
+        summaries[name] = summary
+        progress.start(name, summary.total, summary.done_before)
+        t0 = time.perf_counter()
+        yield store, todo, summary
+        summary.wall_s = time.perf_counter() - t0
+        progress.finish(name)
 
 
 def load_examples(
@@ -361,20 +393,12 @@ def run_experiment(
                 pipe = build_pipeline(
                     name, pipe_cfg, adapters, batch_size=resolved.batch_size, cache=cache
                 )
-                with JsonlAppender(folder.predictions_path(name), "example_id") as store:
-                    todo = [ex for ex in examples if ex.id not in store]
-                    summary = PipelineSummary(
-                        total=len(examples), done_before=len(examples) - len(todo)
-                    )
-                    summaries[name] = summary
-                    progress.start(name, summary.total, summary.done_before)
-                    t0 = time.perf_counter()
+                writing = pipeline_session(folder, name, examples, summaries, progress)
+                with writing as (store, todo, summary):
                     run_pipeline_examples(
                         pipe, todo, store, resolved.batch_size, progress, interrupt, summary
                     )
-                    summary.wall_s = time.perf_counter() - t0
                     summary.batch_sizes = pipe.coordinator.batch_sizes()
-                    progress.finish(name)
                 if interrupt.stop.is_set():
                     break
         finally:

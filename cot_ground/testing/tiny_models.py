@@ -229,7 +229,7 @@ def build_tiny_qwen_vl(folder: str | Path, family: str = "qwen2_vl", seed: int =
     return _finish(folder)
 
 
-def _bert_vocab() -> list[str]:
+def bert_vocab() -> list[str]:
     """A WordPiece vocabulary laid out like bert-base-uncased's first 1,067 ids.
 
     ids 0 [PAD], 1-99 unused, 100 [UNK], 101 [CLS], 102 [SEP], 103 [MASK], then unused up to
@@ -247,6 +247,16 @@ def _bert_vocab() -> list[str]:
     return vocab
 
 
+# the tiny BERT sizes, shared by the standalone BERT and GroundingDino's text encoder
+_TINY_BERT = {
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 512,
+}
+
+
 def build_tiny_bert(folder: str | Path, seed: int = 0) -> Path:
     """Save a tiny BERT (hidden 32, 1 layer) and its uncased tokenizer to ``folder``."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
@@ -255,20 +265,13 @@ def build_tiny_bert(folder: str | Path, seed: int = 0) -> Path:
     if _done(folder):
         return folder
     folder.mkdir(parents=True, exist_ok=True)
-    vocab = _bert_vocab()
+    vocab = bert_vocab()
     assert vocab[101] == "[CLS]" and vocab[102] == "[SEP]"
     assert vocab[1012] == "." and vocab[1029] == "?"
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
     tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
     tokenizer.save_pretrained(folder)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=512,
-    )
+    config = BertConfig(vocab_size=len(vocab), **_TINY_BERT)
     _seed(seed)
     BertModel(config).save_pretrained(folder)
     return _finish(folder)
@@ -298,13 +301,7 @@ def build_tiny_gdino_hf(folder: str | Path, seed: int = 0) -> Path:
         window_size=4,
         out_features=["stage2", "stage3", "stage4"],
     )
-    text = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-    )
+    text = BertConfig(vocab_size=len(tokenizer), **_TINY_BERT)
     config = GroundingDinoConfig(
         backbone_config=backbone,
         text_config=text,
