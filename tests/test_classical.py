@@ -19,6 +19,7 @@ from cot_ground.models.classical import (
     TemplateGrounder,
     question_of,
 )
+from cot_ground.models.keypoints import KeypointGrounder
 from cot_ground.models.registry import build
 from cot_ground.models.settings import ModelSettings
 from cot_ground.records import ParseStatus
@@ -178,12 +179,13 @@ def test_classical_grounder_dispatches_by_task(scene_files) -> None:
     d, r = g.ground([diff, region])
     assert d.settings["adapter"] == "diff-grounder"
     assert r.settings["adapter"] == "template-grounder"
-    assert set(g.settings) >= {"template", "diff"}
+    assert set(g.settings) >= {"template", "diff", "keypoint"}
+    assert g._grounder("common_object") is g.keypoint
 
 
 def test_registry_builds_every_classical_adapter() -> None:
     assert isinstance(build("rule-reasoner"), Reasoner)
-    for name in ("template-grounder", "diff-grounder", "classical-grounder"):
+    for name in ("template-grounder", "diff-grounder", "classical-grounder", "keypoint-grounder"):
         assert isinstance(build(name), Grounder)
     custom = build("template-grounder", ModelSettings(options={"scale_step": 1.2}))
     assert custom.settings["scale_step"] == 1.2
@@ -191,3 +193,49 @@ def test_registry_builds_every_classical_adapter() -> None:
         build("template-grounder", ModelSettings(options={"scale_stpe": 1.2}))
     with pytest.raises(ValueError, match="unknown option"):
         build("classical-grounder", ModelSettings(options={"templates": {}}))
+
+
+@pytest.fixture()
+def shared_object(tmp_path: Path) -> dict[str, object]:
+    """The astronaut's face pasted into two different scenes, at two sizes."""
+    face = load_photo("astronaut.png").crop((150, 20, 330, 220))
+    out: dict[str, object] = {}
+    for name, photo, size, at in (
+        ("a", "coffee.png", (108, 120), (200, 40)),
+        ("b", "rocket.jpg", (144, 160), (60, 150)),
+    ):
+        scene = load_photo(photo).resize((384, 320))
+        scene.paste(face.resize(size), at)
+        out[name] = str(tmp_path / f"{name}.png")
+        scene.save(out[name])
+        out[f"{name}_box"] = Box.from_pixels(
+            [at[0], at[1], at[0] + size[0], at[1] + size[1]], 384, 320
+        )
+    flat = Image.new("RGB", (384, 320), (128, 128, 128))
+    out["flat"] = str(tmp_path / "flat.png")
+    flat.save(out["flat"])
+    return out
+
+
+def test_keypoint_grounder_boxes_the_shared_object(shared_object) -> None:
+    req = GroundRequest(
+        image=shared_object["b"],
+        phrase="",
+        task="common_object",
+        reference_image=shared_object["a"],
+    )
+    g = KeypointGrounder()
+    first, again = g.ground([req, req])
+    assert first.status is ParseStatus.OK and first.candidates[0].label == "agreement"
+    assert iou(first.candidates[0].box, shared_object["b_box"]) > 0.8
+    assert first == again  # deterministic
+    assert json.loads(first.raw_text)["inliers"] >= g.options["min_inliers"]
+
+
+def test_keypoint_grounder_falls_back_without_matches(shared_object) -> None:
+    req = GroundRequest(image=shared_object["flat"], phrase="", reference_image=shared_object["a"])
+    alone = KeypointGrounder().ground([req])[0]
+    assert alone.status is ParseStatus.NO_BOX and "too few matches" in alone.raw_text
+    backed = KeypointGrounder(fallback=TemplateGrounder()).ground([req])[0]
+    assert backed.settings["adapter"] == "template-grounder"
+    assert "keypoints_failed" in json.loads(backed.raw_text)

@@ -9,7 +9,9 @@
 * :class:`DiffGrounder` (``diff-grounder``): aligns the reference image to the target by phase
   correlation, thresholds their smoothed difference and boxes the largest changed component.
 * :class:`ClassicalGrounder` (``classical-grounder``) sends difference tasks to the diff
-  grounder and every other task to the template grounder.
+  grounder, ``common_object`` to the keypoint grounder
+  (:class:`cot_ground.models.keypoints.KeypointGrounder`, template search as its fallback) and
+  every other task to the template grounder.
 
 Correlation uses OpenCV's ``cv2.matchTemplate`` (``TM_CCOEFF_NORMED``) when OpenCV is
 installed (it comes with the ``gdino`` extra) because it is about five times faster, and
@@ -37,6 +39,7 @@ from cot_ground.models.base import (
     GroundResult,
     ReasonerResult,
 )
+from cot_ground.models.keypoints import KEYPOINT_TASKS, KeypointGrounder
 from cot_ground.models.options import resolve_options
 from cot_ground.models.settings import ModelSettings
 from cot_ground.records import Candidate, ParseStatus
@@ -493,25 +496,38 @@ def _standardised(image: Image.Image, long_side: int) -> tuple[np.ndarray, float
 
 # ----------------------------------------------------------------------------- dispatch
 class ClassicalGrounder:
-    """Difference tasks go to :class:`DiffGrounder`, all others to :class:`TemplateGrounder`."""
+    """Difference tasks go to :class:`DiffGrounder`, ``common_object`` to a
+    :class:`KeypointGrounder` (falling back to the template grounder), all others to
+    :class:`TemplateGrounder`."""
 
     name = "classical-grounder"
 
-    def __init__(self, template: TemplateGrounder, diff: DiffGrounder) -> None:
+    def __init__(
+        self,
+        template: TemplateGrounder,
+        diff: DiffGrounder,
+        keypoint_options: dict[str, Any] | None = None,
+    ) -> None:
         self.template = template
         self.diff = diff
+        self.keypoint = KeypointGrounder(keypoint_options, fallback=template)
         self.settings: dict[str, Any] = {
             "adapter": self.name,
             "template": template.settings,
             "diff": diff.settings,
+            "keypoint": self.keypoint.settings,
             "diff_tasks": sorted(DIFF_TASKS),
+            "keypoint_tasks": sorted(KEYPOINT_TASKS),
         }
 
     def ground(self, requests: list[GroundRequest]) -> list[GroundResult]:
         """Each request answered by the grounder its task calls for (order kept)."""
-        return [
-            (self.diff if r.task in DIFF_TASKS else self.template).ground([r])[0] for r in requests
-        ]
+        return [self._grounder(r.task).ground([r])[0] for r in requests]
+
+    def _grounder(self, task: str | None) -> TemplateGrounder | DiffGrounder | KeypointGrounder:
+        if task in DIFF_TASKS:
+            return self.diff
+        return self.keypoint if task in KEYPOINT_TASKS else self.template
 
 
 def build_rule_reasoner(settings: ModelSettings) -> RuleReasoner:
@@ -530,7 +546,17 @@ def build_diff_grounder(settings: ModelSettings) -> DiffGrounder:
     return DiffGrounder(settings.options)
 
 
+def build_keypoint_grounder(settings: ModelSettings) -> KeypointGrounder:
+    """``keypoint-grounder``: options are :attr:`KeypointGrounder.DEFAULTS` keys; the template
+    grounder (default options) answers when matching fails."""
+    return KeypointGrounder(settings.options, fallback=TemplateGrounder())
+
+
 def build_classical_grounder(settings: ModelSettings) -> ClassicalGrounder:
-    """``classical-grounder``: options ``{"template": {...}, "diff": {...}}``."""
-    opts = resolve_options("classical-grounder", settings.options, {"template": {}, "diff": {}})
-    return ClassicalGrounder(TemplateGrounder(opts["template"]), DiffGrounder(opts["diff"]))
+    """``classical-grounder``: options ``{"template": {...}, "diff": {...}, "keypoint": {...}}``."""
+    opts = resolve_options(
+        "classical-grounder", settings.options, {"template": {}, "diff": {}, "keypoint": {}}
+    )
+    return ClassicalGrounder(
+        TemplateGrounder(opts["template"]), DiffGrounder(opts["diff"]), opts["keypoint"]
+    )

@@ -31,6 +31,7 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "template-grounder": ("grounder", "cot_ground.models.classical:build_template_grounder"),
     "diff-grounder": ("grounder", "cot_ground.models.classical:build_diff_grounder"),
     "classical-grounder": ("grounder", "cot_ground.models.classical:build_classical_grounder"),
+    "keypoint-grounder": ("grounder", "cot_ground.models.classical:build_keypoint_grounder"),
 }
 
 _CACHE: dict[tuple[str, str], Any] = {}
