@@ -40,7 +40,7 @@ from cot_ground.models.base import (
     ReasonerResult,
 )
 from cot_ground.models.keypoints import KEYPOINT_TASKS, KeypointGrounder
-from cot_ground.models.options import resolve_options
+from cot_ground.models.options import choose_backend, resolve_options
 from cot_ground.models.settings import ModelSettings
 from cot_ground.records import Candidate, ParseStatus
 from cot_ground.scoring import xyxy_iou
@@ -147,22 +147,6 @@ class RuleReasoner:
 
 
 # ----------------------------------------------------------------------------- correlation
-def _correlation_backend(requested: str) -> str:
-    if requested not in ("auto", "opencv", "skimage"):
-        raise ValueError(
-            f"template-grounder: backend must be auto, opencv or skimage, got {requested!r}"
-        )
-    if requested == "skimage":
-        return "skimage"
-    try:
-        import cv2  # noqa: F401
-    except ImportError:
-        if requested == "opencv":
-            raise
-        return "skimage"
-    return "opencv"
-
-
 def _ncc(image: np.ndarray, template: np.ndarray, backend: str) -> np.ndarray:
     """Zero-mean normalized cross-correlation of ``template`` at every valid offset."""
     if backend == "opencv":
@@ -252,7 +236,7 @@ class TemplateGrounder:
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         opts = resolve_options(self.name, options or {}, self.DEFAULTS)
-        opts["backend"] = _correlation_backend(opts["backend"])
+        opts["backend"] = choose_backend(opts["backend"], "template-grounder")
         self.options = opts
         self.settings: dict[str, Any] = {"adapter": self.name, **opts}
 

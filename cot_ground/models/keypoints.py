@@ -27,7 +27,7 @@ from scipy import ndimage
 from cot_ground.boxes import Box
 from cot_ground.images import open_rgb
 from cot_ground.models.base import GroundRequest, GroundResult
-from cot_ground.models.options import resolve_options
+from cot_ground.models.options import choose_backend, resolve_options
 from cot_ground.records import Candidate, ParseStatus
 
 KEYPOINT_TASKS = frozenset({"common_object"})
@@ -35,22 +35,6 @@ KEYPOINT_TASKS = frozenset({"common_object"})
 
 class _Grounder(Protocol):
     def ground(self, requests: list[GroundRequest]) -> list[GroundResult]: ...
-
-
-def _feature_backend(requested: str) -> str:
-    if requested not in ("auto", "opencv", "skimage"):
-        raise ValueError(
-            f"keypoint-grounder: backend must be auto, opencv or skimage, got {requested!r}"
-        )
-    if requested == "skimage":
-        return "skimage"
-    try:
-        import cv2  # noqa: F401
-    except ImportError:
-        if requested == "opencv":
-            raise
-        return "skimage"
-    return "opencv"
 
 
 def sift_features(
@@ -132,7 +116,7 @@ class KeypointGrounder:
 
     def __init__(self, options: dict[str, Any] | None = None, fallback: _Grounder | None = None):
         opts = resolve_options(self.name, options or {}, self.DEFAULTS)
-        opts["backend"] = _feature_backend(opts["backend"])
+        opts["backend"] = choose_backend(opts["backend"], "keypoint-grounder")
         self.options = opts
         self.fallback = fallback
         self.settings: dict[str, Any] = {
