@@ -89,16 +89,7 @@ class InstantEndToEnd:
                 open_rgb(path)
             index = _pick(r.prompt, len(r.images))
             text = f"In image {index + 1}: <|box_start|>(250,250),(500,500)<|box_end|>"
-            parsed = parse_box(text, Frame.QWEN1000)
-            out.append(
-                EndToEndResult(
-                    raw_text=text,
-                    image_index=parsed.image_index,
-                    box=parsed.box,
-                    status=parsed.status,
-                    settings=self.settings,
-                )
-            )
+            out.append(EndToEndResult.from_text(text, Frame.QWEN1000, self.settings))
         return out
 
 

@@ -78,15 +78,21 @@ class Benchmark:
         }
 
 
-def read_items(path: str | Path) -> list[dict[str, Any]]:
-    """The raw list of annotation records of ``path``."""
+def read_json(path: str | Path, error: type[Exception], what: str) -> Any:
+    """The parsed JSON of ``path``; ``error`` (naming the file as ``what``) when it is missing
+    or not valid JSON."""
     path = Path(path)
     if not path.is_file():
-        raise BenchmarkError(f"benchmark file not found: {path}")
+        raise error(f"{what} not found: {path}")
     try:
-        items = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise BenchmarkError(f"{path}: not valid JSON ({exc})") from exc
+        raise error(f"{path}: not valid JSON ({exc})") from exc
+
+
+def read_items(path: str | Path) -> list[dict[str, Any]]:
+    """The raw list of annotation records of ``path``."""
+    items = read_json(path, BenchmarkError, "benchmark file")
     if not isinstance(items, list):
         raise BenchmarkError(f"{path}: expected a JSON list of items, got {type(items).__name__}")
     return items

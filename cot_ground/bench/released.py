@@ -13,12 +13,12 @@ compared with the public parser's box so that every disagreement is counted by k
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cot_ground.bench.migbench import read_json
 from cot_ground.boxes import Box, Frame
 from cot_ground.parsing import parse_box
 from cot_ground.scoring import (
@@ -71,12 +71,7 @@ class ReleasedLog:
 def read_released_log(path: str | Path) -> ReleasedLog:
     """Read one released log file (records + trailing summary object)."""
     path = Path(path)
-    if not path.is_file():
-        raise ReleasedLogError(f"log file not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ReleasedLogError(f"{path}: not valid JSON ({exc})") from exc
+    data = read_json(path, ReleasedLogError, "log file")
     if not isinstance(data, list) or len(data) < 2 or not isinstance(data[-1], dict):
         raise ReleasedLogError(f"{path}: expected a JSON list of records plus a summary object")
     summary = data[-1]

@@ -14,8 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-from cot_ground.boxes import Box
-from cot_ground.parsing import parse_selection
+from cot_ground.boxes import Box, Frame
+from cot_ground.parsing import parse_box, parse_selection
 from cot_ground.records import Candidate, ParseStatus
 
 
@@ -88,6 +88,19 @@ class EndToEndResult(BaseModel):
     box: Box | None = None
     status: ParseStatus = ParseStatus.MALFORMED
     settings: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def from_text(cls, text: str, frame: Frame, settings: dict[str, Any]) -> EndToEndResult:
+        """The result for an answer ``text`` stating its box in ``frame`` (not ``pixels``),
+        read with :func:`~cot_ground.parsing.parse_box` (the status says when it is unreadable)."""
+        parsed = parse_box(text, frame)
+        return cls(
+            raw_text=text,
+            image_index=parsed.image_index,
+            box=parsed.box,
+            status=parsed.status,
+            settings=dict(settings),
+        )
 
 
 @runtime_checkable

@@ -32,7 +32,6 @@ from cot_ground.images import open_rgb
 from cot_ground.models.base import ChatRequest, EndToEndResult, ReasonerResult
 from cot_ground.models.options import resolve_options
 from cot_ground.models.settings import ModelSettings
-from cot_ground.parsing import parse_box
 
 _OPTIONS: dict[str, Any] = {
     "base_url": None,
@@ -184,19 +183,10 @@ class OpenAIEndToEnd:
 
     def predict(self, requests: list[ChatRequest]) -> list[EndToEndResult]:
         """One :class:`EndToEndResult` per request."""
-        results = []
-        for text in self.client.complete(requests):
-            parsed = parse_box(text, self.frame)
-            results.append(
-                EndToEndResult(
-                    raw_text=text,
-                    image_index=parsed.image_index,
-                    box=parsed.box,
-                    status=parsed.status,
-                    settings=dict(self.settings),
-                )
-            )
-        return results
+        return [
+            EndToEndResult.from_text(text, self.frame, self.settings)
+            for text in self.client.complete(requests)
+        ]
 
 
 def build_reasoner(settings: ModelSettings) -> OpenAIReasoner:
