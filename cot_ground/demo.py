@@ -16,10 +16,10 @@ from typing import Any
 
 import yaml
 
-from cot_ground.paths import REPO_ROOT
+from cot_ground.paths import experiments_dir
 
-CLASSICAL_CONFIG = REPO_ROOT / "experiments" / "lite_classical.yaml"
-TINY_CONFIG = REPO_ROOT / "experiments" / "tiny_models.yaml"
+CLASSICAL_CONFIG = "lite_classical.yaml"
+TINY_CONFIG = "tiny_models.yaml"
 
 
 @dataclass
@@ -36,9 +36,10 @@ def demo_config(lite_dir: Path, tiny_dir: Path | None, run_dir: Path) -> Any:
     """The demo's experiment config: classical pipeline (+ tiny-model pipelines) in one run."""
     from cot_ground.runner.config import parse_config
 
-    data = yaml.safe_load(CLASSICAL_CONFIG.read_text(encoding="utf-8"))
+    configs = experiments_dir()
+    data = yaml.safe_load((configs / CLASSICAL_CONFIG).read_text(encoding="utf-8"))
     if tiny_dir is not None:
-        tiny = yaml.safe_load(TINY_CONFIG.read_text(encoding="utf-8"))
+        tiny = yaml.safe_load((configs / TINY_CONFIG).read_text(encoding="utf-8"))
         data["models"].update(tiny["models"])
         data["pipelines"].update(tiny["pipelines"])
         data["cache"] = tiny.get("cache", data.get("cache"))

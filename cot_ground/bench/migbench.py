@@ -60,6 +60,16 @@ class Benchmark:
     root: Path
     examples: list[Example] = field(default_factory=list)
 
+    def __len__(self) -> int:
+        """Number of examples loaded (after the task filter and limit)."""
+        return len(self.examples)
+
+    def __repr__(self) -> str:
+        return (
+            f"Benchmark({self.name!r}, {len(self.examples)} examples, "
+            f"sha256={self.sha256[:12]}..., answer_frame={self.answer_frame.value!r})"
+        )
+
     @property
     def name(self) -> str:
         """The known release name, or the file name."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cot_ground import __version__
-from cot_ground.paths import REPO_ROOT
+from cot_ground.paths import source_checkout
 
 PACKAGES = (
     "torch",
@@ -46,8 +46,12 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
-def git_state(root: Path = REPO_ROOT) -> dict[str, Any]:
-    """Commit and dirty flag of the checkout cot-ground runs from (None outside git)."""
+def git_state(root: Path | None = None) -> dict[str, Any]:
+    """Commit and dirty flag of the checkout cot-ground runs from (None outside git, and for
+    an installed wheel)."""
+    root = root if root is not None else source_checkout()
+    if root is None:
+        return {"commit": None, "dirty": None}
 
     def _git(*args: str) -> str | None:
         try:
