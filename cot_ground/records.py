@@ -95,8 +95,23 @@ class TraceStep(BaseModel):
     error: ErrorInfo | None = None
 
 
+class ImageBox(BaseModel):
+    """One box of a multi-box answer (MC-Bench): the image it is on, the box, its score and the
+    target group it belongs to (MC-Bench numbers a sample's target groups from 1)."""
+
+    image_index: int = Field(description="0-based image the box is on")
+    box: Box = Field(description="box in the unit frame")
+    score: float = Field(default=1.0, description="confidence used to rank boxes for AP")
+    group: int = Field(default=1, ge=1, description="target group, 1-based")
+
+
 class Prediction(BaseModel):
-    """The record every pipeline writes for every example (one JSONL line with its trace)."""
+    """The record every pipeline writes for every example (one JSONL line with its trace).
+
+    Single-box benchmarks (MIG-Bench) use ``image_index`` + ``box`` and leave ``boxes`` None.
+    Multi-box benchmarks (MC-Bench) use ``boxes``: several boxes over several images, or an
+    empty list for an answer of "no target".
+    """
 
     example_id: str
     pipeline: str
@@ -112,6 +127,10 @@ class Prediction(BaseModel):
     timing: dict[str, float] = Field(default_factory=dict, description="seconds per stage")
     error: ErrorInfo | None = None
     trace: list[TraceStep] = Field(default_factory=list)
+    boxes: list[ImageBox] | None = Field(
+        default=None,
+        description="multi-box answer (MC-Bench); [] means 'no target'; None: single-box form",
+    )
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
