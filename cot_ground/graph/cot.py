@@ -3,6 +3,9 @@
 select_and_describe → parse_selection ─(unreadable, retries left)→ select_and_describe
                                       ─(ok)→ ground ─(no box, policies left)→ fallback ↺
 everything ends in finalize, which writes ``state["prediction"]``.
+
+The compiled graph carries a ``recursion_limit`` computed from its config (retries, fallbacks),
+so no valid config hits LangGraph's default limit (25 super-steps on older versions).
 """
 
 from __future__ import annotations
@@ -40,6 +43,13 @@ def make_after_ground(n_policies: int) -> Any:
         return FALLBACK if state.get("fallback_pos", 0) < n_policies else FINALIZE
 
     return after_ground
+
+
+def cot_recursion_limit(config: CoTConfig) -> int:
+    """Most super-steps one example can take, plus one: ``select_and_describe`` and
+    ``parse_selection`` per step-1 attempt (``1 + max_retries``), ``ground``, one ``fallback``
+    per policy, ``finalize``."""
+    return 2 * (1 + config.max_retries) + 1 + len(config.fallbacks) + 1 + 1
 
 
 def build_cot_graph(
@@ -80,7 +90,8 @@ def build_cot_graph(
     graph.add_conditional_edges(GROUND, after_ground)
     graph.add_conditional_edges(FALLBACK, after_ground)
     graph.add_edge(FINALIZE, END)
-    return graph.compile(checkpointer=checkpointer, name=config.pipeline_name)
+    compiled = graph.compile(checkpointer=checkpointer, name=config.pipeline_name)
+    return compiled.with_config(recursion_limit=cot_recursion_limit(config))
 
 
 def _check_role(adapter: Any, protocol: type, role: str, method: str) -> None:

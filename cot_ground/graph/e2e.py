@@ -1,6 +1,7 @@
 """``build_e2e_graph``: one model answers the multi-image question; same record and trace shape.
 
-predict → finalize. The prompt comes from ``prompts/e2e/<variant>/`` like the CoT prompts.
+predict → finalize. The prompt comes from ``prompts/e2e/<variant>/`` like the CoT prompts. The
+compiled graph carries its own ``recursion_limit`` (:data:`E2E_RECURSION_LIMIT`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from cot_ground.records import ErrorCategory, ErrorInfo, Example, ParseStatus, P
 
 PREDICT = "predict"
 FINALIZE = "finalize"
+E2E_RECURSION_LIMIT = 3
+"""Super-steps of one example (predict, finalize) plus one."""
 
 
 @dataclass(frozen=True)
@@ -130,4 +133,5 @@ def build_e2e_graph(
     graph.add_edge(START, PREDICT)
     graph.add_edge(PREDICT, FINALIZE)
     graph.add_edge(FINALIZE, END)
-    return graph.compile(checkpointer=checkpointer, name=config.pipeline_name)
+    compiled = graph.compile(checkpointer=checkpointer, name=config.pipeline_name)
+    return compiled.with_config(recursion_limit=E2E_RECURSION_LIMIT)

@@ -6,10 +6,27 @@ from typing import Any
 
 from cot_ground.records import Example, Prediction
 
+# the keys of CoTState and E2EState whose start value is None; ``trace: None`` empties the trace
+_NONE_KEYS = ("step1_raw", "prompt_hash", "selection", "ground", "result", "error", "prediction")
+
 
 def initial_state(example: Example) -> dict[str, Any]:
-    """The input of both graphs for ``example`` (plain JSON data)."""
-    return {"example": example.model_dump(mode="json"), "trace": []}
+    """The input of both graphs for ``example`` (plain JSON data).
+
+    Every state key is given its start value, so invoking a graph again on a checkpointer
+    thread that already holds a run of this example starts afresh (no old trace, no re-format
+    prompt); keys the graph does not have are ignored by LangGraph.
+    """
+    return {
+        "example": example.model_dump(mode="json"),
+        **dict.fromkeys(_NONE_KEYS),
+        "attempt": 0,
+        "reasoner_reference": {},
+        "tried_images": [],
+        "fallback_pos": 0,
+        "fallbacks": [],
+        "trace": None,
+    }
 
 
 def thread_config(example: Example, thread_id: str | None = None) -> dict[str, Any]:
@@ -21,7 +38,8 @@ def run_example(graph: Any, example: Example, *, thread_id: str | None = None) -
     """Run ``example`` to the end and return its :class:`Prediction`.
 
     With a checkpointer compiled in, the run is stored under ``thread_id`` (default: the
-    example id) so it can be replayed with ``graph.get_state_history(thread_config(example))``.
+    example id) so it can be replayed with ``graph.get_state_history(thread_config(example))``;
+    a second run on the same thread replaces the first (its history stays readable).
     """
     config = thread_config(example, thread_id) if graph.checkpointer else None
     final = graph.invoke(initial_state(example), config=config)

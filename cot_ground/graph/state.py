@@ -2,13 +2,21 @@
 
 Any LangGraph checkpointer can therefore save it. Nodes return partial updates; ``trace`` is
 appended to (one :class:`~cot_ground.records.TraceStep` dict per node execution), every other
-key is overwritten.
+key is overwritten. A ``trace`` of ``None`` empties it: the input of a new invocation
+(:func:`cot_ground.graph.initial_state`) sends it, so a checkpointer thread that already ran an
+example starts from a fresh state.
 """
 
 from __future__ import annotations
 
-import operator
 from typing import Annotated, Any, TypedDict
+
+
+def extend_trace(
+    old: list[dict[str, Any]], new: list[dict[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """Reducer of ``trace``: ``old + new``; ``new=None`` clears it (a new invocation)."""
+    return [] if new is None else old + new
 
 
 class CoTState(TypedDict, total=False):
@@ -39,7 +47,7 @@ class CoTState(TypedDict, total=False):
     """Fallback policies taken so far."""
     error: dict[str, Any] | None
     """``ErrorInfo`` dict that ends the example early, or None."""
-    trace: Annotated[list[dict[str, Any]], operator.add]
+    trace: Annotated[list[dict[str, Any]], extend_trace]
     """One ``TraceStep`` dict per node execution, in order."""
     prediction: dict[str, Any] | None
     """The final ``Prediction.model_dump(mode="json")`` written by ``finalize``."""
@@ -56,7 +64,7 @@ class E2EState(TypedDict, total=False):
     """The model's ``EndToEndResult`` dict."""
     error: dict[str, Any] | None
     """``ErrorInfo`` dict when the model call failed, or None."""
-    trace: Annotated[list[dict[str, Any]], operator.add]
+    trace: Annotated[list[dict[str, Any]], extend_trace]
     """One ``TraceStep`` dict per node execution, in order."""
     prediction: dict[str, Any] | None
     """The final ``Prediction.model_dump(mode="json")`` written by ``finalize``."""
