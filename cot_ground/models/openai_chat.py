@@ -8,9 +8,15 @@ prompt. Options:
   stored (default: none, sends the placeholder key ``EMPTY`` that local servers accept).
 * ``timeout_s`` (60), ``max_retries`` (3), ``retry_backoff_s`` (1.0; doubles per retry),
   ``concurrency`` (4 requests in flight).
-* ``frame`` (e2e only, default ``qwen1000``): the frame the served model answers in: ``unit``,
-  ``qwen1000`` or ``qwen3_1000``. The resized input size of a server is unknown here, so the
-  ``pixels`` frame (Qwen2.5-VL) is refused.
+* ``family`` (default none): ``qwen2_vl``, ``qwen2_5_vl`` or ``qwen3_vl``. When set, every image
+  is resized here to the size the model's own processor would give it for the settings'
+  ``min_pixels``/``max_pixels`` (both required; :mod:`cot_ground.models.resize`) and sent as
+  lossless PNG, so the input size the server sees is known exactly. The server must be started
+  with the same pixel range (``docs/scaling.md``) so it does not resize again.
+* ``frame`` (e2e only): the frame the served model answers in: ``unit``, ``qwen1000``,
+  ``qwen3_1000`` or ``pixels``; default: the family's frame (``pixels`` for Qwen2.5-VL), else
+  ``qwen1000``. ``pixels`` needs ``family`` (the resized size is known only then); a box is
+  converted with the resized size of the image the answer names.
 
 Decoding is greedy (``temperature`` 0) unless ``do_sample``; ``max_new_tokens`` is sent as
 ``max_tokens``. Connection errors, timeouts, 429 and 5xx answers are retried with backoff; then
@@ -31,7 +37,16 @@ from cot_ground.boxes import Frame
 from cot_ground.images import open_rgb
 from cot_ground.models.base import ChatRequest, EndToEndResult, ReasonerResult
 from cot_ground.models.options import resolve_options
+from cot_ground.models.resize import (
+    Size,
+    answer_size,
+    family_factor,
+    model_input_size,
+    resize_to,
+)
 from cot_ground.models.settings import ModelSettings
+from cot_ground.parsing import parse_box
+from cot_ground.records import ParseStatus
 
 _OPTIONS: dict[str, Any] = {
     "base_url": None,
@@ -41,6 +56,7 @@ _OPTIONS: dict[str, Any] = {
     "max_retries": 3,
     "retry_backoff_s": 1.0,
     "concurrency": 4,
+    "family": None,
 }
 _MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
 
@@ -74,6 +90,16 @@ class OpenAIChatClient:
             if not self.options[key]:
                 raise ValueError(f"adapter {name!r} needs options.{key}")
         self.base_url = str(self.options["base_url"]).rstrip("/")
+        self.family: str | None = self.options["family"]
+        self.pixel_range: tuple[int, int] | None = None
+        if self.family is not None:
+            self.factor = family_factor(self.family)
+            if settings.min_pixels is None or settings.max_pixels is None:
+                raise ValueError(
+                    f"adapter {name!r}: options.family {self.family!r} resizes images on the "
+                    "client and needs min_pixels and max_pixels (the server's values)"
+                )
+            self.pixel_range = (settings.min_pixels, settings.max_pixels)
         self.max_tokens = settings.max_new_tokens
         self.temperature = 1.0 if settings.do_sample else 0.0
         self.settings: dict[str, Any] = {
@@ -84,6 +110,32 @@ class OpenAIChatClient:
             "do_sample": settings.do_sample,
             "temperature": self.temperature,
         }
+        if self.pixel_range is not None:
+            self.settings.update(
+                family=self.family,
+                min_pixels=self.pixel_range[0],
+                max_pixels=self.pixel_range[1],
+                resize="client",
+            )
+
+    def input_sizes(self, paths: list[str]) -> list[Size]:
+        """The (width, height) each image is sent at (client-side resize), in order; raises
+        ``ValueError`` when no ``family`` is set (the server's size is unknown then)."""
+        if self.pixel_range is None:
+            raise ValueError(f"adapter {self.name!r}: input sizes are known only with a family")
+        return [
+            model_input_size(open_rgb(p).size, self.factor, *self.pixel_range) for p in paths
+        ]
+
+    def image_url(self, path: str) -> str:
+        """The ``data:`` URL sent for one image: resized to the model's input size (PNG) when
+        a family is set, else the file's own bytes."""
+        if self.pixel_range is None:
+            return image_data_url(path)
+        (size,) = self.input_sizes([path])
+        buffer = io.BytesIO()
+        resize_to(open_rgb(path), size).save(buffer, format="PNG")
+        return f"data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
 
     def _client(self) -> Any:
         import openai
@@ -117,7 +169,7 @@ class OpenAIChatClient:
         import openai
 
         content: list[dict[str, Any]] = [
-            {"type": "image_url", "image_url": {"url": image_data_url(p)}} for p in request.images
+            {"type": "image_url", "image_url": {"url": self.image_url(p)}} for p in request.images
         ]
         content.append({"type": "text", "text": request.prompt})
         retryable = (
@@ -171,22 +223,50 @@ class OpenAIEndToEnd:
     """End-to-end grounding through an endpoint (answer parsed with :func:`parse_box`)."""
 
     def __init__(self, settings: ModelSettings):
-        self.client = OpenAIChatClient("openai-e2e", settings, {"frame": Frame.QWEN1000.value})
+        from cot_ground.models.qwen_vl import FAMILY_FRAMES
+
+        self.client = OpenAIChatClient("openai-e2e", settings, {"frame": None})
         self.name = self.client.name
-        self.frame = Frame(self.client.options["frame"])
-        if self.frame is Frame.PIXELS:
+        family = self.client.family
+        default = FAMILY_FRAMES[family] if family else Frame.QWEN1000
+        self.frame = Frame(self.client.options["frame"] or default)
+        if self.frame is Frame.PIXELS and family is None:
             raise ValueError(
-                "adapter 'openai-e2e': the pixels frame needs the server's resized input size, "
-                "which is unknown; use unit, qwen1000 or qwen3_1000"
+                "adapter 'openai-e2e': the pixels frame needs the resized input size; set "
+                "options.family (and min_pixels/max_pixels) so images are resized on the client"
             )
         self.settings = {**self.client.settings, "frame": self.frame.value}
 
     def predict(self, requests: list[ChatRequest]) -> list[EndToEndResult]:
         """One :class:`EndToEndResult` per request."""
+        texts = self.client.complete(requests)
+        if self.frame is not Frame.PIXELS:
+            return [EndToEndResult.from_text(text, self.frame, self.settings) for text in texts]
         return [
-            EndToEndResult.from_text(text, self.frame, self.settings)
-            for text in self.client.complete(requests)
+            self.pixel_result(text, self.client.input_sizes(r.images))
+            for text, r in zip(texts, requests, strict=True)
         ]
+
+    def pixel_result(self, text: str, input_sizes: list[Size]) -> EndToEndResult:
+        """The result for a pixel-frame answer; ``input_sizes``: the (w, h) each image was sent
+        at. When the answer names no image and the sizes differ, no box is placed
+        (``malformed``)."""
+        probe = parse_box(text, Frame.QWEN1000)  # image index and status need no frame
+        size = answer_size(probe.image_index, input_sizes)
+        if probe.box is None or size is None:
+            status = probe.status if probe.box is None else ParseStatus.MALFORMED
+            return EndToEndResult(
+                raw_text=text, image_index=probe.image_index, status=status,
+                settings=dict(self.settings),
+            )  # fmt: skip
+        parsed = parse_box(text, Frame.PIXELS, size)
+        return EndToEndResult(
+            raw_text=text,
+            image_index=probe.image_index,
+            box=parsed.box.clipped() if parsed.box is not None else None,
+            status=parsed.status,
+            settings=dict(self.settings),
+        )
 
 
 def build_reasoner(settings: ModelSettings) -> OpenAIReasoner:
