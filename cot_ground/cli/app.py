@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import NoReturn
 
 import typer
@@ -13,6 +15,17 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
+
+
+# rich lays out output that is not a terminal (a pipe, a log file) at 80 columns, which cuts
+# pipeline names in tables; such output gets this width unless COLUMNS says otherwise
+PIPED_WIDTH = 200
+
+
+def widen_piped_output() -> None:
+    """Give rich consoles :data:`PIPED_WIDTH` columns when stdout is not a terminal."""
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        os.environ["COLUMNS"] = str(PIPED_WIDTH)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -36,5 +49,6 @@ def _register_commands() -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    widen_piped_output()
     _register_commands()
     app()

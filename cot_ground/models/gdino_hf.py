@@ -24,7 +24,7 @@ from cot_ground.models.hf_loading import (
     resolve_dtype,
     shared,
 )
-from cot_ground.models.options import resolve_options
+from cot_ground.models.options import PROCESSOR_OPTIONS, resolve_options
 from cot_ground.models.settings import ModelSettings
 
 NAME = "gdino-hf"
@@ -38,18 +38,21 @@ class GroundingDinoHF:
 
         self.name = NAME
         self.options = resolve_options(
-            NAME, settings.options, {**DETECTOR_OPTIONS, "batch_size": 4}
+            NAME, settings.options, {**DETECTOR_OPTIONS, **PROCESSOR_OPTIONS, "batch_size": 4}
         )
+        fast = bool(self.options["fast_image_processor"])
         path = model_path(settings, NAME)
         check_model_folder(path)
 
         def _processor() -> Any:
             try:
-                return AutoProcessor.from_pretrained(str(path), local_files_only=True)
+                return AutoProcessor.from_pretrained(
+                    str(path), local_files_only=True, use_fast=fast
+                )
             except (OSError, ValueError) as exc:
                 raise ModelLoadError(f"cannot load the processor from {path}: {exc}") from exc
 
-        self.processor = shared(("gdino-hf-processor", str(path)), _processor)
+        self.processor = shared(("gdino-hf-processor", str(path), fast), _processor)
         self.model = load_weights(AutoModelForZeroShotObjectDetection, path, settings)
         tokenizer = self.processor.tokenizer
         self.special_ids = set(tokenizer.all_special_ids) | {tokenizer.convert_tokens_to_ids(".")}

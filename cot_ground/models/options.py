@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+# The image processor is chosen explicitly: the slow one each checkpoint was saved with (and the
+# public evaluation ran) unless option ``fast_image_processor`` asks for the torchvision one,
+# whose resizing gives slightly different pixels. Recorded in the adapter's settings.
+PROCESSOR_OPTIONS: dict[str, Any] = {"fast_image_processor": False}
+
 
 def resolve_options(
     adapter: str, given: dict[str, Any], defaults: dict[str, Any]

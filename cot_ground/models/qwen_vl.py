@@ -45,7 +45,7 @@ from cot_ground.models.hf_loading import (
     resolve_dtype,
     shared,
 )
-from cot_ground.models.options import resolve_options
+from cot_ground.models.options import PROCESSOR_OPTIONS, resolve_options
 from cot_ground.models.settings import ModelSettings
 from cot_ground.parsing import parse_box
 from cot_ground.paths import prompts_dir
@@ -81,7 +81,10 @@ class QwenVLRunner:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.name = name
-        self.options = resolve_options(name, settings.options, {"batch_size": 4, **default_options})
+        self.options = resolve_options(
+            name, settings.options, {"batch_size": 4, **PROCESSOR_OPTIONS, **default_options}
+        )
+        fast = bool(self.options["fast_image_processor"])
         path = model_path(settings, name)
         check_model_folder(path)
         self.family = read_model_type(path)
@@ -94,13 +97,15 @@ class QwenVLRunner:
 
         def _processor() -> Any:
             try:
-                processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
+                processor = AutoProcessor.from_pretrained(
+                    str(path), local_files_only=True, use_fast=fast
+                )
             except (OSError, ValueError) as exc:
                 raise ModelLoadError(f"cannot load the processor from {path}: {exc}") from exc
             processor.tokenizer.padding_side = "left"
             return processor
 
-        self.processor = shared(("qwen-vl-processor", str(path)), _processor)
+        self.processor = shared(("qwen-vl-processor", str(path), fast), _processor)
         self.model = load_weights(AutoModelForImageTextToText, path, settings)
         image_processor = self.processor.image_processor
         self.patch_size = int(image_processor.patch_size)
@@ -130,6 +135,7 @@ class QwenVLRunner:
             "max_pixels": settings.max_pixels or size.get("longest_edge"),
             "max_new_tokens": settings.max_new_tokens,
             "do_sample": settings.do_sample,
+            "fast_image_processor": fast,
         }
 
     def _stop_ids(self) -> set[int]:
