@@ -17,19 +17,32 @@ The check runs on each event that can make it true (a request parked, an example
 batch done), so there is no timer and no deadlock: a parked request waits only while some other
 example is still running or some batch is in flight, and either one produces a later event.
 
-If a batched call raises, its requests are retried one at a time so that one bad input (say an
-unreadable image) fails only its own example.
+If a batched call runs out of accelerator memory, the cache is freed and the batch is split in
+two halves, each retried the same way down to single requests; only a single request that still
+runs out of memory fails (its example records a ``model_error`` whose message names the
+out-of-memory error). Each split is logged (warning) and counted (:meth:`oom_splits`). If a
+batched call raises anything else, its requests are retried one at a time so that one bad input
+(say an unreadable image) fails only its own example; an adapter that already knows which
+requests failed raises :class:`~cot_ground.models.base.RequestErrors`, and each failure then goes
+to its own example with nothing sent again (a served model is never retried twice).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from cot_ground.models.base import RequestErrors
+from cot_ground.models.oom import free_accelerator_memory, is_out_of_memory
+
+log = logging.getLogger("cot_ground.batching")
+
+Outcome = tuple[Any, BaseException | None]
 
 @dataclass
 class _Call:
@@ -63,6 +76,7 @@ class _Queue:
         self.fn = fn
         self.items: list[_Item] = []
         self.batch_sizes: list[int] = []
+        self.oom_splits: list[int] = []  # size of every batch split after running out of memory
 
 
 class BatchCoordinator:
@@ -115,6 +129,15 @@ class BatchCoordinator:
                 out.setdefault(q.name, []).extend(q.batch_sizes)
         return out
 
+    def oom_splits(self) -> dict[str, list[int]]:
+        """Sizes of the batches split after an out-of-memory error, per queue name."""
+        out: dict[str, list[int]] = {}
+        with self._lock:
+            for q in self._queues:
+                if q.oom_splits:
+                    out.setdefault(q.name, []).extend(q.oom_splits)
+        return out
+
     # ------------------------------------------------------------------ the protocol
     def submit(self, q: _Queue, requests: list[Any]) -> list[Any]:
         """Park ``requests`` in ``q`` and block until their results are in (same order)."""
@@ -162,27 +185,40 @@ class BatchCoordinator:
             with self._lock:
                 job = self._due_batch()
 
-    def _run(self, q: _Queue, items: list[_Item]) -> None:
-        outcomes: list[tuple[Any, BaseException | None]]
+    def _call(self, q: _Queue, requests: list[Any], sizes: list[int]) -> list[Outcome]:
+        """``q.fn(requests)`` as one outcome per request; a failed batch is split in halves
+        after an out-of-memory error, else retried one request at a time. Appends the size of
+        every call made to ``sizes``."""
+        sizes.append(len(requests))
         try:
-            results = q.fn([it.request for it in items])
-            if len(results) != len(items):
+            results = q.fn(requests)
+            if len(results) != len(requests):
                 raise RuntimeError(
-                    f"{q.name} returned {len(results)} results for {len(items)} requests"
+                    f"{q.name} returned {len(results)} results for {len(requests)} requests"
                 )
-            outcomes = [(r, None) for r in results]
-            sizes = [len(items)]
+            return [(r, None) for r in results]
+        except RequestErrors as exc:  # the adapter says which requests failed: nothing re-sent
+            return list(zip(exc.results, exc.errors, strict=True))
         except BaseException as exc:
-            if len(items) == 1 or not isinstance(exc, Exception):
-                outcomes, sizes = [(None, exc)] * len(items), [len(items)]
-            else:
-                outcomes, sizes = [], [len(items)]
-                for it in items:
-                    try:
-                        outcomes.append((q.fn([it.request])[0], None))
-                    except BaseException as single_exc:
-                        outcomes.append((None, single_exc))
-                    sizes.append(1)
+            if len(requests) == 1 or not isinstance(exc, Exception):
+                return [(None, exc)] * len(requests)
+            out_of_memory = is_out_of_memory(exc)
+        # retried outside the except block: its traceback holds the failed call's tensors
+        if out_of_memory:
+            free_accelerator_memory()
+            half = (len(requests) + 1) // 2
+            log.warning(
+                "%s: out of memory on a batch of %d requests; retrying as %d + %d",
+                q.name, len(requests), half, len(requests) - half,
+            )  # fmt: skip
+            with self._lock:
+                q.oom_splits.append(len(requests))
+            return self._call(q, requests[:half], sizes) + self._call(q, requests[half:], sizes)
+        return [outcome for r in requests for outcome in self._call(q, [r], sizes)]
+
+    def _run(self, q: _Queue, items: list[_Item]) -> None:
+        sizes: list[int] = []
+        outcomes = self._call(q, [it.request for it in items], sizes)
         with self._lock:
             q.batch_sizes.extend(sizes)
             self._in_flight -= 1
