@@ -12,9 +12,10 @@ import os
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cot_ground.boxes import Box
+from cot_ground.redaction import redact
 
 
 class ParseStatus(str, Enum):
@@ -72,8 +73,13 @@ class ErrorInfo(BaseModel):
     """A failure recorded on one example; the run goes on."""
 
     category: ErrorCategory
-    message: str
+    message: str = Field(description="what went wrong, secrets redacted (cot_ground.redaction)")
     node: str | None = None
+
+    @field_validator("message")
+    @classmethod
+    def _redacted(cls, message: str) -> str:
+        return redact(message)
 
 
 class TraceStep(BaseModel):

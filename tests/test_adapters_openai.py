@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
 import socket
@@ -10,13 +11,12 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
 
-from cot_ground.images import ImageLoadError
+from cot_ground.images import ImageLoadError, open_rgb
 from cot_ground.models.base import ChatRequest, EndToEndGrounder, Reasoner
 from cot_ground.models.openai_chat import EndpointError
 from cot_ground.models.registry import build
@@ -127,10 +127,13 @@ def test_reasoner_sends_images_as_data_urls(server, images, monkeypatch):
     assert body["model"] == "served-vlm" and body["max_tokens"] == 32 and body["temperature"] == 0
     content = body["messages"][0]["content"]
     assert [c["type"] for c in content] == ["image_url", "image_url", "text"]
-    for part, path, mime in zip(content, images, ["image/png", "image/jpeg"], strict=False):
+    for part, path in zip(content, images, strict=False):
+        # the decoded picture, losslessly: the pixels a local model sees, not the file's bytes
         header, data = part["image_url"]["url"].split(",", 1)
-        assert header == f"data:{mime};base64"
-        assert base64.b64decode(data) == Path(path).read_bytes()
+        assert header == "data:image/png;base64"
+        with Image.open(io.BytesIO(base64.b64decode(data))) as sent:
+            assert sent.format == "PNG" and sent.mode == "RGB"
+            assert sent.tobytes() == open_rgb(path).tobytes()
     # the key is read from the environment and never recorded
     assert "secret-key" not in json.dumps(reasoner.settings)
     assert "secret-key" not in json.dumps([r.model_dump() for r in results])

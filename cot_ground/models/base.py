@@ -141,3 +141,30 @@ class EndToEndGrounder(Protocol):
 
 class ModelLoadError(RuntimeError):
     """A model folder is missing or incomplete; the message names the path and what is missing."""
+
+
+class RequestErrors(RuntimeError):
+    """Some requests of one batched call failed; the others have results.
+
+    ``results[i]`` is the result of request ``i`` (None when it failed) and ``errors[i]`` its
+    exception (None when it succeeded). Adapters that already know which request failed (the
+    OpenAI-compatible client, after its own retries) raise it so that the caller records each
+    failure on its own example and sends nothing again.
+    """
+
+    def __init__(self, results: list[Any], errors: list[BaseException | None]) -> None:
+        self.results = list(results)
+        self.errors = list(errors)
+        failed = [e for e in self.errors if e is not None]
+        first = f"; first: {type(failed[0]).__name__}: {failed[0]}" if failed else ""
+        super().__init__(f"{len(failed)} of {len(self.errors)} requests failed{first}")
+
+
+def results_or_raise(results: list[Any], errors: list[BaseException | None]) -> list[Any]:
+    """``results`` when no request failed; else the error itself for a single request, or
+    :class:`RequestErrors` for a batch."""
+    if all(e is None for e in errors):
+        return results
+    if len(errors) == 1:
+        raise errors[0]  # type: ignore[misc]
+    raise RequestErrors(results, errors)

@@ -1,13 +1,16 @@
 """Models behind an OpenAI-compatible chat endpoint (vLLM, SGLang, hosted APIs).
 
 Every request is one user message: each image as a base64 ``data:`` URL (in order), then the
-prompt. Options:
+prompt. An image is sent as the lossless PNG of the picture :func:`cot_ground.images.open_rgb`
+decodes (EXIF orientation applied, transparency on white), never as the file's own bytes, so a
+served model sees the pixels a local one sees. Options:
 
 * ``base_url`` (required), e.g. ``http://127.0.0.1:8000/v1``; ``model`` (required): served name.
 * ``api_key_env``: name of the environment variable holding the key, read at call time and never
   stored (default: none, sends the placeholder key ``EMPTY`` that local servers accept).
-* ``timeout_s`` (60), ``max_retries`` (3), ``retry_backoff_s`` (1.0; doubles per retry),
-  ``concurrency`` (4 requests in flight).
+* ``timeout_s`` (60): a deadline per request for the whole answer (a server that sends one byte
+  a second is cut off at it); ``max_retries`` (3), ``retry_backoff_s`` (1.0; doubles per
+  retry), ``concurrency`` (4 requests in flight).
 * ``family`` (default none): ``qwen2_vl``, ``qwen2_5_vl`` or ``qwen3_vl``. When set, every image
   is resized here to the size the model's own processor would give it for the settings'
   ``min_pixels``/``max_pixels`` (both required; :mod:`cot_ground.models.resize`) and sent as
@@ -19,23 +22,27 @@ prompt. Options:
   converted with the resized size of the image the answer names.
 
 Decoding is greedy (``temperature`` 0) unless ``do_sample``; ``max_new_tokens`` is sent as
-``max_tokens``. Connection errors, timeouts, 429 and 5xx answers are retried with backoff; then
-:class:`EndpointError` names the endpoint and the last error.
+``max_tokens``. A batch is sent in rounds (:meth:`OpenAIChatClient.complete`): connection
+errors, missed deadlines, 429 and 5xx answers are retried in the next round, after the backoff;
+then :class:`EndpointError` names the endpoint and the last error. A batch in which some
+requests failed raises :class:`~cot_ground.models.base.RequestErrors`, so nothing is sent
+again by the caller. Error messages are redacted (:mod:`cot_ground.redaction`: the value of
+``api_key_env``, ``Bearer`` tokens) and carry no original exception.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import os
-import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from cot_ground.boxes import Frame
-from cot_ground.images import open_rgb
-from cot_ground.models.base import ChatRequest, EndToEndResult, ReasonerResult
+from cot_ground.images import ImageLoadError, open_rgb
+from cot_ground.models.base import ChatRequest, EndToEndResult, ReasonerResult, results_or_raise
 from cot_ground.models.options import resolve_options
 from cot_ground.models.resize import (
     Size,
@@ -47,6 +54,7 @@ from cot_ground.models.resize import (
 from cot_ground.models.settings import ModelSettings
 from cot_ground.parsing import parse_box
 from cot_ground.records import ParseStatus
+from cot_ground.redaction import redact, register_secret_env
 
 _OPTIONS: dict[str, Any] = {
     "base_url": None,
@@ -58,7 +66,6 @@ _OPTIONS: dict[str, Any] = {
     "concurrency": 4,
     "family": None,
 }
-_MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
 
 
 class EndpointError(RuntimeError):
@@ -66,18 +73,12 @@ class EndpointError(RuntimeError):
 
 
 def image_data_url(path: str) -> str:
-    """``data:`` URL of an image file: its own bytes when JPEG/PNG/WebP/GIF, else PNG."""
-    image = open_rgb(path)  # raises ImageLoadError naming the path
-    data = Path(path).read_bytes()
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as probe:
-        mime = _MIME.get(probe.format or "")
-    if mime is None:
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        data, mime = buffer.getvalue(), "image/png"
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+    """``data:`` URL (lossless PNG) of the picture :func:`~cot_ground.images.open_rgb` decodes
+    from ``path``: a served model sees the same pixels as a local one (EXIF orientation applied,
+    transparency on white, 8-bit RGB). Raises :class:`~cot_ground.images.ImageLoadError`."""
+    buffer = io.BytesIO()
+    open_rgb(path).save(buffer, format="PNG")
+    return f"data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
 
 
 class OpenAIChatClient:
@@ -90,6 +91,8 @@ class OpenAIChatClient:
             if not self.options[key]:
                 raise ValueError(f"adapter {name!r} needs options.{key}")
         self.base_url = str(self.options["base_url"]).rstrip("/")
+        if self.options["api_key_env"]:
+            register_secret_env(str(self.options["api_key_env"]))
         self.family: str | None = self.options["family"]
         self.pixel_range: tuple[int, int] | None = None
         if self.family is not None:
@@ -137,69 +140,152 @@ class OpenAIChatClient:
         resize_to(open_rgb(path), size).save(buffer, format="PNG")
         return f"data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
 
-    def _client(self) -> Any:
-        import openai
-
+    def _api_key(self) -> str:
         env = self.options["api_key_env"]
-        key = "EMPTY"
-        if env:
-            key = os.environ.get(env, "")
-            if not key:
-                raise EndpointError(
-                    f"adapter {self.name!r}: environment variable {env} (options.api_key_env) "
-                    "is not set"
-                )
-        return openai.OpenAI(
-            base_url=self.base_url,
-            api_key=key,
-            timeout=float(self.options["timeout_s"]),
-            max_retries=0,
-        )
+        if not env:
+            return "EMPTY"
+        key = os.environ.get(env, "")
+        if not key:
+            raise EndpointError(
+                f"adapter {self.name!r}: environment variable {env} (options.api_key_env) "
+                "is not set"
+            )
+        return key
 
-    def complete(self, requests: list[ChatRequest]) -> list[str]:
-        """The answer text of each request, in order."""
+    def complete(self, requests: list[ChatRequest]) -> list[str | Exception]:
+        """The answer text of each request, in order, or the exception that request ended with
+        (:class:`EndpointError`, redacted; :class:`~cot_ground.images.ImageLoadError`).
+
+        Raises :class:`EndpointError` only for what fails every request (no API key).
+        """
         if not requests:
             return []
-        client = self._client()
-        workers = max(1, min(int(self.options["concurrency"]), len(requests)))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(lambda r: self._complete_one(client, r), requests))
+        key = self._api_key()
+        outcomes: list[str | Exception | None] = [None] * len(requests)
+        contents: dict[int, list[dict[str, Any]]] = {}
+        for i, request in enumerate(requests):
+            try:
+                contents[i] = self._content(request)
+            except ImageLoadError as exc:
+                outcomes[i] = exc
+        sent = _run_coroutine(self._send_all(key, contents))
+        for i, outcome in sent.items():
+            outcomes[i] = outcome
+        return [o if o is not None else EndpointError("no answer") for o in outcomes]
 
-    def _complete_one(self, client: Any, request: ChatRequest) -> str:
-        import openai
-
+    def _content(self, request: ChatRequest) -> list[dict[str, Any]]:
         content: list[dict[str, Any]] = [
             {"type": "image_url", "image_url": {"url": self.image_url(p)}} for p in request.images
         ]
         content.append({"type": "text", "text": request.prompt})
-        retryable = (
-            openai.APIConnectionError,  # includes timeouts
-            openai.RateLimitError,
-            openai.InternalServerError,
-        )
-        attempts = 1 + max(0, int(self.options["max_retries"]))
-        last: Exception | None = None
-        for attempt in range(attempts):
-            if attempt:
-                time.sleep(float(self.options["retry_backoff_s"]) * 2 ** (attempt - 1))
-            try:
-                response = client.chat.completions.create(
-                    model=self.options["model"],
-                    messages=[{"role": "user", "content": content}],
-                    max_tokens=self.max_tokens,
-                    temperature=self.temperature,
+        return content
+
+    async def _send_all(
+        self, key: str, contents: dict[int, list[dict[str, Any]]]
+    ) -> dict[int, str | Exception]:
+        """Send every request in rounds: a round sends all unfinished requests (``concurrency``
+        at a time); retryable failures (connection, deadline, 429, 5xx) go to the next round
+        after the backoff, for at most ``1 + max_retries`` rounds. When the server looks dead in
+        a round (a connection failure or a missed deadline before any answer), the requests of
+        that round not yet sent are not sent: waiting on a dead server does not grow with the
+        batch size."""
+        import openai
+
+        out: dict[int, str | Exception] = {}
+        tries = dict.fromkeys(contents, 0)
+        pending = sorted(contents)
+        rounds = 1 + max(0, int(self.options["max_retries"]))
+        async with openai.AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=key,
+            timeout=float(self.options["timeout_s"]),
+            max_retries=0,
+        ) as client:
+            for number in range(rounds):
+                if number:
+                    await asyncio.sleep(float(self.options["retry_backoff_s"]) * 2 ** (number - 1))
+                state = _Round(asyncio.Semaphore(max(1, int(self.options["concurrency"]))))
+                answers = await asyncio.gather(
+                    *(self._send_one(client, contents[i], state) for i in pending)
                 )
-                return response.choices[0].message.content or ""
-            except retryable as exc:
-                last = exc
+                retry = []
+                for i, (answer, retryable) in zip(pending, answers, strict=True):
+                    if answer is not _SKIPPED:
+                        tries[i] += 1
+                    out[i] = answer if answer is not _SKIPPED else state.down  # type: ignore[assignment]
+                    if retryable:
+                        retry.append(i)
+                pending = retry
+                if not pending:
+                    break
+        for i in pending:
+            out[i] = self._failure(out[i], f"failed after {tries[i]} attempt(s)")  # type: ignore[arg-type]
+        return out
+
+    async def _send_one(
+        self, client: Any, content: list[dict[str, Any]], state: _Round
+    ) -> tuple[Any, bool]:
+        """``(answer text or exception, retryable)``; ``_SKIPPED`` when the round found the
+        server dead before this request was sent."""
+        import openai
+
+        async with state.slots:
+            if state.down is not None:
+                return _SKIPPED, True
+            deadline = float(self.options["timeout_s"])
+            try:
+                response = await asyncio.wait_for(
+                    client.chat.completions.create(
+                        model=self.options["model"],
+                        messages=[{"role": "user", "content": content}],
+                        max_tokens=self.max_tokens,
+                        temperature=self.temperature,
+                    ),
+                    timeout=deadline,
+                )
+            except (TimeoutError, openai.APIConnectionError) as exc:  # includes openai timeouts
+                if isinstance(exc, TimeoutError):
+                    exc = TimeoutError(f"no complete answer within timeout_s={deadline:g} s")
+                if not state.answered:
+                    state.down = exc
+                return exc, True
+            except (openai.RateLimitError, openai.InternalServerError) as exc:
+                return exc, True
             except openai.APIError as exc:
-                raise EndpointError(
-                    f"endpoint {self.base_url} refused the request: {type(exc).__name__}: {exc}"
-                ) from exc
-        raise EndpointError(
-            f"endpoint {self.base_url} failed after {attempts} attempt(s): "
-            f"{type(last).__name__}: {last}"
-        ) from last
+                return self._failure(exc, "refused the request"), False
+            state.answered = True
+            return response.choices[0].message.content or "", False
+
+    def _failure(self, exc: BaseException, what: str) -> EndpointError:
+        """An :class:`EndpointError` naming the endpoint, its message redacted (API key,
+        ``Bearer`` tokens) and without the original exception attached."""
+        if isinstance(exc, EndpointError | ImageLoadError):
+            return exc  # type: ignore[return-value]
+        message = f"endpoint {self.base_url} {what}: {type(exc).__name__}: {exc}"
+        return EndpointError(redact(message))
+
+
+_SKIPPED = object()
+
+
+class _Round:
+    """Shared state of one round of requests: free slots, and whether the server is down."""
+
+    def __init__(self, slots: asyncio.Semaphore) -> None:
+        self.slots = slots
+        self.answered = False
+        self.down: Exception | None = None
+
+
+def _run_coroutine(coroutine: Any) -> Any:
+    """Run ``coroutine`` to the end from synchronous code, also where an event loop is already
+    running in this thread (a notebook): then in a helper thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 class OpenAIReasoner:
@@ -212,11 +298,10 @@ class OpenAIReasoner:
 
     def reason(self, requests: list[ChatRequest]) -> list[ReasonerResult]:
         """One :class:`ReasonerResult` per request."""
-        texts = self.client.complete(requests)
-        return [
-            ReasonerResult.from_text(text, len(request.images), self.settings)
-            for request, text in zip(requests, texts, strict=True)
-        ]
+        return per_request(
+            self.client.complete(requests),
+            lambda i, text: ReasonerResult.from_text(text, len(requests[i].images), self.settings),
+        )
 
 
 class OpenAIEndToEnd:
@@ -239,13 +324,15 @@ class OpenAIEndToEnd:
 
     def predict(self, requests: list[ChatRequest]) -> list[EndToEndResult]:
         """One :class:`EndToEndResult` per request."""
-        texts = self.client.complete(requests)
+        outcomes = self.client.complete(requests)
         if self.frame is not Frame.PIXELS:
-            return [EndToEndResult.from_text(text, self.frame, self.settings) for text in texts]
-        return [
-            self.pixel_result(text, self.client.input_sizes(r.images))
-            for text, r in zip(texts, requests, strict=True)
-        ]
+            return per_request(
+                outcomes, lambda _, text: EndToEndResult.from_text(text, self.frame, self.settings)
+            )
+        return per_request(
+            outcomes,
+            lambda i, text: self.pixel_result(text, self.client.input_sizes(requests[i].images)),
+        )
 
     def pixel_result(self, text: str, input_sizes: list[Size]) -> EndToEndResult:
         """The result for a pixel-frame answer; ``input_sizes``: the (w, h) each image was sent
@@ -267,6 +354,19 @@ class OpenAIEndToEnd:
             status=parsed.status,
             settings=dict(self.settings),
         )
+
+
+def per_request(outcomes: list[str | Exception], build: Callable[[int, str], Any]) -> list[Any]:
+    """``build(i, text)`` for each answered request; a failed request's exception is raised
+    alone for one request, else as :class:`~cot_ground.models.base.RequestErrors` carrying
+    every result and error (so a batch is never sent again because one request failed)."""
+    results: list[Any] = []
+    errors: list[BaseException | None] = []
+    for i, outcome in enumerate(outcomes):
+        failed = isinstance(outcome, Exception)
+        results.append(None if failed else build(i, outcome))  # type: ignore[arg-type]
+        errors.append(outcome if failed else None)  # type: ignore[arg-type]
+    return results_or_raise(results, errors)
 
 
 def build_reasoner(settings: ModelSettings) -> OpenAIReasoner:

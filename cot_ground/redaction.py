@@ -1,0 +1,41 @@
+"""Keeping secrets out of everything cot-ground stores: error messages are redacted first.
+
+A secret is the value of an environment variable named as one (``register_secret_env``; the
+OpenAI-compatible adapters register their ``api_key_env``), or any ``Bearer`` token. Values are
+read from the environment at each call, so a key set after registration is redacted too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+
+REDACTED = "[redacted]"
+_BEARER = re.compile(r"(Bearer\s+)[^\s\"',;]+", re.IGNORECASE)
+_MIN_SECRET_LEN = 4  # shorter values (say "1") would redact ordinary text
+_SECRET_ENVS: set[str] = set()
+_LOCK = threading.Lock()
+
+
+def register_secret_env(name: str) -> None:
+    """Treat the value of environment variable ``name`` as a secret from now on."""
+    with _LOCK:
+        _SECRET_ENVS.add(name)
+
+
+def secret_values() -> list[str]:
+    """The current values of the registered secret variables, longest first."""
+    with _LOCK:
+        names = sorted(_SECRET_ENVS)
+    values = {os.environ.get(n, "") for n in names}
+    return sorted((v for v in values if len(v) >= _MIN_SECRET_LEN), key=len, reverse=True)
+
+
+def redact(text: str, extra: list[str] | tuple[str, ...] = ()) -> str:
+    """``text`` with every registered secret value, every value in ``extra`` and every
+    ``Bearer`` token replaced by ``[redacted]``."""
+    values = {*secret_values(), *(v for v in extra if len(v) >= _MIN_SECRET_LEN)}
+    for value in sorted(values, key=len, reverse=True):
+        text = text.replace(value, REDACTED)
+    return _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
