@@ -13,7 +13,11 @@ Prompts go through the checkpoint's chat template as one user turn: every image 
 the text. Decoding is greedy unless ``do_sample``; batches are left-padded, which gives the same
 greedy tokens as one request at a time. ``min_pixels`` / ``max_pixels`` (per image) and
 ``max_new_tokens`` come from :class:`ModelSettings` and are recorded in ``settings`` and in
-every result. Options: ``batch_size`` (default 4); grounder ``prompt_file`` (a plain-text
+every result. Options: ``batch_size`` (default 4) and ``max_batch_visual_tokens`` (default
+none): the most requests and visual tokens (images × their resized token count) one forward pass
+holds, requests bucketed by image count and length (:mod:`cot_ground.models.batch_plan`);
+``static_cache`` (default false; recorded when on): a static KV cache, which transformers
+compiles the decoding step for on CUDA; grounder ``prompt_file`` (a plain-text
 template with a ``{phrase}`` slot; default ``prompts/ground/<family>.txt``), used for every
 request that carries no ``prompt`` of its own (a CoT variant with a ``step2`` field sends one).
 """
@@ -34,6 +38,7 @@ from cot_ground.models.base import (
     ModelLoadError,
     ReasonerResult,
 )
+from cot_ground.models.batch_plan import plan_batches
 from cot_ground.models.hf_loading import (
     check_model_folder,
     input_device,
@@ -46,6 +51,7 @@ from cot_ground.models.hf_loading import (
     shared,
 )
 from cot_ground.models.options import PROCESSOR_OPTIONS, resolve_options
+from cot_ground.models.resize import model_input_size, visual_tokens
 from cot_ground.models.settings import ModelSettings
 from cot_ground.parsing import parse_box
 from cot_ground.paths import prompts_dir
@@ -58,6 +64,13 @@ FAMILY_FRAMES: dict[str, Frame] = {
 }
 
 Size = tuple[int, int]
+
+# Forward passes per call (see ``generate``) and the optional static-KV-cache decoding path.
+BATCH_OPTIONS: dict[str, Any] = {
+    "batch_size": 4,
+    "max_batch_visual_tokens": None,
+    "static_cache": False,
+}
 
 
 @dataclass(frozen=True)
@@ -82,7 +95,7 @@ class QwenVLRunner:
 
         self.name = name
         self.options = resolve_options(
-            name, settings.options, {"batch_size": 4, **PROCESSOR_OPTIONS, **default_options}
+            name, settings.options, {**BATCH_OPTIONS, **PROCESSOR_OPTIONS, **default_options}
         )
         fast = bool(self.options["fast_image_processor"])
         path = model_path(settings, name)
@@ -109,6 +122,7 @@ class QwenVLRunner:
         self.model = load_weights(AutoModelForImageTextToText, path, settings)
         image_processor = self.processor.image_processor
         self.patch_size = int(image_processor.patch_size)
+        self.merge_size = int(image_processor.merge_size)
         self.pixel_kwargs = {
             k: v
             for k, v in (("min_pixels", settings.min_pixels), ("max_pixels", settings.max_pixels))
@@ -122,6 +136,8 @@ class QwenVLRunner:
         }
         if not settings.do_sample:  # silence sampling settings a checkpoint may carry
             self.generate_kwargs.update(temperature=None, top_p=None, top_k=None)
+        if self.options["static_cache"]:  # on CUDA, transformers then compiles decoding
+            self.generate_kwargs["cache_implementation"] = "static"
         self.stop_ids = self._stop_ids()
         self.settings: dict[str, Any] = {
             "adapter": name,
@@ -137,6 +153,8 @@ class QwenVLRunner:
             "do_sample": settings.do_sample,
             "fast_image_processor": fast,
         }
+        if self.options["static_cache"]:
+            self.settings["static_cache"] = True
 
     def _stop_ids(self) -> set[int]:
         eos = self.model.generation_config.eos_token_id
@@ -181,13 +199,34 @@ class QwenVLRunner:
             start += n
         return sizes
 
+    def visual_tokens(self, paths: Sequence[str]) -> int:
+        """Language-model tokens the images of one request take (from their sizes alone)."""
+        factor = self.patch_size * self.merge_size
+        pixels = (int(self.settings["min_pixels"]), int(self.settings["max_pixels"]))
+        return sum(
+            visual_tokens(model_input_size(image.size, factor, *pixels), factor)
+            for image in open_images(paths)
+        )
+
     def generate(self, requests: Sequence[tuple[Sequence[str], str]]) -> list[Generation]:
-        """Greedy (or sampled) answers for ``(image paths, prompt)`` pairs, in order."""
-        out: list[Generation] = []
-        size = max(1, int(self.options["batch_size"]))
-        for start in range(0, len(requests), size):
-            out += self._generate_batch(requests[start : start + size])
-        return out
+        """Greedy (or sampled) answers for ``(image paths, prompt)`` pairs, in order.
+
+        Forward passes follow :func:`~cot_ground.models.batch_plan.plan_batches`: bucketed by
+        image count, visual tokens and prompt length, at most ``batch_size`` requests and at
+        most ``max_batch_visual_tokens`` visual tokens each (when set)."""
+        tokens = [self.visual_tokens(paths) for paths, _ in requests]
+        keys = [(len(p), t, len(text)) for (p, text), t in zip(requests, tokens, strict=True)]
+        plan = plan_batches(
+            keys,
+            tokens,
+            max(1, int(self.options["batch_size"])),
+            self.options["max_batch_visual_tokens"],
+        )
+        out: dict[int, Generation] = {}
+        for members in plan:
+            results = self._generate_batch([requests[i] for i in members])
+            out.update(zip(members, results, strict=True))
+        return [out[i] for i in range(len(requests))]
 
     def _generate_batch(self, requests: Sequence[tuple[Sequence[str], str]]) -> list[Generation]:
         import torch
