@@ -89,13 +89,18 @@ class Benchmark:
 
 
 def read_json(path: str | Path, error: type[Exception], what: str) -> Any:
-    """The parsed JSON of ``path``; ``error`` (naming the file as ``what``) when it is missing
-    or not valid JSON."""
+    """The parsed JSON of ``path``; ``error`` (naming the file as ``what``) when it is missing,
+    not UTF-8 (the message gives the byte offset) or not valid JSON."""
     path = Path(path)
     if not path.is_file():
         raise error(f"{what} not found: {path}")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        bad = exc.object[exc.start : exc.end].hex(" ")
+        raise error(
+            f"{path}: not UTF-8 text: byte(s) 0x{bad} at byte offset {exc.start} ({exc.reason})"
+        ) from None
     except json.JSONDecodeError as exc:
         raise error(f"{path}: not valid JSON ({exc})") from exc
 
@@ -141,12 +146,15 @@ def load_benchmark(
     limit: int | None = None,
     answer_frame: Frame | str | None = None,
     require_images: bool = False,
+    allow_outside_root: bool = False,
 ) -> Benchmark:
     """Load a MIG-Bench annotation file.
 
     ``root``: folder the image paths are relative to (default: the annotation file's folder).
     ``tasks``: keep only these tasks. ``limit``: keep the first ``limit`` items after the task
     filter. ``require_images``: fail on the first image that does not exist.
+    ``allow_outside_root``: accept image paths that leave ``root`` (``../``, absolute paths);
+    refused by default (:func:`resolve_image`). Raises :class:`BenchmarkError` naming the item.
     """
     path = Path(path)
     items, sha, frame, root_dir = open_annotations(path, root, answer_frame)
@@ -162,7 +170,9 @@ def load_benchmark(
             continue
         if limit is not None and len(examples) >= limit:
             break
-        example = item_to_example(item, where, frame, root_dir, require_images)
+        example = item_to_example(
+            item, where, frame, root_dir, require_images, allow_outside_root
+        )
         seen[example.id] += 1
         if seen[example.id] > 1:  # the published files repeat a few items verbatim
             example = example.model_copy(update={"id": f"{example.id}-{seen[example.id]}"})
@@ -171,7 +181,12 @@ def load_benchmark(
 
 
 def item_to_example(
-    item: Any, where: str, frame: Frame, root: Path, require_images: bool = False
+    item: Any,
+    where: str,
+    frame: Frame,
+    root: Path,
+    require_images: bool = False,
+    allow_outside_root: bool = False,
 ) -> Example:
     """One annotation record as an :class:`Example` (``where`` names it in errors)."""
     if not isinstance(item, dict):
@@ -197,7 +212,10 @@ def item_to_example(
         index, rule = target_image(task, question, additional, len(images))
     except TargetRuleError as exc:
         raise BenchmarkError(f"{where}: {exc}") from exc
-    resolved = [resolve_image(root, p) for p in images]
+    try:
+        resolved = [resolve_image(root, p, allow_outside_root) for p in images]
+    except ValueError as exc:
+        raise BenchmarkError(f"{where}: {exc}") from None
     if require_images:
         for p in resolved:
             if not os.path.isfile(p):
@@ -214,6 +232,18 @@ def item_to_example(
     )
 
 
-def resolve_image(root: Path | str, image: str) -> str:
-    """An annotation image path (``./MIG-Bench/...`` or ``MIG-Bench/...``) under ``root``."""
-    return os.path.normpath(os.path.join(root, image))
+def resolve_image(root: Path | str, image: str, allow_outside_root: bool = False) -> str:
+    """An annotation image path (``./MIG-Bench/...`` or ``MIG-Bench/...``) under ``root``.
+
+    The path is checked as written (``..`` resolved, symbolic links not followed, so a linked
+    image folder inside ``root`` is fine): one that leaves ``root`` (``../x.jpg``, an absolute
+    path elsewhere) raises ``ValueError`` unless ``allow_outside_root``.
+    """
+    base = os.path.normpath(os.path.abspath(root))
+    resolved = os.path.normpath(os.path.join(base, image))
+    if not allow_outside_root and os.path.commonpath([base, resolved]) != base:
+        raise ValueError(
+            f"image path {image!r} leaves the benchmark root {base} (allow it explicitly with "
+            "allow_outside_root / --allow-outside-root)"
+        )
+    return resolved

@@ -21,6 +21,7 @@ def validate_benchmark(
     root: str | Path | None = None,
     answer_frame: str | None = None,
     check_images: bool = False,
+    allow_outside_root: bool = False,
 ) -> dict[str, Any]:
     """Report on one annotation file.
 
@@ -28,7 +29,9 @@ def validate_benchmark(
     task), ``target_rules`` (task → rule → count), ``inverted`` and ``outside_unit`` (items
     whose ground-truth box has x2 < x1 or y2 < y1, or a coordinate outside [0, 1]),
     ``duplicates`` (items repeating an earlier one verbatim), ``missing_images`` (with
-    ``check_images``) and ``errors`` (items the loader rejects, with the reason).
+    ``check_images``) and ``errors`` (items the loader rejects, with the reason: among them
+    image paths that leave ``root`` unless ``allow_outside_root``). A file that is not UTF-8 or
+    not JSON raises :class:`BenchmarkError` naming it (and the byte offset).
     """
     path = Path(path)
     items, sha, frame, root_dir = open_annotations(path, root, answer_frame)
@@ -44,7 +47,9 @@ def validate_benchmark(
     for number, item in enumerate(items):
         where = f"{path} item {number}"
         try:
-            example = item_to_example(item, where, frame, root_dir)
+            example = item_to_example(
+                item, where, frame, root_dir, allow_outside_root=allow_outside_root
+            )
         except BenchmarkError as exc:
             errors.append({"item": number, "error": str(exc)})
             continue

@@ -87,6 +87,12 @@ def validate_bench(
     check_images: Annotated[
         bool, typer.Option("--check-images", help="check that every image file exists")
     ] = False,
+    allow_outside_root: Annotated[
+        bool,
+        typer.Option(
+            "--allow-outside-root", help="accept image paths that leave the root (../, absolute)"
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of text")] = False,
 ) -> None:
     """Report on an annotation file: items per task, bad boxes, target rules. Fixes nothing.
@@ -95,7 +101,11 @@ def validate_bench(
     """
     try:
         report = validate_benchmark(
-            file, root=root, answer_frame=answer_frame, check_images=check_images
+            file,
+            root=root,
+            answer_frame=answer_frame,
+            check_images=check_images,
+            allow_outside_root=allow_outside_root,
         )
     except (BenchmarkError, ValueError) as exc:
         fail(str(exc))

@@ -44,6 +44,10 @@ class BenchmarkConfig(_Strict):
     answer_frame: str | None = Field(
         default=None, description="frame of the file's boxes (loader default when omitted)"
     )
+    allow_outside_root: bool = Field(
+        default=False,
+        description="accept image paths that leave root (../, absolute paths); refused otherwise",
+    )
 
 
 class ModelConfig(ModelSettings):

@@ -271,6 +271,7 @@ def load_examples(
             tasks=bench_cfg.tasks,
             limit=bench_cfg.limit,
             answer_frame=bench_cfg.answer_frame,
+            allow_outside_root=bench_cfg.allow_outside_root,
         )
     except (BenchmarkError, OSError) as exc:
         raise SetupError(f"benchmark: {exc}") from exc

@@ -1,0 +1,72 @@
+"""Hostile annotation files: image paths that leave the benchmark root, bytes that are not
+UTF-8. Each is refused with a message naming the file and the item (or byte offset)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from cot_ground.bench import BenchmarkError, load_benchmark
+from cot_ground.bench.validate import validate_benchmark
+from cot_ground.cli import bench_cmds
+
+QUESTION = "Compare these two images carefully and give me the coordinates of their difference. "
+
+
+def _item(images: list[str]) -> dict:
+    return {"task": "diff", "images": images, "question": QUESTION, "answer": [0.1, 0.2, 0.3, 0.4]}
+
+
+def _bench(folder: Path, images: list[str]) -> Path:
+    root = folder / "root"
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "bench.json"
+    path.write_text(json.dumps([_item(["MIG-Bench/a.jpg", "MIG-Bench/b.jpg"]), _item(images)]))
+    return path
+
+
+OUTSIDE = {
+    "parent": ["MIG-Bench/a.jpg", "../outside/x.jpg"],
+    "parent-inside-path": ["MIG-Bench/../../outside/x.jpg", "MIG-Bench/b.jpg"],
+    "absolute": ["/etc/hostname", "MIG-Bench/b.jpg"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(OUTSIDE))
+def test_image_paths_leaving_the_root_are_refused(tmp_path, case):
+    path = _bench(tmp_path, OUTSIDE[case])
+    with pytest.raises(BenchmarkError, match=r"bench\.json item 1: image path .* leaves"):
+        load_benchmark(path, answer_frame="unit")
+    bench = load_benchmark(path, answer_frame="unit", allow_outside_root=True)
+    root = (tmp_path / "root").resolve()
+    assert any(not p.startswith(str(root) + "/") for p in bench.examples[1].images)
+    report = validate_benchmark(path, answer_frame="unit")
+    assert [e["item"] for e in report["errors"]] == [1]
+    assert "leaves the benchmark root" in report["errors"][0]["error"]
+    assert validate_benchmark(path, answer_frame="unit", allow_outside_root=True)["errors"] == []
+
+
+def test_paths_inside_the_root_are_accepted(tmp_path):
+    path = _bench(tmp_path, ["./MIG-Bench/x/../a.jpg", "MIG-Bench/b.jpg"])
+    bench = load_benchmark(path, answer_frame="unit")
+    assert bench.examples[1].images[0] == str((tmp_path / "root/MIG-Bench/a.jpg").resolve())
+
+
+def test_non_utf8_annotation_file_names_file_and_byte_offset(tmp_path):
+    path = tmp_path / "latin1.json"
+    text = json.dumps([_item(["a.jpg", "b.jpg"])]).replace("carefully", "caf\u00e9")
+    path.write_bytes(text.encode("latin-1"))
+    offset = text.encode("latin-1").index(b"\xe9")
+    message = rf"latin1\.json: not UTF-8 text: byte\(s\) 0xe9 at byte offset {offset}"
+    with pytest.raises(BenchmarkError, match=message):
+        load_benchmark(path, answer_frame="unit")
+    app = typer.Typer()
+    bench_cmds.register(app)
+    result = CliRunner().invoke(app, ["validate-bench", str(path), "--answer-frame", "unit"])
+    assert result.exit_code == 2
+    assert str(path) in result.output and f"byte offset {offset}" in result.output
+    assert "Traceback" not in result.output
