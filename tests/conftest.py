@@ -57,3 +57,11 @@ def tiny_gdino_py_files(tiny_models_root: Path):  # -> cot_ground.testing.GdinoP
     from cot_ground.testing import build_tiny_gdino_py
 
     return build_tiny_gdino_py(tiny_models_root / "gdino-py")
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_paths(tiny_models_root: Path) -> dict[str, Path]:
+    """Tiny InternVL / LLaVA-OneVision / Idefics3 chat checkpoints by model_type."""
+    from cot_ground.testing.tiny_chat_models import CHAT_FAMILIES, build_tiny_chat_model
+
+    return {f: build_tiny_chat_model(tiny_models_root / f, f) for f in CHAT_FAMILIES}

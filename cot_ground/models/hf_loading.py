@@ -1,8 +1,16 @@
-"""Loading transformers checkpoints from local folders: checks, device/dtype, a shared cache.
+"""Loading transformers checkpoints: where the weights are, checks, device/dtype, a shared cache.
 
-* Weights load from a local folder only (``local_files_only=True``); ``settings.path`` may be
-  ``${ENV_VAR}``. A missing or incomplete folder raises one :class:`ModelLoadError` that names
-  the folder and every missing file.
+* ``settings.path`` (``${ENV_VAR}`` and ``~`` expanded) is a local folder or a Hugging Face Hub
+  model id ``org/name`` with an optional ``@revision`` (branch, tag or commit). An existing
+  folder always wins; anything else of the form ``org/name[@rev]`` is a Hub id, resolved with
+  ``huggingface_hub.snapshot_download`` in the standard cache (``HF_HUB_CACHE``, else
+  ``HF_HOME/hub``, else the library default, read when the id is resolved): downloaded when
+  online, read from the cache only when ``HF_HUB_OFFLINE`` is set (then an id that is not cached
+  raises :class:`ModelLoadError` naming the id and the cache folder). Weights are then always
+  loaded from the resolved local folder (``local_files_only=True``). :func:`resolve_model_source`
+  gives the id, the resolved commit hash and the snapshot folder that a run records.
+* A missing or incomplete folder raises one :class:`ModelLoadError` that names the folder and
+  every missing file; :func:`check_model_source` returns the same problems as a list (pre-flight).
 * ``device="auto"`` picks CUDA when available, else CPU; ``dtype="auto"`` picks bfloat16 on CUDA
   and float32 on CPU. ``device_map`` (e.g. ``"auto"``) is passed to ``from_pretrained`` as is.
 * Models are loaded once per process: :func:`shared` keeps them by a key made of the loader, the
@@ -15,9 +23,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,22 +48,162 @@ _TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "vocab.txt", "tokenizer.mode
 _PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 
 
-def model_path(settings: ModelSettings, adapter: str) -> Path:
-    """``settings.path`` with ``$VARS`` and ``~`` expanded; an error when it is not set."""
-    if not settings.path:
-        raise ModelLoadError(f"adapter {adapter!r} needs settings.path (a local model folder)")
-    expanded = os.path.expanduser(os.path.expandvars(settings.path))
+# org/name[@revision]: Hub naming rules (letters, digits, '-', '_', '.'; no leading '.' or '-').
+_HUB_ID = re.compile(
+    r"^(?P<repo>[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*)(?:@(?P<rev>[\w./-]+))?$"
+)
+# files a model snapshot never needs (other frameworks' weights); everything else is fetched
+_HUB_IGNORE = ["*.onnx", "onnx/*", "*.msgpack", "*.h5", "*.ot", "*.gguf", "*.tflite", "*.mlmodel"]
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where an adapter's weights come from.
+
+    ``path`` is the local folder loaded (for a Hub id: the snapshot folder in the cache);
+    ``hub_id``, ``revision`` (as requested; None = ``main``) and ``commit`` (the resolved commit
+    hash) are None for a local folder.
+    """
+
+    spec: str
+    path: Path
+    hub_id: str | None = None
+    revision: str | None = None
+    commit: str | None = None
+
+    def record(self) -> dict[str, str | None]:
+        """JSON-ready fields for ``run.json``: ``path``, ``hub_id``, ``revision``, ``commit``."""
+        return {
+            "path": str(self.path),
+            "hub_id": self.hub_id,
+            "revision": self.revision,
+            "commit": self.commit,
+        }
+
+
+def expand_path(spec: str, adapter: str | None = None) -> str:
+    """``spec`` with ``$VARS`` and ``~`` expanded; :class:`ModelLoadError` for an unset variable."""
+    expanded = os.path.expanduser(os.path.expandvars(spec))
     if "$" in expanded:
-        raise ModelLoadError(
-            f"adapter {adapter!r}: model path {settings.path!r} names an unset environment variable"
+        who = f"adapter {adapter!r}: " if adapter else ""
+        raise ModelLoadError(f"{who}model path {spec!r} names an unset environment variable")
+    return expanded
+
+
+def parse_hub_id(spec: str) -> tuple[str, str | None] | None:
+    """``(repo_id, revision)`` when ``spec`` reads as ``org/name[@revision]``, else None."""
+    match = _HUB_ID.match(spec)
+    if match is None or ".." in spec:
+        return None
+    return match.group("repo"), match.group("rev")
+
+
+def hub_offline() -> bool:
+    """True when ``HF_HUB_OFFLINE`` is set to a true value (read at call time)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def hub_cache_dir() -> str | None:
+    """The Hub cache folder named by the environment now (``HF_HUB_CACHE``, else
+    ``HF_HOME/hub``); None lets ``huggingface_hub`` use its default."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.path.expanduser(os.environ["HF_HUB_CACHE"])
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.path.expanduser(os.environ["HF_HOME"]), "hub")
+    return None
+
+
+def resolve_model_source(spec: str, adapter: str | None = None) -> ModelSource:
+    """The local folder behind ``spec`` (a folder, or a Hub id resolved as the module says).
+
+    Raises :class:`ModelLoadError` naming the id when it is neither a folder nor resolvable
+    (not cached while offline, unknown repository or revision, network failure).
+    """
+    expanded = expand_path(spec, adapter)
+    local = Path(expanded)
+    hub = parse_hub_id(expanded)
+    if local.exists() or hub is None:
+        return ModelSource(spec=spec, path=local.resolve())
+    repo_id, revision = hub
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError
+
+    offline = hub_offline()
+    cache = hub_cache_dir()
+    try:
+        folder = snapshot_download(
+            repo_id,
+            revision=revision,
+            cache_dir=cache,
+            local_files_only=offline,
+            ignore_patterns=_HUB_IGNORE,
         )
-    return Path(expanded).resolve()
+    except (OSError, ValueError, HFValidationError) as exc:  # hub errors derive from these
+        where = cache or "the default Hugging Face cache"
+        if offline:
+            reason = f"not in the Hub cache ({where}) and HF_HUB_OFFLINE is set"
+        else:
+            reason = f"could not be downloaded: {type(exc).__name__}: {exc}"
+        rev = f" at revision {revision!r}" if revision else ""
+        raise ModelLoadError(
+            f"model {spec!r}: no local folder of that name, and Hub model {repo_id!r}{rev} {reason}"
+        ) from exc
+    path = Path(folder).resolve()
+    return ModelSource(spec=spec, path=path, hub_id=repo_id, revision=revision, commit=path.name)
+
+
+def model_path(settings: ModelSettings, adapter: str) -> Path:
+    """The local folder of ``settings.path`` (see :func:`resolve_model_source`)."""
+    if not settings.path:
+        raise ModelLoadError(
+            f"adapter {adapter!r} needs settings.path (a local model folder or a Hub id)"
+        )
+    return resolve_model_source(settings.path, adapter).path
+
+
+def check_model_source(path: str, *, processor: bool = True) -> list[str]:
+    """Problems with model ``path`` (folder or Hub id) found without loading anything; empty when
+    fine. A Hub id is fine when cached (its snapshot is then checked like a folder) or, online,
+    when not cached yet (it will be downloaded when the model loads)."""
+    try:
+        expanded = expand_path(path)
+    except ModelLoadError as exc:
+        return [str(exc)]
+    hub = parse_hub_id(expanded)
+    if hub is not None and not Path(expanded).exists() and not hub_offline():
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(
+            hub[0], "config.json", cache_dir=hub_cache_dir(), revision=hub[1]
+        )
+        if not isinstance(cached, str):
+            return []  # online: downloaded at load time
+    try:
+        folder = resolve_model_source(path).path
+    except ModelLoadError as exc:
+        return [str(exc)]
+    if not folder.is_dir():
+        return [f"model folder not found: {folder}"]
+    try:
+        missing = folder_problems(folder, processor=processor)
+    except ModelLoadError as exc:  # an unreadable weight index
+        return [str(exc)]
+    if missing:
+        return [f"model folder {folder} is incomplete; missing: {', '.join(missing)}"]
+    return []
 
 
 def check_model_folder(path: Path, *, processor: bool = True) -> None:
     """Raise :class:`ModelLoadError` naming ``path`` and what is missing (config, weights...)."""
     if not path.is_dir():
         raise ModelLoadError(f"model folder not found: {path}")
+    missing = folder_problems(path, processor=processor)
+    if missing:
+        raise ModelLoadError(f"model folder {path} is incomplete; missing: {', '.join(missing)}")
+
+
+def folder_problems(path: Path, *, processor: bool = True) -> list[str]:
+    """What an existing model folder lacks (config, weights or a shard, processor, tokenizer)."""
     missing: list[str] = []
     if not (path / "config.json").is_file():
         missing.append("config.json")
@@ -63,8 +213,7 @@ def check_model_folder(path: Path, *, processor: bool = True) -> None:
             missing.append("preprocessor_config.json (image processor)")
         if not any((path / n).is_file() for n in _TOKENIZER_FILES):
             missing.append("tokenizer files (tokenizer.json / vocab.json / vocab.txt)")
-    if missing:
-        raise ModelLoadError(f"model folder {path} is incomplete; missing: {', '.join(missing)}")
+    return missing
 
 
 def _missing_weights(path: Path) -> list[str]:

@@ -32,6 +32,10 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "diff-grounder": ("grounder", "cot_ground.models.classical:build_diff_grounder"),
     "classical-grounder": ("grounder", "cot_ground.models.classical:build_classical_grounder"),
     "keypoint-grounder": ("grounder", "cot_ground.models.classical:build_keypoint_grounder"),
+    # any transformers multi-image chat model (AutoModelForImageTextToText + chat template)
+    "hf-chat-reasoner": ("reasoner", "cot_ground.models.hf_chat:build_reasoner"),
+    "hf-chat-grounder": ("grounder", "cot_ground.models.hf_chat:build_grounder"),
+    "hf-chat-e2e": ("e2e", "cot_ground.models.hf_chat:build_end_to_end"),
 }
 
 _CACHE: dict[tuple[str, str], Any] = {}

@@ -1,0 +1,264 @@
+"""Any transformers multi-image chat model (``AutoModelForImageTextToText``) as CoT reasoner,
+and, for families with a stated box syntax, as single-image grounder or end-to-end model.
+
+Works for checkpoints whose processor has a chat template that accepts several images in one
+user turn (InternVL -hf, LLaVA-OneVision, Idefics3, SmolVLM, Gemma 3, ...). The prompt is one
+user turn: every image in order, then the text, rendered by the checkpoint's own chat template
+(its hash is in ``settings["chat_template_hash"]``). How images are handed to the processor is
+per family (:data:`FLAT_IMAGE_FAMILIES` take one flat list for the batch, every other family a
+list per request). Batches are left-padded and decoded greedily (unless ``do_sample``); the
+answer is the new tokens up to the first end-of-sequence or pad token.
+
+* Reasoner (``hf-chat-reasoner``): any such checkpoint; the answer is read with
+  :func:`~cot_ground.parsing.parse_selection`.
+* Grounder / end-to-end (``hf-chat-grounder``, ``hf-chat-e2e``): only families listed in
+  :data:`cot_ground.models.box_syntax.BOX_SYNTAX` (``model_type`` from ``config.json``); others
+  are refused at build time, since their box frame is not stated.
+
+Options: ``batch_size`` (4); grounder ``prompt_template`` (text with a ``{phrase}`` slot;
+default: the family's grounding prompt from the box-syntax table), used when a request carries
+no ``prompt`` of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from cot_ground.boxes import Frame
+from cot_ground.models.base import (
+    ChatRequest,
+    EndToEndResult,
+    GroundRequest,
+    GroundResult,
+    ModelLoadError,
+    ReasonerResult,
+)
+from cot_ground.models.box_syntax import BoxSyntax, box_syntax
+from cot_ground.models.hf_loading import (
+    check_model_folder,
+    input_device,
+    load_weights,
+    model_path,
+    open_images,
+    read_model_type,
+    resolve_device,
+    resolve_dtype,
+    shared,
+)
+from cot_ground.models.options import resolve_options
+from cot_ground.models.settings import ModelSettings
+from cot_ground.parsing import answer_text, parse_box
+from cot_ground.records import Candidate, text_hash
+
+# processors that take the images of a whole batch as one flat list (the others: one list per
+# request; a flat list there is read as one image per prompt or tiled per image)
+FLAT_IMAGE_FAMILIES = frozenset({"internvl"})
+
+
+class ChatRunner:
+    """A loaded chat checkpoint (processor + model, shared per process) that generates."""
+
+    def __init__(self, name: str, settings: ModelSettings, default_options: dict[str, Any]):
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.name = name
+        self.options = resolve_options(name, settings.options, {"batch_size": 4, **default_options})
+        path = model_path(settings, name)
+        check_model_folder(path)
+        self.family = read_model_type(path)
+
+        def _processor() -> Any:
+            try:
+                processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
+            except (OSError, ValueError, TypeError) as exc:
+                raise ModelLoadError(f"cannot load the processor from {path}: {exc}") from exc
+            processor.tokenizer.padding_side = "left"
+            return processor
+
+        self.processor = shared(("hf-chat-processor", str(path)), _processor)
+        template = getattr(self.processor, "chat_template", None)
+        if not template:
+            raise ModelLoadError(
+                f"{path}: adapter {name!r} needs a processor with a chat template "
+                f"(model_type {self.family!r} has none)"
+            )
+        self.model = load_weights(AutoModelForImageTextToText, path, settings)
+        device = resolve_device(settings.device)
+        self.generate_kwargs: dict[str, Any] = {
+            "max_new_tokens": settings.max_new_tokens,
+            "do_sample": settings.do_sample,
+        }
+        if not settings.do_sample:  # silence sampling settings a checkpoint may carry
+            self.generate_kwargs.update(temperature=None, top_p=None, top_k=None)
+        self.stop_ids = self._stop_ids()
+        self.settings: dict[str, Any] = {
+            "adapter": name,
+            "path": str(path),
+            "family": self.family,
+            "chat_template_hash": text_hash(str(template)),
+            "device": device,
+            "dtype": str(resolve_dtype(settings.dtype, device)).removeprefix("torch."),
+            "device_map": settings.device_map,
+            "max_new_tokens": settings.max_new_tokens,
+            "do_sample": settings.do_sample,
+        }
+
+    def _stop_ids(self) -> set[int]:
+        eos = self.model.generation_config.eos_token_id
+        ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        pad = self.processor.tokenizer.pad_token_id
+        return ids | ({pad} if pad is not None else set())
+
+    def chat_text(self, n_images: int, prompt: str) -> str:
+        """The chat-templated text of one user turn: ``n_images`` images, then ``prompt``."""
+        content: list[dict[str, Any]] = [{"type": "image"} for _ in range(n_images)]
+        content.append({"type": "text", "text": prompt})
+        messages = [{"role": "user", "content": content}]
+        return self.processor.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+
+    def encode(self, requests: Sequence[tuple[Sequence[str], str]]) -> Any:
+        """Processor inputs (left-padded token ids, pixels) for ``(image paths, prompt)`` pairs."""
+        texts = [self.chat_text(len(paths), prompt) for paths, prompt in requests]
+        per_request = [open_images(paths) for paths, _ in requests]
+        images: Any
+        if self.family in FLAT_IMAGE_FAMILIES:
+            images = [img for imgs in per_request for img in imgs] or None
+        else:
+            images = per_request if any(per_request) else None
+        return self.processor(text=texts, images=images, padding=True, return_tensors="pt")
+
+    def generate(self, requests: Sequence[tuple[Sequence[str], str]]) -> list[str]:
+        """Greedy (or sampled) answers for ``(image paths, prompt)`` pairs, in order."""
+        out: list[str] = []
+        size = max(1, int(self.options["batch_size"]))
+        for start in range(0, len(requests), size):
+            out += self._generate_batch(requests[start : start + size])
+        return out
+
+    def _generate_batch(self, requests: Sequence[tuple[Sequence[str], str]]) -> list[str]:
+        import torch
+
+        inputs = self.encode(requests).to(input_device(self.model))
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        with torch.inference_mode():
+            tokens = self.model.generate(**inputs, **self.generate_kwargs)
+        new = tokens[:, inputs["input_ids"].shape[1] :].tolist()
+        return [self._decode(ids) for ids in new]
+
+    def _decode(self, ids: list[int]) -> str:
+        end = next((i for i, t in enumerate(ids) if t in self.stop_ids), len(ids))
+        return self.processor.tokenizer.decode(ids[:end], skip_special_tokens=False)
+
+
+class ChatReasoner:
+    """CoT step 1: all images + the question → chosen image and a referring description."""
+
+    def __init__(self, runner: ChatRunner):
+        self.runner = runner
+        self.name = runner.name
+        self.settings = dict(runner.settings)
+
+    def reason(self, requests: list[ChatRequest]) -> list[ReasonerResult]:
+        """One :class:`ReasonerResult` per request (status from ``parse_selection``)."""
+        texts = self.runner.generate([(r.images, r.prompt) for r in requests])
+        return [
+            ReasonerResult.from_text(t, len(r.images), self.settings)
+            for t, r in zip(texts, requests, strict=True)
+        ]
+
+
+def _syntax_of(runner: ChatRunner) -> BoxSyntax:
+    syntax = box_syntax(runner.family)
+    if syntax is None:
+        raise ModelLoadError(
+            f"adapter {runner.name!r}: model_type {runner.family!r} has no stated box syntax and "
+            f"frame (see cot_ground.models.box_syntax); use it as a reasoner only"
+        )
+    return syntax
+
+
+class ChatGrounder:
+    """CoT step 2: one image + a phrase → candidate boxes (one per box in the answer, in order;
+    the model gives no scores)."""
+
+    def __init__(self, runner: ChatRunner):
+        self.runner = runner
+        self.name = runner.name
+        self.syntax = _syntax_of(runner)
+        self.template = runner.options["prompt_template"] or self.syntax.ground_prompt
+        if "{phrase}" not in self.template:
+            raise ModelLoadError(f"adapter {self.name!r}: prompt_template has no {{phrase}} slot")
+        self.settings = {
+            **runner.settings,
+            "frame": self.syntax.frame,
+            "prompt_template": self.template,
+        }
+
+    def prompt(self, request: GroundRequest) -> str:
+        """The text sent: the request's own ``prompt``, else the template around its phrase."""
+        if request.prompt is not None:
+            return request.prompt
+        return self.template.replace("{phrase}", request.phrase)
+
+    def ground(self, requests: list[GroundRequest]) -> list[GroundResult]:
+        """One :class:`GroundResult` per request."""
+        texts = self.runner.generate([([r.image], self.prompt(r)) for r in requests])
+        return [self.result_from_text(t) for t in texts]
+
+    def result_from_text(self, text: str) -> GroundResult:
+        """Candidates read from ``text`` with the family's box syntax."""
+        boxes, status = self.syntax.parse(answer_text(text))
+        return GroundResult(
+            candidates=[Candidate(box=b) for b in boxes],
+            raw_text=text,
+            status=status,
+            settings=dict(self.settings),
+        )
+
+
+class ChatEndToEnd:
+    """All images + the question → image index (when the answer names one) and first box."""
+
+    def __init__(self, runner: ChatRunner):
+        self.runner = runner
+        self.name = runner.name
+        self.syntax = _syntax_of(runner)
+        self.settings = {**runner.settings, "frame": self.syntax.frame}
+
+    def predict(self, requests: list[ChatRequest]) -> list[EndToEndResult]:
+        """One :class:`EndToEndResult` per request."""
+        texts = self.runner.generate([(r.images, r.prompt) for r in requests])
+        return [self.result_from_text(t) for t in texts]
+
+    def result_from_text(self, text: str) -> EndToEndResult:
+        """Image index (from the words of the answer) and the first box of ``text``."""
+        body = answer_text(text)
+        boxes, status = self.syntax.parse(body)
+        # the image named in the words around the box (the probe frame is unused: boxes removed)
+        words = parse_box(self.syntax.span.sub(" ", body), Frame.QWEN1000)
+        return EndToEndResult(
+            raw_text=text,
+            image_index=words.image_index,
+            box=boxes[0] if boxes else None,
+            status=status,
+            settings=dict(self.settings),
+        )
+
+
+def build_reasoner(settings: ModelSettings) -> ChatReasoner:
+    """Registry factory for ``hf-chat-reasoner``."""
+    return ChatReasoner(ChatRunner("hf-chat-reasoner", settings, {}))
+
+
+def build_grounder(settings: ModelSettings) -> ChatGrounder:
+    """Registry factory for ``hf-chat-grounder``."""
+    return ChatGrounder(ChatRunner("hf-chat-grounder", settings, {"prompt_template": None}))
+
+
+def build_end_to_end(settings: ModelSettings) -> ChatEndToEnd:
+    """Registry factory for ``hf-chat-e2e``."""
+    return ChatEndToEnd(ChatRunner("hf-chat-e2e", settings, {}))
