@@ -8,7 +8,8 @@ prediction (the CoT graph, ``som``, ``perception-prompt``, ``verify``)::
 
 Geometry (pixels of the full image, ``W`` x ``H``): the box is clipped to the image; the crop
 window is centred on it, each side ``max(box side x expand, min_size)`` rounded up to whole
-pixels and capped at the image side, then shifted to lie inside the image. A box found in the
+pixels and capped at the image side, its start rounded half up to a whole pixel, then shifted
+to lie inside the image. A box found in the
 crop (unit frame of the crop) maps back exactly: ``x = (left + u * (right - left)) / W``.
 """
 
@@ -51,8 +52,10 @@ def crop_window(box: Box, width: int, height: int, expand: float, min_size: int)
 
 
 def _axis(lo: float, hi: float, size: int, expand: float, min_size: int) -> tuple[int, int]:
-    side = min(size, math.ceil(max((hi - lo) * expand, min_size)))
-    start = round((lo + hi) / 2 - side / 2)
+    # pixel values are rounded to 1e-6 first so that float noise (0.3 * 100 = 30.000000000000004)
+    # cannot add a pixel
+    side = min(size, math.ceil(round(max((hi - lo) * expand, min_size), 6)))
+    start = math.floor(round((lo + hi) / 2 - side / 2 + 0.5, 6))  # rounded half up
     start = min(max(0, start), size - side)
     return start, start + side
 
