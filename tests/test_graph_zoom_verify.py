@@ -143,6 +143,7 @@ def test_zoom_converges_in_one_round(example, tmp_path: Path) -> None:
     assert pred.pipeline == "som_zoom"
     crop = Path(zooms[0].images[0])
     assert crop.name == "zoom1_image2.png" and Image.open(crop).size == (160, 80)
+    assert Path(grounder.requests[-1].image) == crop
     assert [s.node for s in pred.trace][:5] == [
         "propose",
         "draw_marks",
