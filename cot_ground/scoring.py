@@ -9,9 +9,12 @@ Modes:
   ``bench.targets.QUESTION_DESIGNATES_TARGET``, e.g. "locate it in the 2th image"); where the
   question designates none (``group_grounding``), naming no image counts as wrong.
 
-Figures in :func:`score_table` are percentages (0-100); the average is the plain mean over
-tasks, as in the benchmark's tables. A named calibration is applied to every predicted box
-before scoring and always recorded in the table.
+:func:`score_row` is the only function that decides an item's IoU and official/strict
+correctness; every table (here, in ``cot_ground.analysis`` and in the rescoring of the released
+logs) aggregates its results. Figures in :func:`score_table` are percentages (0-100); the
+average is the plain mean over tasks, as in the benchmark's tables, and the paper's group
+means (:data:`TASK_GROUPS`) stand beside it. A named calibration is applied to every predicted
+box before scoring and always recorded in the table.
 """
 
 from __future__ import annotations
@@ -41,6 +44,13 @@ TASK_ORDER: tuple[str, ...] = (
     "reasoning",
     "correspondence",
 )
+# The two groups of MIG-Bench tasks whose means the Migician paper reports beside the 10-task
+# average (arXiv 2501.05767, Table 5): spontaneous grounding (the model finds what to ground)
+# and referential grounding (the query or a reference image says what to ground).
+TASK_GROUPS: dict[str, tuple[str, ...]] = {
+    "spontaneous": TASK_ORDER[:3],
+    "referential": TASK_ORDER[3:],
+}
 
 
 def iou(pred: Box | None, gt: Box) -> float:
@@ -115,41 +125,66 @@ class ScoreRow:
         )
 
 
-def image_correct(row: ScoreRow) -> bool:
-    """True when the row's image is the target: the one it names, else the one the question
-    designates (see the module docstring)."""
-    if row.pred_image is None:
-        return row.question_names_target
-    return row.pred_image == row.target_image
+@dataclass(frozen=True)
+class RowScore:
+    """How one scored item fares: IoU in both modes and the image facts behind strict."""
+
+    iou: float
+    """Official IoU: the (calibrated) box against the ground truth, the image ignored."""
+    strict_iou: float
+    """``iou`` when ``image_correct``, else 0."""
+    image_stated: bool
+    """The prediction names (or was grounded in) an image."""
+    image_correct: bool
+    """The named image is the target; with no image named, the question designates it."""
+
+    def iou_in(self, mode: Mode | str) -> float:
+        """IoU under ``mode`` (``official`` or ``strict``)."""
+        _check_mode(mode)
+        return self.iou if mode == "official" else self.strict_iou
+
+    def correct(self, threshold: float = 0.5, mode: Mode | str = "official") -> bool:
+        """True when the IoU under ``mode`` is at least ``threshold``."""
+        return self.iou_in(mode) >= threshold
 
 
-def row_iou(row: ScoreRow, mode: Mode | str = "official", calibration: str | None = None) -> float:
-    """IoU of one row under ``mode`` (strict: 0 unless the image is right)."""
-    _check_mode(mode)
-    if mode == "strict" and not image_correct(row):
-        return 0.0
+def score_row(row: ScoreRow, calibration: str | None = None) -> RowScore:
+    """The one place that decides IoU and official/strict correctness of a scored item.
+
+    ``calibration`` (a name in :data:`CALIBRATIONS`, or None) is applied to the predicted box
+    first. Strict: the image the row names must be the target; a row that names no image is
+    taken to answer on the image the question designates (``question_names_target``) and is
+    wrong where the question designates none. Raises ValueError for an unknown calibration.
+    """
     box = None if row.pred_box is None else apply_calibration(row.pred_box, calibration)
-    return iou(box, row.gt_box)
+    official = iou(box, row.gt_box)
+    stated = row.pred_image is not None
+    right_image = row.pred_image == row.target_image if stated else row.question_names_target
+    return RowScore(
+        iou=official,
+        strict_iou=official if right_image else 0.0,
+        image_stated=stated,
+        image_correct=right_image,
+    )
 
 
-def is_correct(
-    row: ScoreRow,
-    threshold: float = 0.5,
-    mode: Mode | str = "official",
-    calibration: str | None = None,
-) -> bool:
-    """True when the row's IoU under ``mode`` is at least ``threshold``."""
-    return row_iou(row, mode, calibration) >= threshold
-
-
-def summarize(ious: Iterable[float]) -> dict[str, float]:
-    """``n``, ``acc@k`` for every threshold and ``miou`` (percent) of a list of IoUs."""
+def summarize(
+    ious: Iterable[float], image_stated: Iterable[bool] | None = None
+) -> dict[str, float]:
+    """``n``, ``acc@k`` for every threshold and ``miou`` (percent) of a list of IoUs; with
+    ``image_stated`` (one flag per IoU) also ``image_stated``, the percentage of items that
+    name an image."""
     values = list(ious)
     n = len(values)
     out: dict[str, float] = {"n": n}
     for t in THRESHOLDS:
         out[f"acc@{t}"] = 100.0 * sum(v >= t for v in values) / n if n else 0.0
     out["miou"] = 100.0 * sum(values) / n if n else 0.0
+    if image_stated is not None:
+        flags = list(image_stated)
+        if len(flags) != n:
+            raise ValueError(f"summarize: {n} IoUs but {len(flags)} image_stated flags")
+        out["image_stated"] = 100.0 * sum(flags) / n if n else 0.0
     return out
 
 
@@ -158,31 +193,56 @@ def score_table(
     mode: Mode | str = "official",
     calibration: str | None = None,
 ) -> dict[str, Any]:
-    """Per-task figures and their plain mean over tasks.
+    """Per-task figures, the paper's group means and the plain mean over tasks.
 
-    ``rows`` are :class:`ScoreRow` or mappings with the same keys. Returns
-    ``{"mode", "calibration", "tasks": {task: {"n", "acc@0.3", "acc@0.5", "acc@0.7", "miou"}},
-    "average": {...}}``; the average's ``n`` is the total number of rows.
+    ``rows`` are :class:`ScoreRow` or mappings with the same keys, each scored by
+    :func:`score_row`. Returns ``{"mode", "calibration", "tasks": {task: {"n", "acc@0.3",
+    "acc@0.5", "acc@0.7", "miou", "image_stated"}}, "groups": {group: {...}}, "average":
+    {...}}`` (percentages; see :func:`summarize`, :func:`group_means` and
+    :func:`average_over_tasks`).
     """
     _check_mode(mode)
     if calibration is not None:
         apply_calibration(Box(x1=0, y1=0, x2=1, y2=1), calibration)  # fail early on a bad name
-    per_task: dict[str, list[float]] = {}
+    per_task: dict[str, list[RowScore]] = {}
     for row in rows:
         r = row if isinstance(row, ScoreRow) else ScoreRow(**row)
-        per_task.setdefault(r.task, []).append(row_iou(r, mode, calibration))
-    tasks = {t: summarize(per_task[t]) for t in sorted(per_task, key=_task_key)}
-    average = average_over_tasks(list(tasks.values()))
-    return {"mode": mode, "calibration": calibration, "tasks": tasks, "average": average}
+        per_task.setdefault(r.task, []).append(score_row(r, calibration))
+    tasks = {
+        t: summarize([s.iou_in(mode) for s in per_task[t]], [s.image_stated for s in per_task[t]])
+        for t in sorted(per_task, key=_task_key)
+    }
+    return {
+        "mode": mode,
+        "calibration": calibration,
+        "tasks": tasks,
+        "groups": group_means(tasks),
+        "average": average_over_tasks(list(tasks.values())),
+    }
 
 
 def average_over_tasks(per_task: list[Mapping[str, float]]) -> dict[str, float]:
     """The benchmark's average of per-task figures: ``n`` summed, every metric of
-    :data:`METRICS` the plain mean over tasks (0 for no tasks)."""
+    :data:`METRICS` (and ``image_stated`` when every task has it) the plain mean over tasks
+    (0 for no tasks)."""
     average: dict[str, float] = {"n": sum(s["n"] for s in per_task)}
-    for k in METRICS:
+    keys = [*METRICS]
+    if per_task and all("image_stated" in s for s in per_task):
+        keys.append("image_stated")
+    for k in keys:
         average[k] = sum(s[k] for s in per_task) / len(per_task) if per_task else 0.0
     return average
+
+
+def group_means(tasks: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """:func:`average_over_tasks` of each group of :data:`TASK_GROUPS` over the tasks present;
+    a group with no task present is left out."""
+    out = {}
+    for group, members in TASK_GROUPS.items():
+        present = [tasks[t] for t in members if t in tasks]
+        if present:
+            out[group] = average_over_tasks(present)
+    return out
 
 
 def _task_key(task: str) -> tuple[int, str]:

@@ -15,6 +15,7 @@ from cot_ground.analysis.attribution import (
 from cot_ground.analysis.load import load_run
 from cot_ground.boxes import Box
 from cot_ground.records import ErrorCategory, ErrorInfo, ParseStatus, TraceStep
+from cot_ground.scoring import ScoreRow, score_row
 
 OK_STEP = TraceStep(
     node="parse_selection", parsed={"status": "ok", "image_index": 1, "description": "x"}
@@ -22,18 +23,21 @@ OK_STEP = TraceStep(
 BAD_STEP = TraceStep(node="parse_selection", parsed={"status": "malformed", "description": None})
 
 
-def _cat(**kw):
-    base = dict(
-        kind="cot",
-        error=None,
-        step1=OK_STEP,
-        image_index=1,
-        target_image=1,
-        box=GOOD,
-        status=ParseStatus.OK,
-        iou_value=0.9,
+def _cat(image_index=1, target_image=1, iou_value=0.9, designated=True, **kw):
+    """The category of a prediction described by its image, target and IoU (scored by
+    ``score_row``, as ``load_run`` does)."""
+    box = kw.pop("box", GOOD)
+    pred = None if box is None else Box.from_unit([0.0, 0.0, iou_value, 1.0])
+    row = ScoreRow(
+        "diff",
+        pred,
+        Box.from_unit([0.0, 0.0, 1.0, 1.0]),
+        pred_image=image_index,
+        target_image=target_image,
+        question_names_target=designated,
     )
-    return failure_category(**(base | kw))
+    base = dict(kind="cot", error=None, step1=OK_STEP, status=ParseStatus.OK)
+    return failure_category(**(base | kw), score=score_row(row), box=box)
 
 
 @pytest.mark.parametrize(
@@ -76,6 +80,11 @@ def _cat(**kw):
         ({"step1": BAD_STEP, "image_index": 1}, "success"),
         # end-to-end: no image named, the box decides; unparsable text is a format failure
         ({"kind": "e2e", "step1": None, "image_index": None}, "success"),
+        # ... unless the question designates no image: strict cannot count the box
+        (
+            {"kind": "e2e", "step1": None, "image_index": None, "designated": False},
+            "image_not_stated",
+        ),
         (
             {"kind": "e2e", "step1": None, "box": None, "status": ParseStatus.MALFORMED},
             "format_failure",
@@ -141,3 +150,11 @@ def test_no_pair_gives_empty_gain(tmp_path):
     preds = {"cot-agent": [cot_prediction(ex, "cot-agent", image_index=1, box=box)]}
     frame = load_run(write_run(tmp_path / "run", [ex], preds, {"cot-agent": {"mode": "agent"}}))
     assert oracle_gain(frame).empty
+
+
+def test_success_is_exactly_strict_correct_at_half(tmp_path):
+    frame = load_run(standard_run(tmp_path))
+    assert (frame["failure"] == "success").tolist() == frame["strict_correct_50"].tolist()
+    # the end-to-end answers name no image and these questions designate none
+    e2e = frame[frame["pipeline"] == "migician"]
+    assert set(e2e.loc[e2e["iou"] >= 0.5, "failure"]) == {"image_not_stated"}

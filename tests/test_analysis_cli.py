@@ -31,6 +31,7 @@ def test_report_command(cli, run_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "r" / "report.html").is_file()
     assert "cot-oracle" in result.output and "75.00" in result.output
+    assert "image stated" in result.output and "warning" not in result.output
 
 
 def test_compare_json(cli, run_dir):
@@ -38,10 +39,36 @@ def test_compare_json(cli, run_dir):
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     rows = {r["task"]: r for r in json.loads(result.output)}
-    assert rows["OVERALL"]["only_a"] == 2 and rows["OVERALL"]["only_b"] == 0
-    assert rows["OVERALL"]["p_value"] == pytest.approx(0.5)  # 2 * (1/2)^2
+    assert rows["POOLED"]["only_a"] == 2 and rows["POOLED"]["only_b"] == 0
+    assert rows["POOLED"]["p_value"] == pytest.approx(0.5)  # 2 * (1/2)^2
+    assert rows["TASK_MEAN"]["p_value"] is None  # no test for the task mean
     table = CliRunner(env={"COLUMNS": "80"}).invoke(cli, args[:-1])
-    assert table.exit_code == 0 and "OVERALL" in table.output and "4/2/0/2" in table.output
+    assert table.exit_code == 0 and "POOLED" in table.output and "4/2/0/2" in table.output
+    assert "TASK_MEAN" in table.output
+
+
+def test_partial_runs_warn_in_report_and_block_compare(cli, tmp_path):
+    run = standard_run(tmp_path)
+    file = run / "predictions" / "migician.jsonl"
+    lines = file.read_text(encoding="utf-8").splitlines(keepends=True)
+    file.write_text("".join(lines[:3]), encoding="utf-8")  # 3 of 8 examples
+    report = CliRunner().invoke(cli, ["report", str(run), "--sample-per-category", "0"])
+    assert report.exit_code == 0, report.output
+    assert "different example sets" in report.output and "migician 3 (lacks 5)" in report.output
+    scores = json.loads((run / "report" / "scores.json").read_text())
+    assert len(scores["warnings"]) == 1
+    assert "different example sets" in (run / "report" / "scores.md").read_text()
+    assert "different example sets" in (run / "report" / "report.html").read_text()
+    args = ["compare", str(run), "--a", "cot-agent", "--b", "migician", "--json"]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 1 and "--allow-partial" in refused.output
+    allowed = CliRunner().invoke(cli, [*args, "--allow-partial"])
+    assert allowed.exit_code == 0, allowed.output
+    rows = {r["task"]: r for r in json.loads(allowed.stdout)}
+    assert rows["POOLED"]["n"] == 3  # only the examples both pipelines finished
+    # two pipelines that ran the same examples are compared without the flag
+    same = CliRunner().invoke(cli, ["compare", str(run), "--a", "cot-agent", "--b", "cot-oracle"])
+    assert same.exit_code == 0, same.output
 
 
 def test_compare_unknown_pipeline_is_a_clear_error(cli, run_dir):

@@ -1,4 +1,4 @@
-"""Paired statistics against hand-computed values."""
+"""Paired statistics against hand-computed values, statsmodels and scipy."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from math import comb
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import binomtest
+from scipy.stats import binomtest, bootstrap
+from statsmodels.stats.contingency_tables import mcnemar
 
 from cot_ground.analysis.paired import (
-    OVERALL,
+    POOLED,
+    TASK_MEAN,
     bootstrap_diffs,
     mcnemar_exact,
     paired_comparison,
@@ -69,12 +71,20 @@ def test_two_by_two_table_and_accuracies():
     assert diff.acc_b == pytest.approx(100 * 7 / 20)
     assert diff.diff == pytest.approx(30.0)
     assert diff.p_value == pytest.approx(0.109375)
-    overall = results[OVERALL]
-    assert (overall.both, overall.only_a, overall.only_b, overall.neither) == (6, 8, 3, 7)
-    # overall accuracy = plain mean over tasks (the benchmark average)
-    assert overall.acc_a == pytest.approx((65.0 + 25.0) / 2)
-    assert overall.acc_b == pytest.approx((35.0 + 50.0) / 2)
-    assert overall.p_value == pytest.approx(2 * sum(comb(11, i) for i in range(4)) / 2**11)
+    pooled, task_mean = results[POOLED], results[TASK_MEAN]
+    for overall in (pooled, task_mean):
+        assert (overall.both, overall.only_a, overall.only_b, overall.neither) == (6, 8, 3, 7)
+        assert overall.n == 24
+    # pooled: every example weighs the same; McNemar on the pooled table
+    assert pooled.acc_a == pytest.approx(100 * 14 / 24)
+    assert pooled.acc_b == pytest.approx(100 * 9 / 24)
+    assert pooled.diff == pytest.approx(100 * (8 - 3) / 24)
+    assert pooled.p_value == pytest.approx(2 * sum(comb(11, i) for i in range(4)) / 2**11)
+    # task mean: plain mean over tasks (the benchmark average); no test
+    assert task_mean.acc_a == pytest.approx((65.0 + 25.0) / 2)
+    assert task_mean.acc_b == pytest.approx((35.0 + 50.0) / 2)
+    assert task_mean.diff == pytest.approx((30.0 - 25.0) / 2)
+    assert task_mean.p_value is None
 
 
 def test_bootstrap_interval_contains_observed_difference_and_is_seeded():
@@ -86,6 +96,7 @@ def test_bootstrap_interval_contains_observed_difference_and_is_seeded():
     other = paired_frame(paired_comparison(frame, "A", "B", seed=4))
     pd.testing.assert_frame_equal(first, again)
     assert not first[["ci_low", "ci_high"]].equals(other[["ci_low", "ci_high"]])
+    assert list(first["task"]) == ["common_object", "multi_view", POOLED, TASK_MEAN]
     for row in first.itertuples():
         assert row.ci_low <= row.diff <= row.ci_high
         assert row.ci_low < row.ci_high
@@ -119,3 +130,65 @@ def test_unknown_pipeline_or_no_shared_example():
     frame.loc[frame["pipeline"] == "B", "example_id"] += "-other"
     with pytest.raises(ValueError, match="share no example"):
         paired_comparison(frame, "A", "B")
+
+
+FIXED_TABLES = [(30, 12, 4, 20), (5, 0, 7, 1), (100, 25, 25, 50), (0, 3, 0, 0), (9, 1, 2, 8)]
+
+
+@pytest.mark.parametrize(("both", "only_a", "only_b", "neither"), FIXED_TABLES)
+def test_mcnemar_equals_statsmodels_exact(both, only_a, only_b, neither):
+    expected = mcnemar([[both, only_a], [only_b, neither]], exact=True).pvalue
+    assert mcnemar_exact(only_a, only_b) == pytest.approx(expected, rel=1e-12)
+    frame = _frame({"diff": _table(both, only_a, only_b, neither)})
+    pooled = {r.task: r for r in paired_comparison(frame, "A", "B", n_boot=50)}[POOLED]
+    assert pooled.p_value == pytest.approx(expected, rel=1e-12)
+
+
+def _scipy_interval(samples: list[np.ndarray], seed: int) -> tuple[float, float]:
+    """scipy's percentile bootstrap of the mean over ``samples`` of each sample's mean; each
+    sample is resampled on its own (one sample: a plain paired bootstrap; one per task: a
+    task-stratified one)."""
+    res = bootstrap(
+        [100 * d for d in samples],
+        lambda *ds, axis: np.mean([d.mean(axis=axis) for d in ds], axis=0),
+        n_resamples=20000,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return res.confidence_interval.low, res.confidence_interval.high
+
+
+def test_intervals_agree_with_scipy_bootstrap_on_fixed_tables():
+    tasks = {"diff": _table(30, 12, 4, 20), "region": _table(40, 5, 15, 60)}
+    frame = _frame(tasks)
+    results = {r.task: r for r in paired_comparison(frame, "A", "B", seed=0, n_boot=20000)}
+    diffs = {
+        t: np.array([float(ra) - float(rb) for ra, rb in pairs]) for t, pairs in tasks.items()
+    }
+    # tolerance: one step of the bootstrap lattice (100/n points; the two libraries may pick
+    # neighbouring values) plus the Monte-Carlo error of 20,000 draws (well under 0.5 point)
+    for task, d in diffs.items():
+        low, high = _scipy_interval([d], seed=1)
+        tol = 100 / len(d) + 0.5
+        assert results[task].ci_low == pytest.approx(low, abs=tol)
+        assert results[task].ci_high == pytest.approx(high, abs=tol)
+    pooled = np.concatenate(list(diffs.values()))
+    low, high = _scipy_interval([pooled], seed=2)
+    tol = 100 / len(pooled) + 0.5
+    assert (results[POOLED].ci_low, results[POOLED].ci_high) == pytest.approx((low, high), abs=tol)
+    low, high = _scipy_interval(list(diffs.values()), seed=3)
+    task_mean = results[TASK_MEAN]
+    assert (task_mean.ci_low, task_mean.ci_high) == pytest.approx((low, high), abs=tol)
+    # the two overall estimates differ here (tasks of 66 and 120 examples)
+    assert results[POOLED].diff != pytest.approx(task_mean.diff)
+
+
+def test_only_examples_both_pipelines_ran_are_paired():
+    frame = _frame({"diff": _table(3, 2, 1, 4)})
+    extra = pd.DataFrame(
+        [{"example_id": f"diff-x{i}", "pipeline": "A", "task": "diff", "correct_50": True}
+         for i in range(5)]
+    )
+    results = {r.task: r for r in paired_comparison(pd.concat([frame, extra]), "A", "B")}
+    assert results["diff"].n == 10 and results[POOLED].n == 10
+    assert results["diff"].acc_a == pytest.approx(50.0)

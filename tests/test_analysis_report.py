@@ -57,9 +57,17 @@ def test_all_files_written(report):
         "migician": 50.0,
     }
     tables = json.loads((result.out_dir / "scores.json").read_text())
-    assert set(tables) == {"official", "strict"}
+    assert set(tables) == {"official", "strict", "warnings"}
+    assert tables["warnings"] == [] and result.warnings == []  # every pipeline ran all 8
     assert tables["strict"]["cot-agent"]["average"]["acc@0.5"] == 25.0
-    assert "| cot-oracle | 75.00 | 75.00 | 75.00 |" in (result.out_dir / "scores.md").read_text()
+    # common_object is spontaneous, group_grounding referential: each group mean is one task
+    assert tables["official"]["cot-oracle"]["groups"]["spontaneous"]["acc@0.5"] == 75.0
+    markdown = (result.out_dir / "scores.md").read_text()
+    assert "| cot-oracle | acc@0.5 | 75.00 | 75.00 | 75.00 | 75.00 | 75.00 |" in markdown
+    assert "| cot-oracle | n | 4 | 4 | 4 | 4 | 8 |" in markdown
+    # the strict overview shows the share of answers naming an image, and why strict differs
+    assert "| migician | image_stated | 0.00 | 0.00 | 0.00 | 0.00 | 0.00 |" in markdown
+    assert "Strict differs from official where" in markdown
     paired = json.loads((result.out_dir / "paired.json").read_text())
     assert {(r["a"], r["b"]) for r in paired} == {
         ("cot-agent", "cot-oracle"),

@@ -120,8 +120,53 @@ def test_rescore_cli_table_and_json(migician: list[Path]) -> None:
     assert result.exit_code == 0
     data = json.loads(result.output)
     assert data["tasks"]["region"]["acc@0.5"] == pytest.approx(72.32, abs=0.01)
+    assert data["tasks"]["region"]["strict"]["acc@0.5"] == pytest.approx(72.32, abs=0.01)
+    assert data["tasks"]["group_grounding"]["image_stated"] == pytest.approx(38.97, abs=0.01)
+    assert data["average"]["acc@0.5"] == pytest.approx(63.37, abs=0.01)
+    assert "strict @0.5" in table.output and "stated %" in table.output
+    assert "spontaneous" in table.output and "referential" in table.output
     bad = CliRunner().invoke(app, ["rescore", str(migician[0]), "--calibration", "flip"])
     assert bad.exit_code == 2 and "unknown calibration" in bad.output
+
+
+@pytest.mark.shared
+def test_strict_and_image_stated_per_task(migician_calibrated: dict, migbench_dir: Path) -> None:
+    result = migician_calibrated
+    # Migician answers only boxes except in group_grounding; every other question designates
+    # the target image, so strict equals official there
+    for task, s in result["tasks"].items():
+        if task == "group_grounding":
+            assert s["image_stated"] == pytest.approx(100 * 189 / 485)
+            assert s["strict"] is None  # its target is only in the annotation file
+        else:
+            assert s["image_stated"] == 0.0
+            assert s["strict"]["acc@0.5"] == pytest.approx(s["acc@0.5"])
+    assert result["average"]["strict"] is None
+    assert result["groups"]["spontaneous"]["strict"]["acc@0.5"] == pytest.approx(62.30, abs=0.01)
+    assert result["groups"]["referential"]["strict"] is None
+    # the paper's group means beside the average (Table 5 layout), official and as logged
+    assert result["groups"]["spontaneous"]["acc@0.5"] == pytest.approx(62.30, abs=0.01)
+    assert result["groups"]["referential"]["acc@0.5"] == pytest.approx(63.83, abs=0.01)
+    assert result["groups"]["referential"]["logged"]["acc@0.5"] == pytest.approx(63.83, abs=0.01)
+
+
+@pytest.mark.shared
+def test_strict_group_grounding_with_the_annotation_file(
+    migician: list[Path], qwen2_vl: list[Path], migbench_dir: Path
+) -> None:
+    revised = migbench_dir / "annotations" / "revised_MIG_bench.json"
+    result = rescore_logs(migician, calibration="migician-y", bench=revised)
+    assert result["average"]["acc@0.5"] == pytest.approx(63.37, abs=0.01)  # official unchanged
+    group = result["tasks"]["group_grounding"]
+    assert group["acc@0.5"] == pytest.approx(83.30, abs=0.01)
+    assert group["strict"]["acc@0.5"] == pytest.approx(31.55, abs=0.01)
+    assert result["average"]["strict"]["acc@0.5"] < result["average"]["acc@0.5"]
+    assert result["bench"] == str(revised)
+    qwen = rescore_logs(qwen2_vl, bench=revised)["tasks"]["group_grounding"]
+    assert qwen["image_stated"] == 0.0 and qwen["strict"]["acc@0.5"] == 0.0
+    # the logs were scored on the revised file: the original one does not match them
+    with pytest.raises(ReleasedLogError, match="annotation file"):
+        rescore_logs(migician, bench=migbench_dir / "annotations" / "MIG_data.json")
 
 
 # ----------------------------------------------------------------------------- synthetic logs

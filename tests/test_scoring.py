@@ -7,13 +7,12 @@ import pytest
 from cot_ground.boxes import Box
 from cot_ground.records import Example, ParseStatus, Prediction
 from cot_ground.scoring import (
+    TASK_GROUPS,
     TASK_ORDER,
     ScoreRow,
     apply_calibration,
-    image_correct,
     iou,
-    is_correct,
-    row_iou,
+    score_row,
     score_table,
     summarize,
 )
@@ -66,15 +65,25 @@ def test_official_ignores_the_image_and_strict_requires_it() -> None:
     hit_wrong_image = _row("diff", [0.0, 0.0, 0.5, 0.5], image=0)
     hit_no_image = _row("diff", [0.0, 0.0, 0.5, 0.5], image=None)
     hit_right_image = _row("diff", [0.0, 0.0, 0.5, 0.5], image=1)
-    for row in (hit_wrong_image, hit_no_image, hit_right_image):
-        assert row_iou(row, "official") == pytest.approx(1.0)
-    assert row_iou(hit_wrong_image, "strict") == 0.0
-    assert row_iou(hit_no_image, "strict") == 0.0
-    assert row_iou(hit_right_image, "strict") == pytest.approx(1.0)
-    assert image_correct(hit_right_image) and not image_correct(hit_no_image)
-    assert is_correct(hit_right_image, 0.7, "strict")
+    wrong, none, right = (score_row(r) for r in (hit_wrong_image, hit_no_image, hit_right_image))
+    for score in (wrong, none, right):
+        assert score.iou == pytest.approx(1.0) and score.correct(0.5, "official")
+    assert wrong.strict_iou == 0.0 and wrong.image_stated and not wrong.image_correct
+    assert none.strict_iou == 0.0 and not none.image_stated and not none.image_correct
+    assert right.strict_iou == pytest.approx(1.0) and right.image_correct
+    assert right.correct(0.7, "strict") and not wrong.correct(0.3, "strict")
     with pytest.raises(ValueError, match="mode"):
-        row_iou(hit_right_image, "lenient")
+        right.iou_in("lenient")
+
+
+def test_score_row_applies_the_calibration_before_the_iou() -> None:
+    row = _row("diff", [0.0, 0.0, 0.5, 0.45], image=1)
+    calibrated = score_row(row, "migician-y")
+    assert calibrated.iou == pytest.approx(0.5 * 0.495 / 0.25)
+    assert calibrated.iou == iou(apply_calibration(row.pred_box, "migician-y"), GT)
+    assert score_row(row).iou == pytest.approx(0.9)
+    with pytest.raises(ValueError, match="unknown calibration"):
+        score_row(row, "nope")
 
 
 def test_score_table_per_task_and_plain_mean_over_tasks() -> None:
@@ -99,6 +108,25 @@ def test_score_table_per_task_and_plain_mean_over_tasks() -> None:
     strict = score_table(rows, mode="strict")
     assert strict["tasks"]["diff"]["acc@0.3"] == 0.0
     assert strict["tasks"]["region"]["miou"] == pytest.approx(125 / 3)
+    # image_stated: the share of answers naming an image, the same in both modes
+    assert table["tasks"]["region"]["image_stated"] == pytest.approx(200 / 3)
+    assert strict["tasks"]["diff"]["image_stated"] == 100.0
+    # the paper's group means: diff is spontaneous, region referential
+    assert table["groups"]["spontaneous"]["acc@0.3"] == 100.0
+    assert table["groups"]["referential"]["acc@0.3"] == pytest.approx(100 / 3)
+    assert table["groups"]["referential"]["n"] == 3
+
+
+def test_task_groups_are_the_papers_table_5_split() -> None:
+    assert TASK_GROUPS["spontaneous"] == ("diff", "view_diff", "common_object")
+    assert set(TASK_GROUPS["referential"]) == set(TASK_ORDER) - set(TASK_GROUPS["spontaneous"])
+    rows = [_row(t, [0.0, 0.0, 0.5, 0.5] if t == "diff" else None, 1) for t in TASK_ORDER]
+    table = score_table(rows)
+    assert table["groups"]["spontaneous"]["acc@0.5"] == pytest.approx(100 / 3)
+    assert table["groups"]["referential"]["acc@0.5"] == 0.0
+    assert table["average"]["acc@0.5"] == pytest.approx(10.0)
+    only_diff = score_table(rows[:1])
+    assert set(only_diff["groups"]) == {"spontaneous"}  # a group with no task is left out
 
 
 def test_score_table_accepts_mappings_and_records_the_calibration() -> None:
@@ -113,6 +141,10 @@ def test_score_table_accepts_mappings_and_records_the_calibration() -> None:
 def test_summarize_thresholds_are_inclusive_and_empty_is_zero() -> None:
     assert summarize([0.5, 0.3, 0.7])["acc@0.5"] == pytest.approx(200 / 3)
     assert summarize([])["n"] == 0 and summarize([])["miou"] == 0.0
+    assert summarize([0.5, 0.0], [True, False])["image_stated"] == 50.0
+    assert "image_stated" not in summarize([0.5])
+    with pytest.raises(ValueError, match="flags"):
+        summarize([0.5, 0.1], [True])
 
 
 def test_row_from_prediction_joins_on_example_id() -> None:
@@ -156,7 +188,7 @@ def test_strict_takes_an_unnamed_image_to_be_the_one_the_question_designates() -
     hidden = example("group_grounding", "additional_info")  # the model must find the image
     row_named = ScoreRow.from_prediction(prediction(named), named)
     row_hidden = ScoreRow.from_prediction(prediction(hidden), hidden)
-    assert row_named.question_names_target and image_correct(row_named)
-    assert row_iou(row_named, "strict") == pytest.approx(1.0)
-    assert not row_hidden.question_names_target and not image_correct(row_hidden)
-    assert row_iou(row_hidden, "strict") == 0.0
+    assert row_named.question_names_target and score_row(row_named).image_correct
+    assert score_row(row_named).strict_iou == pytest.approx(1.0)
+    assert not row_hidden.question_names_target and not score_row(row_hidden).image_correct
+    assert score_row(row_hidden).strict_iou == 0.0

@@ -14,10 +14,18 @@ Categories, checked in this order (the first that applies wins):
     an end-to-end answer could not be parsed into a box.
 ``no_box``
     the right image (or no image named), but no box: the grounder found nothing.
+``image_not_stated``
+    a box, but no image named where the question designates none (``group_grounding``): the
+    official score counts the box, the strict one cannot.
 ``low_iou``
     a box with IoU < 0.5.
 ``success``
-    the right image (or none named) and IoU >= 0.5.
+    the right image (named, or designated by the question) and IoU >= 0.5: exactly the
+    predictions that are strict-correct at Acc@0.5.
+
+The image facts and the IoU come from :func:`cot_ground.scoring.score_row` (one
+:class:`~cot_ground.scoring.RowScore` per prediction), so a category never disagrees with
+the score tables.
 """
 
 from __future__ import annotations
@@ -33,11 +41,14 @@ from cot_ground.records import ErrorCategory, ErrorInfo, ParseStatus, TraceStep
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from cot_ground.scoring import RowScore
+
 CATEGORIES: tuple[str, ...] = (
     "success",
     "step1_format",
     "wrong_image",
     "no_box",
+    "image_not_stated",
     "low_iou",
     "format_failure",
     "index_out_of_range",
@@ -54,32 +65,31 @@ def failure_category(
     kind: str,
     error: ErrorInfo | None,
     step1: TraceStep | None,
-    image_index: int | None,
-    target_image: int,
+    score: RowScore,
     box: Box | None,
     status: ParseStatus,
-    iou_value: float,
 ) -> str:
-    """The category of one prediction (see the module docstring for the order)."""
+    """The category of one prediction (see the module docstring for the order); ``score`` is
+    its :func:`~cot_ground.scoring.score_row` result."""
     if error is not None and error.category in _INFRASTRUCTURE:
         return error.category.value
-    if kind == "cot" and _step1_failed(step1, image_index, error):
+    if kind == "cot" and _step1_failed(step1, score.image_stated, error):
         return "step1_format"
     if error is not None and error.category is ErrorCategory.INDEX:
         return "index_out_of_range"
-    if image_index is not None and image_index != target_image:
+    if score.image_stated and not score.image_correct:
         return "wrong_image"
     if box is None:
         if kind != "cot" and status is not ParseStatus.NO_BOX:
             return "format_failure"
         return "no_box"
-    return "success" if iou_value >= SUCCESS_IOU else "low_iou"
+    if not score.image_correct:
+        return "image_not_stated"
+    return "success" if score.iou >= SUCCESS_IOU else "low_iou"
 
 
-def _step1_failed(
-    step1: TraceStep | None, image_index: int | None, error: ErrorInfo | None
-) -> bool:
-    if image_index is not None:
+def _step1_failed(step1: TraceStep | None, image_stated: bool, error: ErrorInfo | None) -> bool:
+    if image_stated:
         return False  # an image was chosen (by step 1, a fallback, or the oracle)
     if step1 is not None:
         return step1.parsed.get("status", ParseStatus.OK.value) != ParseStatus.OK.value

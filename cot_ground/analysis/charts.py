@@ -10,13 +10,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from cot_ground.analysis.attribution import CATEGORIES, attribution_shares
-from cot_ground.analysis.scores import AVERAGE, ordered_tasks, pipelines_of
+from cot_ground.analysis.scores import SUMMARY_ROWS, ordered_tasks, pipelines_of
 
 CATEGORY_COLORS: dict[str, str] = {
     "success": "#2ca02c",
     "step1_format": "#9467bd",
     "wrong_image": "#d62728",
     "no_box": "#ff7f0e",
+    "image_not_stated": "#aec7e8",
     "low_iou": "#bcbd22",
     "format_failure": "#8c564b",
     "index_out_of_range": "#e377c2",
@@ -32,9 +33,12 @@ def task_bar_chart(
     mode: str = "official",
     metric: str = "acc@0.5",
 ) -> Path:
-    """Grouped bars: one group per task (and the average), one bar per pipeline."""
+    """Grouped bars: one group per task (then the group means and the average), one bar per
+    pipeline."""
     sub = scores[scores["mode"] == mode]
-    tasks = [*[t for t in ordered_tasks(sub["task"]) if t != AVERAGE], AVERAGE]
+    present = set(sub["task"])
+    tasks = [t for t in ordered_tasks(sub["task"]) if t not in SUMMARY_ROWS]
+    tasks += [s for s in SUMMARY_ROWS if s in present]
     pipelines = pipelines_of(sub)
     fig = Figure(figsize=(max(6.0, 1.0 + 0.9 * len(tasks)), 4.2), dpi=100)
     ax = fig.add_subplot()

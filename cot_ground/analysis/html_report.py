@@ -12,7 +12,7 @@ import html
 import io
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from cot_ground.analysis.attribution import CATEGORIES, attribution_shares
+from cot_ground.analysis.scores import STRICT_NOTE
 from cot_ground.boxes import Box
 from cot_ground.images import ImageLoadError, open_rgb
 
@@ -42,6 +43,7 @@ class ReportTables:
     oracle_gain: pd.DataFrame
     paired: pd.DataFrame
     charts: dict[str, Path]  # title -> PNG file
+    warnings: list[str] = field(default_factory=list)  # e.g. pipelines on different examples
 
 
 def render_report(
@@ -51,10 +53,14 @@ def render_report(
     body = [
         f"<h1>cot-ground report: {_e(tables.manifest.get('name', ''))}</h1>",
         _manifest_section(tables.manifest),
-        "<h2>Acc@0.5 per task</h2>",
+        *(f'<p class="warning">Warning: {_e(w)}</p>' for w in tables.warnings),
+        "<h2>Acc@0.5 per task</h2><p>n: examples per cell; SPONTANEOUS and REFERENTIAL: the"
+        " Migician paper's group means (Table 5); AVERAGE: plain mean over tasks.</p>",
     ]
     for mode, overview in tables.overview.items():
         body.append(f"<h3>{_e(mode)}</h3>{html_table(overview.reset_index())}")
+        if mode == "strict":
+            body.append(f"<p>{_e(STRICT_NOTE.replace('`', ''))}</p>")
     body.append("<h2>Charts</h2>")
     for title, path in tables.charts.items():
         uri = _data_uri(Path(path).read_bytes(), "image/png")
@@ -66,8 +72,10 @@ def render_report(
         body.append("<h2>Oracle-image gain over agent</h2>" + html_table(tables.oracle_gain))
     if not tables.paired.empty:
         body.append(
-            "<h2>Paired comparisons (Acc@0.5)</h2><p>diff = A − B in percent points; CI: "
-            "seeded bootstrap 95% interval; p: exact McNemar test.</p>" + html_table(tables.paired)
+            "<h2>Paired comparisons (Acc@0.5)</h2><p>On the examples both pipelines ran."
+            " diff = A − B in percent points; CI: seeded bootstrap 95% interval; p: exact"
+            " McNemar test. POOLED weighs every example the same; TASK_MEAN weighs every task"
+            " the same (task-stratified bootstrap, no test).</p>" + html_table(tables.paired)
         )
     body.append(
         "<details><summary>All metrics, official and strict</summary>"
@@ -257,4 +265,5 @@ pre{white-space:pre-wrap;background:#f7f7f7;padding:.4em;max-height:14em;overflo
 .images{display:flex;flex-wrap:wrap;gap:8px}
 figure{margin:0}img.chart{max-width:100%}
 .missing{border:1px dashed #c00;padding:1em;color:#c00}
+.warning{border-left:4px solid #c60;padding:.3em .6em;background:#fff4e5}
 """

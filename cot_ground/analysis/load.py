@@ -1,7 +1,9 @@
 """``load_run``: a run folder as one pandas DataFrame, one row per example × pipeline.
 
 Every later table (scores, failure attribution, paired comparisons, charts, the HTML report)
-is computed from this frame, so an ablation notebook sees exactly what the report sees.
+is computed from this frame, so an ablation notebook sees exactly what the report sees. Its
+IoU, correctness and image columns come from :func:`cot_ground.scoring.score_row`, once per
+prediction.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pydantic import ValidationError
 from cot_ground.analysis.attribution import failure_category
 from cot_ground.records import Example, Prediction, TraceStep
 from cot_ground.runner.store import RunFolder
-from cot_ground.scoring import THRESHOLDS, ScoreRow, row_iou
+from cot_ground.scoring import THRESHOLDS, ScoreRow, score_row
 
 _DEFAULT_COT_NAME = re.compile(r"^cot-(agent|oracle-image|paper)-")
 BASE_COLUMNS: tuple[str, ...] = (
@@ -32,6 +34,7 @@ BASE_COLUMNS: tuple[str, ...] = (
     "target_image",
     "gt_box",
     "image_index",
+    "image_stated",
     "image_correct",
     "box",
     "status",
@@ -126,7 +129,8 @@ def load_run(path: str | os.PathLike[str], pipelines: list[str] | None = None) -
             rows.append(prediction_row(example, pred, specs.get(pred.pipeline, {})))
     frame = pd.DataFrame(rows, columns=_columns(rows))
     frame["image_index"] = frame["image_index"].astype("Int64")
-    frame["image_correct"] = frame["image_correct"].astype("boolean")
+    frame["image_stated"] = frame["image_stated"].astype(bool)
+    frame["image_correct"] = frame["image_correct"].astype(bool)
     return frame.sort_values(["pipeline", "task", "example_id"], kind="stable").reset_index(
         drop=True
     )
@@ -137,12 +141,9 @@ def prediction_row(example: Example, pred: Prediction, spec: dict[str, Any]) -> 
     step1_call, step1 = step1_steps(pred.trace)
     kind = spec.get("kind") or ("cot" if step1 is not None else "e2e")
     box = pred.box
-    score_row = ScoreRow.from_prediction(pred, example)
     # ``Prediction.box`` already carries the calibration it names (records.py), so none is
     # applied here
-    official_iou = row_iou(score_row, "official")
-    strict_iou = row_iou(score_row, "strict")
-    image_correct = None if pred.image_index is None else pred.image_index == example.target_image
+    score = score_row(ScoreRow.from_prediction(pred, example))
     row: dict[str, Any] = {
         "example_id": example.id,
         "pipeline": pred.pipeline,
@@ -155,25 +156,19 @@ def prediction_row(example: Example, pred: Prediction, spec: dict[str, Any]) -> 
         "target_image": example.target_image,
         "gt_box": example.gt_box.to_list(),
         "image_index": pred.image_index,
-        "image_correct": image_correct,
+        "image_stated": score.image_stated,
+        "image_correct": score.image_correct,
         "box": box.to_list() if box is not None else None,
         "status": pred.status.value,
         "calibration": pred.calibration,
-        "iou": official_iou,
-        "strict_iou": strict_iou,
+        "iou": score.iou,
+        "strict_iou": score.strict_iou,
     }
     for t, official, strict in _CORRECT_COLUMNS:
-        row[official] = official_iou >= t
-        row[strict] = strict_iou >= t
+        row[official] = score.correct(t, "official")
+        row[strict] = score.correct(t, "strict")
     row["failure"] = failure_category(
-        kind=kind,
-        error=pred.error,
-        step1=step1,
-        image_index=pred.image_index,
-        target_image=example.target_image,
-        box=box,
-        status=pred.status,
-        iou_value=official_iou,
+        kind=kind, error=pred.error, step1=step1, score=score, box=box, status=pred.status
     )
     row["step1_status"] = step1.parsed.get("status") if step1 else None
     row["step1_text"] = step1_call.raw_output if step1_call else None

@@ -1,25 +1,36 @@
 """Paired comparison of two pipelines on the same examples: 2×2 table, McNemar, bootstrap CI.
 
-Per task, and ``OVERALL``. Overall the 2×2 table and McNemar's test pool every shared example;
-the accuracies and their difference are the plain mean over tasks (the benchmark's average),
-and its interval is that of the mean over tasks of the per-task bootstrap draws (examples are
-resampled within their task). Each task draws from
-``numpy.random.default_rng([seed, crc32(task)])``, so a task's interval does not depend on
-which other tasks are in the run.
+Only examples both pipelines finished (both have a prediction) are compared. Rows: one per
+task, then two labelled overall rows that estimate different quantities:
+
+``POOLED``
+    every shared example weighs the same: accuracies and their difference over the pooled
+    examples, a percentile bootstrap interval that resamples the pooled pairs, and the exact
+    McNemar test of the pooled 2×2 table.
+``TASK_MEAN``
+    every task weighs the same (the benchmark's average): accuracies and difference are plain
+    means over tasks, the interval is that of the mean over tasks of the per-task bootstrap
+    draws (a task-stratified bootstrap: examples are resampled within their task); no test.
+
+Per task the interval resamples the task's pairs. Each draw uses
+``numpy.random.default_rng([seed, crc32(label)])`` (label = the task or ``POOLED``), so a
+task's interval does not depend on which other tasks are in the run.
 """
 
 from __future__ import annotations
 
-import math
 import zlib
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.stats import binomtest
 
 from cot_ground.analysis.scores import ordered_tasks
 
-OVERALL = "OVERALL"
+POOLED = "POOLED"
+TASK_MEAN = "TASK_MEAN"
+OVERALL_ROWS: tuple[str, ...] = (POOLED, TASK_MEAN)
 
 
 @dataclass(frozen=True)
@@ -39,18 +50,19 @@ class PairedResult:
     diff: float
     ci_low: float
     ci_high: float
-    p_value: float
+    p_value: float | None
+    """Exact McNemar p-value (None on the ``TASK_MEAN`` row, which has no test)."""
 
 
 def mcnemar_exact(only_a: int, only_b: int) -> float:
-    """Two-sided exact McNemar p-value: a binomial test of the discordant pairs at 1/2."""
+    """Two-sided exact McNemar p-value: a binomial test (``scipy.stats.binomtest``) of the
+    discordant pairs at 1/2; 1 when there are none. Raises ValueError on a negative count."""
     if only_a < 0 or only_b < 0:
         raise ValueError(f"discordant counts must be non-negative, got {only_a}, {only_b}")
     n = only_a + only_b
     if n == 0:
         return 1.0
-    tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1))
-    return min(1.0, 2 * tail / 2**n)
+    return float(binomtest(min(only_a, only_b), n, 0.5).pvalue)
 
 
 def bootstrap_diffs(
@@ -85,7 +97,10 @@ def paired_comparison(
     seed: int = 0,
     n_boot: int = 2000,
 ) -> list[PairedResult]:
-    """Compare pipelines ``a`` and ``b`` on the examples both ran, per task and overall."""
+    """Compare pipelines ``a`` and ``b`` on the examples both ran: one result per task, then
+    ``POOLED`` and ``TASK_MEAN`` (see the module docstring). ``column`` is a 0/1 outcome
+    column of a :func:`~cot_ground.analysis.load.load_run` frame. Raises ValueError for an
+    unknown pipeline or when the two share no example."""
     for name in (a, b):
         if name not in set(frame["pipeline"]):
             known = ", ".join(dict.fromkeys(frame["pipeline"])) or "none"
@@ -100,14 +115,15 @@ def paired_comparison(
     results = []
     for task in ordered_tasks(joined["task"]):
         sub = joined[joined["task"] == task]
-        ya = sub[f"{column}_a"].to_numpy(dtype=float)
-        yb = sub[f"{column}_b"].to_numpy(dtype=float)
-        rng = np.random.default_rng([seed, zlib.crc32(task.encode("utf-8"))])
-        draws.append(bootstrap_diffs(ya, yb, rng, n_boot))
-        groups.append((ya, yb))
-        results.append(_result(a, b, task, [(ya, yb)], percentile_interval(draws[-1])))
-    overall = percentile_interval(np.mean(draws, axis=0))
-    results.append(_result(a, b, OVERALL, groups, overall))
+        pair = (sub[f"{column}_a"].to_numpy(dtype=float), sub[f"{column}_b"].to_numpy(dtype=float))
+        draws.append(bootstrap_diffs(*pair, _rng(seed, task), n_boot))
+        groups.append(pair)
+        results.append(_result(a, b, task, [pair], percentile_interval(draws[-1])))
+    pooled = (np.concatenate([g[0] for g in groups]), np.concatenate([g[1] for g in groups]))
+    pooled_ci = percentile_interval(bootstrap_diffs(*pooled, _rng(seed, POOLED), n_boot))
+    results.append(_result(a, b, POOLED, [pooled], pooled_ci))
+    task_mean_ci = percentile_interval(np.mean(draws, axis=0))
+    results.append(_result(a, b, TASK_MEAN, groups, task_mean_ci, test=False))
     return results
 
 
@@ -117,13 +133,19 @@ def paired_frame(results: list[PairedResult]) -> pd.DataFrame:
     return pd.DataFrame([asdict(r) for r in results], columns=columns)
 
 
+def _rng(seed: int, label: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(label.encode("utf-8"))])
+
+
 def _result(
     a: str,
     b: str,
     task: str,
     groups: list[tuple[np.ndarray, np.ndarray]],
     interval: tuple[float, float],
+    test: bool = True,
 ) -> PairedResult:
+    """One row; accuracies are the plain mean over ``groups`` of each group's mean."""
     ya = np.concatenate([g[0] for g in groups]).astype(bool)
     yb = np.concatenate([g[1] for g in groups]).astype(bool)
     only_a = int((ya & ~yb).sum())
@@ -144,5 +166,5 @@ def _result(
         diff=acc_a - acc_b,
         ci_low=interval[0],
         ci_high=interval[1],
-        p_value=mcnemar_exact(only_a, only_b),
+        p_value=mcnemar_exact(only_a, only_b) if test else None,
     )

@@ -16,6 +16,7 @@ from cot_ground.analysis.html_report import ReportTables, render_report
 from cot_ground.analysis.load import load_run, pipeline_specs, read_manifest
 from cot_ground.analysis.paired import paired_comparison, paired_frame
 from cot_ground.analysis.scores import (
+    coverage_warnings,
     markdown_table,
     overview_frame,
     pipelines_of,
@@ -31,6 +32,8 @@ class ReportFiles:
     out_dir: Path
     scores: pd.DataFrame
     files: dict[str, Path] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    """E.g. pipelines that cover different example sets (:func:`coverage_warnings`)."""
 
 
 def build_report(
@@ -43,7 +46,10 @@ def build_report(
     """Write scores, attribution, oracle gain, paired comparisons, charts and ``report.html``.
 
     ``out_dir`` defaults to ``RUN_DIR/report``. Paired comparisons cover every pair of
-    pipelines (in run order) on Acc@0.5 (official), bootstrapped with ``seed``.
+    pipelines (in run order) on Acc@0.5 (official), bootstrapped with ``seed``, on the
+    examples both ran. When pipelines cover different example sets the report is still
+    written, with a warning in ``ReportFiles.warnings``, ``scores.md``, ``scores.json`` and
+    ``report.html``.
     """
     frame = load_run(run_dir)
     if frame.empty:
@@ -51,8 +57,9 @@ def build_report(
     manifest = read_manifest(run_dir)
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / "report"
     out.mkdir(parents=True, exist_ok=True)
-    scores, score_files = write_scores(frame, out)
-    result = ReportFiles(out_dir=out, scores=scores)
+    warnings = coverage_warnings(frame)
+    scores, score_files = write_scores(frame, out, warnings)
+    result = ReportFiles(out_dir=out, scores=scores, warnings=warnings)
     result.files.update({f"scores.{k}": p for k, p in score_files.items()})
 
     attribution = attribution_table(frame)
@@ -70,7 +77,8 @@ def build_report(
         md.write_text(markdown_table(table, digits=4 if name == "paired" else 2) + "\n", "utf-8")
         result.files[f"{name}.md"] = md
     paired_json = out / "paired.json"
-    paired_json.write_text(json.dumps(paired.to_dict("records"), indent=2) + "\n", "utf-8")
+    records = paired.astype(object).where(paired.notna(), None).to_dict("records")
+    paired_json.write_text(json.dumps(records, indent=2) + "\n", "utf-8")
     result.files["paired.json"] = paired_json
 
     charts = {
@@ -88,6 +96,7 @@ def build_report(
         oracle_gain=gain,
         paired=paired,
         charts=charts,
+        warnings=warnings,
     )
     page = out / "report.html"
     page.write_text(render_report(frame, tables, sample_per_category, seed), encoding="utf-8")

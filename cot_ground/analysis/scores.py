@@ -1,8 +1,15 @@
 """Score tables per task × pipeline (Acc@0.3/0.5/0.7, mIoU; official and strict) and exports.
 
-The figures come from :func:`cot_ground.scoring.score_table` applied to each pipeline's rows of
-a :func:`~cot_ground.analysis.load.load_run` frame. Boxes are scored as recorded: a calibration
-named on a prediction was applied by the model adapter already, and is only reported here.
+Every figure is an aggregate of the columns of a :func:`~cot_ground.analysis.load.load_run`
+frame (``iou``, ``strict_iou``, ``image_stated``), which :func:`cot_ground.scoring.score_row`
+filled once per prediction; nothing here scores a box again. Boxes are scored as recorded: a
+calibration named on a prediction was applied by the model adapter already, and is only
+reported here.
+
+Each table has, per pipeline, a row per task, the paper's group means ``SPONTANEOUS`` and
+``REFERENTIAL`` (:data:`cot_ground.scoring.TASK_GROUPS`) and the plain mean over tasks
+``AVERAGE``; every row carries its ``n`` and ``image_stated`` (percentage of answers that name
+an image).
 """
 
 from __future__ import annotations
@@ -14,10 +21,27 @@ from typing import Any
 
 import pandas as pd
 
-from cot_ground.boxes import Box
-from cot_ground.scoring import METRICS, MODES, TASK_ORDER, score_table
+from cot_ground.scoring import (
+    METRICS,
+    MODES,
+    TASK_GROUPS,
+    TASK_ORDER,
+    average_over_tasks,
+    group_means,
+    summarize,
+)
 
 AVERAGE = "AVERAGE"
+GROUP_ROWS: dict[str, str] = {group: group.upper() for group in TASK_GROUPS}
+SUMMARY_ROWS: tuple[str, ...] = (*GROUP_ROWS.values(), AVERAGE)
+FIGURES: tuple[str, ...] = ("n", *METRICS, "image_stated")
+_IOU_COLUMN = {"official": "iou", "strict": "strict_iou"}
+STRICT_NOTE = (
+    "Strict differs from official where answers name a wrong image, or name no image where the"
+    " question designates none (group_grounding): `image_stated` is the share of answers that"
+    " name an image, so an end-to-end model that answers only a box scores 0 there in strict"
+    " mode whatever its box."
+)
 
 
 def pipeline_calibration(frame: pd.DataFrame, pipeline: str) -> str | None:
@@ -29,40 +53,47 @@ def pipeline_calibration(frame: pd.DataFrame, pipeline: str) -> str | None:
 
 
 def score_tables(frame: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
-    """``{mode: {pipeline: score_table(...)}}`` for both scoring modes and every pipeline.
+    """``{mode: {pipeline: table}}`` for both scoring modes and every pipeline of a
+    :func:`~cot_ground.analysis.load.load_run` frame.
 
-    Each table's ``calibration`` is the one the pipeline's boxes carry (see module docstring).
+    A table has the shape of :func:`cot_ground.scoring.score_table`: ``mode``,
+    ``calibration`` (the one the pipeline's boxes carry), ``tasks`` (``{task: {n, acc@0.3,
+    acc@0.5, acc@0.7, miou, image_stated}}``), ``groups`` and ``average``.
     """
     out: dict[str, dict[str, dict[str, Any]]] = {mode: {} for mode in MODES}
     for pipeline in pipelines_of(frame):
         sub = frame[frame["pipeline"] == pipeline]
         calibration = pipeline_calibration(frame, pipeline)
-        rows = [
-            {
-                "task": r.task,
-                "pred_box": None if r.box is None else Box.from_unit(r.box),
-                "gt_box": Box.from_unit(r.gt_box),
-                "pred_image": None if pd.isna(r.image_index) else int(r.image_index),
-                "target_image": int(r.target_image),
-            }
-            for r in sub.itertuples(index=False)
-        ]
         for mode in MODES:
-            out[mode][pipeline] = score_table(rows, mode=mode) | {"calibration": calibration}
+            tasks = {
+                task: summarize(part[_IOU_COLUMN[mode]], part["image_stated"])
+                for task in ordered_tasks(sub["task"])
+                for part in [sub[sub["task"] == task]]
+            }
+            out[mode][pipeline] = {
+                "mode": mode,
+                "calibration": calibration,
+                "tasks": tasks,
+                "groups": group_means(tasks),
+                "average": average_over_tasks(list(tasks.values())),
+            }
     return out
 
 
 def scores_frame(tables: dict[str, dict[str, dict[str, Any]]]) -> pd.DataFrame:
-    """Long table: ``mode, pipeline, task, n, acc@0.3, acc@0.5, acc@0.7, miou``.
+    """Long table: ``mode, pipeline, task, n, acc@0.3, acc@0.5, acc@0.7, miou, image_stated``.
 
-    Each pipeline ends with an ``AVERAGE`` row (plain mean over tasks; ``n`` is the total).
+    Each pipeline's tasks are followed by ``SPONTANEOUS``, ``REFERENTIAL`` (the paper's group
+    means, when the group has a task in the run) and ``AVERAGE`` (plain mean over tasks); the
+    ``n`` of those rows is the total over their tasks.
     """
     rows = []
     for mode, by_pipeline in tables.items():
         for pipeline, table in by_pipeline.items():
-            for task, figures in [*table["tasks"].items(), (AVERAGE, table["average"])]:
+            summary = [(GROUP_ROWS[g], figures) for g, figures in table["groups"].items()]
+            for task, figures in [*table["tasks"].items(), *summary, (AVERAGE, table["average"])]:
                 rows.append({"mode": mode, "pipeline": pipeline, "task": task, **figures})
-    frame = pd.DataFrame(rows, columns=["mode", "pipeline", "task", "n", *METRICS])
+    frame = pd.DataFrame(rows, columns=["mode", "pipeline", "task", *FIGURES])
     frame["n"] = frame["n"].astype(int)
     return frame
 
@@ -70,44 +101,91 @@ def scores_frame(tables: dict[str, dict[str, dict[str, Any]]]) -> pd.DataFrame:
 def overview_frame(
     scores: pd.DataFrame, mode: str = "official", metric: str = "acc@0.5"
 ) -> pd.DataFrame:
-    """Pipelines × tasks of one metric (the layout of the benchmark's published tables)."""
+    """Pipelines × tasks of one metric (the layout of the benchmark's published tables), with
+    the group means and the average, and under each pipeline's row its ``n`` per cell and (in
+    strict mode) its ``image_stated`` share per cell.
+
+    Index: ``pipeline``; column ``figure`` names the row (``metric``, ``n``,
+    ``image_stated``).
+    """
     sub = scores[scores["mode"] == mode]
-    wide = sub.pivot(index="pipeline", columns="task", values=metric)
-    tasks = [t for t in ordered_tasks(sub["task"]) if t != AVERAGE]
-    return wide.reindex(columns=[*tasks, AVERAGE]).reindex(pipelines_of(sub))
+    figures = [metric, "n", *(["image_stated"] if mode == "strict" else [])]
+    tasks = [t for t in ordered_tasks(sub["task"]) if t not in SUMMARY_ROWS]
+    columns = [*tasks, *(s for s in SUMMARY_ROWS if s in set(sub["task"]))]
+    parts = []
+    for pipeline in pipelines_of(sub):
+        mine = sub[sub["pipeline"] == pipeline].set_index("task")
+        for figure in figures:
+            values = mine[figure].reindex(columns)
+            if figure == "n":
+                values = values.astype("Int64")
+            parts.append({"pipeline": pipeline, "figure": figure, **values.to_dict()})
+    # object columns keep each cell's type: counts stay integers beside percentages
+    out = pd.DataFrame(parts, columns=["pipeline", "figure", *columns], dtype=object)
+    return out.set_index("pipeline")
 
 
-def scores_markdown(scores: pd.DataFrame) -> str:
+def scores_markdown(scores: pd.DataFrame, warnings: Sequence[str] = ()) -> str:
     """The score tables as markdown: an Acc@0.5 overview, then every metric per mode."""
     parts = []
     for mode in MODES:
         overview = overview_frame(scores, mode).reset_index()
-        parts.append(f"## Acc@0.5 ({mode})\n\n{markdown_table(overview)}")
+        note = f"\n\n{STRICT_NOTE}" if mode == "strict" else ""
+        parts.append(f"## Acc@0.5 ({mode})\n\n{markdown_table(overview)}{note}")
     for mode in MODES:
         detail = scores[scores["mode"] == mode].drop(columns="mode")
         parts.append(f"## All metrics ({mode})\n\n{markdown_table(detail)}")
     header = (
-        "# Scores\n\nPercentages. `official`: only the box counts (public MIG-Bench evaluation);"
-        " `strict`: the named image must be the target image. AVERAGE is the plain mean over"
-        " tasks.\n"
+        "# Scores\n\nPercentages; `n` = examples per cell. `official`: only the box counts"
+        " (public MIG-Bench evaluation); `strict`: the named image must be the target image."
+        " AVERAGE is the plain mean over tasks; SPONTANEOUS (diff, view_diff, common_object)"
+        " and REFERENTIAL (the other tasks) are the group means of the Migician paper's"
+        " Table 5.\n"
     )
-    return header + "\n" + "\n\n".join(parts) + "\n"
+    flagged = "".join(f"\n**Warning:** {w}\n" for w in warnings)
+    return header + flagged + "\n" + "\n\n".join(parts) + "\n"
 
 
-def write_scores(frame: pd.DataFrame, out_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Path]]:
+def write_scores(
+    frame: pd.DataFrame, out_dir: str | Path, warnings: Sequence[str] = ()
+) -> tuple[pd.DataFrame, dict[str, Path]]:
     """Write ``scores.md``, ``scores.csv`` and ``scores.json`` into ``out_dir``.
 
-    Returns the long score table (:func:`scores_frame`) and the paths by extension.
+    ``warnings`` (e.g. from :func:`coverage_warnings`) head ``scores.md`` and are listed in
+    ``scores.json`` under ``warnings``. Returns the long score table (:func:`scores_frame`)
+    and the paths by extension.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tables = score_tables(frame)
     scores = scores_frame(tables)
     paths = {"md": out / "scores.md", "csv": out / "scores.csv", "json": out / "scores.json"}
-    paths["md"].write_text(scores_markdown(scores), encoding="utf-8")
+    paths["md"].write_text(scores_markdown(scores, warnings), encoding="utf-8")
     scores.to_csv(paths["csv"], index=False, float_format="%.4f")
-    paths["json"].write_text(json.dumps(tables, indent=2) + "\n", encoding="utf-8")
+    payload = {**tables, "warnings": list(warnings)}
+    paths["json"].write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return scores, paths
+
+
+def coverage_warnings(frame: pd.DataFrame) -> list[str]:
+    """One message when the pipelines of a run cover different example sets, else none.
+
+    The message gives each pipeline's example count and how many examples some pipeline ran
+    that it lacks; tables compare such pipelines on different examples.
+    """
+    ids = {p: set(frame.loc[frame["pipeline"] == p, "example_id"]) for p in pipelines_of(frame)}
+    union = set().union(*ids.values()) if ids else set()
+    short = {p: len(union - mine) for p, mine in ids.items()}
+    if not any(short.values()):
+        return []
+    counts = ", ".join(
+        f"{p} {len(ids[p])}" + (f" (lacks {short[p]})" if short[p] else "") for p in ids
+    )
+    return [
+        f"pipelines cover different example sets ({len(union)} examples in all): {counts}; "
+        "their tables are not over the same examples, and paired statistics use only the "
+        "examples both pipelines ran"
+    ]
 
 
 def markdown_table(frame: pd.DataFrame, digits: int = 2) -> str:
@@ -131,7 +209,7 @@ def pipelines_of(frame: pd.DataFrame) -> list[str]:
 
 
 def _cell(value: Any, digits: int) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
+    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
         return ""
     if isinstance(value, float):
         return f"{value:.{digits}f}"

@@ -6,8 +6,12 @@ any calibration, ``[0, 1000]`` frame; ``iou`` = its IoU with ``groundtruth``, al
 followed by one summary object ``{task: {"IOU@0.7", "IOU@0.5", "IOU@0.3", "AVE_IOU", "TOTAL"}}``
 holding counts and the IoU sum.
 
-Rescoring parses ``answer`` with :func:`cot_ground.parsing.parse_box` in the stated frame,
-applies the named calibration, and scores in the ``official`` mode. Each record is also
+Rescoring parses ``answer`` with :func:`cot_ground.parsing.parse_box` in the stated frame
+(box and the image the answer names), applies the named calibration and scores every record
+with :func:`cot_ground.scoring.score_row`: the ``official`` figures, and per task the
+``strict`` ones and ``image_stated``. Strict needs the target image: the image the question
+designates (:func:`cot_ground.bench.targets.designated_target`), or, with an annotation file,
+the target of the matching item (the only source for ``group_grounding``). Each record is also
 compared with the public parser's box so that every disagreement is counted by kind.
 """
 
@@ -18,15 +22,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cot_ground.bench.migbench import read_json
+from cot_ground.bench.migbench import load_benchmark, read_json
+from cot_ground.bench.targets import QUESTION_DESIGNATES_TARGET, designated_target
 from cot_ground.boxes import Box, Frame
 from cot_ground.parsing import parse_box
+from cot_ground.records import Example
 from cot_ground.scoring import (
+    METRICS,
+    TASK_GROUPS,
     THRESHOLDS,
     ScoreRow,
     apply_calibration,
     average_over_tasks,
-    row_iou,
+    score_row,
     score_table,
 )
 
@@ -124,13 +132,24 @@ def rescore_logs(
     paths: list[str | Path],
     calibration: str | None = None,
     frame: Frame | str = Frame.QWEN1000,
+    bench: str | Path | None = None,
 ) -> dict[str, Any]:
     """Rescore released logs from their raw answers; one file per task.
 
-    Returns the :func:`~cot_ground.scoring.score_table` dict (``official`` mode) where each
-    task also has ``logged`` (the file's own figures), ``status`` (parse status counts),
+    ``bench``: the annotation file the logs were scored against (the released logs: the
+    revised file); its items of a task must match the log's records in order (same
+    ground-truth box, question starting with the item's question). Without it, strict figures
+    are given only for tasks whose question designates the target image.
+
+    Returns the :func:`~cot_ground.scoring.score_table` dict (``official`` mode; per task
+    ``image_stated`` = percentage of answers that name an image) where each task also has
+    ``strict`` (``{acc@0.3, acc@0.5, acc@0.7, miou}``, or None when its target images are
+    unknown), ``logged`` (the file's own figures), ``status`` (parse status counts),
     ``agreement`` (see :data:`AGREEMENT_KINDS`), ``decision_changes`` (items whose Acc@0.5
-    outcome differs from the log) and ``file``; ``average`` also has ``logged``.
+    outcome differs from the log) and ``file``; ``average`` and each group also have
+    ``strict`` (None unless every task of it has one) and ``logged``. Raises
+    :class:`ReleasedLogError` for unreadable logs, a task given twice, or logs that do not
+    match ``bench``.
     """
     logs = [read_released_log(p) for p in paths]
     by_task: dict[str, ReleasedLog] = {}
@@ -141,19 +160,31 @@ def rescore_logs(
                 "rescore one model at a time"
             )
         by_task[log.task] = log
+    examples = _bench_examples(bench, list(by_task)) if bench is not None else {}
     rows: list[ScoreRow] = []
+    strict_rows: list[ScoreRow] = []
     extra: dict[str, dict[str, Any]] = {}
     for task, log in by_task.items():
         status: Counter[str] = Counter()
         agree: Counter[str] = Counter({k: 0 for k in AGREEMENT_KINDS})
         changes = 0
-        for rec in log.records:
+        targets = _targets(log, examples.get(task))
+        for rec, target in zip(log.records, targets, strict=True):
             parsed = parse_box(rec.answer, frame)
-            row = ScoreRow(task, parsed.box, Box.from_qwen1000(rec.groundtruth))
+            row = ScoreRow(
+                task,
+                parsed.box,
+                Box.from_qwen1000(rec.groundtruth),
+                pred_image=parsed.image_index,
+                target_image=None if target is None else target[0],
+                question_names_target=target is not None and target[1],
+            )
             rows.append(row)
+            if target is not None:
+                strict_rows.append(row)
             status[parsed.status.value] += 1
             agree[agreement(parsed.box, rec.filter_answer, calibration)] += 1
-            changes += (row_iou(row, "official", calibration) >= 0.5) != (rec.iou >= 0.5)
+            changes += score_row(row, calibration).correct(0.5) != (rec.iou >= 0.5)
         extra[task] = {
             "logged": log.logged,
             "status": dict(status),
@@ -162,8 +193,58 @@ def rescore_logs(
             "file": str(log.path),
         }
     table = score_table(rows, mode="official", calibration=calibration)
+    strict = score_table(strict_rows, mode="strict", calibration=calibration)
     for task, info in table["tasks"].items():
+        info["strict"] = _metrics(strict["tasks"].get(task))
         info.update(extra[task])
-    table["average"]["logged"] = average_over_tasks([log.logged for log in by_task.values()])
+    summaries = [(table["average"], strict["average"], list(table["tasks"]))]
+    for group, info in table["groups"].items():
+        members = [t for t in TASK_GROUPS[group] if t in table["tasks"]]
+        summaries.append((info, strict["groups"].get(group), members))
+    for info, strict_info, members in summaries:
+        complete = all(table["tasks"][t]["strict"] is not None for t in members)
+        info["strict"] = _metrics(strict_info) if complete else None
+        info["logged"] = average_over_tasks([by_task[t].logged for t in members])
     table["frame"] = Frame(frame).value
+    table["bench"] = None if bench is None else str(bench)
     return table
+
+
+def _metrics(figures: dict[str, float] | None) -> dict[str, float] | None:
+    return None if figures is None else {k: figures[k] for k in METRICS}
+
+
+def _bench_examples(bench: str | Path, tasks: list[str]) -> dict[str, list[Example]]:
+    """The annotation file's examples of ``tasks``, in file order per task."""
+    out: dict[str, list[Example]] = {}
+    for example in load_benchmark(bench, tasks=tasks).examples:
+        out.setdefault(example.task, []).append(example)
+    return out
+
+
+def _targets(
+    log: ReleasedLog, examples: list[Example] | None
+) -> list[tuple[int, bool] | None]:
+    """Per record ``(target image, question designates it)``, or None when unknown."""
+    if examples is None:
+        out: list[tuple[int, bool] | None] = []
+        for rec in log.records:
+            found = designated_target(rec.task, rec.question)
+            out.append(None if found is None else (found[0], True))
+        return out
+    if len(examples) != len(log.records):
+        raise ReleasedLogError(
+            f"{log.path}: {len(log.records)} records but the annotation file has "
+            f"{len(examples)} {log.task} items; rescore against the file the log was scored on"
+        )
+    targets: list[tuple[int, bool] | None] = []
+    for number, (rec, ex) in enumerate(zip(log.records, examples, strict=True)):
+        gt = Box.from_qwen1000(rec.groundtruth).to_list()
+        same_box = all(abs(a - b) < 1e-6 for a, b in zip(gt, ex.gt_box.to_list(), strict=True))
+        if not same_box or not rec.question.startswith(ex.question.strip()):
+            raise ReleasedLogError(
+                f"{log.path} record {number}: does not match {log.task} item {number} of the "
+                "annotation file (ground-truth box or question differs)"
+            )
+        targets.append((ex.target_image, ex.target_rule in QUESTION_DESIGNATES_TARGET))
+    return targets

@@ -63,6 +63,15 @@ def target_image(task: str, question: str, additional_info: str, n_images: int) 
     return index, rule
 
 
+def designated_target(task: str, question: str) -> tuple[int, str] | None:
+    """``(0-based index, rule)`` of the image the question (or the task's fixed layout)
+    designates, or None for ``group_grounding``, whose target is only in ``additional_info``.
+    The index is not checked against the item's images (see :func:`target_image`)."""
+    if task == "group_grounding":
+        return None
+    return _apply_rules(task, question, "")
+
+
 @lru_cache(maxsize=8192)  # questions repeat across items; the rules are pure
 def _apply_rules(task: str, question: str, additional_info: str) -> tuple[int, str]:
     if task == "group_grounding":

@@ -29,13 +29,27 @@ def rescore(
         str, typer.Option(help="frame of the boxes in the answers")
     ] = Frame.QWEN1000.value,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    bench: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="MIGBENCH_FILE",
+            help="annotation file the logs were scored on (the released logs: the revised"
+            " file); gives the target images for strict group_grounding. Default:"
+            " $MIGBENCH_FILE",
+        ),
+    ] = None,
 ) -> None:
-    """Rescore released MIG-Bench logs from their raw answers with cot-ground's parser."""
+    """Rescore released MIG-Bench logs from their raw answers with cot-ground's parser.
+
+    Official figures (the public evaluation's), and per task strict Acc@0.5 and the share of
+    answers that name an image. Strict needs each item's target image: the question names it
+    for every task but group_grounding, whose target is in the annotation file (--bench).
+    """
     if calibration is not None and calibration not in CALIBRATIONS:
         fail(f"unknown calibration {calibration!r} (known: {', '.join(CALIBRATIONS)})")
     try:
-        result = rescore_logs(list(files), calibration=calibration, frame=Frame(frame))
-    except (ReleasedLogError, ValueError) as exc:
+        result = rescore_logs(list(files), calibration=calibration, frame=Frame(frame), bench=bench)
+    except (ReleasedLogError, BenchmarkError, ValueError) as exc:
         fail(str(exc))
     if as_json:
         typer.echo(json.dumps(result, indent=2))
@@ -48,15 +62,24 @@ def _print_rescore(result: dict[str, Any]) -> None:
         f"Rescored (mode {result['mode']}, frame {result['frame']}, "
         f"calibration {result['calibration'] or 'none'})"
     )
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    caption = (
+        "strict @0.5: the named image must be the target (an answer naming none: the image the"
+        " question designates); stated: % of answers naming an image"
+    )
+    if result["average"]["strict"] is None:
+        caption += "; strict group_grounding needs --bench (the annotation file)"
+    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("task")
-    for col in ("n", "@0.3", "@0.5", "@0.7", "mIoU", "log @0.5", "log mIoU", "several", "none"):
+    columns = ("n", "@0.3", "@0.5", "@0.7", "mIoU", "log @0.5", "log mIoU", "strict @0.5")
+    for col in (*columns, "stated %", "several", "none"):
         table.add_column(col, justify="right")
     for task, s in result["tasks"].items():
         st = s["status"]
         unread = st.get("no_box", 0) + st.get("malformed", 0)
         table.add_row(task, *_figures(s), str(st.get("several_boxes", 0)), str(unread))
     table.add_section()
+    for name, s in result["groups"].items():
+        table.add_row(name, *_figures(s), "", "")
     table.add_row("average", *_figures(result["average"]), "", "")
     Console().print(table)
 
@@ -71,6 +94,8 @@ def _figures(s: dict[str, Any]) -> list[str]:
         f"{s['miou']:.2f}",
         f"{logged['acc@0.5']:.2f}",
         f"{logged['miou']:.2f}",
+        "n/a" if s["strict"] is None else f"{s['strict']['acc@0.5']:.2f}",
+        f"{s['image_stated']:.1f}",
     ]
 
 

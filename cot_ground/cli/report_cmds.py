@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cot_ground.cli.app import fail
@@ -44,9 +45,14 @@ def report(
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc), code=1)
     console = Console()
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     scores = result.scores
-    table = Table(title="Acc@0.5 (official / strict), average over tasks")
-    for col in ("pipeline", "n", "official", "strict"):
+    table = Table(
+        title="Acc@0.5 (official / strict), average over tasks",
+        caption="image stated: mean over tasks of the share of answers that name an image",
+    )
+    for col in ("pipeline", "n", "official", "strict", "image stated %"):
         table.add_column(col, justify="left" if col == "pipeline" else "right")
     avg = scores[scores["task"] == AVERAGE]
     for pipeline in dict.fromkeys(avg["pipeline"]):
@@ -56,6 +62,7 @@ def report(
             str(int(rows.loc["official", "n"])),
             f"{rows.loc['official', 'acc@0.5']:.2f}",
             f"{rows.loc['strict', 'acc@0.5']:.2f}",
+            f"{rows.loc['strict', 'image_stated']:.1f}",
         )
     console.print(table)
     console.print(f"report written to [bold]{result.out_dir}[/bold]:")
@@ -69,27 +76,45 @@ def compare(
     b: Annotated[str, typer.Option("--b", help="pipeline B")],
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
     seed: Annotated[int, typer.Option("--seed", help="bootstrap seed")] = 0,
+    allow_partial: Annotated[
+        bool,
+        typer.Option(
+            "--allow-partial",
+            help="compare even when A and B ran different example sets (on the shared ones)",
+        ),
+    ] = False,
 ) -> None:
     """Compare two pipelines on the examples both ran: 2×2 table, McNemar, bootstrap CI.
 
-    Acc@0.5 (official), per task and OVERALL: both right / only A / only B / neither, the
-    exact McNemar p-value and a seeded bootstrap 95% interval of A − B in percent points.
+    Acc@0.5 (official), per task, POOLED (every example weighs the same; exact McNemar test)
+    and TASK_MEAN (every task weighs the same; task-stratified bootstrap): both right / only A /
+    only B / neither and a seeded bootstrap 95% interval of A − B in percent points. Refuses
+    (exit 1) when A and B ran different example sets, unless --allow-partial.
     """
     from cot_ground.analysis.load import load_run
     from cot_ground.analysis.paired import paired_comparison, paired_frame
+    from cot_ground.analysis.scores import coverage_warnings
 
     try:
-        results = paired_comparison(load_run(run_dir, pipelines=[a, b]), a, b, seed=seed)
+        loaded = load_run(run_dir, pipelines=[a, b])
+        partial = coverage_warnings(loaded)
+        if partial and not allow_partial:
+            fail(f"{partial[0]}. Re-run with --allow-partial to compare anyway.", code=1)
+        results = paired_comparison(loaded, a, b, seed=seed)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc), code=1)
     frame = paired_frame(results)
     if as_json:
-        typer.echo(json.dumps(frame.to_dict("records"), indent=2))
+        records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        typer.echo(json.dumps(records, indent=2))
         return
+    for warning in partial:
+        Console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     table = Table(
         title=f"A = {a}  vs  B = {b}  (Acc@0.5, official)",
         caption="2×2: both right / only A / only B / neither; CI: bootstrap 95% of A−B;"
-        " p: exact McNemar",
+        " p: exact McNemar; POOLED: every example weighs the same; TASK_MEAN: every task"
+        " weighs the same (task-stratified bootstrap)",
         box=box.SIMPLE_HEAD,
     )
     for col in ("task", "n", "2×2", "A%", "B%", "A−B", "95% CI", "p"):
@@ -103,7 +128,7 @@ def compare(
             f"{r.acc_b:.1f}",
             f"{r.diff:+.1f}",
             f"[{r.ci_low:+.1f}, {r.ci_high:+.1f}]",
-            f"{r.p_value:.3g}",
+            "" if r.p_value is None else f"{r.p_value:.3g}",
         )
     Console().print(table)
 
