@@ -85,6 +85,26 @@ def device_info() -> dict[str, Any]:
     return info
 
 
+def model_sources(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per model key of ``config``: the weights it names, resolved (local folder; for a Hub id
+    the id, requested revision, commit hash and snapshot folder). Models without a ``path``
+    (served models, classical baselines) are left out; an unresolvable path is recorded with
+    its error (the adapter build reports it)."""
+    from cot_ground.models.base import ModelLoadError
+    from cot_ground.models.hf_loading import resolve_model_source
+
+    out: dict[str, dict[str, Any]] = {}
+    for key, model in (config.get("models") or {}).items():
+        path = model.get("path") if isinstance(model, dict) else None
+        if not path:
+            continue
+        try:
+            out[key] = {"spec": path, **resolve_model_source(path).record()}
+        except ModelLoadError as exc:
+            out[key] = {"spec": path, "error": str(exc)}
+    return out
+
+
 def build_manifest(
     *,
     config: dict[str, Any],
@@ -102,6 +122,7 @@ def build_manifest(
         "shard": shard,
         "n_examples": n_examples,
         "pipelines": sorted(config.get("pipelines", {})),
+        "models": model_sources(config),
         "packages": package_versions(),
         "git": git_state(),
         "device": device_info(),
