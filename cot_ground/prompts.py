@@ -5,8 +5,8 @@ Layout (under :func:`cot_ground.paths.prompts_dir`)::
     prompts/<kind>/<variant>/_all.yaml     fields shared by every task of the variant (optional)
     prompts/<kind>/<variant>/<task>.yaml   fields of one task (override ``_all.yaml``)
 
-``kind`` is ``cot`` (the two-step graph's step 1), ``e2e`` (the end-to-end graph) or ``select``
-(the proposal-based graphs: ``som``, ``perception-prompt``, ``verify``). A user adds
+``kind`` is ``cot`` (the two-step graph's step 1), ``e2e`` (the end-to-end graph), or the
+proposal-based graph of that name: ``som``, ``perception-prompt``, ``verify``. A user adds
 a variant by adding a folder of files; no code changes. Each file is a YAML mapping of named
 fields. String fields are templates: ``{name}`` is replaced by a variable of the example (see
 :func:`example_variables`) or by another string field of the same prompt set; ``{{name}}``
@@ -26,18 +26,22 @@ import yaml
 from cot_ground.paths import prompts_dir
 from cot_ground.records import text_hash
 
-KINDS = ("cot", "e2e", "select")
+KINDS = ("cot", "e2e", "som", "perception-prompt", "verify")
 ANSWER_KINDS = ("image_and_description", "description", "image")
 # fields every prompt set of a kind must have after merging _all.yaml and <task>.yaml
 REQUIRED: dict[str, tuple[str, ...]] = {
     "cot": ("step1", "reformat", "answer"),
     "e2e": ("prompt",),
-    "select": ("som", "som_reformat", "perception", "perception_reformat", "verify"),
+    "som": ("prompt", "reformat"),
+    "perception-prompt": ("prompt", "reformat"),
+    "verify": ("question",),
 }
 DEFAULTS: dict[str, dict[str, Any]] = {
     "cot": {"phrase": "{description}", "question_remove": []},
     "e2e": {"question_remove": []},
-    "select": {"question_remove": []},
+    "som": {"question_remove": []},
+    "perception-prompt": {"question_remove": []},
+    "verify": {"question_remove": []},
 }
 SHARED_FILE = "_all.yaml"
 _PLACEHOLDER = re.compile(r"\{\{([a-z_][a-z0-9_]*)\}\}|\{([a-z_][a-z0-9_]*)\}")

@@ -16,7 +16,8 @@ class ProposalSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     prompt_variant: str = Field(
-        default="default", description="folder under prompts/select/ holding the prompts"
+        default="default",
+        description="folder under prompts/<kind>/ (som, perception-prompt, verify)",
     )
     proposal_phrase: str = Field(
         default="object.", description="phrase sent to the grounder to propose boxes on an image"

@@ -85,6 +85,11 @@ class SelectorNodes:
     style: Literal["marks", "text"]
     artifacts: Path = field(default_factory=Path)
 
+    @property
+    def prompt_kind(self) -> str:
+        """The prompt folder kind: ``som`` or ``perception-prompt``."""
+        return "som" if self.style == "marks" else "perception-prompt"
+
     # ------------------------------------------------------------------ proposals
     def propose(self, state: SelectState) -> dict[str, Any]:
         """Proposals on every image (one batched grounder call)."""
@@ -145,20 +150,19 @@ class SelectorNodes:
         """The reasoner sees the (marked) images and the prompt; re-format prompts on retries."""
         ex = _example(state)
         attempt = state.get("attempt", 0)
-        name = "som" if self.style == "marks" else "perception"
         try:
             prompts = load_prompts(
-                "select", self.config.prompt_variant, ex.task, self.config.prompts_dir
+                self.prompt_kind, self.config.prompt_variant, ex.task, self.config.prompts_dir
             )
             variables = self._variables(ex, state["proposals"])
             if attempt == 0:
-                rendered = prompts.render(name, variables)
+                rendered = prompts.render("prompt", variables)
             else:
                 extra = {
                     "previous_answer": state.get("choice_raw") or "",
                     "why": state.get("why") or "",
                 }
-                rendered = prompts.render(f"{name}_reformat", {**variables, **extra})
+                rendered = prompts.render("reformat", {**variables, **extra})
         except PromptError as exc:
             error = _error(ErrorCategory.CONFIG, str(exc), CHOOSE)
             return {"error": error, "trace": [step(CHOOSE, attempt=attempt, error=error)]}
@@ -280,8 +284,7 @@ class SelectorNodes:
                 return (
                     None,
                     ErrorCategory.INDEX,
-                    f"mark {choice.mark} is not on image {image + 1} "
-                    f"(it has {len(marks)} mark(s))",
+                    f"mark {choice.mark} is not on image {image + 1} (it has {len(marks)} mark(s))",
                 )
             return _picked(marks[choice.mark - 1], "mark"), ErrorCategory.FORMAT, ""
         if choice.image is not None and self.config.unmarked_choice == "top-proposal":
@@ -397,7 +400,11 @@ def build_selector_graph(
 
     _check_role(reasoner, Reasoner, "reasoner", "reason")
     _check_role(grounder, Grounder, "grounder", "ground")
-    variant_dir("select", config.prompt_variant, config.prompts_dir)
+    variant_dir(
+        "som" if style == "marks" else "perception-prompt",
+        config.prompt_variant,
+        config.prompts_dir,
+    )
     artifacts = artifacts_root(config.artifacts_dir) / config.pipeline_name
     nodes = SelectorNodes(reasoner, grounder, config, style, artifacts)
     graph = StateGraph(SelectState)

@@ -103,10 +103,10 @@ class VerifyNodes:
         image = sel["step2_image"]
         try:
             prompts = load_prompts(
-                "select", self.config.prompt_variant, ex.task, self.config.prompts_dir
+                "verify", self.config.prompt_variant, ex.task, self.config.prompts_dir
             )
             rendered = prompts.render(
-                "verify", {"description": sel["description"] or sel["phrase"]}
+                "question", {"description": sel["description"] or sel["phrase"]}
             )
             width, height = image_size(ex.images[image])
             crops = []
@@ -248,7 +248,7 @@ def build_verify_graph(
     config = config or VerifyConfig()
     _check_role(reasoner, Reasoner, "reasoner", "reason")
     _check_role(grounder, Grounder, "grounder", "ground")
-    variant_dir("select", config.prompt_variant, config.prompts_dir)
+    variant_dir("verify", config.prompt_variant, config.prompts_dir)
     variant_dir("cot", config.step1_variant, config.prompts_dir)
     step1 = CoTNodes(
         reasoner,
