@@ -25,6 +25,8 @@ class ParseStatus(str, Enum):
     NO_BOX = "no_box"
     SEVERAL_BOXES = "several_boxes"
     MALFORMED = "malformed"
+    # a box stated in another frame than the one named, e.g. unit fractions in a [0, 1000) answer
+    FRAME_MISMATCH = "frame_mismatch"
 
 
 class ErrorCategory(str, Enum):
@@ -130,6 +132,12 @@ class Prediction(BaseModel):
     prompt_hash: str | None = None
     calibration: str | None = Field(default=None, description="named box calibration applied")
     fallbacks: list[str] = Field(default_factory=list, description="fallback policies taken")
+    settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="what can change this prediction's figure besides the model: graph mode, "
+        "generation length per step (max_new_tokens), parser options (unit_floats, "
+        "image_reader)",
+    )
     timing: dict[str, float] = Field(default_factory=dict, description="seconds per stage")
     error: ErrorInfo | None = None
     trace: list[TraceStep] = Field(default_factory=list)

@@ -48,6 +48,15 @@ def step(node: str, **fields: Any) -> dict[str, Any]:
     return TraceStep(node=node, **fields).model_dump(mode="json")
 
 
+# adapter settings that change a figure beyond the weights: generation length, box parsing
+FIGURE_SETTINGS: tuple[str, ...] = ("max_new_tokens", "do_sample", "unit_floats", "calibration")
+
+
+def figure_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The entries of an adapter's ``settings`` named in :data:`FIGURE_SETTINGS` (those set)."""
+    return {k: settings[k] for k in FIGURE_SETTINGS if settings.get(k) is not None}
+
+
 def stage_timing(trace: list[dict[str, Any]]) -> dict[str, float]:
     """Seconds per node (summed over repeated executions) and their ``total``."""
     timing: dict[str, float] = {}

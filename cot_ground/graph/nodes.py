@@ -8,13 +8,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from cot_ground.bench.targets import QUESTION_NAMES_TARGET
 from cot_ground.boxes import Box
-from cot_ground.graph.calls import call_one, stage_timing, step
+from cot_ground.graph.calls import call_one, figure_settings, stage_timing, step
 from cot_ground.graph.config import CoTConfig
 from cot_ground.graph.state import CoTState
 from cot_ground.graph.tasks import reference_box, reference_image, task_rule
+from cot_ground.mentions import READER, read_image_choice
 from cot_ground.models.base import ChatRequest, Grounder, GroundRequest, Reasoner
-from cot_ground.parsing import answer_text, parse_image_index, parse_selection
+from cot_ground.parsing import answer_text, clean_text, parse_selection
 from cot_ground.prompts import PromptError, PromptSet, example_variables, load_prompts
 from cot_ground.records import (
     Candidate,
@@ -31,6 +33,9 @@ PARSE = "parse_selection"
 GROUND = "ground"
 FALLBACK = "fallback"
 FINALIZE = "finalize"
+# paper mode: the step-1 answer names no readable image, so step 2 gets the first image
+# (the Migician paper's appendix, single-image CoT on group_grounding)
+FIRST_IMAGE_FALLBACK = "paper-first-image"
 
 
 def _error(category: ErrorCategory, message: str, node: str) -> dict[str, Any]:
@@ -144,7 +149,7 @@ class CoTNodes:
         prompts = self._prompts(ex.task)
         kind = prompts.fields["answer"]
         raw = state.get("step1_raw") or ""
-        status, chosen, description, why = _read_answer(raw, kind)
+        status, chosen, description, why = _read_answer(raw, kind, ex.question)
         parsed: dict[str, Any] = {
             "answer_kind": kind,
             "status": status.value,
@@ -156,11 +161,16 @@ class CoTNodes:
             trace = step(PARSE, attempt=attempt - 1, parsed=parsed, error=error)
             return {"error": error, "trace": [trace]}
 
+        fallbacks: list[str] = []
         if status is not ParseStatus.OK:
             parsed["reason"] = why
             if attempt <= self.config.max_retries:
                 parsed["next"] = "retry"
                 return {"trace": [step(PARSE, attempt=attempt - 1, parsed=parsed)]}
+            if self._first_image_fallback(ex, kind, chosen, description):
+                fallbacks.append(FIRST_IMAGE_FALLBACK)
+                parsed["fallback"] = FIRST_IMAGE_FALLBACK
+        if status is not ParseStatus.OK and not fallbacks:
             return stop(
                 _error(
                     ErrorCategory.FORMAT,
@@ -214,13 +224,31 @@ class CoTNodes:
         }
         return {
             "selection": selection,
+            "fallbacks": [*state.get("fallbacks", []), *fallbacks],
             "trace": [step(PARSE, attempt=attempt - 1, parsed={**parsed, **selection})],
         }
+
+    def _first_image_fallback(
+        self, ex: Example, kind: str, chosen: int | None, description: str
+    ) -> bool:
+        """``paper`` mode, a task whose step-2 image is step 1's choice, and an answer meant to
+        name an image names none readable (with the description, when the kind has one)."""
+        return (
+            self.config.mode == "paper"
+            and task_rule(ex.task).paper_image == "reasoner"
+            and chosen is None
+            and (kind == "image" or (kind == "image_and_description" and bool(description)))
+        )
 
     def _step2_image(
         self, ex: Example, chosen: int | None, kind: str
     ) -> tuple[int, str] | dict[str, Any]:
-        """(image for step 2, name of the rule that gave it), or an error dict."""
+        """(image for step 2, name of the rule that gave it), or an error dict.
+
+        ``paper`` mode uses the image the question designates whenever its words name one
+        (``Example.target_rule`` in ``QUESTION_NAMES_TARGET``); the public script's fixed index
+        is only the fallback for questions that name none.
+        """
         mode = self.config.mode
         if mode == "oracle-image":
             return ex.target_image, "oracle"
@@ -228,7 +256,11 @@ class CoTNodes:
         if rule == "target":
             return ex.target_image, "paper:target"
         if isinstance(rule, int):
+            if ex.target_rule in QUESTION_NAMES_TARGET:
+                return ex.target_image, "paper:question"
             return rule, f"paper:image{rule + 1}"
+        if chosen is None and mode == "paper" and kind != "description":
+            return 0, f"paper:{FIRST_IMAGE_FALLBACK}"
         if chosen is None:
             return _error(
                 ErrorCategory.CONFIG,
@@ -335,6 +367,7 @@ class CoTNodes:
                     "grounder": grounder.name,
                     "request": request.model_dump(mode="json"),
                     "status": update["ground"]["status"],
+                    **({"grounder_notes": result.notes} if result and result.notes else {}),
                 },
                 candidates=candidates,
                 settings=dict(grounder.settings),
@@ -345,6 +378,19 @@ class CoTNodes:
         return update
 
     # ------------------------------------------------------------------ record
+    def recorded_settings(self) -> dict[str, Any]:
+        """What can change this pipeline's figures besides the weights (``Prediction.settings``):
+        mode, image reader, and per step the generation length and parser options."""
+        out: dict[str, Any] = {
+            "mode": self.config.mode,
+            "image_reader": READER,
+            "step1": figure_settings(dict(self.reasoner.settings)),
+            "step2": figure_settings(dict(self.grounder.settings)),
+        }
+        if self.fallback_grounder is not None:
+            out["fallback_grounder"] = figure_settings(dict(self.fallback_grounder.settings))
+        return out
+
     def finalize(self, state: CoTState) -> dict[str, Any]:
         """Write the prediction record (with the whole trace) into ``state["prediction"]``."""
         ex = _example(state)
@@ -387,6 +433,7 @@ class CoTNodes:
             prompt_variant=self.config.prompt_variant,
             prompt_hash=state.get("prompt_hash"),
             fallbacks=list(state.get("fallbacks", [])),
+            settings=self.recorded_settings(),
             timing=stage_timing(trace),
             error=error,
             trace=trace,
@@ -397,10 +444,16 @@ class CoTNodes:
 _PHRASE_EDGES = re.compile(r"^[\s\"'`]+|[\s\"'`.]+$")
 
 
-def _read_answer(raw: str, kind: str) -> tuple[ParseStatus, int | None, str, str]:
-    """(status, 0-based image or None, description, why it failed) for one answer kind."""
+def _read_answer(
+    raw: str, kind: str, question: str | None = None
+) -> tuple[ParseStatus, int | None, str, str]:
+    """(status, 0-based image or None, description, why it failed) for one answer kind.
+
+    The description is cleaned of special tokens (:func:`cot_ground.parsing.clean_text`); the
+    raw text stays in the trace. ``question`` lets the image reader skip echoed references.
+    """
     if kind == "image_and_description":
-        sel = parse_selection(raw)
+        sel = parse_selection(raw, question=question)
         if sel.status is not ParseStatus.OK:
             return sel.status, None, sel.description, sel.error or "unreadable selection"
         if not sel.description:
@@ -408,11 +461,11 @@ def _read_answer(raw: str, kind: str) -> tuple[ParseStatus, int | None, str, str
         return ParseStatus.OK, sel.image_index, sel.description, ""
     body = answer_text(raw)
     if kind == "image":
-        index = parse_image_index(body)
+        index = read_image_choice(clean_text(body), question).index
         if index is None:
             return ParseStatus.NO_BOX, None, "", "the answer names no image"
         return ParseStatus.OK, index, "", ""
-    description = _PHRASE_EDGES.sub("", body)
+    description = _PHRASE_EDGES.sub("", clean_text(body))
     if not description:
         return ParseStatus.MALFORMED, None, "", "empty answer"
     return ParseStatus.OK, None, description, ""

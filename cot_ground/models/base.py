@@ -78,6 +78,11 @@ class GroundResult(BaseModel):
     raw_text: str | None = None
     status: ParseStatus = ParseStatus.NO_BOX
     settings: dict[str, Any] = Field(default_factory=dict)
+    notes: dict[str, Any] = Field(
+        default_factory=dict,
+        description="what the grounder did to this request that the trace records, e.g. "
+        "text_truncated {tokens, kept}",
+    )
 
 
 class EndToEndResult(BaseModel):

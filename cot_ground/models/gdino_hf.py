@@ -2,7 +2,11 @@
 
 Expects a local folder saved from e.g. ``IDEA-Research/grounding-dino-tiny`` or ``-base``
 (config, weights, processor, BERT tokenizer). The phrase is lower-cased and ends with ``.``.
-Boxes come out normalized to the image (frame ``unit``). Options: ``box_threshold`` (0.35),
+Boxes come out normalized to the image (frame ``unit``). A phrase longer than the text encoder's
+``max_text_len`` tokens (256 for the released checkpoints) is cut to its first ``max_text_len``
+tokens, as the original implementation does (``groundingdino/models/GroundingDINO/
+groundingdino.py``); the result's ``notes["text_truncated"]`` (in the trace) gives the token
+count and the number kept. Options: ``box_threshold`` (0.35),
 ``text_threshold`` (0.25, picks the words a candidate's label shows), ``top1_fallback`` (True:
 return the best box even when all scores are under ``box_threshold``), ``max_candidates`` (10),
 ``batch_size`` (4).
@@ -54,6 +58,7 @@ class GroundingDinoHF:
 
         self.processor = shared(("gdino-hf-processor", str(path), fast), _processor)
         self.model = load_weights(AutoModelForZeroShotObjectDetection, path, settings)
+        self.max_text_len = int(self.model.config.max_text_len)
         tokenizer = self.processor.tokenizer
         self.special_ids = set(tokenizer.all_special_ids) | {tokenizer.convert_tokens_to_ids(".")}
         device = resolve_device(settings.device)
@@ -93,6 +98,11 @@ class GroundingDinoHF:
 
         phrases = [normalize_phrase(r.phrase) for r in requests]
         inputs = self.processor(images=images, text=phrases, padding=True, return_tensors="pt")
+        lengths = inputs["attention_mask"].sum(dim=1).tolist()
+        if inputs["input_ids"].shape[1] > self.max_text_len:  # as the original: keep the first
+            for key in ("input_ids", "attention_mask", "token_type_ids"):
+                if key in inputs:
+                    inputs[key] = inputs[key][:, : self.max_text_len]
         inputs = inputs.to(input_device(self.model))
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
@@ -101,10 +111,14 @@ class GroundingDinoHF:
         probs = outputs.logits.float().sigmoid().cpu()
         boxes = outputs.pred_boxes.float().cpu()
         ids = inputs["input_ids"].cpu().tolist()
-        return [
+        results = [
             self._result(probs[b], boxes[b].tolist(), ids[b], phrases[b])
             for b in range(len(requests))
         ]
+        for result, length in zip(results, lengths, strict=True):
+            if length > self.max_text_len:
+                result.notes["text_truncated"] = {"tokens": int(length), "kept": self.max_text_len}
+        return results
 
     def _result(
         self, probs: Any, boxes: list[list[float]], ids: list[int], phrase: str
