@@ -76,12 +76,22 @@ class CoTPipelineConfig(BaseModel):
         default=None,
         description="key in `models` of the grounder the 'mllm-grounder' fallback uses",
     )
+    zoom: dict[str, Any] | None = Field(
+        default=None,
+        description="zoom-in refinement after step 2: cot_ground.graph.ZoomConfig fields "
+        "({} for the defaults); absent: no zoom",
+    )
+    zoom_grounder: str | None = Field(
+        default=None, description="key in `models` of the zoom grounder (default: grounder)"
+    )
 
     def model_refs(self) -> dict[str, str]:
         """Role slot → model key."""
         refs = {"reasoner": self.reasoner, "grounder": self.grounder}
         if self.fallback_grounder:
             refs["fallback_grounder"] = self.fallback_grounder
+        if self.zoom_grounder:
+            refs["zoom_grounder"] = self.zoom_grounder
         return refs
 
     def graph_fields(self) -> dict[str, Any]:
@@ -109,7 +119,44 @@ class E2EPipelineConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
-PipelineConfig = Annotated[CoTPipelineConfig | E2EPipelineConfig, Field(discriminator="kind")]
+class ProposalPipelineConfig(BaseModel):
+    """A proposal-based graph (``som``, ``perception-prompt``, ``verify``; docs/graph.md):
+    reasoner + grounder (which proposes boxes), optional zoom-in afterwards.
+
+    Every other key is a field of the graph's config class
+    (:class:`cot_ground.graph.SoMConfig`, ``PerceptionConfig``, ``VerifyConfig``).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: Literal["som", "perception-prompt", "verify"]
+    reasoner: str = Field(description="key in `models` of a reasoner adapter")
+    grounder: str = Field(description="key in `models` of the grounder that proposes boxes")
+    zoom: dict[str, Any] | None = Field(
+        default=None,
+        description="zoom-in refinement afterwards: cot_ground.graph.ZoomConfig fields "
+        "({} for the defaults); absent: no zoom",
+    )
+    zoom_grounder: str | None = Field(
+        default=None, description="key in `models` of the zoom grounder (default: grounder)"
+    )
+
+    def model_refs(self) -> dict[str, str]:
+        """Role slot → model key."""
+        refs = {"reasoner": self.reasoner, "grounder": self.grounder}
+        if self.zoom_grounder:
+            refs["zoom_grounder"] = self.zoom_grounder
+        return refs
+
+    def graph_fields(self) -> dict[str, Any]:
+        """The keys meant for the graph's config class."""
+        return dict(self.model_extra or {})
+
+
+PIPELINE_KINDS = ("cot", "e2e", "som", "perception-prompt", "verify")
+PipelineConfig = Annotated[
+    CoTPipelineConfig | E2EPipelineConfig | ProposalPipelineConfig, Field(discriminator="kind")
+]
 
 
 class CacheConfig(_Strict):
@@ -178,7 +225,7 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     for i, item in enumerate(loc):
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif i == 2 and loc[0] == "pipelines" and item in ("cot", "e2e"):
+        elif i == 2 and loc[0] == "pipelines" and item in PIPELINE_KINDS:
             # the discriminated-union tag pydantic inserts after the pipeline name
             continue
         else:
@@ -227,15 +274,35 @@ def parse_config(data: Any, source: str = "<config>") -> ExperimentConfig:
     return config
 
 
-def graph_config(name: str, pipe: CoTPipelineConfig | E2EPipelineConfig) -> Any:
-    """The graph's own config object (``CoTConfig`` / ``E2EConfig``) for pipeline ``name``."""
+def graph_config(
+    name: str, pipe: CoTPipelineConfig | E2EPipelineConfig | ProposalPipelineConfig
+) -> Any:
+    """The graph's own config object (``CoTConfig``, ``E2EConfig``, ``SoMConfig``,
+    ``PerceptionConfig`` or ``VerifyConfig``) for pipeline ``name``; a ``zoom`` mapping is
+    checked too (:func:`zoom_config`)."""
     from cot_ground.graph.config import CoTConfig, E2EConfig
+    from cot_ground.graph.selection_config import PerceptionConfig, SoMConfig, VerifyConfig
 
     fields = pipe.graph_fields()
     if "pipeline" in fields:
         raise ValueError(f"pipelines.{name}.pipeline: not allowed (the pipeline key names it)")
-    cls = CoTConfig if pipe.kind == "cot" else E2EConfig
-    return cls(**fields, pipeline=name)
+    classes = {
+        "cot": CoTConfig,
+        "e2e": E2EConfig,
+        "som": SoMConfig,
+        "perception-prompt": PerceptionConfig,
+        "verify": VerifyConfig,
+    }
+    zoom_config(pipe)
+    return classes[pipe.kind](**fields, pipeline=name)
+
+
+def zoom_config(pipe: Any) -> Any:
+    """The pipeline's :class:`cot_ground.graph.ZoomConfig`, or None when it has no ``zoom``."""
+    from cot_ground.graph.selection_config import ZoomConfig
+
+    zoom = getattr(pipe, "zoom", None)
+    return None if zoom is None else ZoomConfig(**zoom)
 
 
 def load_config(path: str | os.PathLike[str]) -> ExperimentConfig:
