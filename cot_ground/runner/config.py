@@ -293,16 +293,23 @@ def graph_config(
         "perception-prompt": PerceptionConfig,
         "verify": VerifyConfig,
     }
-    zoom_config(pipe)
+    zoom_config(name, pipe)
     return classes[pipe.kind](**fields, pipeline=name)
 
 
-def zoom_config(pipe: Any) -> Any:
-    """The pipeline's :class:`cot_ground.graph.ZoomConfig`, or None when it has no ``zoom``."""
+def zoom_config(name: str, pipe: Any) -> Any:
+    """The pipeline's :class:`cot_ground.graph.ZoomConfig`, or None when it has no ``zoom``;
+    raises ``ValueError`` naming ``pipelines.<name>.zoom.<key>``."""
     from cot_ground.graph.selection_config import ZoomConfig
 
     zoom = getattr(pipe, "zoom", None)
-    return None if zoom is None else ZoomConfig(**zoom)
+    if zoom is None:
+        return None
+    try:
+        return ZoomConfig(**zoom)
+    except ValidationError as exc:
+        lines = _format_errors(exc, "", f"pipelines.{name}.zoom").splitlines()[1:]
+        raise ValueError("\n".join(line.strip() for line in lines)) from None
 
 
 def load_config(path: str | os.PathLike[str]) -> ExperimentConfig:
