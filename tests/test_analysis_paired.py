@@ -162,9 +162,7 @@ def test_intervals_agree_with_scipy_bootstrap_on_fixed_tables():
     tasks = {"diff": _table(30, 12, 4, 20), "region": _table(40, 5, 15, 60)}
     frame = _frame(tasks)
     results = {r.task: r for r in paired_comparison(frame, "A", "B", seed=0, n_boot=20000)}
-    diffs = {
-        t: np.array([float(ra) - float(rb) for ra, rb in pairs]) for t, pairs in tasks.items()
-    }
+    diffs = {t: np.array([float(ra) - float(rb) for ra, rb in pairs]) for t, pairs in tasks.items()}
     # tolerance: one step of the bootstrap lattice (100/n points; the two libraries may pick
     # neighbouring values) plus the Monte-Carlo error of 20,000 draws (well under 0.5 point)
     for task, d in diffs.items():
@@ -186,8 +184,10 @@ def test_intervals_agree_with_scipy_bootstrap_on_fixed_tables():
 def test_only_examples_both_pipelines_ran_are_paired():
     frame = _frame({"diff": _table(3, 2, 1, 4)})
     extra = pd.DataFrame(
-        [{"example_id": f"diff-x{i}", "pipeline": "A", "task": "diff", "correct_50": True}
-         for i in range(5)]
+        [
+            {"example_id": f"diff-x{i}", "pipeline": "A", "task": "diff", "correct_50": True}
+            for i in range(5)
+        ]
     )
     results = {r.task: r for r in paired_comparison(pd.concat([frame, extra]), "A", "B")}
     assert results["diff"].n == 10 and results[POOLED].n == 10
