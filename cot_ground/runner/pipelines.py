@@ -24,7 +24,9 @@ from cot_ground.runner.config import (
     E2EPipelineConfig,
     ExperimentConfig,
     ModelConfig,
+    ProposalPipelineConfig,
     graph_config,
+    zoom_config,
 )
 
 # role slot in a pipeline -> (registry role, method the adapter must have)
@@ -32,6 +34,7 @@ _SLOTS = {
     "reasoner": ("reasoner", "reason"),
     "grounder": ("grounder", "ground"),
     "fallback_grounder": ("grounder", "ground"),
+    "zoom_grounder": ("grounder", "ground"),
     "model": ("e2e", "predict"),
 }
 
@@ -101,17 +104,38 @@ class PipelineRun:
 
 def build_pipeline(
     name: str,
-    pipe: CoTPipelineConfig | E2EPipelineConfig,
+    pipe: CoTPipelineConfig | E2EPipelineConfig | ProposalPipelineConfig,
     adapters: dict[str, Any],
     *,
     batch_size: int,
     cache: StepCache | None,
+    artifacts_dir: str | None = None,
 ) -> PipelineRun:
-    """The graph of pipeline ``name`` over batching proxies (and the step-1 cache)."""
+    """The graph of pipeline ``name`` over batching proxies (and the step-1 cache).
+    ``artifacts_dir``: where proposal graphs and zoom save marked images and crops (the run
+    folder's ``artifacts/``; a temporary folder when None)."""
     from cot_ground import graph as graph_mod
 
     coordinator = BatchCoordinator(batch_size)
     cfg = graph_config(name, pipe)
+    zoom = zoom_config(name, pipe)
+    if isinstance(pipe, ProposalPipelineConfig):
+        if cfg.artifacts_dir is None and artifacts_dir is not None:
+            cfg = cfg.model_copy(update={"artifacts_dir": artifacts_dir})
+        reasoner = BatchingReasoner(adapters[pipe.reasoner], coordinator)
+        if cache is not None:
+            reasoner = CachedReasoner(reasoner, cache)
+        grounder = BatchingGrounder(adapters[pipe.grounder], coordinator)
+        builders = {
+            "som": graph_mod.build_som_graph,
+            "perception-prompt": graph_mod.build_perception_graph,
+            "verify": graph_mod.build_verify_graph,
+        }
+        graph = builders[pipe.kind](reasoner, grounder, config=cfg)
+        return PipelineRun(
+            name, _zoomed(graph, pipe, zoom, adapters, coordinator, name, artifacts_dir),
+            coordinator, graph_mod.initial_state,
+        )
     if isinstance(pipe, CoTPipelineConfig):
         reasoner: Any = BatchingReasoner(adapters[pipe.reasoner], coordinator)
         if cache is not None:
@@ -123,7 +147,29 @@ def build_pipeline(
                 adapters[pipe.fallback_grounder], coordinator
             )
         graph = graph_mod.build_cot_graph(reasoner, grounder, config=cfg, **extra)
+        graph = _zoomed(graph, pipe, zoom, adapters, coordinator, name, artifacts_dir)
         return PipelineRun(name, graph, coordinator, graph_mod.initial_state)
     model = BatchingEndToEnd(adapters[pipe.model], coordinator)
     graph = graph_mod.build_e2e_graph(model, config=cfg)
     return PipelineRun(name, graph, coordinator, graph_mod.initial_state)
+
+
+def _zoomed(
+    graph: Any,
+    pipe: Any,
+    zoom: Any,
+    adapters: dict[str, Any],
+    coordinator: BatchCoordinator,
+    name: str,
+    artifacts_dir: str | None,
+) -> Any:
+    """``graph`` wrapped in zoom-in refinement when the pipeline has ``zoom``."""
+    if zoom is None:
+        return graph
+    from cot_ground.graph import build_zoom_graph
+
+    key = pipe.zoom_grounder or pipe.grounder
+    grounder = BatchingGrounder(adapters[key], coordinator)
+    return build_zoom_graph(
+        graph, grounder, config=zoom, pipeline=name, artifacts_dir=artifacts_dir
+    )
