@@ -392,7 +392,12 @@ def run_experiment(
         try:
             for name, pipe_cfg in resolved.pipelines.items():
                 pipe = build_pipeline(
-                    name, pipe_cfg, adapters, batch_size=resolved.batch_size, cache=cache
+                    name,
+                    pipe_cfg,
+                    adapters,
+                    batch_size=resolved.batch_size,
+                    cache=cache,
+                    artifacts_dir=str(folder.path / "artifacts"),
                 )
                 writing = pipeline_session(folder, name, examples, summaries, progress)
                 with writing as (store, todo, summary):
