@@ -71,12 +71,14 @@ class _Fake:
 
 
 class FakeReasoner(_Fake):
-    """Step 1: always names image ``options.image`` (1-based) with a fixed description."""
+    """Step 1: always names image ``options.image`` (1-based) with a fixed description
+    (``options.description``, default "the red square")."""
 
     def reason(self, requests: list[ChatRequest]) -> list[ReasonerResult]:
         self._log(requests)
         image = int(self.options.get("image", 1))
-        text = json.dumps({"image": image, "description": "the red square"})
+        description = str(self.options.get("description", "the red square"))
+        text = json.dumps({"image": image, "description": description})
         return [ReasonerResult(raw_text=text, settings=self.settings) for _ in requests]
 
 

@@ -1,6 +1,7 @@
 """A single self-contained HTML report: tables, charts and drawn examples, embedded as data URIs.
 
-Every piece of model or dataset text goes through :func:`html.escape`. Pictures are decoded
+Every piece of model or dataset text goes through :func:`html.escape`; model text longer than
+:data:`MAX_TEXT_CHARS` is cut with a note (:func:`cut_text`). Pictures are decoded
 with :func:`cot_ground.images.open_rgb`, downscaled, drawn on with PIL and embedded as base64
 JPEG; each example image shown is exactly one ``<img>`` element.
 """
@@ -28,6 +29,8 @@ GT_COLOR = "#00c853"
 COT_COLOR = "#ff1744"
 E2E_COLORS = ("#2979ff", "#aa00ff", "#00b8d4", "#ffab00")
 THUMB_SIDE = 384
+# model text longer than this is cut in the page with a note (the JSONL keeps all of it)
+MAX_TEXT_CHARS = 4096
 # run.json keys shown in the report (a whitelist, so nothing else from the manifest leaks)
 MANIFEST_KEYS = ("name", "benchmark", "n_examples", "shard", "git", "started", "ended")
 
@@ -203,14 +206,15 @@ def _example_card(row: Any, others: dict[str, pd.Series], colors: dict[str, str]
         ("chosen image", chosen_text),
         ("target image", f"image {int(row.target_image) + 1}"),
         ("question", row.question),
-        ("step-1 description", _text(row.description)),
+        ("step-1 description", cut_text(_text(row.description), row.pipeline)),
     ]
     for name, other in others.items():
         facts.append((f"{name} IoU", f"{other['iou']:.3f}"))
     if _text(row.error_message):
-        facts.append(("error", f"{_text(row.error_category)}: {_text(row.error_message)}"))
+        message = cut_text(_text(row.error_message), row.pipeline)
+        facts.append(("error", f"{_text(row.error_category)}: {message}"))
     dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in facts)
-    step1 = _text(row.step1_text) or _text(row.raw_text)
+    step1 = cut_text(_text(row.step1_text) or _text(row.raw_text), row.pipeline)
     return (
         f'<div class="card"><dl>{dl}</dl>'
         f"<details open><summary>step-1 text</summary><pre>{_e(step1)}</pre></details>"
@@ -228,6 +232,17 @@ def _manifest_section(manifest: dict[str, Any]) -> str:
 
 def _kind(frame: pd.DataFrame, pipeline: str) -> str:
     return str(frame.loc[frame["pipeline"] == pipeline, "kind"].iloc[0])
+
+
+def cut_text(text: str, pipeline: str, limit: int = MAX_TEXT_CHARS) -> str:
+    """``text`` cut to its first ``limit`` characters, with a note naming what was left out and
+    where the full text is (``predictions/PIPELINE.jsonl``); shorter text unchanged."""
+    if len(text) <= limit:
+        return text
+    return (
+        f"{text[:limit]}\n[... cut: {len(text) - limit:,} more characters; the full text is in "
+        f"predictions/{pipeline}.jsonl]"
+    )
 
 
 def _text(value: Any) -> str:
