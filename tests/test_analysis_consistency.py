@@ -205,6 +205,11 @@ def test_box_without_image_is_strict_correct_where_the_question_designates_the_t
     strict = tables["strict"]["e2e-box-only"]["tasks"]
     assert strict["diff"]["acc@0.5"] == 100.0 and strict["group_grounding"]["acc@0.5"] == 0.0
     assert strict["group_grounding"]["image_stated"] == 0.0
+    # the report says in one sentence where and why strict differs from official
+    markdown = (report.out_dir / "scores.md").read_text()
+    assert "e2e-box-only group_grounding (4 naming no image)" in markdown
+    assert "e2e-box-only diff" not in markdown
+    assert "e2e-box-only group_grounding" in (report.out_dir / "report.html").read_text()
     # the answer naming image 1 is right only where image 1 is the target
     first = frame[frame["pipeline"] == "e2e-first-image"]
     assert (first["strict_correct_50"] == (first["target_image"] == 0)).all()

@@ -67,7 +67,9 @@ def test_all_files_written(report):
     assert "| cot-oracle | n | 4 | 4 | 4 | 4 | 8 |" in markdown
     # the strict overview shows the share of answers naming an image, and why strict differs
     assert "| migician | image_stated | 0.00 | 0.00 | 0.00 | 0.00 | 0.00 |" in markdown
-    assert "Strict differs from official where" in markdown
+    assert "Strict Acc@0.5 is below official only where" in markdown
+    assert "cot-agent common_object (1 naming a wrong image)" in markdown
+    assert "migician group_grounding (2 naming no image)" in markdown
     paired = json.loads((result.out_dir / "paired.json").read_text())
     assert {(r["a"], r["b"]) for r in paired} == {
         ("cot-agent", "cot-oracle"),

@@ -36,12 +36,36 @@ GROUP_ROWS: dict[str, str] = {group: group.upper() for group in TASK_GROUPS}
 SUMMARY_ROWS: tuple[str, ...] = (*GROUP_ROWS.values(), AVERAGE)
 FIGURES: tuple[str, ...] = ("n", *METRICS, "image_stated")
 _IOU_COLUMN = {"official": "iou", "strict": "strict_iou"}
-STRICT_NOTE = (
-    "Strict differs from official where answers name a wrong image, or name no image where the"
-    " question designates none (group_grounding): `image_stated` is the share of answers that"
-    " name an image, so an end-to-end model that answers only a box scores 0 there in strict"
-    " mode whatever its box."
-)
+
+
+def strict_note(frame: pd.DataFrame) -> str:
+    """One sentence on why strict Acc@0.5 differs from official in this run, and where.
+
+    An answer official-correct at 0.5 is strict-wrong only when it names a wrong image, or
+    names none where the question designates none (``group_grounding``); the sentence counts
+    both per pipeline and task, from the ``load_run`` columns.
+    """
+    lost = frame[frame["correct_50"] & ~frame["strict_correct_50"]]
+    where = []
+    for (pipeline, task), part in lost.groupby(["pipeline", "task"], sort=False):
+        causes = [
+            f"{count} {label}"
+            for count, label in (
+                (int(part["image_stated"].sum()), "naming a wrong image"),
+                (int((~part["image_stated"]).sum()), "naming no image"),
+            )
+            if count
+        ]
+        where.append(f"{pipeline} {task} ({', '.join(causes)})")
+    if not where:
+        return "Strict and official Acc@0.5 agree here: no answer with a good box was strict-wrong."
+    return (
+        "Strict Acc@0.5 is below official only where an answer with a good box names a wrong"
+        " image, or names no image although the question designates none (group_grounding;"
+        " `image_stated` is the share of answers that name one): here "
+        + "; ".join(where)
+        + "."
+    )
 
 
 def pipeline_calibration(frame: pd.DataFrame, pipeline: str) -> str | None:
@@ -125,13 +149,14 @@ def overview_frame(
     return out.set_index("pipeline")
 
 
-def scores_markdown(scores: pd.DataFrame, warnings: Sequence[str] = ()) -> str:
-    """The score tables as markdown: an Acc@0.5 overview, then every metric per mode."""
+def scores_markdown(scores: pd.DataFrame, warnings: Sequence[str] = (), note: str = "") -> str:
+    """The score tables as markdown: an Acc@0.5 overview, then every metric per mode;
+    ``warnings`` head the page and ``note`` (:func:`strict_note`) follows the strict overview."""
     parts = []
     for mode in MODES:
         overview = overview_frame(scores, mode).reset_index()
-        note = f"\n\n{STRICT_NOTE}" if mode == "strict" else ""
-        parts.append(f"## Acc@0.5 ({mode})\n\n{markdown_table(overview)}{note}")
+        note_md = f"\n\n{note}" if mode == "strict" and note else ""
+        parts.append(f"## Acc@0.5 ({mode})\n\n{markdown_table(overview)}{note_md}")
     for mode in MODES:
         detail = scores[scores["mode"] == mode].drop(columns="mode")
         parts.append(f"## All metrics ({mode})\n\n{markdown_table(detail)}")
@@ -160,7 +185,8 @@ def write_scores(
     tables = score_tables(frame)
     scores = scores_frame(tables)
     paths = {"md": out / "scores.md", "csv": out / "scores.csv", "json": out / "scores.json"}
-    paths["md"].write_text(scores_markdown(scores, warnings), encoding="utf-8")
+    markdown = scores_markdown(scores, warnings, strict_note(frame))
+    paths["md"].write_text(markdown, encoding="utf-8")
     scores.to_csv(paths["csv"], index=False, float_format="%.4f")
     payload = {**tables, "warnings": list(warnings)}
     paths["json"].write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
