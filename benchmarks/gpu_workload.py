@@ -245,15 +245,17 @@ def upscale_images(data_file: Path, side: int) -> None:
     """Resize every picture of a MIG-Lite folder so its long side is ``side`` pixels (once)."""
     from PIL import Image
 
+    from cot_ground.images import decode_rgb
+
     marker = data_file.parent / f".upscaled-{side}"
     if marker.is_file():
         return
     for path in sorted((data_file.parent / "MIG-Bench").rglob("*.jpg")):
-        with Image.open(path) as im:
-            scale = side / max(im.size)
-            resized = im.convert("RGB").resize(
-                (round(im.width * scale), round(im.height * scale)), Image.Resampling.BICUBIC
-            )
+        im = decode_rgb(path)
+        scale = side / max(im.size)
+        resized = im.resize(
+            (round(im.width * scale), round(im.height * scale)), Image.Resampling.BICUBIC
+        )
         resized.save(path, format="JPEG", quality=90)
     marker.write_text("ok\n")
 

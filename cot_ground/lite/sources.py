@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cot_ground.images import decode_rgb
+
 OBJECTS_FILE = Path(__file__).with_name("objects.json")
 
 # Photographs used as scenes, by file name in skimage/data, with the scene they show (photos of
@@ -91,17 +93,12 @@ def data_dir() -> Path:
 
 @functools.lru_cache(maxsize=64)
 def load_photo(name: str) -> Image.Image:
-    """The photo ``name`` of ``skimage/data`` as RGB (do not mutate the returned image)."""
+    """The photo ``name`` of ``skimage/data`` as RGB (do not mutate the returned image), decoded
+    by :func:`cot_ground.images.decode_rgb` (raises its ``ImageLoadError`` for a bad file)."""
     path = data_dir() / name
     if not path.is_file():
         raise SourceError(f"photo {name!r} not found in {path.parent} (scikit-image install?)")
-    with Image.open(path) as im:
-        im.load()
-        if im.mode in ("RGBA", "LA", "P"):
-            rgba = im.convert("RGBA")
-            flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            return Image.alpha_composite(flat, rgba).convert("RGB")
-        return im.convert("RGB")
+    return decode_rgb(path)  # the one decoder: EXIF orientation, transparency onto white
 
 
 @functools.lru_cache(maxsize=1)
