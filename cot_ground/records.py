@@ -34,6 +34,7 @@ class ErrorCategory(str, Enum):
 
     IMAGE = "image_error"  # missing, unreadable or corrupt image file
     MODEL = "model_error"  # the model call raised
+    CACHE = "cache_error"  # the step-1 cache could not be read or written
     FORMAT = "format_failure"  # model text could not be parsed after all retries
     INDEX = "index_out_of_range"  # a model named an image the example does not have
     NO_BOX = "no_box"  # the grounder (and every fallback) found nothing

@@ -55,7 +55,21 @@ class _Fake:
         if settings.path is not None and not Path(settings.path).is_dir():
             raise ModelLoadError(f"model folder not found: {settings.path}")
 
+    def _die_if_asked(self) -> None:
+        """``options.die_file``: while that file exists this process kills itself (SIGKILL) on a
+        call; a file holding ``once`` is deleted by the first process that dies."""
+        die = self.options.get("die_file")
+        if not die or not os.path.exists(die):
+            return
+        if Path(die).read_text().strip() == "once":
+            try:
+                os.unlink(die)
+            except FileNotFoundError:  # another process took it first
+                return
+        os.kill(os.getpid(), signal.SIGKILL)
+
     def _log(self, requests: list[Any]) -> None:
+        self._die_if_asked()
         with _LOCK:
             CALLS.append((self.name, len(requests)))
         if self.delay:

@@ -1,5 +1,6 @@
 """The Ray backend on a local Ray instance (two CPU replicas, scripted adapters): same records as
-the plain runner, the same resume after a torn write, and setup errors before anything runs.
+the plain runner, the same resume after a torn write, setup errors before anything runs, and a
+replica killed mid-run (its work re-dispatched; with no replica left, a clean resumable stop).
 
 One test, because starting Ray and its actors takes seconds on two cores."""
 
@@ -25,8 +26,9 @@ def _outcomes(folder: Path, pipeline: str) -> dict[str, tuple]:
     }
 
 
+@pytest.mark.slow
 def test_ray_backend_matches_the_plain_runner_and_resumes(tmp_path: Path) -> None:
-    from cot_ground.runner.ray_backend import connect, run_experiment_ray
+    from cot_ground.runner.ray_backend import ReplicasLost, connect, run_experiment_ray
 
     rf.register_fakes()  # registered in this process only: replicas must get them from the driver
     bench = rf.make_benchmark(tmp_path / "bench", n=12)
@@ -63,6 +65,38 @@ def test_ray_backend_matches_the_plain_runner_and_resumes(tmp_path: Path) -> Non
             with pytest.raises(SetupError, match="missing-weights"):
                 run_experiment_ray(parse_config(broken), workers=1)
             assert not (tmp_path / "broken").exists()
+
+            # a replica killed mid-run (SIGKILL from inside its grounder call): its chunk goes
+            # to the other replica, nothing is lost or duplicated, and the loss is recorded
+            die_file = tmp_path / "die"
+            dying = rf.experiment(bench, tmp_path / "dying", tmp_path / "cache")
+            dying["models"]["grounder"]["options"] = {"die_file": str(die_file)}
+            die_file.write_text("once")
+            summary = run_experiment_ray(parse_config(dying), workers=2, batch_size=2)
+            assert not die_file.exists()  # one replica took it and died
+            assert summary.pipelines["cot"].written == 12 and summary.pipelines["e2e"].written == 12
+            assert (
+                RunFolder(tmp_path / "dying").read_manifest()["sessions"][-1]["replicas_lost"] == 1
+            )
+            for pipeline in ("cot", "e2e"):
+                assert _outcomes(tmp_path / "dying", pipeline) == _outcomes(
+                    tmp_path / "plain", pipeline
+                )
+
+            # the only replica dies every time: the driver stops with a clear message, the
+            # folder and run.json stay consistent, and the same command resumes it
+            lone = rf.experiment(bench, tmp_path / "lone", tmp_path / "cache")
+            lone["models"]["grounder"]["options"] = {"die_file": str(die_file)}
+            die_file.write_text("always")
+            with pytest.raises(ReplicasLost, match="re-run the same command to resume"):
+                run_experiment_ray(parse_config(lone), workers=1, batch_size=2)
+            session = RunFolder(tmp_path / "lone").read_manifest()["sessions"][-1]
+            assert session["ended"] and "every Ray replica has died" in session["error"]
+            assert RunFolder(tmp_path / "lone").read_predictions("cot") == []
+            die_file.unlink()
+            resumed = run_experiment_ray(parse_config(lone), workers=1, batch_size=2)
+            assert resumed.pipelines["cot"].written == 12
+            assert _outcomes(tmp_path / "lone", "cot") == _outcomes(tmp_path / "plain", "cot")
         finally:
             ray.shutdown()
     finally:

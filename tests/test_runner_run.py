@@ -121,7 +121,7 @@ def test_resume_refuses_a_changed_pipeline(bench: Path, tmp_path: Path) -> None:
     _run(bench, tmp_path, limit=2)
     models = rf.experiment(bench, tmp_path, tmp_path)["models"]
     models["grounder"]["options"] = {"shrink": 1.0}
-    with pytest.raises(RunFolderError, match="pipeline 'cot'"):
+    with pytest.raises(SetupError, match=r"pipeline 'cot' has changed .*options\.shrink"):
         _run(bench, tmp_path, config={"models": models})
     # a new pipeline may join an existing run folder
     pipelines = rf.experiment(bench, tmp_path, tmp_path)["pipelines"]

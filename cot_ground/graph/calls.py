@@ -19,7 +19,9 @@ def call_one(
     """Call a batched adapter ``method`` with a one-element list.
 
     Returns (result, error, wall seconds). An :class:`ImageLoadError` becomes an ``IMAGE``
-    error, any other exception a ``MODEL`` error naming the adapter; the caller records it.
+    error, an exception with an ``error_category`` attribute (e.g. the step-1 cache's
+    ``CacheError``) that category, any other exception a ``MODEL`` error naming the adapter;
+    the caller records it.
     """
     start = time.perf_counter()
     try:
@@ -28,7 +30,8 @@ def call_one(
         return None, _error(ErrorCategory.IMAGE, f"{adapter}: {exc}", node), _since(start)
     except Exception as exc:  # an adapter failure ends this example only
         message = f"{adapter}: {type(exc).__name__}: {exc}"
-        return None, _error(ErrorCategory.MODEL, message, node), _since(start)
+        category = getattr(exc, "error_category", None) or ErrorCategory.MODEL
+        return None, _error(category, message, node), _since(start)
     if len(results) != 1:
         message = f"{adapter}: returned {len(results)} results for 1 request"
         return None, _error(ErrorCategory.MODEL, message, node), _since(start)

@@ -15,12 +15,20 @@ does, so an edited image misses. Only deterministic calls are cached: an adapter
 
 Storage: one SQLite file ``step1.sqlite`` in the cache folder (WAL mode, so several shards on one
 machine can share it). Changing the recipe means bumping ``v``.
+
+Failures: a file that is not a database, or fails SQLite's ``quick_check`` when opened (a
+truncated or overwritten file), is moved aside to ``step1.sqlite.corrupt-<time>`` with a warning
+and a new cache is started. A read or write that fails during a run (a locked or broken file)
+raises :class:`CacheError` naming the file and the ways out; the example is recorded with the
+category ``cache_error`` (never ``model_error``), which ``--retry-failed`` re-runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -29,10 +37,24 @@ from pathlib import Path
 from typing import Any
 
 from cot_ground.models.base import ChatRequest, Reasoner, ReasonerResult
-from cot_ground.records import file_sha256
+from cot_ground.records import ErrorCategory, file_sha256
+
+log = logging.getLogger(__name__)
 
 KEY_VERSION = 1
 DB_NAME = "step1.sqlite"
+
+
+class CacheError(RuntimeError):
+    """The step-1 cache file cannot be used; the message names it and the ways out."""
+
+    error_category = ErrorCategory.CACHE  # how the graph records it on an example
+
+    def __init__(self, path: Path, cause: BaseException) -> None:
+        super().__init__(
+            f"step-1 cache {path}: {type(cause).__name__}: {cause}; re-run with --no-cache, or"
+            f" move the file aside (mv {path} {path}.bad) to start a new cache"
+        )
 
 
 class FileHasher:
@@ -68,24 +90,74 @@ def cache_key(adapter: Any, request: ChatRequest, hasher: FileHasher) -> str:
     return hashlib.sha256(canon.encode("utf-8")).hexdigest()
 
 
+def _is_corrupt(exc: sqlite3.Error) -> bool:
+    """True for a file that is not a database or whose pages are damaged (not for a lock)."""
+    name = getattr(exc, "sqlite_errorname", None)
+    if name is not None and name != "SQLITE_ERROR":
+        return name in ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+    return type(exc) is sqlite3.DatabaseError  # also the quick_check failure raised in _open
+
+
 class StepCache:
     """A SQLite key → JSON store shared by threads (and by processes, through WAL)."""
 
-    def __init__(self, folder: str | os.PathLike[str]) -> None:
+    def __init__(self, folder: str | os.PathLike[str], timeout_s: float = 30.0) -> None:
+        """Open (or create) ``folder/step1.sqlite``; a corrupt file is moved aside with a
+        warning. ``timeout_s``: how long a call waits for another process's lock. Raises
+        :class:`CacheError` when the file can be neither used nor moved aside."""
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / DB_NAME
+        self.timeout_s = timeout_s
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS step1 (key TEXT PRIMARY KEY, value TEXT NOT NULL,"
-            " created REAL NOT NULL)"
-        )
-        self._db.commit()
+        try:
+            self._db = self._open()
+        except sqlite3.Error as exc:
+            if not _is_corrupt(exc):  # locked by another process, read-only folder...
+                raise CacheError(self.path, exc) from exc
+            self._move_aside(exc)
+            try:
+                self._db = self._open()
+            except sqlite3.Error as again:
+                raise CacheError(self.path, again) from again
         self.hits = 0
         self.misses = 0
         self.hasher = FileHasher()  # shared by every pipeline reading this cache
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=self.timeout_s, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            check = db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {check}")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS step1 (key TEXT PRIMARY KEY, value TEXT NOT NULL,"
+                " created REAL NOT NULL)"
+            )
+            db.commit()
+        except sqlite3.Error:
+            db.close()
+            raise
+        return db
+
+    def _move_aside(self, cause: BaseException) -> None:
+        """Rename the corrupt database (and its WAL files) to ``*.corrupt-<time>``."""
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        aside = self.path.with_name(f"{DB_NAME}.corrupt-{stamp}")
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                part = Path(f"{self.path}{suffix}")
+                if part.exists():
+                    os.replace(part, f"{aside}{suffix}")
+        except OSError as exc:
+            raise CacheError(self.path, cause) from exc
+        log.warning(
+            "step-1 cache %s is corrupt (%s): moved it aside to %s and started a new cache",
+            self.path,
+            cause,
+            aside,
+        )
 
     def get_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         """Stored values of those ``keys`` that are present."""
@@ -96,10 +168,13 @@ class StepCache:
             for start in range(0, len(keys), 500):
                 chunk = keys[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                rows = self._db.execute(
-                    f"SELECT key, value FROM step1 WHERE key IN ({marks})", chunk
-                ).fetchall()
-                found.update({k: json.loads(v) for k, v in rows})
+                try:
+                    rows = self._db.execute(
+                        f"SELECT key, value FROM step1 WHERE key IN ({marks})", chunk
+                    ).fetchall()
+                    found.update({k: json.loads(v) for k, v in rows})
+                except (sqlite3.Error, ValueError) as exc:
+                    raise CacheError(self.path, exc) from exc
         return found
 
     def put_many(self, items: dict[str, dict[str, Any]]) -> None:
@@ -109,8 +184,13 @@ class StepCache:
         now = time.time()
         rows = [(k, json.dumps(v, ensure_ascii=False), now) for k, v in items.items()]
         with self._lock:
-            self._db.executemany("INSERT OR IGNORE INTO step1 VALUES (?, ?, ?)", rows)
-            self._db.commit()
+            try:
+                self._db.executemany("INSERT OR IGNORE INTO step1 VALUES (?, ?, ?)", rows)
+                self._db.commit()
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.rollback()
+                raise CacheError(self.path, exc) from exc
 
     def count(self, hits: int, misses: int) -> None:
         """Add to the hit and miss counters."""

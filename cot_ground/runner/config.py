@@ -2,8 +2,12 @@
 
 Every level rejects unknown keys, and every error names the key (``pipelines.cot.modee``).
 String values may reference environment variables as ``${VAR}`` or ``${VAR:-default}``; an unset
-variable without a default is an error naming both the variable and the key. Relative paths are
-resolved against the current working directory when the run starts.
+variable without a default is an error naming both the variable and the key (every unset
+variable is listed at once). ``load_config(..., defer_unset_env=True)`` instead keeps such a
+reference as written and lists it in :attr:`ExperimentConfig.unset_env`, so that the run's
+pre-flight check (:mod:`cot_ground.runner.preflight`) reports it together with every other
+setup problem. Relative paths are resolved against the current working directory when the run
+starts.
 
 Adapters are named by their registry name (``qwen-vl-reasoner``...) or, for adapters that live
 outside cot-ground, by an import string ``package.module:factory`` (the factory takes a
@@ -18,7 +22,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
 from cot_ground.models.settings import ModelSettings
 
@@ -164,6 +175,9 @@ class CacheConfig(_Strict):
 
     enabled: bool = True
     dir: str = Field(default=".cot_ground_cache", description="folder of the SQLite cache file")
+    timeout_s: float = Field(
+        default=30.0, gt=0, description="seconds a cache call waits for another process's lock"
+    )
 
 
 class ExperimentConfig(_Strict):
@@ -177,6 +191,19 @@ class ExperimentConfig(_Strict):
     batch_size: int = Field(default=1, ge=1, description="requests per model call, across examples")
     output: str | None = Field(default=None, description="run folder (default runs/<name>)")
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    _unset_env: list[str] = PrivateAttr(default_factory=list)
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def unset_env(self) -> list[str]:
+        """``"key: environment variable VAR is not set ..."`` for each reference left as written
+        by ``load_config(..., defer_unset_env=True)`` (empty otherwise)."""
+        return list(self._unset_env)
+
+    @property
+    def source(self) -> str | None:
+        """The file this config was read from (None when built from a mapping)."""
+        return self._source
 
     @model_validator(mode="after")
     def _check_references(self) -> ExperimentConfig:
@@ -200,12 +227,19 @@ class ExperimentConfig(_Strict):
         return Path(self.output) if self.output else Path("runs") / self.name
 
 
-def expand_env(value: Any, where: str = "") -> Any:
-    """``value`` with ``${VAR}`` / ``${VAR:-default}`` replaced in every string, recursively."""
+def expand_env(value: Any, where: str = "", unset: list[str] | None = None) -> Any:
+    """``value`` with ``${VAR}`` / ``${VAR:-default}`` replaced in every string, recursively.
+
+    An unset variable without a default raises :class:`ConfigError`; with an ``unset`` list the
+    reference is kept as written and ``"key: environment variable VAR is not set ..."`` is
+    appended to the list instead.
+    """
     if isinstance(value, dict):
-        return {k: expand_env(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        return {
+            k: expand_env(v, f"{where}.{k}" if where else str(k), unset) for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [expand_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [expand_env(v, f"{where}[{i}]", unset) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
 
@@ -215,7 +249,11 @@ def expand_env(value: Any, where: str = "") -> Any:
             return os.environ[var]
         if default is not None:
             return default
-        raise ConfigError(f"{where}: environment variable {var} is not set (used as ${{{var}}})")
+        problem = f"{where}: environment variable {var} is not set (used as ${{{var}}})"
+        if unset is None:
+            raise ConfigError(problem)
+        unset.append(problem)
+        return match.group(0)
 
     return _ENV_REF.sub(_sub, value)
 
@@ -249,19 +287,25 @@ def _format_errors(exc: ValidationError, source: str, prefix: str = "") -> str:
     return "\n".join(lines)
 
 
-def parse_config(data: Any, source: str = "<config>") -> ExperimentConfig:
-    """Validate a config mapping (env vars expanded first); raises :class:`ConfigError`."""
+def parse_config(
+    data: Any, source: str = "<config>", *, defer_unset_env: bool = False
+) -> ExperimentConfig:
+    """Validate a config mapping (env vars expanded first); raises :class:`ConfigError` listing
+    every unset variable and every invalid key. With ``defer_unset_env`` unset variables are
+    kept as ``${VAR}`` and listed in ``config.unset_env`` instead (for the pre-flight check)."""
     if not isinstance(data, dict):
         raise ConfigError(f"invalid experiment config {source}: expected a mapping at top level")
-    try:
-        expanded = expand_env(data)
-    except ConfigError as exc:
-        raise ConfigError(f"invalid experiment config {source}: {exc}") from None
+    unset: list[str] = []
+    expanded = expand_env(data, unset=unset)
+    if unset and not defer_unset_env:
+        raise ConfigError("\n".join([f"invalid experiment config {source}:", *map(_indent, unset)]))
     try:
         config = ExperimentConfig.model_validate(expanded)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, source)) from None
-    problems = []
+        lines = _format_errors(exc, source).splitlines()
+        raise ConfigError("\n".join([lines[0], *map(_indent, unset), *lines[1:]])) from None
+    config._unset_env = unset
+    problems: list[str] = []
     for name, pipe in config.pipelines.items():
         try:
             graph_config(name, pipe)
@@ -270,8 +314,13 @@ def parse_config(data: Any, source: str = "<config>") -> ExperimentConfig:
         except ValueError as exc:
             problems.append(f"  {exc}")
     if problems:
-        raise ConfigError("\n".join([f"invalid experiment config {source}:", *problems]))
+        header = f"invalid experiment config {source}:"
+        raise ConfigError("\n".join([header, *map(_indent, unset), *problems]))
     return config
+
+
+def _indent(line: str) -> str:
+    return f"  {line}"
 
 
 def graph_config(
@@ -312,8 +361,11 @@ def zoom_config(name: str, pipe: Any) -> Any:
         raise ValueError("\n".join(line.strip() for line in lines)) from None
 
 
-def load_config(path: str | os.PathLike[str]) -> ExperimentConfig:
-    """Read and validate ``path`` (YAML); raises :class:`ConfigError` naming the file and key."""
+def load_config(
+    path: str | os.PathLike[str], *, defer_unset_env: bool = False
+) -> ExperimentConfig:
+    """Read and validate ``path`` (YAML); raises :class:`ConfigError` naming the file and key
+    (``defer_unset_env``: see :func:`parse_config`)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"experiment config not found: {p}")
@@ -321,4 +373,6 @@ def load_config(path: str | os.PathLike[str]) -> ExperimentConfig:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"experiment config {p} is not valid YAML: {exc}") from None
-    return parse_config(data, str(p))
+    config = parse_config(data, str(p), defer_unset_env=defer_unset_env)
+    config._source = str(p.resolve())
+    return config

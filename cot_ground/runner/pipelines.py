@@ -62,23 +62,40 @@ def build_adapter(key: str, model: ModelConfig) -> Any:
         raise SetupError(f"models.{key} ({name}): {type(exc).__name__}: {exc}") from exc
 
 
+def role_problems(config: ExperimentConfig) -> list[str]:
+    """Every registry adapter that is unknown or in a slot of the wrong role (one line each)."""
+    problems: list[str] = []
+    for pname, pipe in config.pipelines.items():
+        for slot, key in pipe.model_refs().items():
+            role = _SLOTS[slot][0]
+            model = config.models[key]
+            if ":" in model.adapter:
+                continue  # an import string: its methods are checked once it is built
+            try:
+                actual = registry.role_of(model.adapter)
+            except KeyError as exc:
+                problem = f"models.{key}.adapter: {exc.args[0]}"
+                if problem not in problems:
+                    problems.append(problem)
+                continue
+            if actual != role:
+                problems.append(
+                    f"pipelines.{pname}.{slot}: model {key!r} is adapter"
+                    f" {model.adapter!r}, a {actual}, but this slot needs a {role}"
+                )
+    return problems
+
+
 def build_adapters(config: ExperimentConfig) -> dict[str, Any]:
     """Every model some pipeline uses, built before any work, with roles checked."""
+    problems = role_problems(config)
+    if problems:
+        raise SetupError("; ".join(problems))
     adapters: dict[str, Any] = {}
     for pname, pipe in config.pipelines.items():
         for slot, key in pipe.model_refs().items():
-            role, method = _SLOTS[slot]
+            method = _SLOTS[slot][1]
             model = config.models[key]
-            if ":" not in model.adapter:
-                try:
-                    actual = registry.role_of(model.adapter)
-                except KeyError as exc:
-                    raise SetupError(f"models.{key}.adapter: {exc.args[0]}") from None
-                if actual != role:
-                    raise SetupError(
-                        f"pipelines.{pname}.{slot}: model {key!r} is adapter"
-                        f" {model.adapter!r}, a {actual}, but this slot needs a {role}"
-                    )
             if key not in adapters:
                 adapters[key] = build_adapter(key, model)
             if not callable(getattr(adapters[key], method, None)):

@@ -10,6 +10,12 @@ calls batched across them. Examples go out in chunks of ``batch_size`` to whiche
 free slot (two per actor, so an actor never waits for the driver); each chunk's records are
 appended as soon as it comes back, so a killed run loses at most the chunks in flight.
 
+Before any replica starts, the driver runs the same pre-flight check as the plain runner
+(:mod:`cot_ground.runner.preflight`). When a replica dies (its process killed, out of memory),
+the chunks it held go to the replicas still alive, and a dead replica gets no more work; when
+every replica has died, the driver stops with :class:`ReplicasLost`: what was written is kept,
+``run.json`` records the session and its error, and re-running the command resumes.
+
 ``address=None`` (or ``"local"``) starts a local Ray instance limited to ``workers`` CPUs (the
 local one sees this machine's GPUs); any other address joins an existing cluster, whose nodes
 must have cot-ground and the model folders installed at the same paths.
@@ -22,6 +28,8 @@ import os
 import socket
 import sys
 from collections import deque
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +39,14 @@ from cot_ground.runner.cache import StepCache
 from cot_ground.runner.config import ExperimentConfig
 from cot_ground.runner.manifest import now_iso
 from cot_ground.runner.pipelines import SetupError, build_adapters, build_pipeline
+from cot_ground.runner.preflight import preflight
 from cot_ground.runner.progress import LogProgress, Progress
 from cot_ground.runner.run import (
     Interrupt,
     PipelineSummary,
     RunSummary,
     close_session,
-    load_examples,
+    folder_problems,
     open_manifest,
     pipeline_session,
     resolve_config,
@@ -50,6 +59,10 @@ log = logging.getLogger("cot_ground.run")
 
 SLOTS_PER_REPLICA = 2
 DEFAULT_CPU_WORKERS = 2
+
+
+class ReplicasLost(RunFolderError):
+    """Every Ray replica died; the run folder is consistent and the command resumes it."""
 
 
 class _Collect:
@@ -194,6 +207,7 @@ def start_replicas(
 
 def _stream(
     actors: list[Any],
+    alive: set[int],
     pipeline: str,
     todo: list[Example],
     chunk: int,
@@ -202,31 +216,43 @@ def _stream(
     interrupt: Interrupt,
     summary: PipelineSummary,
 ) -> None:
-    """Hand ``todo`` to the actors in chunks; append every record as its chunk comes back.
+    """Hand ``todo`` to the live actors (indices in ``alive``) in chunks; append every record as
+    its chunk comes back.
 
-    A chunk whose actor died goes back to the queue once the others can take it; when every
-    actor is dead the run stops with an error (what is written is kept, re-run to resume)."""
+    A chunk whose actor died goes back to the queue for the others, and the actor leaves
+    ``alive``; when no actor is left, raises :class:`ReplicasLost` (what is written is kept)."""
     ray = _import_ray()
     chunks = deque(todo[i : i + chunk] for i in range(0, len(todo), chunk))
-    free = deque(a for a in actors for _ in range(SLOTS_PER_REPLICA))
-    alive = set(range(len(actors)))
+    free = deque(a for i, a in enumerate(actors) if i in alive for _ in range(SLOTS_PER_REPLICA))
     index = {id(a): i for i, a in enumerate(actors)}
     pending: dict[Any, tuple[Any, list[Example]]] = {}
+    last_death = ""
     while pending or (chunks and not interrupt.stop.is_set()):
         while free and chunks and not interrupt.stop.is_set():
             actor, part = free.popleft(), chunks.popleft()
             ref = actor.run_chunk.remote(pipeline, [ex.model_dump(mode="json") for ex in part])
             pending[ref] = (actor, part)
         if not pending:
-            raise RunFolderError("every Ray replica has died; re-run the command to resume")
+            left = sum(len(c) for c in chunks)
+            raise ReplicasLost(
+                f"every Ray replica has died (last: {last_death}); {left} example(s) of pipeline"
+                f" {pipeline!r} were not run. Every record written is kept and run.json is"
+                " consistent: re-run the same command to resume"
+            )
         done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
         for ref in done:
             actor, part = pending.pop(ref)
             try:
                 records = ray.get(ref)
-            except ray.exceptions.RayActorError:
-                log.warning("a Ray replica died; its %d example(s) go to another", len(part))
-                alive.discard(index[id(actor)])
+            except ray.exceptions.RayActorError as exc:
+                last_death = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                if index[id(actor)] in alive:
+                    alive.discard(index[id(actor)])
+                    log.warning(
+                        "a Ray replica died (%d left); its examples go to the others: %s",
+                        len(alive),
+                        last_death,
+                    )
                 free = deque(a for a in free if index[id(a)] in alive)
                 chunks.appendleft(part)
                 continue
@@ -248,23 +274,33 @@ def run_experiment_ray(
     out: str | Path | None = None,
     use_cache: bool = True,
     progress: Progress | None = None,
+    retry_failed: Collection[str] = (),
+    allow_changed: bool = False,
 ) -> RunSummary:
     """:func:`~cot_ground.runner.run.run_experiment` with the models in Ray actors.
 
     ``workers``: number of replicas (default: one per GPU of the cluster, else 2). Writes the
     same run folder (plus a ``ray`` entry in ``run.json``) and resumes the same way, from either
-    backend. Raises :class:`SetupError` / ``RunFolderError`` before any example runs when the
-    setup is wrong."""
+    backend. Raises :class:`SetupError` (the pre-flight check, or a replica that cannot build
+    its models) / ``RunFolderError`` before any example runs when the setup is wrong, and
+    :class:`ReplicasLost` when every replica died during the run."""
     if workers is not None and workers < 1:
         raise SetupError(f"--ray-workers must be at least 1, got {workers}")
     resolved = resolve_config(config, limit=limit, tasks=tasks, batch_size=batch_size, out=out)
-    bench, examples = load_examples(resolved, shard)
+    folder = RunFolder(resolved.output or resolved.output_dir())
+    bench, examples = preflight(
+        resolved,
+        shard,
+        use_cache=use_cache,
+        run_folder=lambda b, exs: folder_problems(folder, resolved, b, exs, shard, allow_changed),
+    )
     ray = _import_ray()
     started = connect(address, workers)
     actors: list[Any] = []
     try:
         actors, infos = start_replicas(resolved, workers, resolved.batch_size, use_cache)
-        return _drive(resolved, bench, examples, shard, actors, infos, address, progress)
+        session = _Session(shard, address, progress, retry_failed, allow_changed)
+        return _drive(resolved, bench, examples, actors, infos, session)
     finally:
         for a in actors:
             ray.kill(a)
@@ -272,40 +308,81 @@ def run_experiment_ray(
             ray.shutdown()
 
 
+@dataclass
+class _Session:
+    """The options of one :func:`run_experiment_ray` call that :func:`_drive` needs."""
+
+    shard: tuple[int, int] | None
+    address: str | None
+    progress: Progress | None
+    retry_failed: Collection[str]
+    allow_changed: bool
+
+
 def _drive(
     resolved: ExperimentConfig,
     bench: Any,
     examples: list[Example],
-    shard: tuple[int, int] | None,
     actors: list[Any],
     infos: list[dict[str, Any]],
-    address: str | None,
-    progress: Progress | None,
+    opts: _Session,
 ) -> RunSummary:
     """The run-folder side of :func:`run_experiment_ray` (the replicas are up)."""
     ray = _import_ray()
     folder = RunFolder(resolved.output or resolved.output_dir())
-    ray_info = {"address": address or os.environ.get("RAY_ADDRESS") or "local", "replicas": infos}
-    session: dict[str, Any] = {"started": now_iso(), "n_examples": len(examples), "ray": ray_info}
+    address = opts.address or os.environ.get("RAY_ADDRESS") or "local"
+    ray_info = {"address": address, "replicas": infos}
+    session: dict[str, Any] = {
+        "started": now_iso(),
+        "n_examples": len(examples),
+        "retry_failed": sorted(opts.retry_failed),
+        "ray": ray_info,
+    }
     summaries: dict[str, PipelineSummary] = {}
     interrupt = Interrupt()
-    progress = progress or LogProgress()
+    progress = opts.progress or LogProgress()
+    alive = set(range(len(actors)))
+    stats: list[dict[str, Any]] = []
+    error: str | None = None
     with folder.locked(), interrupt.installed():
-        manifest = open_manifest(folder, resolved, bench, examples, shard, {"ray": ray_info})
-        stats: list[dict[str, Any]] = []
+        manifest = open_manifest(
+            folder,
+            resolved,
+            bench,
+            examples,
+            opts.shard,
+            {"ray": ray_info},
+            allow_changed=opts.allow_changed,
+            session=session,
+        )
         try:
             for name in resolved.pipelines:
-                writing = pipeline_session(folder, name, examples, summaries, progress)
+                writing = pipeline_session(
+                    folder, name, examples, summaries, progress, opts.retry_failed
+                )
                 with writing as (store, todo, summary):
                     _stream(
-                        actors, name, todo, resolved.batch_size, store, progress, interrupt, summary
+                        actors,
+                        alive,
+                        name,
+                        todo,
+                        resolved.batch_size,
+                        store,
+                        progress,
+                        interrupt,
+                        summary,
                     )
                 if interrupt.stop.is_set():
                     break
-            stats = ray.get([a.stats.remote() for a in actors])
-            ray.get([a.close.remote() for a in actors])
+            live = [actors[i] for i in sorted(alive)]
+            stats = ray.get([a.stats.remote() for a in live])
+            ray.get([a.close.remote() for a in live])
+        except ReplicasLost as exc:
+            error = str(exc)
+            raise
         finally:
             progress.close()
+            session["replicas_lost"] = len(actors) - len(alive)
             for name, s in summaries.items():
                 for st in stats:
                     for queue, sizes in st["batch_sizes"].get(name, {}).items():
@@ -314,7 +391,14 @@ def _drive(
             misses = sum(st["cache_misses"] for st in stats)
             cache_info = {"hits": hits, "misses": misses} if stats else None
             close_session(
-                folder, manifest, session, summaries, resolved, interrupt.stop.is_set(), cache_info
+                folder,
+                manifest,
+                session,
+                summaries,
+                resolved,
+                interrupt.stop.is_set(),
+                cache_info,
+                error,
             )
     return RunSummary(
         out=folder.path,

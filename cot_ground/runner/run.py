@@ -1,10 +1,14 @@
 """Running an experiment: every pipeline over the same examples, into one resumable run folder.
 
-Order of work: resolve the config with the command-line overrides, load the benchmark, take the
-shard, build every adapter (any setup failure stops here, before any example runs), check that
-an existing run folder was made by the same pipelines, then run each pipeline over the examples
-it has not finished yet. Up to ``batch_size`` examples run at once, each in its own thread with
-its own graph invocation; their model calls are batched (:mod:`cot_ground.runner.batching`).
+Order of work: resolve the config with the command-line overrides, run the pre-flight check
+(:mod:`cot_ground.runner.preflight`: environment variables, adapters, model folders, benchmark
+file, selection, image files, prompt files, cache, and that an existing run folder has the same
+benchmark, shard and pipeline fingerprints; every problem is reported at once), build every
+adapter, then run each pipeline over the examples it has not finished yet (with
+``retry_failed``, also over those whose record failed in one of the given categories; their
+new records replace the old lines). Up to ``batch_size`` examples run at once, each in its own
+thread with its own graph invocation; their model calls are batched
+(:mod:`cot_ground.runner.batching`).
 Each finished example is appended to ``predictions/PIPELINE.jsonl`` at once (flushed per line).
 
 Ctrl-C stops taking new examples, lets the ones in flight finish and be written, and returns;
@@ -19,15 +23,21 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cot_ground.images import IMAGE_CACHE, ImageLoadError
 from cot_ground.records import ErrorCategory, ErrorInfo, Example, Prediction
-from cot_ground.runner.cache import StepCache
+from cot_ground.runner.cache import CacheError, StepCache
 from cot_ground.runner.config import ExperimentConfig, graph_config
+from cot_ground.runner.fingerprint import (
+    fingerprint_changes,
+    merged_fingerprint,
+    pipeline_fingerprint,
+    stored_fingerprints,
+)
 from cot_ground.runner.manifest import build_manifest, now_iso
 from cot_ground.runner.pipelines import (
     PipelineRun,
@@ -35,14 +45,21 @@ from cot_ground.runner.pipelines import (
     build_adapters,
     build_pipeline,
 )
+from cot_ground.runner.preflight import preflight
 from cot_ground.runner.progress import LogProgress, Progress
-from cot_ground.runner.shard import select_shard
-from cot_ground.runner.store import JsonlAppender, RunFolder, RunFolderError
+from cot_ground.runner.store import JsonlAppender, RunFolder, RunFolderError, read_jsonl
 
 if TYPE_CHECKING:
     from cot_ground.bench import Benchmark
 
 log = logging.getLogger("cot_ground.run")
+
+TRANSIENT_CATEGORIES: tuple[str, ...] = (
+    ErrorCategory.MODEL.value,
+    ErrorCategory.IMAGE.value,
+    ErrorCategory.CACHE.value,
+)
+"""What ``--retry-failed`` re-runs by default: failures a fixed setup or a second try can cure."""
 
 
 @dataclass
@@ -53,6 +70,7 @@ class PipelineSummary:
     done_before: int
     written: int = 0
     failed: int = 0
+    retried: int = 0
     batch_sizes: dict[str, list[int]] = field(default_factory=dict)
     wall_s: float = 0.0
 
@@ -98,33 +116,80 @@ def resolve_config(
     )
 
 
-def _pipeline_definition(config: dict[str, Any], name: str) -> dict[str, Any]:
-    """A pipeline and the models it uses: what must not change between sessions of a run."""
-    pipe = config["pipelines"][name]
-    refs = [pipe.get(k) for k in ("reasoner", "grounder", "fallback_grounder", "model")]
-    return {"pipeline": pipe, "models": {k: config["models"][k] for k in refs if k}}
+def config_dump(resolved: ExperimentConfig) -> dict[str, Any]:
+    """The resolved config as JSON, each pipeline with its graph defaults filled in."""
+    dump = resolved.model_dump(mode="json")
+    for name, pipe_cfg in resolved.pipelines.items():
+        defaults = graph_config(name, pipe_cfg).model_dump(mode="json", exclude={"pipeline"})
+        dump["pipelines"][name] = {**defaults, **dump["pipelines"][name]}
+    return dump
 
 
-def _check_compatible(old: dict[str, Any], new: dict[str, Any], folder: Path) -> None:
+def run_fingerprints(dump: dict[str, Any], examples: list[Example]) -> dict[str, dict[str, Any]]:
+    """Fingerprint of every pipeline of ``dump`` over the tasks of ``examples``."""
+    tasks = {ex.task for ex in examples}
+    return {name: pipeline_fingerprint(dump, name, tasks) for name in dump["pipelines"]}
+
+
+def resume_problems(
+    old: dict[str, Any],
+    benchmark_sha: str,
+    shard: dict[str, int] | None,
+    fingerprints: dict[str, dict[str, Any]],
+    folder: Path,
+    allow_changed: bool,
+) -> tuple[list[str], dict[str, list[str]]]:
+    """(problems, allowed changes per pipeline) of resuming the run in ``folder`` (``old`` is its
+    manifest) with this benchmark, shard and fingerprints."""
+    problems: list[str] = []
     old_sha = (old.get("benchmark") or {}).get("sha256")
-    if old_sha != new["benchmark"]["sha256"]:
-        raise RunFolderError(
+    if old_sha != benchmark_sha:
+        problems.append(
             f"run folder {folder} holds results on another benchmark file (sha256"
-            f" {str(old_sha)[:12]}... vs {new['benchmark']['sha256'][:12]}...);"
+            f" {str(old_sha)[:12]}... vs {benchmark_sha[:12]}...); choose another --out"
+        )
+    if old.get("shard") != shard:
+        problems.append(
+            f"run folder {folder} was run as shard {old.get('shard')}, not {shard};"
             " choose another --out"
         )
-    if old.get("shard") != new.get("shard"):
-        raise RunFolderError(
-            f"run folder {folder} was run as shard {old.get('shard')}, not {new.get('shard')};"
-            " choose another --out"
-        )
-    for name in set(old["config"]["pipelines"]) & set(new["config"]["pipelines"]):
-        if _pipeline_definition(old["config"], name) != _pipeline_definition(new["config"], name):
-            raise RunFolderError(
-                f"run folder {folder}: pipeline {name!r} (or a model it uses) is defined"
-                " differently from the run already there; rename the pipeline or choose another"
-                " --out"
+    stored = stored_fingerprints(old)
+    changes: dict[str, list[str]] = {}
+    for name in sorted(set(stored) & set(fingerprints)):
+        found = fingerprint_changes(stored[name], fingerprints[name])
+        if found:
+            changes[name] = found
+    if changes and not allow_changed:
+        for name, found in changes.items():
+            problems.append(
+                f"run folder {folder}: pipeline {name!r} has changed since its records were"
+                f" written ({'; '.join(found)}); resuming would mix both in one run. Restore"
+                " them, rename the pipeline, choose another --out, or pass --allow-changed"
+                " (the change is then recorded in run.json)"
             )
+    return problems, changes
+
+
+def folder_problems(
+    folder: RunFolder,
+    resolved: ExperimentConfig,
+    bench: Benchmark,
+    examples: list[Example],
+    shard: tuple[int, int] | None,
+    allow_changed: bool,
+) -> list[str]:
+    """Why the run folder cannot take this run (pre-flight part; read without the lock)."""
+    try:
+        old = folder.read_manifest()
+    except RunFolderError as exc:
+        return [str(exc)]
+    if old is None:
+        return []
+    shard_dict = {"k": shard[0], "n": shard[1]} if shard else None
+    fingerprints = run_fingerprints(config_dump(resolved), examples)
+    return resume_problems(old, bench.sha256, shard_dict, fingerprints, folder.path, allow_changed)[
+        0
+    ]
 
 
 def _merged_config(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -135,7 +200,9 @@ def _merged_config(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 
 
 def _failure_record(example: Example, pipeline: str, exc: BaseException) -> dict[str, Any]:
-    category = ErrorCategory.IMAGE if isinstance(exc, ImageLoadError) else ErrorCategory.MODEL
+    category = getattr(exc, "error_category", None) or ErrorCategory.MODEL
+    if isinstance(exc, ImageLoadError):
+        category = ErrorCategory.IMAGE
     error = ErrorInfo(category=category, message=f"{type(exc).__name__}: {exc}", node=None)
     return Prediction(
         example_id=example.id, pipeline=pipeline, task=example.task, error=error
@@ -243,42 +310,30 @@ def pipeline_session(
     examples: list[Example],
     summaries: dict[str, PipelineSummary],
     progress: Progress,
+    retry: Collection[str] = (),
 ) -> Iterator[tuple[JsonlAppender, list[Example], PipelineSummary]]:
-    """Open ``name``'s predictions file; yield it, the examples not in it yet and the summary
-    (added to ``summaries``); time the block and report the pipeline finished."""
+    """Open ``name``'s predictions file; yield it, the examples to run (not in it yet, plus those
+    whose record failed with a category in ``retry``: their new records replace the old lines)
+    and the summary (added to ``summaries``); time the block and report the pipeline finished."""
     with JsonlAppender(folder.predictions_path(name), "example_id") as store:
+        failed: set[str] = set()
+        if retry:
+            wanted = {ex.id for ex in examples}
+            failed = {
+                r["example_id"]
+                for r in read_jsonl(store.path, "example_id")
+                if (r.get("error") or {}).get("category") in retry and r["example_id"] in wanted
+            }
+            store.replace(failed)
         todo = [ex for ex in examples if ex.id not in store]
         summary = PipelineSummary(total=len(examples), done_before=len(examples) - len(todo))
+        summary.retried = len(failed)
         summaries[name] = summary
         progress.start(name, summary.total, summary.done_before)
         t0 = time.perf_counter()
         yield store, todo, summary
         summary.wall_s = time.perf_counter() - t0
         progress.finish(name)
-
-
-def load_examples(
-    resolved: ExperimentConfig, shard: tuple[int, int] | None
-) -> tuple[Benchmark, list[Example]]:
-    """The benchmark of ``resolved`` and its examples (this shard's slice when sharded)."""
-    from cot_ground.bench import BenchmarkError, load_benchmark
-
-    bench_cfg = resolved.benchmark
-    try:
-        bench = load_benchmark(
-            bench_cfg.file,
-            root=bench_cfg.root,
-            tasks=bench_cfg.tasks,
-            limit=bench_cfg.limit,
-            answer_frame=bench_cfg.answer_frame,
-            allow_outside_root=bench_cfg.allow_outside_root,
-        )
-    except (BenchmarkError, OSError) as exc:
-        raise SetupError(f"benchmark: {exc}") from exc
-    examples = list(bench.examples)
-    if shard is not None:
-        examples = select_shard(examples, *shard)
-    return bench, examples
 
 
 def max_images(examples: list[Example]) -> int:
@@ -293,28 +348,47 @@ def open_manifest(
     examples: list[Example],
     shard: tuple[int, int] | None,
     extra: dict[str, Any] | None = None,
+    *,
+    allow_changed: bool = False,
+    session: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``run.json`` and ``examples.jsonl`` for a (new or resumed) run; returns the manifest.
 
-    Call with the folder locked. A resumed run must be compatible with the folder's manifest;
-    its config is merged in and its earlier sessions are kept.
+    Call with the folder locked. A resumed run must be compatible with the folder's manifest
+    (same benchmark and shard; unchanged fingerprints unless ``allow_changed``, in which case
+    the changes go into ``session["changed"]``); its config is merged in and its earlier
+    sessions are kept. Raises ``RunFolderError`` naming every incompatibility.
     """
-    config_dump = resolved.model_dump(mode="json")
-    for name, pipe_cfg in resolved.pipelines.items():  # record the graph defaults too
-        defaults = graph_config(name, pipe_cfg).model_dump(mode="json", exclude={"pipeline"})
-        config_dump["pipelines"][name] = {**defaults, **config_dump["pipelines"][name]}
+    dump = config_dump(resolved)
     bench_cfg = resolved.benchmark
     manifest = build_manifest(
-        config=config_dump,
+        config=dump,
         benchmark={**bench.manifest(), "tasks": bench_cfg.tasks, "limit": bench_cfg.limit},
         shard={"k": shard[0], "n": shard[1]} if shard else None,
         n_examples=len(examples),
     )
+    manifest["config_file"] = resolved.source
+    manifest["fingerprints"] = run_fingerprints(dump, examples)
     manifest.update(extra or {})
     old = folder.read_manifest()
     if old is not None:
-        _check_compatible(old, manifest, folder.path)
-        manifest["config"] = _merged_config(old["config"], config_dump)
+        problems, changes = resume_problems(
+            old,
+            manifest["benchmark"]["sha256"],
+            manifest["shard"],
+            manifest["fingerprints"],
+            folder.path,
+            allow_changed,
+        )
+        if problems:
+            raise RunFolderError("\n".join(problems))
+        if changes and session is not None:
+            session["changed"] = changes
+        fingerprints = stored_fingerprints(old)
+        for name, fp in manifest["fingerprints"].items():
+            fingerprints[name] = merged_fingerprint(fingerprints.get(name, {}), fp)
+        manifest["fingerprints"] = fingerprints
+        manifest["config"] = _merged_config(old["config"], dump)
         manifest["pipelines"] = sorted(manifest["config"]["pipelines"])
         manifest["started"] = old.get("started", manifest["started"])
         manifest["sessions"] = list(old.get("sessions", []))
@@ -334,17 +408,21 @@ def close_session(
     resolved: ExperimentConfig,
     interrupted: bool,
     cache_info: dict[str, Any] | None,
+    error: str | None = None,
 ) -> None:
-    """Record this session (counts, batch sizes, cache statistics) in ``run.json``."""
+    """Record this session (counts, batch sizes, cache statistics, the error that stopped it)
+    in ``run.json``."""
     session.update(
         {
             "ended": now_iso(),
             "interrupted": interrupted,
+            "error": error,
             "batch_size": resolved.batch_size,
             "pipelines": {
                 n: {
                     "written": s.written,
                     "failed": s.failed,
+                    "retried": s.retried,
                     "done_before": s.done_before,
                     "wall_s": round(s.wall_s, 3),
                     "batch_calls": {k: len(v) for k, v in s.batch_sizes.items()},
@@ -360,6 +438,16 @@ def close_session(
     folder.write_manifest(manifest)
 
 
+def open_cache(resolved: ExperimentConfig, use_cache: bool) -> StepCache | None:
+    """The step-1 cache of ``resolved`` (None when disabled); raises :class:`SetupError`."""
+    if not (use_cache and resolved.cache.enabled):
+        return None
+    try:
+        return StepCache(resolved.cache.dir, timeout_s=resolved.cache.timeout_s)
+    except CacheError as exc:
+        raise SetupError(str(exc)) from exc
+
+
 def run_experiment(
     config: ExperimentConfig,
     *,
@@ -370,25 +458,42 @@ def run_experiment(
     out: str | Path | None = None,
     use_cache: bool = True,
     progress: Progress | None = None,
+    retry_failed: Collection[str] = (),
+    allow_changed: bool = False,
 ) -> RunSummary:
     """Run every pipeline of ``config`` into its run folder (resuming what is there).
 
-    Raises :class:`SetupError` (or ``RunFolderError``) before any example runs when the setup is
-    wrong. Returns per-pipeline counts, batch sizes and cache statistics.
+    ``retry_failed``: error categories whose records are run again and replaced (e.g.
+    :data:`TRANSIENT_CATEGORIES`). ``allow_changed``: resume even though a pipeline's
+    fingerprint changed (the change is recorded). Raises
+    :class:`~cot_ground.runner.preflight.PreflightError` listing every setup problem (or
+    ``RunFolderError``) before any model loads. Returns per-pipeline counts, batch sizes and
+    cache statistics.
     """
     resolved = resolve_config(config, limit=limit, tasks=tasks, batch_size=batch_size, out=out)
-    bench, examples = load_examples(resolved, shard)
+    folder = RunFolder(resolved.output or resolved.output_dir())
+    bench, examples = preflight(
+        resolved,
+        shard,
+        use_cache=use_cache,
+        run_folder=lambda b, exs: folder_problems(folder, resolved, b, exs, shard, allow_changed),
+    )
     adapters = build_adapters(resolved)
-    cache = StepCache(resolved.cache.dir) if use_cache and resolved.cache.enabled else None
+    cache = open_cache(resolved, use_cache)
     IMAGE_CACHE.ensure_capacity(2 * resolved.batch_size * max_images(examples))
 
-    folder = RunFolder(resolved.output or resolved.output_dir())
-    session: dict[str, Any] = {"started": now_iso(), "n_examples": len(examples)}
+    session: dict[str, Any] = {
+        "started": now_iso(),
+        "n_examples": len(examples),
+        "retry_failed": sorted(retry_failed),
+    }
     summaries: dict[str, PipelineSummary] = {}
     interrupt = Interrupt()
     progress = progress or LogProgress()
     with folder.locked(), interrupt.installed():
-        manifest = open_manifest(folder, resolved, bench, examples, shard)
+        manifest = open_manifest(
+            folder, resolved, bench, examples, shard, allow_changed=allow_changed, session=session
+        )
         try:
             for name, pipe_cfg in resolved.pipelines.items():
                 pipe = build_pipeline(
@@ -399,7 +504,9 @@ def run_experiment(
                     cache=cache,
                     artifacts_dir=str(folder.path / "artifacts"),
                 )
-                writing = pipeline_session(folder, name, examples, summaries, progress)
+                writing = pipeline_session(
+                    folder, name, examples, summaries, progress, retry_failed
+                )
                 with writing as (store, todo, summary):
                     run_pipeline_examples(
                         pipe, todo, store, resolved.batch_size, progress, interrupt, summary

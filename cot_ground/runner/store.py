@@ -13,6 +13,13 @@ milliseconds per line on a busy disk) runs at most every ``FSYNC_INTERVAL_S`` an
 Opening a file for appending cuts such a torn tail off (it holds no complete record) and reads
 the ids already present, so a resumed run never writes a duplicate. Readers skip a truncated
 last line and keep the first record of each id.
+
+Replacing records (``--retry-failed``): :meth:`JsonlAppender.replace` marks ids whose record
+may be written again. Their new records go to a side file ``PIPELINE.jsonl.retry`` (flushed per
+line like the main file); closing the appender rewrites the main file with each such line
+replaced in place (a temporary file, fsync, rename) and deletes the side file. A process killed
+before that leaves the side file, and the next open of the main file applies it first, so a
+retried record is neither lost nor duplicated, and readers never see two records of one id.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ FSYNC_INTERVAL_S = 1.0
 MANIFEST = "run.json"
 EXAMPLES = "examples.jsonl"
 PREDICTIONS = "predictions"
+REPLACEMENTS_SUFFIX = ".retry"
 _LOCK_FILE = ".lock"
 
 
@@ -74,72 +82,136 @@ def read_jsonl(path: str | os.PathLike[str], key: str | None = None) -> list[dic
     return out
 
 
+def _cut_torn_tail(path: Path) -> None:
+    """Cut an unfinished last line (no newline) off ``path``: a torn write holds no record."""
+    if not path.is_file():
+        return
+    size = path.stat().st_size
+    if size == 0:
+        return
+    with open(path, "rb+") as fh:
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) == b"\n":
+            return
+        # walk back to the last newline; everything after it is a torn record
+        pos, chunk = size, 65536
+        keep = 0
+        while pos > 0:
+            start = max(0, pos - chunk)
+            fh.seek(start)
+            block = fh.read(pos - start)
+            idx = block.rfind(b"\n")
+            if idx >= 0:
+                keep = start + idx + 1
+                break
+            pos = start
+        fh.truncate(keep)
+        fh.flush()
+        os.fsync(fh.fileno())
+    log.warning("%s: dropped a truncated last line (%d bytes)", path, size - keep)
+
+
+def _record_of(line: bytes) -> dict[str, Any] | None:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _encode(record: dict[str, Any]) -> bytes:
+    return (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
+def fsync_dir(folder: Path) -> None:
+    """fsync a folder, so a rename inside it survives a power loss."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class JsonlAppender:
-    """Append-only JSONL file with one record per id; thread-safe; flush per line, grouped fsync."""
+    """Append-only JSONL file with one record per id; thread-safe; flush per line, grouped fsync.
+
+    :meth:`replace` lets chosen ids be written once more (module docstring)."""
 
     def __init__(self, path: str | os.PathLike[str], key: str) -> None:
         self.path = Path(path)
         self.key = key
+        self.side_path = self.path.with_name(self.path.name + REPLACEMENTS_SUFFIX)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._cut_torn_tail()
+        _cut_torn_tail(self.path)
+        if self.side_path.is_file():  # a retry session was killed before it closed
+            self._apply_replacements()
         self.ids: set[str] = {str(r.get(key)) for r in read_jsonl(self.path, key)}
         self._lock = threading.Lock()
         self._fh = open(self.path, "ab")  # noqa: SIM115 - closed in close()
+        self._side: Any = None
+        self._replacing: set[str] = set()
         self._last_sync = time.monotonic()
-
-    def _cut_torn_tail(self) -> None:
-        if not self.path.is_file():
-            return
-        size = self.path.stat().st_size
-        if size == 0:
-            return
-        with open(self.path, "rb+") as fh:
-            fh.seek(-1, os.SEEK_END)
-            if fh.read(1) == b"\n":
-                return
-            # walk back to the last newline; everything after it is a torn record
-            pos, chunk = size, 65536
-            keep = 0
-            while pos > 0:
-                start = max(0, pos - chunk)
-                fh.seek(start)
-                block = fh.read(pos - start)
-                idx = block.rfind(b"\n")
-                if idx >= 0:
-                    keep = start + idx + 1
-                    break
-                pos = start
-            fh.truncate(keep)
-            fh.flush()
-            os.fsync(fh.fileno())
-        log.warning("%s: dropped a truncated last line (%d bytes)", self.path, size - keep)
 
     def __contains__(self, record_id: str) -> bool:
         return record_id in self.ids
 
+    def replace(self, ids: set[str]) -> None:
+        """Let the records of ``ids`` (already in the file) be written once more; each new record
+        replaces the old line when the appender closes."""
+        with self._lock:
+            self._replacing = {str(i) for i in ids} & self.ids
+            self.ids -= self._replacing
+            if self._replacing and self._side is None:
+                self._side = open(self.side_path, "ab")  # noqa: SIM115 - closed in close()
+
     def append(self, record: dict[str, Any]) -> bool:
         """Write ``record`` unless its id is already in the file; True when written."""
         rid = str(record[self.key])
-        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        line = _encode(record)
         with self._lock:
             if rid in self.ids:
                 return False
-            self._fh.write(line)
-            self._fh.flush()
+            fh = self._side if rid in self._replacing else self._fh
+            fh.write(line)
+            fh.flush()
             now = time.monotonic()
             if now - self._last_sync >= FSYNC_INTERVAL_S:
-                os.fsync(self._fh.fileno())
+                os.fsync(fh.fileno())
                 self._last_sync = now
             self.ids.add(rid)
         return True
 
+    def _apply_replacements(self) -> None:
+        """Rewrite the main file with the side file's records in place of the old lines."""
+        _cut_torn_tail(self.side_path)
+        new = {str(r.get(self.key)): r for r in read_jsonl(self.side_path, self.key)}
+        if new:
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            with open(self.path, "rb") as src, open(tmp, "wb") as dst:
+                for line in src:
+                    record = _record_of(line)
+                    rid = str(record.get(self.key)) if record is not None else None
+                    dst.write(_encode(new.pop(rid)) if rid in new else line)
+                for record in new.values():  # ids the main file lacked
+                    dst.write(_encode(record))
+                dst.flush()
+                os.fsync(dst.fileno())
+            os.replace(tmp, self.path)
+            fsync_dir(self.path.parent)
+        self.side_path.unlink()
+
     def close(self) -> None:
-        """fsync and close the file."""
+        """fsync and close the file, then apply the replacement records, if any."""
         with self._lock:
             if not self._fh.closed:
                 self._fh.flush()
                 os.fsync(self._fh.fileno())
                 self._fh.close()
+            if self._side is not None and not self._side.closed:
+                self._side.flush()
+                os.fsync(self._side.fileno())
+                self._side.close()
+                self._apply_replacements()
 
     def __enter__(self) -> JsonlAppender:
         return self

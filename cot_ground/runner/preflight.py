@@ -1,0 +1,299 @@
+"""Pre-flight: every setup problem of a run, found before any model loads and reported at once.
+
+:func:`preflight` checks, in this order, without loading a model or decoding an image:
+
+* environment variables the config references (all unset ones, with the keys using them);
+* adapters: a known registry name or an importable ``module:factory``, in the role its pipeline
+  slot needs;
+* model folders: each adapter's check (:data:`MODEL_CHECKS`; config files and weights present
+  for transformers checkpoints, the checkpoint and config of groundingdino-py, the API key
+  variable of a served model); an adapter living outside cot-ground may give its factory a
+  ``preflight`` attribute, a function ``(ModelSettings) -> list[str]``;
+* the benchmark file, its image root, and the selection (tasks, limit, shard) not being empty;
+* every image file of the selected examples exists (``os.stat``, no decoding);
+* the prompt files of every pipeline for every selected task;
+* the step-1 cache file opens (a corrupt one is moved aside with a warning);
+* an existing run folder was made by the same benchmark, shard and pipeline fingerprint
+  (:mod:`cot_ground.runner.fingerprint`).
+
+Problems are collected, not raised one by one; :class:`PreflightError` lists them all and the
+command line exits with status 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cot_ground.models import registry
+from cot_ground.models.settings import ModelSettings
+from cot_ground.runner.pipelines import SetupError, role_problems
+
+if TYPE_CHECKING:
+    from cot_ground.bench import Benchmark
+    from cot_ground.records import Example
+    from cot_ground.runner.config import ExperimentConfig
+
+ModelCheck = Callable[[ModelSettings], list[str]]
+"""Problems of one adapter's settings (empty when it can be built); never loads weights."""
+
+SHOWN_PATHS = 5
+"""Missing image paths quoted in the message (the rest are counted)."""
+
+
+class PreflightError(SetupError):
+    """The run cannot start; ``problems`` lists every reason (one line each)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"the run cannot start ({len(self.problems)} problem(s)):\n{lines}")
+
+
+def _unexpanded(value: str | None) -> bool:
+    """True for a value still holding a ``${VAR}`` reference (already reported as unset)."""
+    return bool(value) and "${" in str(value)
+
+
+def _hf_folder(adapter: str, processor: bool = True) -> ModelCheck:
+    """The check of a transformers checkpoint folder (config, weights, processor files)."""
+
+    def check(settings: ModelSettings) -> list[str]:
+        from cot_ground.models.base import ModelLoadError
+        from cot_ground.models.hf_loading import check_model_folder, model_path
+
+        try:
+            check_model_folder(model_path(settings, adapter), processor=processor)
+        except ModelLoadError as exc:
+            return [str(exc)]
+        return []
+
+    return check
+
+
+def _gdino_py(settings: ModelSettings) -> list[str]:
+    """groundingdino-py: the checkpoint file, the config file and the local BERT folder."""
+    from cot_ground.models import gdino_py
+    from cot_ground.models.base import ModelLoadError
+    from cot_ground.models.hf_loading import model_path
+
+    problems: list[str] = []
+    try:
+        checkpoint = model_path(settings, gdino_py.NAME)
+        if not checkpoint.is_file():
+            problems.append(f"groundingdino-py checkpoint file not found: {checkpoint}")
+    except ModelLoadError as exc:
+        problems.append(str(exc))
+    options = settings.options
+    if _unexpanded(options.get("config_file")) or _unexpanded(options.get("bert_path")):
+        return problems
+    try:
+        config = gdino_py._config_path(options.get("config_file"))
+        bert = gdino_py._bert_dir(options.get("bert_path"), config)
+        if not bert.is_dir():
+            problems.append(f"groundingdino-py BERT folder not found: {bert}")
+    except ModelLoadError as exc:
+        problems.append(str(exc))
+    return problems
+
+
+def _served(adapter: str) -> ModelCheck:
+    """A model behind an OpenAI-compatible endpoint: endpoint options and the key variable."""
+
+    def check(settings: ModelSettings) -> list[str]:
+        problems = [
+            f"adapter {adapter!r} needs options.{key}"
+            for key in ("base_url", "model")
+            if not settings.options.get(key)
+        ]
+        env = settings.options.get("api_key_env")
+        if env and not os.environ.get(str(env)):
+            problems.append(
+                f"adapter {adapter!r}: environment variable {env} (options.api_key_env) is not set"
+            )
+        return problems
+
+    return check
+
+
+MODEL_CHECKS: dict[str, ModelCheck] = {
+    "qwen-vl-reasoner": _hf_folder("qwen-vl-reasoner"),
+    "qwen-vl-grounder": _hf_folder("qwen-vl-grounder"),
+    "qwen-vl-e2e": _hf_folder("qwen-vl-e2e"),
+    "migician": _hf_folder("migician"),
+    "gdino-hf": _hf_folder("gdino-hf"),
+    "gdino-py": _gdino_py,
+    "openai-reasoner": _served("openai-reasoner"),
+    "openai-e2e": _served("openai-e2e"),
+}
+"""Registry adapter name → its settings check. Adapters not listed (the classical ones, which
+load no weights) need none; :func:`register_model_check` adds or replaces one."""
+
+
+def register_model_check(adapter: str, check: ModelCheck) -> None:
+    """Use ``check`` for adapter ``adapter`` (a registry name) in every later pre-flight."""
+    MODEL_CHECKS[adapter] = check
+
+
+def _model_check(adapter: str) -> tuple[ModelCheck | None, str | None]:
+    """(check or None, problem importing a ``module:factory`` adapter or None)."""
+    if ":" not in adapter:
+        return MODEL_CHECKS.get(adapter), None
+    module_name, factory_name = adapter.split(":", 1)
+    try:
+        factory = getattr(importlib.import_module(module_name), factory_name)
+    except (ImportError, AttributeError) as exc:
+        return None, f"cannot load adapter {adapter!r}: {exc}"
+    check = getattr(factory, "preflight", None)
+    return (check if callable(check) else None), None
+
+
+def model_problems(config: ExperimentConfig) -> list[str]:
+    """Problems of every model a pipeline uses (``models.<key>: ...``); loads nothing."""
+    used = {key for pipe in config.pipelines.values() for key in pipe.model_refs().values()}
+    problems: list[str] = []
+    for key in sorted(used):
+        model = config.models[key]
+        if ":" not in model.adapter and model.adapter not in registry.ADAPTERS:
+            continue  # reported by role_problems
+        if _unexpanded(model.path) or any(_unexpanded(str(v)) for v in model.options.values()):
+            continue  # reported as an unset environment variable
+        check, import_problem = _model_check(model.adapter)
+        if import_problem:
+            problems.append(f"models.{key}: {import_problem}")
+            continue
+        if check is None:
+            continue
+        try:
+            found = check(model.settings())
+        except Exception as exc:  # a check must not stop the other checks
+            found = [f"{type(exc).__name__}: {exc}"]
+        problems.extend(f"models.{key} ({model.adapter}): {p}" for p in found)
+    return problems
+
+
+def benchmark_problems(
+    config: ExperimentConfig, shard: tuple[int, int] | None
+) -> tuple[Benchmark | None, list[Example], list[str]]:
+    """(benchmark, selected examples, problems): the file loads, the root is a folder, and the
+    selection (tasks, limit, shard) holds at least one example."""
+    from cot_ground.bench import BenchmarkError, load_benchmark
+    from cot_ground.runner.shard import select_shard
+
+    bench_cfg = config.benchmark
+    if _unexpanded(bench_cfg.file) or _unexpanded(bench_cfg.root):
+        return None, [], []
+    problems: list[str] = []
+    if bench_cfg.root is not None and not Path(bench_cfg.root).is_dir():
+        problems.append(f"benchmark.root: image folder not found: {bench_cfg.root}")
+    try:
+        bench = load_benchmark(
+            bench_cfg.file,
+            root=bench_cfg.root,
+            tasks=bench_cfg.tasks,
+            limit=bench_cfg.limit,
+            answer_frame=bench_cfg.answer_frame,
+            allow_outside_root=bench_cfg.allow_outside_root,
+        )
+    except (BenchmarkError, OSError) as exc:
+        return None, [], [*problems, f"benchmark: {exc}"]
+    examples = list(bench.examples)
+    if shard is not None:
+        examples = select_shard(examples, *shard)
+    if not examples:
+        problems.append(empty_selection(bench_cfg.file, len(bench.examples), bench_cfg, shard))
+    return bench, examples, problems
+
+
+def empty_selection(file: str, loaded: int, bench_cfg: Any, shard: tuple[int, int] | None) -> str:
+    """The message for a selection without examples, naming what selected nothing."""
+    if loaded == 0:
+        filters = [
+            f"{name}={value}"
+            for name, value in (("tasks", bench_cfg.tasks), ("limit", bench_cfg.limit))
+            if value is not None
+        ]
+        why = f"the filters ({', '.join(filters)}) select" if filters else "the file holds"
+        return f"benchmark: no examples to run: {why} no item of {file}"
+    k, n = shard or (0, 0)
+    return (
+        f"benchmark: no examples to run: shard {k}/{n} of the {loaded} selected example(s) is"
+        f" empty; use at most {loaded} shards"
+    )
+
+
+def image_problems(examples: list[Example], root: str | None) -> list[str]:
+    """One problem summarising the image files of ``examples`` that do not exist (stat only)."""
+    paths = list(dict.fromkeys(p for ex in examples for p in ex.images))
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if not missing:
+        return []
+    shown = ", ".join(missing[:SHOWN_PATHS]) + (" ..." if len(missing) > SHOWN_PATHS else "")
+    hint = f" under benchmark.root {root}" if root else ""
+    return [
+        f"images: {len(missing)} of {len(paths)} image file(s) of the selected examples do not"
+        f" exist{hint} (check benchmark.root, e.g. MIGBENCH_ROOT): {shown}"
+    ]
+
+
+def prompt_problems(config: ExperimentConfig, tasks: set[str]) -> list[str]:
+    """Every pipeline's prompt files load for every task in ``tasks``."""
+    from cot_ground.prompts import PromptError, load_prompts
+    from cot_ground.runner.config import graph_config
+
+    problems: list[str] = []
+    for name, pipe in config.pipelines.items():
+        cfg = graph_config(name, pipe)
+        seen: set[str] = set()
+        for task in sorted(tasks):
+            try:
+                load_prompts(pipe.kind, cfg.prompt_variant, task, cfg.prompts_dir)
+            except (PromptError, FileNotFoundError) as exc:
+                if str(exc) not in seen:
+                    seen.add(str(exc))
+                    problems.append(f"pipelines.{name}: {exc}")
+    return problems
+
+
+def cache_problems(config: ExperimentConfig, use_cache: bool) -> list[str]:
+    """The step-1 cache opens (a corrupt file is moved aside with a warning)."""
+    from cot_ground.runner.cache import CacheError, StepCache
+
+    if not (use_cache and config.cache.enabled) or _unexpanded(config.cache.dir):
+        return []
+    try:
+        StepCache(config.cache.dir, timeout_s=config.cache.timeout_s).close()
+    except (CacheError, OSError) as exc:
+        return [f"cache: {exc}"]
+    return []
+
+
+def preflight(
+    config: ExperimentConfig,
+    shard: tuple[int, int] | None = None,
+    *,
+    use_cache: bool = True,
+    run_folder: Callable[[Benchmark, list[Example]], list[str]] | None = None,
+) -> tuple[Benchmark, list[Example]]:
+    """Check everything a run needs (module docstring) and return (benchmark, examples).
+
+    ``config`` is resolved (:func:`~cot_ground.runner.run.resolve_config`). ``run_folder``
+    checks an existing run folder against the benchmark and examples. Raises
+    :class:`PreflightError` listing every problem found.
+    """
+    problems = list(config.unset_env)
+    problems += role_problems(config)
+    problems += model_problems(config)
+    bench, examples, found = benchmark_problems(config, shard)
+    problems += found
+    problems += image_problems(examples, config.benchmark.root)
+    problems += prompt_problems(config, {ex.task for ex in examples})
+    problems += cache_problems(config, use_cache)
+    if bench is not None and examples and run_folder is not None:
+        problems += run_folder(bench, examples)
+    if problems or bench is None:
+        raise PreflightError(problems or ["benchmark: not loaded"])
+    return bench, examples
