@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import ImageDraw, ImageFont
 
 from cot_ground.boxes import Box
 from cot_ground.graph.calls import step
@@ -185,12 +185,9 @@ def crop_image(image_path: str, window: tuple[int, int, int, int], out_path: Pat
 
 
 def image_size(image_path: str) -> tuple[int, int]:
-    """(width, height) in pixels; raises :class:`ImageLoadError` for an unreadable image."""
-    try:
-        with Image.open(image_path) as im:
-            return im.size
-    except (OSError, ValueError) as exc:
-        raise ImageLoadError(f"cannot read image {image_path}: {exc}") from exc
+    """(width, height) in pixels of the picture the models see (:func:`open_rgb`: EXIF
+    orientation applied); raises :class:`ImageLoadError` for an unreadable image."""
+    return open_rgb(image_path).size
 
 
 # ----------------------------------------------------------------------------- upper bound
