@@ -188,3 +188,36 @@ def test_cache_decodes_each_file_once(tmp_path):
     first = cache.get(path)
     assert cache.get(path) is first
     assert (cache.hits, cache.misses) == (1, 1)
+
+
+def _photo(path: Path, with_object: bool) -> None:
+    """A textured 'photo' stored sideways with EXIF orientation 6; the object (a dark box at
+    OBJECT in the displayed frame) only when ``with_object``."""
+    rng = np.random.default_rng(7)
+    displayed = (rng.random((H, W, 3)) * 60 + 150).astype(np.uint8)
+    if with_object:
+        displayed[_object_mask()] = 10
+    stored = Image.fromarray(displayed).transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(path, format="PNG", exif=exif)
+
+
+def test_a_grounder_finds_the_box_drawn_on_the_displayed_photo(tmp_path):
+    """A consumer (the classical difference grounder) sees the displayed frame: IoU ~1 with the
+    box a person draws on the displayed photo (0.07 when the stored frame was used)."""
+    from cot_ground.models.base import GroundRequest
+    from cot_ground.models.registry import build
+    from cot_ground.models.settings import ModelSettings
+
+    _photo(tmp_path / "before.png", with_object=False)
+    _photo(tmp_path / "after.png", with_object=True)
+    grounder = build("diff-grounder", ModelSettings())
+    request = GroundRequest(
+        image=str(tmp_path / "after.png"),
+        phrase="the difference",
+        task="diff",
+        reference_image=str(tmp_path / "before.png"),
+    )
+    [result] = grounder.ground([request])
+    assert iou(result.candidates[0].box, _truth()) > 0.9
