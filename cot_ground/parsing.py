@@ -11,6 +11,11 @@ Box formats read (first box wins; the status says when there were several):
 * two corner points on consecutive lines: "Top-left: (x1, y1)" / "Bottom-right: (x2, y2)";
 * JSON such as ``{"bbox_2d": [...]}`` or a list of such objects (Qwen2.5-VL);
 * any of these inside ``<answer>...</answer>`` after a ``<think>`` block.
+
+In the integer frames a box of four numbers in [0, 1] with a fraction is not guessed into a
+frame: status ``frame_mismatch`` unless the caller asks ``unit_floats="fraction"``. Which image
+an answer names is read by :mod:`cot_ground.mentions` (negation, correction, echoed
+references, English and Chinese ordinals).
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Literal
 
 from cot_ground.boxes import Box, Frame
+from cot_ground.mentions import Mention, find_mentions, image_choice, read_image_choice
 from cot_ground.records import ParseStatus
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
@@ -55,44 +62,15 @@ _ANSWER_BLOCK = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.IGNORECASE | re.D
 _THINK_BLOCK = re.compile(r"<think>.*?(?:</think>|$)", re.IGNORECASE | re.DOTALL)
 _CODE_FENCE = re.compile(r"```[a-zA-Z]*")
 
-_ORDINAL_WORDS = {
-    "first": 1,
-    "second": 2,
-    "third": 3,
-    "fourth": 4,
-    "fifth": 5,
-    "sixth": 6,
-    "seventh": 7,
-    "eighth": 8,
-    "ninth": 9,
-    "tenth": 10,
-}
-_NOUN = r"(?:image|picture|photo|img|frame|view)s?"
-_ORD = r"(?P<word>" + "|".join(_ORDINAL_WORDS) + r")|(?P<num>\d{1,2})\s*(?:st|nd|rd|th)"
-# "second image", "2th image", "the 3rd input picture"
-_ORDINAL_MENTION = re.compile(
-    rf"\b(?:{_ORD})\b(?:\s+[a-z]+)?\s+{_NOUN}\b",
-    re.IGNORECASE,
-)
-# "Image-2", "image 2", "image #2", "Image2", "picture 3"
-_NUMBERED_MENTION = re.compile(rf"\b{_NOUN}\s*[-_#:]?\s*(?P<n>\d{{1,2}})\b", re.IGNORECASE)
-# A text that is nothing but an ordinal or a number: "2th", "the second", "2", "Image 2."
-_BARE_ORDINAL = re.compile(
-    rf"^\W*(?:the\s+)?(?:(?:{_ORD})|(?P<bare>\d{{1,2}}))\W*$",
-    re.IGNORECASE,
-)
-# A mention introduced as the location: "in the second image", "is in image 2".
-_LOCATIVE_BEFORE = re.compile(r"\b(?:in|on|at|from|within)\s+(?:the\s+)?$", re.IGNORECASE)
+# A box whose four numbers all lie in [0, 1] with a fraction: in an integer frame it is a box
+# stated in another frame (the Migician parser reads such values as fractions).
+_INTEGER_FRAMES = frozenset({Frame.QWEN1000, Frame.QWEN3_1000})
+UnitFloats = Literal["reject", "fraction", "migician"]
+UNIT_FLOATS: tuple[str, ...] = ("reject", "fraction", "migician")
 
-
-@dataclass(frozen=True)
-class ImageMention:
-    """One place where a text names an image: 0-based ``index`` and its character span."""
-
-    index: int
-    start: int
-    end: int
-    locative: bool = False
+# Special tokens of the Qwen-VL family (and any ``<|name|>`` token); a box span goes whole.
+_BOX_SPAN = re.compile(r"<\|box_start\|>.*?(?:<\|box_end\|>|$)", re.DOTALL)
+_SPECIAL_TOKEN = re.compile(r"<\|[a-z_]+\|>", re.IGNORECASE)
 
 
 @dataclass
@@ -124,13 +102,37 @@ def answer_text(text: str) -> str:
     return _THINK_BLOCK.sub("", text).strip()
 
 
-def parse_box(text: str, frame: Frame | str, size: tuple[float, float] | None = None) -> BoxParse:
-    """Read the boxes in ``text``, stated in ``frame`` (``size`` = (width, height) for pixels)."""
+def parse_box(
+    text: str,
+    frame: Frame | str,
+    size: tuple[float, float] | None = None,
+    *,
+    unit_floats: UnitFloats | str = "reject",
+    question: str | None = None,
+) -> BoxParse:
+    """Read the boxes in ``text``, stated in ``frame`` (``size`` = (width, height) for pixels).
+
+    ``unit_floats`` (integer frames ``qwen1000`` / ``qwen3_1000`` only): what to do with a box
+    whose four numbers all lie in [0, 1] with a fractional part, e.g. ``[0.28, 0.5, 0.52, 0.7]``.
+    ``"reject"`` (default): it is not read; when it is the first box the status is
+    ``frame_mismatch``. ``"fraction"``: the four numbers are read as unit-frame fractions.
+    ``"migician"``: the public Migician evaluation parser's per-number rule, a number below 1
+    is a fraction and a number of at least 1 is divided by 1000 (so ``1.0`` becomes 0.001 and
+    ``[0.0, 0.17, 1.0, 0.83]`` an inverted box); it reproduces that evaluation's figures.
+    ``question``: the question ``text`` answers, for telling an
+    echoed reference image from the image the answer names
+    (:func:`cot_ground.mentions.read_image_choice`). Raises ``ValueError`` for an unknown
+    ``unit_floats`` or the pixels frame without ``size``.
+    """
     frame = Frame(frame)
     if frame is Frame.PIXELS and size is None:
         raise ValueError("parse_box: the pixels frame needs size=(width, height)")
+    if unit_floats not in UNIT_FLOATS:
+        raise ValueError(
+            f"unit_floats must be one of {', '.join(UNIT_FLOATS)}, got {unit_floats!r}"
+        )
     body = answer_text(text)
-    index = parse_image_index(body)
+    index = image_choice(body, question)
     found: list[tuple[int, int, list[str]]] = []
     for pattern in _BOX_PATTERNS:
         for m in pattern.finditer(body):
@@ -138,15 +140,26 @@ def parse_box(text: str, frame: Frame | str, size: tuple[float, float] | None = 
     found.sort(key=lambda item: item[0])
     boxes: list[Box] = []
     last_end = -1
-    unreadable = False
+    unreadable = first_mismatch = False
     for start, end, groups in found:
         if start < last_end:  # overlaps a box already taken (e.g. a list inside a list)
             continue
         last_end = end
         try:
-            boxes.append(Box.from_frame([float(g) for g in groups], frame, size))
+            values = [float(g) for g in groups]
+            if frame in _INTEGER_FRAMES and _unit_floats(groups, values):
+                if unit_floats == "reject":
+                    first_mismatch = first_mismatch or not boxes
+                    continue
+                if unit_floats == "migician":
+                    values = [v / 1000 if v >= 1 else v for v in values]
+                boxes.append(Box.from_unit(values))
+            else:
+                boxes.append(Box.from_frame(values, frame, size))
         except ValueError:  # a number too large to be finite
             unreadable = True
+    if first_mismatch:
+        return BoxParse(ParseStatus.FRAME_MISMATCH, None, [], index, body)
     if boxes:
         status = ParseStatus.OK if len(boxes) == 1 else ParseStatus.SEVERAL_BOXES
         return BoxParse(status, boxes[0], boxes, index, body)
@@ -154,65 +167,45 @@ def parse_box(text: str, frame: Frame | str, size: tuple[float, float] | None = 
     return BoxParse(status, None, [], index, body)
 
 
-def find_image_mentions(text: str) -> list[ImageMention]:
-    """Every place ``text`` names an image ("second image", "Image-2", "2th image"), in order."""
-    mentions: list[ImageMention] = []
-    for m in _ORDINAL_MENTION.finditer(text):
-        n = _ORDINAL_WORDS[m["word"].lower()] if m["word"] else int(m["num"])
-        mentions.append(_mention(text, n, m.start(), m.end()))
-    for m in _NUMBERED_MENTION.finditer(text):
-        mentions.append(_mention(text, int(m["n"]), m.start(), m.end()))
-    mentions = [m for m in mentions if m.index >= 0]
-    mentions.sort(key=lambda m: m.start)
-    return mentions
+def _unit_floats(groups: list[str], values: list[float]) -> bool:
+    """All four numbers in [0, 1] and at least one written with a fractional part."""
+    return all(0.0 <= v <= 1.0 for v in values) and any(
+        "." in g and not float(g).is_integer() for g in groups
+    )
 
 
-def _mention(text: str, n: int, start: int, end: int) -> ImageMention:
-    locative = bool(_LOCATIVE_BEFORE.search(text[max(0, start - 12) : start]))
-    return ImageMention(index=n - 1, start=start, end=end, locative=locative)
+def clean_text(text: str) -> str:
+    """Model text without special tokens: box spans (``<|box_start|>…<|box_end|>``) removed
+    whole, every other ``<|token|>`` removed keeping the text between (an
+    ``<|object_ref_start|>the red car<|object_ref_end|>`` becomes "the red car")."""
+    text = re.sub(rf"[ \t]*{_BOX_SPAN.pattern}[ \t]*", " ", text, flags=re.DOTALL)
+    return _SPECIAL_TOKEN.sub("", text).strip()
 
 
-def parse_image_index(text: str) -> int | None:
-    """The 0-based image a text names, or None.
-
-    Accepts "second image", "Image-3", "image 2", "the 3rd picture", "2th image" and a text that
-    is only an ordinal or number ("2th", "second", "2"). When several images are named, the
-    first one introduced as a location ("in the second image") wins, else the first named.
-    """
-    bare = _BARE_ORDINAL.match(text)
-    if bare:
-        if bare["word"]:
-            n = _ORDINAL_WORDS[bare["word"].lower()]
-        else:
-            n = int(bare["num"] or bare["bare"])
-        return n - 1 if n >= 1 else None
-    mentions = find_image_mentions(text)
-    if not mentions:
-        return None
-    locative = [m for m in mentions if m.locative]
-    return (locative or mentions)[0].index
-
-
-def parse_selection(text: str, n_images: int | None = None) -> SelectionParse:
+def parse_selection(
+    text: str, n_images: int | None = None, question: str | None = None
+) -> SelectionParse:
     """Read a step-1 answer: the chosen image (0-based) and the target description.
 
     Accepts the structured JSON ``{"image": N, "description": "..."}`` (N is 1-based; with or
     without code fences, possibly after a ``<think>`` block) and free text such as
-    "It's in the second image. The red car on the left."
+    "It's in the second image. The red car on the left." (image read by
+    :func:`cot_ground.mentions.read_image_choice`, with ``question`` for echoed references).
+    Special tokens are removed from the description (:func:`clean_text`).
     """
-    body = _CODE_FENCE.sub("", answer_text(text)).strip()
+    body = clean_text(_CODE_FENCE.sub("", answer_text(text)))
     parsed = _selection_json(body)
     if parsed is not None:
         number, description = parsed
         if number is None:
             return SelectionParse(ParseStatus.MALFORMED, None, description, "no image number")
         return _checked(number - 1, description, n_images)
-    index = parse_image_index(body)
-    if index is None:
+    reading = read_image_choice(body, question)
+    if reading.index is None:
         return SelectionParse(ParseStatus.NO_BOX, None, body, "the answer names no image")
-    if _BARE_ORDINAL.match(body):
-        return _checked(index, "", n_images)
-    return _checked(index, _strip_mentions(body, find_image_mentions(body)), n_images)
+    if reading.rule == "bare":
+        return _checked(reading.index, "", n_images)
+    return _checked(reading.index, _strip_mentions(body, list(reading.mentions)), n_images)
 
 
 def _checked(index: int, description: str, n_images: int | None) -> SelectionParse:
@@ -244,18 +237,18 @@ def _selection_json(body: str) -> tuple[int | None, str] | None:
     if isinstance(image, float) and image.is_integer():
         return int(image), description
     if isinstance(image, str):
-        index = parse_image_index(image)
+        index = image_choice(image)
         return (index + 1 if index is not None else None), description
     return None, description
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|(?<=[。！？；])\s*|\n+")
 
 
-def _strip_mentions(body: str, mentions: list[ImageMention]) -> str:
+def _strip_mentions(body: str, mentions: list[Mention]) -> str:
     """The description: the sentences that do not only say where the target is."""
     sentences = [s.strip() for s in _SENTENCE_END.split(body) if s.strip()]
-    kept = [s for s in sentences if not find_image_mentions(s)]
+    kept = [s for s in sentences if not find_mentions(s)]
     if kept:
         return " ".join(kept)
     # one sentence holds both: drop the image phrase itself
@@ -271,4 +264,4 @@ def _strip_mentions(body: str, mentions: list[ImageMention]) -> str:
         text,
         flags=re.IGNORECASE,
     )
-    return re.sub(r"\s+", " ", text).strip(" .,;:")
+    return re.sub(r"\s+", " ", text).strip(" .,;:。，；：")

@@ -206,18 +206,80 @@ def test_variant_without_step2_leaves_the_grounder_template():
     assert pred.trace[2].prompt == "<template> a truck"
 
 
-def test_paper_group_grounding_unreadable_choice_is_not_image_1():
+def test_paper_mode_falls_back_to_the_first_image_and_agent_mode_fails_honestly():
     ex = make_example("group_grounding", n_images=4, target=2)
     grounder = ScriptedGrounder({p: [BOX] for p in ex.images})
     pred = run(
         ScriptedReasoner(["I cannot tell."]), grounder, ex, mode="paper", prompt_variant="paper"
     )
+    # the paper's appendix: an unreadable image choice sends the first image, recorded
+    assert pred.error is None and pred.image_index == 0 and pred.box == BOX.box
+    assert pred.fallbacks == ["paper-first-image"]
+    parses = [s for s in pred.trace if s.node == "parse_selection"]
+    assert parses[-1].parsed["fallback"] == "paper-first-image"
+    assert parses[-1].parsed["step2_rule"] == "paper:paper-first-image"
+    assert parses[-1].parsed["status"] == "no_box"  # the failure itself stays visible
+    assert grounder.requests[-1].image == ex.images[0]
+
+    agent = ScriptedGrounder({p: [BOX] for p in ex.images})
+    pred = run(ScriptedReasoner(["I cannot tell."]), agent, ex, mode="agent")
     assert pred.error.category is ErrorCategory.FORMAT and pred.image_index is None
-    assert grounder.requests == []
+    assert pred.fallbacks == [] and agent.requests == []
 
     pred = run(ScriptedReasoner(["Image3"]), grounder, ex, mode="paper", prompt_variant="paper")
     assert pred.image_index == 2 and "Image1 | Image2 | Image3 | Image4." in pred.trace[0].prompt
     assert grounder.requests[-1].phrase == "a white truck with a crane on top"
+    assert pred.fallbacks == []
+
+
+def test_paper_mode_grounds_in_the_image_the_question_names():
+    named = "Compare these two images carefully and give me the coordinates of their difference "
+    ex = make_example("diff", n_images=2, target=0, question=named + "in the 1th image. ")
+    ex = ex.model_copy(update={"target_rule": "question_ordinal"})
+    grounder = ScriptedGrounder({p: [BOX] for p in ex.images})
+    pred = run(ScriptedReasoner(["a red car"]), grounder, ex, mode="paper", prompt_variant="paper")
+    assert pred.image_index == 0 and grounder.requests[0].image == ex.images[0]
+    assert pred.trace[1].parsed["step2_rule"] == "paper:question"
+
+    # a question that names no image keeps the public script's fixed image
+    plain = make_example("diff", n_images=2, target=1)
+    plain = plain.model_copy(update={"target_rule": "default_second_image"})
+    pred = run(ScriptedReasoner(["a red car"]), grounder, plain, mode="paper",
+               prompt_variant="paper")  # fmt: skip
+    assert pred.image_index == 1 and pred.trace[1].parsed["step2_rule"] == "paper:image2"
+
+
+def test_step2_gets_the_cleaned_description_and_the_trace_keeps_the_raw_text():
+    ex = make_example("diff", n_images=2, target=1)
+    raw = "<|object_ref_start|>the red car<|object_ref_end|><|box_start|>(1,2),(3,4)<|box_end|>"
+    grounder = ScriptedGrounder({p: [BOX] for p in ex.images})
+    pred = run(ScriptedReasoner([raw]), grounder, ex, mode="paper", prompt_variant="paper")
+    assert pred.trace[0].raw_output == raw
+    assert grounder.requests[0].phrase == "the red car"
+    assert "<|" not in grounder.requests[0].prompt.split("Format:")[0]
+
+    structured = '{"image": 2, "description": "<|object_ref_start|>a cup<|object_ref_end|>"}'
+    grounder = ScriptedGrounder({p: [BOX] for p in ex.images})
+    pred = run(ScriptedReasoner([structured]), grounder, ex)
+    assert grounder.requests[0].phrase == "a cup" and pred.trace[0].raw_output == structured
+
+
+def test_each_prediction_records_what_can_change_its_figure():
+    class Sized(ScriptedReasoner):
+        def __init__(self, answers):
+            super().__init__(answers)
+            self.settings = {"max_new_tokens": 128, "do_sample": False, "path": "/m"}
+
+    ex = make_example(n_images=3, target=1)
+    grounder = ScriptedGrounder({ex.images[1]: [BOX]})
+    grounder.settings = {"max_new_tokens": 128, "unit_floats": "fraction"}
+    pred = run(Sized(['{"image": 2, "description": "a truck"}']), grounder, ex)
+    assert pred.settings == {
+        "mode": "agent",
+        "image_reader": "mentions-1",
+        "step1": {"max_new_tokens": 128, "do_sample": False},
+        "step2": {"max_new_tokens": 128, "unit_floats": "fraction"},
+    }
 
 
 def test_paper_region_and_multi_view_references():

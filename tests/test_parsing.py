@@ -10,13 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cot_ground.boxes import Box, Frame
-from cot_ground.parsing import (
-    answer_text,
-    find_image_mentions,
-    parse_box,
-    parse_image_index,
-    parse_selection,
-)
+from cot_ground.parsing import answer_text, clean_text, parse_box, parse_selection
 from cot_ground.records import ParseStatus
 
 Q = [0.1, 0.2, 0.3, 0.4]  # unit-frame box of "100, 200, 300, 400" in qwen1000
@@ -51,8 +45,10 @@ def test_every_accepted_format_gives_the_box(text: str) -> None:
 def test_the_caller_names_the_frame() -> None:
     text = "[0.1, 0.2, 0.3, 0.4]"
     assert parse_box(text, "unit").box == Box.from_unit(Q)
-    # the same text in the qwen1000 frame is a tiny box: the parser never guesses
-    assert parse_box(text, "qwen1000").box.to_list() == pytest.approx([v / 1000 for v in Q])
+    # in the qwen1000 frame these numbers are a frame mismatch, never a guessed box
+    assert parse_box(text, "qwen1000").status is ParseStatus.FRAME_MISMATCH
+    tiny = parse_box("[1.5, 2, 3, 4]", "qwen1000").box
+    assert tiny.to_list() == pytest.approx([0.0015, 0.002, 0.003, 0.004])
     pixels = parse_box("[64, 48, 320, 240]", Frame.PIXELS, size=(640, 480))
     assert pixels.box.to_list() == pytest.approx([0.1, 0.1, 0.5, 0.5])
     with pytest.raises(ValueError, match="size"):
@@ -115,30 +111,50 @@ def test_parse_box_reports_the_named_image() -> None:
     assert result.answer_text.startswith("It is in")
 
 
+@pytest.mark.parametrize("frame", [Frame.QWEN1000, Frame.QWEN3_1000])
 @pytest.mark.parametrize(
-    ("text", "index"),
+    "text", ["[0.28, 0.5, 0.52, 0.7]", "(0.1,0.2),(0.5,1)", "<box>0 0.5 1 1</box>"]
+)
+def test_unit_floats_in_an_integer_frame_are_a_frame_mismatch(text: str, frame: Frame) -> None:
+    result = parse_box(text, frame)
+    assert result.status is ParseStatus.FRAME_MISMATCH
+    assert result.box is None and result.boxes == []
+    read = parse_box(text, frame, unit_floats="fraction")
+    assert read.status is ParseStatus.OK
+    assert read.box == Box.from_unit(parse_box(text, Frame.UNIT).box.to_list())
+
+
+def test_unit_floats_rules_apply_to_integer_frames_and_fractions_only() -> None:
+    # integers 0/1 are a valid (tiny) integer-frame box; floats above 1 are not unit floats
+    assert parse_box("[0, 0, 1, 1]", Frame.QWEN1000).status is ParseStatus.OK
+    assert parse_box("[0.5, 2.5, 10.0, 20.0]", Frame.QWEN1000).status is ParseStatus.OK
+    assert parse_box("[0.28, 0.5, 0.52, 0.7]", Frame.UNIT).status is ParseStatus.OK
+    # a later unit-float box is dropped; the first, well-framed box stands
+    later = parse_box("(100,200),(300,400) and [0.1, 0.2, 0.3, 0.4]", Frame.QWEN1000)
+    assert later.status is ParseStatus.OK and later.box.to_list() == pytest.approx(Q)
+    with pytest.raises(ValueError, match="unit_floats"):
+        parse_box("[1, 2, 3, 4]", Frame.QWEN1000, unit_floats="guess")
+
+
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
     [
-        ("second image", 1),
-        ("Image-3", 2),
-        ("image 2", 1),
-        ("2th", 1),
-        ("the 3rd picture", 2),
-        ("It's in the first image.", 0),
-        ("locate this object in the 2th image", 1),
-        ("in the fifth input image", 4),
-        ("Image2", 1),
-        ("The car on the left.", None),
-        ("the 3rd car from the left", None),
-        ("", None),
+        ("<|object_ref_start|>the red car<|object_ref_end|>", "the red car"),
+        ("the dog<|box_start|>(1,2),(3,4)<|box_end|> on the left", "the dog on the left"),
+        ("a cup<|im_end|>", "a cup"),
+        ("<|box_start|>(1,2),(3,4)", ""),
+        ("plain  text", "plain  text"),
     ],
 )
-def test_parse_image_index(text: str, index: int | None) -> None:
-    assert parse_image_index(text) == index
+def test_clean_text_removes_special_tokens(text: str, cleaned: str) -> None:
+    assert clean_text(text) == cleaned
 
 
-def test_a_locative_mention_wins_over_an_earlier_one() -> None:
-    assert parse_image_index("Unlike image 1, the dog is in image 3.") == 2
-    assert [m.index for m in find_image_mentions("image 1 then the second image")] == [0, 1]
+def test_parse_box_reads_the_image_with_the_question() -> None:
+    question = "For the object in the first image, please locate it in the 2th image."
+    text = "the object in the first image(100,200),(300,400)"
+    assert parse_box(text, Frame.QWEN1000).image_index == 0
+    assert parse_box(text, Frame.QWEN1000, question=question).image_index is None
 
 
 @pytest.mark.parametrize(
@@ -152,6 +168,8 @@ def test_a_locative_mention_wins_over_an_earlier_one() -> None:
         ("It is in the first image, the dog by the door", 0, "the dog by the door"),
         ("The red car on the left in image 3", 2, "The red car on the left"),
         ("2th", 1, ""),
+        ("<|object_ref_start|>the red car<|object_ref_end|> in image 2", 1, "the red car"),
+        ("第二张图片。红色的车", 1, "红色的车"),
     ],
 )
 def test_parse_selection(text: str, index: int, description: str) -> None:
@@ -210,7 +228,8 @@ def test_parser_never_raises_on_arbitrary_text(text: str) -> None:
         result = parse_box(text, frame, size)
         assert isinstance(result.status, ParseStatus)
         assert (result.box is None) == (
-            result.status in (ParseStatus.NO_BOX, ParseStatus.MALFORMED)
+            result.status
+            in (ParseStatus.NO_BOX, ParseStatus.MALFORMED, ParseStatus.FRAME_MISMATCH)
         )
         for box in result.boxes:
             assert Box.from_frame(box.to_frame(frame, size), frame, size).to_list() == (
@@ -218,7 +237,6 @@ def test_parser_never_raises_on_arbitrary_text(text: str) -> None:
             )
     selection = parse_selection(text, n_images=3)
     assert selection.image_index is None or 0 <= selection.image_index < 3
-    parse_image_index(text)
 
 
 @settings(max_examples=300)
@@ -233,6 +251,13 @@ def test_every_returned_box_round_trips_through_its_frame(
 ) -> None:
     frame, size = frame_size
     result = parse_box(prefix + template.format(*coords), frame, size)
+    values = [float(c) for c in coords]
+    if frame in (Frame.QWEN1000, Frame.QWEN3_1000) and all(0 <= v <= 1 for v in values):
+        if any(not v.is_integer() for v in values):  # unit floats in an integer frame
+            assert result.status is ParseStatus.FRAME_MISMATCH
+            result = parse_box(prefix + template.format(*coords), frame, unit_floats="fraction")
+            assert result.box.to_list() == pytest.approx(values)
+            return
     assert result.status is ParseStatus.OK
     assert result.box.to_frame(frame, size) == pytest.approx([float(c) for c in coords])
 

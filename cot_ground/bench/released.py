@@ -133,8 +133,14 @@ def rescore_logs(
     calibration: str | None = None,
     frame: Frame | str = Frame.QWEN1000,
     bench: str | Path | None = None,
+    unit_floats: str = "reject",
 ) -> dict[str, Any]:
     """Rescore released logs from their raw answers; one file per task.
+
+    ``unit_floats``: how an answer box of four numbers in [0, 1] with a fraction is read in an
+    integer frame (:func:`cot_ground.parsing.parse_box`): ``reject`` (status
+    ``frame_mismatch``, the default) or ``fraction``; recorded in the result. The question of
+    each record is given to the parser, so echoed reference images are not read as choices.
 
     ``bench``: the annotation file the logs were scored against (the released logs: the
     revised file); its items of a task must match the log's records in order (same
@@ -170,7 +176,7 @@ def rescore_logs(
         changes = 0
         targets = _targets(log, examples.get(task))
         for rec, target in zip(log.records, targets, strict=True):
-            parsed = parse_box(rec.answer, frame)
+            parsed = parse_box(rec.answer, frame, unit_floats=unit_floats, question=rec.question)
             row = ScoreRow(
                 task,
                 parsed.box,
@@ -206,6 +212,7 @@ def rescore_logs(
         info["strict"] = _metrics(strict_info) if complete else None
         info["logged"] = average_over_tasks([by_task[t].logged for t in members])
     table["frame"] = Frame(frame).value
+    table["unit_floats"] = unit_floats
     table["bench"] = None if bench is None else str(bench)
     return table
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from cot_ground.parsing import find_image_mentions, parse_image_index
+from cot_ground.mentions import image_choice, question_images
 
 TWO_IMAGE_TASKS: frozenset[str] = frozenset(
     {"diff", "view_diff", "refer_grounding", "reasoning", "correspondence"}
@@ -39,12 +39,9 @@ RULES: tuple[str, ...] = (
 # Rules under which the question itself (or the task's fixed image layout) tells a model which
 # image to answer on; under "additional_info" the model has to find the image itself.
 QUESTION_DESIGNATES_TARGET: frozenset[str] = frozenset(RULES) - {"additional_info"}
+# Rules under which the question's own words name the target image (not a task default).
+QUESTION_NAMES_TARGET: frozenset[str] = frozenset({"question_ordinal", "question_source_image"})
 
-_SENTENCES = re.compile(r"[^.?!]+")
-_VERB = re.compile(
-    r"\b(?:locate|find|ground|identify|recognize|detect|coordinates)\b", re.IGNORECASE
-)
-_IN_BEFORE = re.compile(r"\bin\s+(?:the\s+)?$", re.IGNORECASE)
 _SOURCE_IMAGE = re.compile(r"\bin\s+the\s+source\s+image\b", re.IGNORECASE)
 _BOX_TOKENS = re.compile(r"<\|box_start\|>.*?<\|box_end\|>", re.DOTALL)
 
@@ -76,13 +73,13 @@ def designated_target(task: str, question: str) -> tuple[int, str] | None:
 def _apply_rules(task: str, question: str, additional_info: str) -> tuple[int, str]:
     if task == "group_grounding":
         sentence = _BOX_TOKENS.sub(" ", additional_info).split(".")[0]
-        index = parse_image_index(sentence)
+        index = image_choice(sentence)
         if index is None:
             raise TargetRuleError(
                 f"group_grounding: additional_info names no image: {additional_info[:80]!r}"
             )
         return index, "additional_info"
-    index = _located_image(_BOX_TOKENS.sub(" ", question))
+    index = question_images(question).target
     if index is not None:
         return index, "question_ordinal"
     if _SOURCE_IMAGE.search(question):
@@ -92,16 +89,3 @@ def _apply_rules(task: str, question: str, additional_info: str) -> tuple[int, s
     if task == "region":
         return 0, "default_source_image"
     raise TargetRuleError(f"{task}: no rule names the target image in {question[:120]!r}")
-
-
-def _located_image(question: str) -> int | None:
-    """The image named after ``in`` following the last request word that governs one."""
-    found: int | None = None
-    for sentence in _SENTENCES.finditer(question):
-        text = sentence.group()
-        mentions = [m for m in find_image_mentions(text) if _IN_BEFORE.search(text[: m.start])]
-        for verb in _VERB.finditer(text):
-            after = [m for m in mentions if m.start >= verb.end()]
-            if after:
-                found = after[0].index
-    return found

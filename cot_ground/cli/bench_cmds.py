@@ -29,6 +29,15 @@ def rescore(
         str, typer.Option(help="frame of the boxes in the answers")
     ] = Frame.QWEN1000.value,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    unit_floats: Annotated[
+        str,
+        typer.Option(
+            "--unit-floats",
+            help="a box of four numbers in [0, 1] with a fraction in an integer frame: 'reject'"
+            " (status frame_mismatch, default), 'fraction' (read as fractions) or 'migician'"
+            " (the public Migician parser: numbers >= 1 divided by 1000)",
+        ),
+    ] = "reject",
     bench: Annotated[
         Path | None,
         typer.Option(
@@ -48,7 +57,13 @@ def rescore(
     if calibration is not None and calibration not in CALIBRATIONS:
         fail(f"unknown calibration {calibration!r} (known: {', '.join(CALIBRATIONS)})")
     try:
-        result = rescore_logs(list(files), calibration=calibration, frame=Frame(frame), bench=bench)
+        result = rescore_logs(
+            list(files),
+            calibration=calibration,
+            frame=Frame(frame),
+            bench=bench,
+            unit_floats=unit_floats,
+        )
     except (ReleasedLogError, BenchmarkError, ValueError) as exc:
         fail(str(exc))
     if as_json:
@@ -60,7 +75,7 @@ def rescore(
 def _print_rescore(result: dict[str, Any]) -> None:
     title = (
         f"Rescored (mode {result['mode']}, frame {result['frame']}, "
-        f"calibration {result['calibration'] or 'none'})"
+        f"calibration {result['calibration'] or 'none'}, unit floats {result['unit_floats']})"
     )
     caption = (
         "strict @0.5: the named image must be the target (an answer naming none: the image the"

@@ -11,9 +11,10 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
-from cot_ground.graph.calls import call_one, stage_timing, step
+from cot_ground.graph.calls import call_one, figure_settings, stage_timing, step
 from cot_ground.graph.config import E2EConfig
 from cot_ground.graph.state import E2EState
+from cot_ground.mentions import READER
 from cot_ground.models.base import ChatRequest, EndToEndGrounder, EndToEndResult
 from cot_ground.prompts import PromptError, example_variables, load_prompts, variant_dir
 from cot_ground.records import ErrorCategory, ErrorInfo, Example, ParseStatus, Prediction
@@ -110,6 +111,7 @@ class E2ENodes:
             prompt_hash=state.get("prompt_hash"),
             calibration=(result.settings.get("calibration") if result else None)
             or self.model.settings.get("calibration"),
+            settings={"image_reader": READER, "e2e": figure_settings(dict(self.model.settings))},
             timing=stage_timing(trace),
             error=error,
             trace=trace,

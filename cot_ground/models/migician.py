@@ -5,7 +5,8 @@ The checkpoint is a Qwen2-VL model (``model_type`` ``qwen2_vl``), so it answers 
 multi-image grounding prompt comes with the request (the end-to-end prompt files). Option
 ``calibration``: ``"migician-y"`` applies the y-stretch of the public Migician evaluation
 (:func:`cot_ground.scoring.apply_calibration`) to every box; default ``None``. The name is
-recorded in ``settings["calibration"]``.
+recorded in ``settings["calibration"]``. Option ``unit_floats`` (``reject`` by default, or
+``fraction``): see :mod:`cot_ground.models.qwen_vl`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ from cot_ground.models.settings import ModelSettings
 
 def build_migician(settings: ModelSettings) -> QwenVLEndToEnd:
     """Registry factory for ``migician``."""
-    runner = QwenVLRunner("migician", settings, {"calibration": None}, families=("qwen2_vl",))
+    runner = QwenVLRunner(
+        "migician",
+        settings,
+        {"calibration": None, "unit_floats": "reject"},
+        families=("qwen2_vl",),
+    )
     model = QwenVLEndToEnd(runner, calibration=runner.options["calibration"])
     model.settings.setdefault("calibration", None)
     return model

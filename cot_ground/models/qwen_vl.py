@@ -19,7 +19,12 @@ holds, requests bucketed by image count and length (:mod:`cot_ground.models.batc
 ``static_cache`` (default false; recorded when on): a static KV cache, which transformers
 compiles the decoding step for on CUDA; grounder ``prompt_file`` (a plain-text
 template with a ``{phrase}`` slot; default ``prompts/ground/<family>.txt``), used for every
-request that carries no ``prompt`` of its own (a CoT variant with a ``step2`` field sends one).
+request that carries no ``prompt`` of its own (a CoT variant with a ``step2`` field sends one);
+grounder and end-to-end ``unit_floats`` (``reject``, the default, or ``fraction``): how a box of
+four numbers in [0, 1] with a fraction is read in the integer frames
+(:func:`cot_ground.parsing.parse_box`), recorded in ``settings``. The end-to-end adapter reads
+the image an answer names with the request's prompt as the question
+(:func:`cot_ground.mentions.read_image_choice`).
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ from cot_ground.models.hf_loading import (
 from cot_ground.models.options import PROCESSOR_OPTIONS, resolve_options
 from cot_ground.models.resize import model_input_size, visual_tokens
 from cot_ground.models.settings import ModelSettings
-from cot_ground.parsing import parse_box
+from cot_ground.parsing import UNIT_FLOATS, parse_box
 from cot_ground.paths import prompts_dir
 from cot_ground.records import Candidate, ParseStatus, text_hash
 
@@ -249,6 +254,17 @@ def _runner(
     return QwenVLRunner(name, settings, options or {})
 
 
+def unit_floats_option(runner: QwenVLRunner) -> str:
+    """The runner's ``unit_floats`` option, checked; raises ``ValueError`` naming the adapter."""
+    value = runner.options["unit_floats"]
+    if value not in UNIT_FLOATS:
+        raise ValueError(
+            f"adapter {runner.name!r}: option unit_floats must be one of "
+            f"{', '.join(UNIT_FLOATS)}, got {value!r}"
+        )
+    return str(value)
+
+
 class QwenVLReasoner:
     """CoT step 1: all images + the question → chosen image and a referring description."""
 
@@ -286,10 +302,12 @@ class QwenVLGrounder:
             raise ModelLoadError(f"grounding prompt file not readable: {path} ({exc})") from exc
         if "{phrase}" not in self.template:
             raise ModelLoadError(f"grounding prompt {path} has no {{phrase}} slot")
+        self.unit_floats = unit_floats_option(runner)
         self.settings = {
             **runner.settings,
             "prompt_file": str(path),
             "prompt_hash": text_hash(self.template),
+            "unit_floats": self.unit_floats,
         }
 
     def prompt(self, request: GroundRequest) -> str:
@@ -306,7 +324,7 @@ class QwenVLGrounder:
 
     def result_from_text(self, text: str, input_size: Size) -> GroundResult:
         """Candidates read from ``text``; ``input_size`` is the resized (w, h) the model saw."""
-        parsed = parse_box(text, self.runner.frame, input_size)
+        parsed = parse_box(text, self.runner.frame, input_size, unit_floats=self.unit_floats)
         boxes = [_in_frame(b, self.runner.frame) for b in parsed.boxes]
         return GroundResult(
             candidates=[Candidate(box=b) for b in boxes],
@@ -323,7 +341,8 @@ class QwenVLEndToEnd:
         self.runner = runner
         self.name = runner.name
         self.calibration = calibration
-        self.settings = dict(runner.settings)
+        self.unit_floats = unit_floats_option(runner)
+        self.settings = {**runner.settings, "unit_floats": self.unit_floats}
         if calibration is not None:
             from cot_ground.scoring import apply_calibration
 
@@ -333,17 +352,24 @@ class QwenVLEndToEnd:
     def predict(self, requests: list[ChatRequest]) -> list[EndToEndResult]:
         """One :class:`EndToEndResult` per request."""
         gens = self.runner.generate([(r.images, r.prompt) for r in requests])
-        return [self.result_from_text(g.text, g.input_sizes) for g in gens]
+        return [
+            self.result_from_text(g.text, g.input_sizes, r.prompt)
+            for g, r in zip(gens, requests, strict=True)
+        ]
 
-    def result_from_text(self, text: str, input_sizes: Sequence[Size]) -> EndToEndResult:
-        """Image index and first box of ``text``; ``input_sizes``: resized (w, h) per image.
+    def result_from_text(
+        self, text: str, input_sizes: Sequence[Size], question: str | None = None
+    ) -> EndToEndResult:
+        """Image index and first box of ``text``; ``input_sizes``: resized (w, h) per image;
+        ``question``: the prompt answered (tells echoed reference images from a choice).
 
         In the pixel frame the box is converted with the size of the image the answer names;
         when it names none and the images differ in size, the box cannot be placed and the
         status is ``malformed`` (no box is made up).
         """
         frame = self.runner.frame
-        probe = parse_box(text, Frame.QWEN1000)  # image index and status do not need the frame
+        # whether there is a box and which image the text names do not depend on the frame
+        probe = parse_box(text, Frame.QWEN1000, unit_floats="fraction", question=question)
         index = probe.image_index
         size: Size | None = None
         if probe.box is not None and frame is Frame.PIXELS:
@@ -356,7 +382,7 @@ class QwenVLEndToEnd:
             return EndToEndResult(
                 raw_text=text, image_index=index, status=status, settings=dict(self.settings)
             )
-        parsed = parse_box(text, frame, size)
+        parsed = parse_box(text, frame, size, unit_floats=self.unit_floats, question=question)
         box = _in_frame(parsed.box, frame) if parsed.box is not None else None
         if box is not None and self.calibration is not None:
             from cot_ground.scoring import apply_calibration
@@ -383,9 +409,11 @@ def build_reasoner(settings: ModelSettings) -> QwenVLReasoner:
 
 def build_grounder(settings: ModelSettings) -> QwenVLGrounder:
     """Registry factory for ``qwen-vl-grounder``."""
-    return QwenVLGrounder(_runner("qwen-vl-grounder", settings, {"prompt_file": None}))
+    return QwenVLGrounder(
+        _runner("qwen-vl-grounder", settings, {"prompt_file": None, "unit_floats": "reject"})
+    )
 
 
 def build_end_to_end(settings: ModelSettings) -> QwenVLEndToEnd:
     """Registry factory for ``qwen-vl-e2e`` (direct inference, no fine-tune)."""
-    return QwenVLEndToEnd(_runner("qwen-vl-e2e", settings))
+    return QwenVLEndToEnd(_runner("qwen-vl-e2e", settings, {"unit_floats": "reject"}))

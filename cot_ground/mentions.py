@@ -1,0 +1,258 @@
+"""Which image a model's answer names: one reader for every place cot-ground needs it.
+
+Image indices are 0-based ("image 1" → 0). The reader finds every *mention* of an image and
+gives each a role; the answer's image is the **last affirmed mention** (so a self-correction
+"… in image 2, actually image 3" names image 3). Roles:
+
+* ``negated``  -- a rejected image: "not in image 1", "rather than the first image",
+  "image 1 does not contain it", "不在第一张图片".
+* ``echo``     -- the question's own reference image repeated as part of a description: when
+  the question names image *k* only as a reference (e.g. "the object in the first image …
+  locate it in the 2th image"), a mention of *k* in the answer counts only when stated as the
+  location ("it is in the first image", "located in image 1"); "the object in the first image
+  can be found at …" echoes the question and names nothing.
+* ``affirmed`` -- every other mention.
+
+Spellings read: English ordinals ("second image", "the 3rd picture", "2th image", "the first
+input photo"), numbers ("image 2", "Image-2", "Image2", "picture #3", "img 2"), Chinese
+("第三张图片", "第3幅图", "第二个图像", "图3", "图片二", "图像 2"), full-width digits ("图３"), and
+an answer that is nothing but an ordinal or a number ("2th", "second", "2", "第二张").
+Not mentions: plurals and counts ("the first two images", "images 1 and 2"), region ordinals
+("the 3th region picture" names a region, not an input image), "the other image".
+
+The reader never raises (any ``str`` in, a :class:`ImageReading` out) and never invents: an
+answer without an affirmed mention reads as ``index=None``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+Role = Literal["affirmed", "negated", "echo"]
+READER = "mentions-1"
+"""Name of these reading rules, recorded in every prediction (``Prediction.settings``)."""
+
+_ORDINAL_WORDS = {
+    "first": 1,
+    "second": 2,
+    "third": 3,
+    "fourth": 4,
+    "fifth": 5,
+    "sixth": 6,
+    "seventh": 7,
+    "eighth": 8,
+    "ninth": 9,
+    "tenth": 10,
+}
+_CN_DIGITS = {
+    "一": 1,
+    "二": 2,
+    "两": 2,
+    "三": 3,
+    "四": 4,
+    "五": 5,
+    "六": 6,
+    "七": 7,
+    "八": 8,
+    "九": 9,
+}
+_FULL_WIDTH = str.maketrans("０１２３４５６７８９", "0123456789")
+
+_NOUN = r"(?:image|picture|photo|img|pic|frame|view)"
+_ORD = r"(?P<word>" + "|".join(_ORDINAL_WORDS) + r")|(?P<num>\d{1,2})\s*(?:st|nd|rd|th)"
+# one word may sit between ordinal and noun ("the 2nd input image"), but not a count, a
+# conjunction or "region" ("the first two images", "the 3th region picture")
+_FILLER = r"(?!(?:two|three|four|five|six|seven|eight|nine|ten|and|or|of|region|regions)\b)[a-z]+"
+_ORDINAL_MENTION = re.compile(
+    rf"\b(?:{_ORD})\b(?:[\s-]+{_FILLER})?[\s-]+{_NOUN}\b(?!s)", re.IGNORECASE
+)
+# "the first one" after an image has been named ("not the second image but the first one")
+_ORDINAL_ONE = re.compile(rf"\b(?:{_ORD})\s+one\b", re.IGNORECASE)
+_NUMBERED_MENTION = re.compile(
+    rf"\b{_NOUN}\s*[-_#:]?\s*(?:no\.\s*)?(?P<n>\d{{1,2}})\b(?!\s*(?:x|×|px|%|\.\d|-\d|and\b))",
+    re.IGNORECASE,
+)
+_CN_NUM = r"(?P<cn>[一二两三四五六七八九十]{1,2}|\d{1,2})"
+_CN_NOUN = r"(?:图片|图像|照片|图)"
+_CN_ORDINAL = re.compile(rf"第\s*{_CN_NUM}\s*(?:(?:张|幅|副)\s*{_CN_NOUN}?|个?\s*{_CN_NOUN})")
+_CN_NUMBERED = re.compile(rf"{_CN_NOUN}\s*{_CN_NUM}(?![\d一二三四五六七八九十])")
+_BARE = re.compile(
+    rf"^\W*(?:the\s+)?(?:(?:{_ORD})|(?P<bare>\d{{1,2}})|第{_CN_NUM}(?:张|幅|个)?)\W*$",
+    re.IGNORECASE,
+)
+
+# clause limits: punctuation and contrast / correction words
+_CLAUSE_BREAK = re.compile(
+    r"[.;:!?\n,。；：！？，、()（）]|\b(?:but|however|whereas|while|although|though|actually|"
+    r"instead(?!\s+of)|rather(?!\s+than)|sorry|wait|correction|i mean)\b"
+    r"|而是|但是|但|其实|实际上|应该是|更正|不对",
+    re.IGNORECASE,
+)
+_NEGATION_BEFORE = re.compile(
+    r"\b(?:not|never|no|neither|nor|nothing|none|without|except|excluding|rather\s+than|"
+    r"instead\s+of|other\s+than|unlike)\b|n't\b|不在|不是|并非|而非|没有|并不",
+    re.IGNORECASE,
+)
+_NEGATION_AFTER = re.compile(
+    r"^\s*(?:(?:is|was|does|do|did|has|have|contains?)\s+(?:not|no|n't)\b|"
+    r"(?:is|was|are)n't\b|(?:does|do|did|has)n't\b|(?:is|was)\s+(?:wrong|incorrect)\b|"
+    r"contains\s+nothing\b|中?(?:没有|不))",
+    re.IGNORECASE,
+)
+# a mention stated as the answer's location ("it is in", "located in", "在")
+_CLAIM_BEFORE = re.compile(
+    r"(?:\b(?:it'?s|it\s+is|is|are|was|were|located|found|lies|lie|appears?|exists?|shown|"
+    r"seen|visible|present|answer|choose|chose|pick|select|selected|chosen)\s+"
+    r"(?:(?:in|on|within|at|from|is)\s+)?(?:the\s+)?|在\s*|答案是?\s*)$",
+    re.IGNORECASE,
+)
+_BOX_SPAN = re.compile(r"<\|box_start\|>.*?<\|box_end\|>", re.DOTALL)
+_SENTENCES = re.compile(r"[^.?!]+")
+_REQUEST_VERB = re.compile(
+    r"\b(?:locate|find|ground|identify|recognize|detect|coordinates)\b", re.IGNORECASE
+)
+_IN_BEFORE = re.compile(r"\bin\s+(?:the\s+)?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Mention:
+    """One place a text names an image: 0-based ``index``, character span and ``role``."""
+
+    index: int
+    start: int
+    end: int
+    role: Role = "affirmed"
+
+
+@dataclass(frozen=True)
+class QuestionImages:
+    """The images a question names: the one it asks to locate in, and references."""
+
+    target: int | None
+    """0-based image after "in" following the last request word (locate/find/...), or None."""
+    references: frozenset[int]
+    """Every other image the question names (where the marked object is, etc.)."""
+
+
+@dataclass(frozen=True)
+class ImageReading:
+    """What :func:`read_image_choice` found: the chosen image (0-based) and why."""
+
+    index: int | None
+    rule: str
+    """``bare`` (the text is only an ordinal), ``last_affirmed``, ``no_mention``,
+    ``only_negated``, ``only_echo`` or ``none_affirmed`` (negated and echoed mentions)."""
+    mentions: tuple[Mention, ...] = ()
+
+
+def _number(value: str) -> int:
+    if value.isdigit():
+        return int(value)
+    if value.startswith("十"):  # 十, 十一 … 十九
+        return 10 + (_CN_DIGITS.get(value[1:], 0) if len(value) > 1 else 0)
+    if value.endswith("十"):  # 二十 …
+        return _CN_DIGITS.get(value[0], 0) * 10
+    return _CN_DIGITS.get(value, 0)
+
+
+def find_mentions(text: str) -> list[Mention]:
+    """Every image mention in ``text`` in order, all with role ``affirmed`` (no context)."""
+    text = text.translate(_FULL_WIDTH)
+    found: list[Mention] = []
+    for m in _ORDINAL_MENTION.finditer(text):
+        n = _ORDINAL_WORDS[m["word"].lower()] if m["word"] else int(m["num"])
+        found.append(Mention(n - 1, m.start(), m.end()))
+    for pattern in (_NUMBERED_MENTION, _CN_ORDINAL, _CN_NUMBERED):
+        for m in pattern.finditer(text):
+            found.append(
+                Mention(_number(m.groupdict().get("n") or m["cn"]) - 1, m.start(), m.end())
+            )
+    if found:
+        for m in _ORDINAL_ONE.finditer(text):
+            n = _ORDINAL_WORDS[m["word"].lower()] if m["word"] else int(m["num"])
+            found.append(Mention(n - 1, m.start(), m.end()))
+    found.sort(key=lambda m: (m.start, -m.end))
+    out: list[Mention] = []
+    for m in found:  # drop overlaps (the longer, earlier one wins) and "image 0"
+        if m.index >= 0 and (not out or m.start >= out[-1].end):
+            out.append(m)
+    return out
+
+
+def question_images(question: str) -> QuestionImages:
+    """The image a question asks to locate in and the images it names only as references.
+
+    The target is the image named right after "in" following the *last* request word
+    (locate / find / ground / identify / recognize / detect / coordinates) of a sentence;
+    boxes stated in the question (``<|box_start|>…<|box_end|>``) are ignored.
+    """
+    text = _BOX_SPAN.sub(" ", question.translate(_FULL_WIDTH))
+    target: int | None = None
+    named: set[int] = set()
+    for sentence in _SENTENCES.finditer(text):
+        part = sentence.group()
+        mentions = find_mentions(part)
+        named.update(m.index for m in mentions)
+        located = [m for m in mentions if _IN_BEFORE.search(part[: m.start])]
+        for verb in _REQUEST_VERB.finditer(part):
+            after = [m for m in located if m.start >= verb.end()]
+            if after:
+                target = after[0].index
+    return QuestionImages(target, frozenset(named - {target}))
+
+
+def _role(text: str, m: Mention, breaks: list[tuple[int, int]], references: frozenset[int]) -> Role:
+    """``breaks``: (start, end) of every clause break in ``text``, in order."""
+    i = bisect.bisect_right(breaks, (m.start, m.start))
+    clause_start = breaks[i - 1][1] if i and breaks[i - 1][1] <= m.start else 0
+    j = bisect.bisect_left(breaks, (m.end, m.end))
+    clause_end = breaks[j][0] if j < len(breaks) else len(text)
+    before = text[max(clause_start, m.start - 80) : m.start]
+    after = text[m.end : min(clause_end, m.end + 40)]
+    if _NEGATION_BEFORE.search(before) or _NEGATION_AFTER.match(after):
+        return "negated"
+    if m.index in references and not _CLAIM_BEFORE.search(before):
+        return "echo"
+    return "affirmed"
+
+
+def read_image_choice(text: str, question: str | None = None) -> ImageReading:
+    """The image (0-based) ``text`` names as its answer; see the module docstring.
+
+    ``question``: the question the text answers (any prompt text holding it), used to tell
+    echoed reference images from a choice; without it no mention is taken as an echo.
+    Never raises for any string.
+    """
+    if not isinstance(text, str):
+        return ImageReading(None, "no_mention")
+    text = text.translate(_FULL_WIDTH)
+    bare = _BARE.match(text)
+    if bare:
+        if bare["word"]:
+            n = _ORDINAL_WORDS[bare["word"].lower()]
+        else:
+            n = _number(bare["num"] or bare["bare"] or bare["cn"])
+        if n >= 1:
+            return ImageReading(n - 1, "bare", (Mention(n - 1, 0, len(text)),))
+    references = question_images(question).references if question else frozenset()
+    found = find_mentions(text)
+    breaks = [(b.start(), b.end()) for b in _CLAUSE_BREAK.finditer(text)] if found else []
+    mentions = tuple(
+        Mention(m.index, m.start, m.end, _role(text, m, breaks, references)) for m in found
+    )
+    affirmed = [m for m in mentions if m.role == "affirmed"]
+    if affirmed:
+        return ImageReading(affirmed[-1].index, "last_affirmed", mentions)
+    if not mentions:
+        return ImageReading(None, "no_mention", mentions)
+    roles = {m.role for m in mentions}
+    rule = {frozenset({"echo"}): "only_echo", frozenset({"negated"}): "only_negated"}
+    return ImageReading(None, rule.get(frozenset(roles), "none_affirmed"), mentions)
+
+
+def image_choice(text: str, question: str | None = None) -> int | None:
+    """Shorthand for ``read_image_choice(text, question).index``."""
+    return read_image_choice(text, question).index
