@@ -181,6 +181,8 @@ def test_mark_choice_never_invents() -> None:
     assert parse_mark_choice("image 2").kind == "unreadable"
     assert parse_mark_choice("none of them").kind == "none"
     assert parse_id_choice("[4]", "qwen1000").proposal_id == 4
+    json_image = parse_id_choice('{"image": 2, "description": "what image 1 shows"}', "unit")
+    assert (json_image.kind, json_image.image) == ("unreadable", 1)
     assert parse_id_choice("[100, 100, 200, 200]", "qwen1000").kind == "unreadable"
     assert parse_yes_no("Yes, it is.") is True
     assert parse_yes_no("no") is False

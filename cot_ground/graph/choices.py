@@ -113,6 +113,10 @@ def parse_id_choice(text: str, frame: Frame | str) -> Choice:
         pid = _int(data["id"])
         if pid is not None:
             return Choice("choice", proposal_id=pid)
+    if data is not None and "image" in data:  # a JSON answer naming an image but no id
+        image = _int(data["image"])
+        why = "the answer names an image but no proposal id"
+        return Choice("unreadable", image=image - 1 if image else None, why=why)
     if _NONE.search(body):
         return Choice("none")
     match = _ID.search(body) or _BARE_ID.match(body)
