@@ -219,7 +219,12 @@ class OpenAIChatClient:
                 if not pending:
                     break
         for i in pending:
-            out[i] = self._failure(out[i], f"failed after {tries[i]} attempt(s)")  # type: ignore[arg-type]
+            what = (
+                f"failed after {tries[i]} attempt(s)"
+                if tries[i]
+                else f"was not sent: the server looked down in each of {rounds} round(s)"
+            )
+            out[i] = self._failure(out[i], what)  # type: ignore[arg-type]
         return out
 
     async def _send_one(
