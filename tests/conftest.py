@@ -65,3 +65,11 @@ def tiny_chat_paths(tiny_models_root: Path) -> dict[str, Path]:
     from cot_ground.testing.tiny_chat_models import CHAT_FAMILIES, build_tiny_chat_model
 
     return {f: build_tiny_chat_model(tiny_models_root / f, f) for f in CHAT_FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def tiny_grounder_paths(tiny_models_root: Path) -> dict[str, Path]:
+    """Tiny MM-GroundingDINO / OWLv2 / Florence-2 checkpoints by family."""
+    from cot_ground.testing.tiny_grounders import GROUNDER_FAMILIES, build_tiny_grounder
+
+    return {f: build_tiny_grounder(tiny_models_root / f, f) for f in GROUNDER_FAMILIES}

@@ -59,15 +59,15 @@ _UNRECORDED = ("batch_size", "preprocess_threads", "pixel_cache_size")
 class GroundingDinoHF:
     """Single-image grounder: image + phrase → candidates ranked by score."""
 
-    def __init__(self, settings: ModelSettings):
+    def __init__(self, settings: ModelSettings, name: str = NAME):
         from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
-        self.name = NAME
+        self.name = name
         self.options = resolve_options(
-            NAME, settings.options, {**DETECTOR_OPTIONS, **PROCESSOR_OPTIONS, **_BATCH_OPTIONS}
+            name, settings.options, {**DETECTOR_OPTIONS, **PROCESSOR_OPTIONS, **_BATCH_OPTIONS}
         )
         fast = bool(self.options["fast_image_processor"])
-        path = model_path(settings, NAME)
+        path = model_path(settings, name)
         check_model_folder(path)
 
         def _processor() -> Any:
@@ -85,7 +85,7 @@ class GroundingDinoHF:
         self.special_ids = set(tokenizer.all_special_ids) | {tokenizer.convert_tokens_to_ids(".")}
         device = resolve_device(settings.device)
         self.settings: dict[str, Any] = {
-            "adapter": NAME,
+            "adapter": name,
             "path": str(path),
             "frame": "unit",
             "device": device,

@@ -36,6 +36,10 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "hf-chat-reasoner": ("reasoner", "cot_ground.models.hf_chat:build_reasoner"),
     "hf-chat-grounder": ("grounder", "cot_ground.models.hf_chat:build_grounder"),
     "hf-chat-e2e": ("e2e", "cot_ground.models.hf_chat:build_end_to_end"),
+    # open-vocabulary single-image grounders shipped with transformers
+    "mm-gdino-hf": ("grounder", "cot_ground.models.open_vocab:build_mm_gdino"),
+    "owlv2": ("grounder", "cot_ground.models.open_vocab:build_owlv2"),
+    "florence2": ("grounder", "cot_ground.models.florence2:build_grounder"),
 }
 
 _CACHE: dict[tuple[str, str], Any] = {}

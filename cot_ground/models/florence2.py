@@ -1,0 +1,161 @@
+"""Florence-2 phrase grounding (``<CAPTION_TO_PHRASE_GROUNDING>``) as CoT step-2 grounder.
+
+Loads ``Florence2ForConditionalGeneration`` checkpoints in the transformers layout (``model_type``
+``florence2``, e.g. the ``florence-community/Florence-2-base`` / ``-large`` conversions) through
+``AutoModelForImageTextToText``. The prompt is the task token followed by the phrase (whitespace
+collapsed); the processor turns it into "Locate the phrases in the caption: ...". The answer is
+decoded with its special tokens and read with the ``florence2`` entry of
+:mod:`cot_ground.models.box_syntax`: each box is four ``<loc_i>`` tokens, x1 y1 x2 y2 over 1000
+bins per side, converted to the unit frame at the bin centre ``(i + 0.5) / 1000`` (as
+transformers' ``Florence2PostProcessor.dequantize``). Candidates come in generation order with
+the phrase text before them as label; Florence-2 gives no per-box score (``score`` is None).
+
+The BART encoder reads the image tokens and the text together, at most
+``text_config.max_position_embeddings`` positions (1024 for the released checkpoints): a phrase
+that would not fit is cut to its first tokens and ``notes["text_truncated"]`` records it.
+Decoding is greedy with ``num_beams`` (option, default 1; the Florence-2 model card examples use
+3). Options: ``num_beams``, ``max_candidates`` (10), ``batch_size`` (4).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from PIL import Image
+
+from cot_ground.models.base import GroundRequest, GroundResult, ModelLoadError
+from cot_ground.models.box_syntax import BOX_SYNTAX
+from cot_ground.models.hf_loading import (
+    input_device,
+    load_weights,
+    open_images,
+    resolve_device,
+    resolve_dtype,
+    shared,
+)
+from cot_ground.models.open_vocab import checked_family
+from cot_ground.models.options import resolve_options
+from cot_ground.models.settings import ModelSettings
+from cot_ground.records import Candidate
+
+NAME = "florence2"
+TASK = "<CAPTION_TO_PHRASE_GROUNDING>"
+SYNTAX = BOX_SYNTAX["florence2"]
+
+# a label (text without tokens) followed by one or more location quadruples
+_LABELLED = re.compile(r"([^<]*)((?:<loc_\d+>)+)")
+_WRAPPERS = ("<s>", "</s>", "<pad>")
+
+
+def florence2_phrase(phrase: str) -> str:
+    """The phrase as sent after the task token: whitespace collapsed."""
+    return " ".join(phrase.split())
+
+
+class Florence2Grounder:
+    """Single-image grounder: image + phrase → boxes in generation order (no scores)."""
+
+    def __init__(self, settings: ModelSettings):
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        self.name = NAME
+        self.options = resolve_options(
+            NAME, settings.options, {"num_beams": 1, "max_candidates": 10, "batch_size": 4}
+        )
+        path = checked_family(settings, NAME, "florence2")
+
+        def _processor() -> Any:
+            try:
+                return AutoProcessor.from_pretrained(str(path), local_files_only=True)
+            except (OSError, ValueError, TypeError) as exc:
+                raise ModelLoadError(f"cannot load the processor from {path}: {exc}") from exc
+
+        self.processor = shared(("florence2-processor", str(path)), _processor)
+        self.model = load_weights(AutoModelForImageTextToText, path, settings)
+        self.max_positions = int(self.model.config.text_config.max_position_embeddings)
+        # encoder positions the prompt takes with an empty phrase (image tokens, task words)
+        blank = self.processor(text=[TASK], images=[Image.new("RGB", (8, 8))])
+        self.overhead = len(blank["input_ids"][0])
+        device = resolve_device(settings.device)
+        self.generate_kwargs: dict[str, Any] = {
+            "max_new_tokens": settings.max_new_tokens,
+            "do_sample": False,
+            "num_beams": int(self.options["num_beams"]),
+        }
+        self.settings: dict[str, Any] = {
+            "adapter": NAME,
+            "path": str(path),
+            "frame": SYNTAX.frame,
+            "task": TASK,
+            "device": device,
+            "dtype": str(resolve_dtype(settings.dtype, device)).removeprefix("torch."),
+            "device_map": settings.device_map,
+            "max_new_tokens": settings.max_new_tokens,
+            "num_beams": int(self.options["num_beams"]),
+            "max_candidates": self.options["max_candidates"],
+        }
+
+    def prompt(self, request: GroundRequest) -> str:
+        """The text given to the processor (before any cut to fit the encoder)."""
+        return TASK + florence2_phrase(request.phrase)
+
+    def ground(self, requests: list[GroundRequest]) -> list[GroundResult]:
+        """One :class:`GroundResult` per request (status from the box syntax)."""
+        out: list[GroundResult] = []
+        size = max(1, int(self.options["batch_size"]))
+        for start in range(0, len(requests), size):
+            out += self._ground_batch(requests[start : start + size])
+        return out
+
+    def _fitted(self, request: GroundRequest) -> tuple[str, dict[str, int] | None]:
+        """The prompt, cut so that image tokens + text fit the encoder, and the cut made."""
+        tokenizer = self.processor.tokenizer
+        phrase = florence2_phrase(request.phrase)
+        ids = tokenizer(phrase, add_special_tokens=False)["input_ids"]
+        room = self.max_positions - self.overhead
+        if len(ids) <= room:
+            return TASK + phrase, None
+        kept = tokenizer.decode(ids[: max(0, room)])
+        return TASK + kept, {"tokens": len(ids), "kept": max(0, room)}
+
+    def _ground_batch(self, requests: list[GroundRequest]) -> list[GroundResult]:
+        import torch
+
+        fitted = [self._fitted(r) for r in requests]
+        images = open_images([r.image for r in requests])
+        inputs = self.processor(
+            text=[p for p, _ in fitted], images=images, padding=True, return_tensors="pt"
+        ).to(input_device(self.model))
+        inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        with torch.inference_mode():
+            tokens = self.model.generate(**inputs, **self.generate_kwargs)
+        texts = self.processor.batch_decode(tokens, skip_special_tokens=False)
+        results = []
+        for text, (_, cut) in zip(texts, fitted, strict=True):
+            result = self.result_from_text(text)
+            if cut is not None:
+                result.notes["text_truncated"] = cut
+            results.append(result)
+        return results
+
+    def result_from_text(self, text: str) -> GroundResult:
+        """Candidates read from a decoded answer (special tokens kept)."""
+        for token in _WRAPPERS:
+            text = text.replace(token, "")
+        boxes, status = SYNTAX.parse(text)
+        labels: list[str | None] = []
+        for match in _LABELLED.finditer(text):
+            n = len(SYNTAX.numbers.findall(match.group(2)))
+            labels += [match.group(1).strip() or None] * n
+        candidates = [
+            Candidate(box=box, label=label) for box, label in zip(boxes, labels, strict=True)
+        ][: max(1, int(self.options["max_candidates"]))]
+        return GroundResult(
+            candidates=candidates, raw_text=text, status=status, settings=dict(self.settings)
+        )
+
+
+def build_grounder(settings: ModelSettings) -> Florence2Grounder:
+    """Registry factory for ``florence2``."""
+    return Florence2Grounder(settings)
