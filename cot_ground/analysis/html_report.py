@@ -21,6 +21,13 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from cot_ground.analysis.attribution import CATEGORIES, attribution_shares
+from cot_ground.analysis.guide import (
+    CAPTIONS,
+    EMPTY_REASONS,
+    HOW_TO_READ,
+    category_meaning,
+    run_notes,
+)
 from cot_ground.analysis.scores import strict_note
 from cot_ground.boxes import Box
 from cot_ground.images import ImageLoadError, open_rgb
@@ -55,33 +62,46 @@ def render_report(
     """The report page as one HTML string."""
     body = [
         f"<h1>cot-ground report: {_e(tables.manifest.get('name', ''))}</h1>",
+        guide_box(run_notes(frame, tables.scores, tables.manifest)),
         _manifest_section(tables.manifest),
         *(f'<p class="warning">Warning: {_e(w)}</p>' for w in tables.warnings),
         "<h2>Acc@0.5 per task</h2><p>n: examples per cell; SPONTANEOUS and REFERENTIAL: the"
         " Migician paper's group means (Table 5); AVERAGE: plain mean over tasks.</p>",
     ]
     for mode, overview in tables.overview.items():
-        body.append(f"<h3>{_e(mode)}</h3>{html_table(overview.reset_index())}")
+        caption = _caption(f"overview.{mode}")
+        body.append(f"<h3>{_e(mode)}</h3>{caption}{html_table(overview.reset_index())}")
         if mode == "strict":
             body.append(f"<p>{_e(strict_note(frame).replace('`', ''))}</p>")
     body.append("<h2>Charts</h2>")
     for title, path in tables.charts.items():
         uri = _data_uri(Path(path).read_bytes(), "image/png")
         body.append(f'<figure><img class="chart" src="{uri}" alt="{_e(title)}">')
-        body.append(f"<figcaption>{_e(title)}</figcaption></figure>")
-    body.append("<h2>Failure attribution (counts)</h2>" + html_table(tables.attribution))
-    body.append("<h3>Shares (% of n)</h3>" + html_table(attribution_shares(tables.attribution)))
-    if not tables.oracle_gain.empty:
-        body.append("<h2>Oracle-image gain over agent</h2>" + html_table(tables.oracle_gain))
-    if not tables.paired.empty:
+        caption = CAPTIONS.get(f"chart.{Path(path).stem}", "")
+        body.append(f"<figcaption><b>{_e(title)}</b>. {_e(caption)}</figcaption></figure>")
+    body.append(
+        "<h2>Failure attribution (counts)</h2>" + _section(tables.attribution, "attribution")
+    )
+    if not tables.attribution.empty:
+        shares = attribution_shares(tables.attribution)
+        body.append("<h3>Shares (% of n)</h3>" + _caption("shares") + html_table(shares))
+    body.append(categories_table(frame))
+    body.append(
+        "<h2>Oracle-image gain over agent</h2>" + _section(tables.oracle_gain, "oracle_gain")
+    )
+    if tables.paired.empty:
+        body.append("<h2>Paired comparisons (Acc@0.5)</h2>" + _empty("paired"))
+    else:
         body.append(
-            "<h2>Paired comparisons (Acc@0.5)</h2><p>On the examples both pipelines ran."
+            f"<h2>Paired comparisons (Acc@0.5)</h2>{_caption('paired')}"
+            "<p>On the examples both pipelines ran."
             " diff = A − B in percent points; CI: seeded bootstrap 95% interval; p: exact"
             " McNemar test. POOLED weighs every example the same; TASK_MEAN weighs every task"
             " the same (task-stratified bootstrap, no test).</p>" + html_table(tables.paired)
         )
     body.append(
         "<details><summary>All metrics, official and strict</summary>"
+        + _caption("scores")
         + html_table(tables.scores)
         + "</details>"
     )
@@ -124,14 +144,19 @@ def examples_section(frame: pd.DataFrame, per_category: int, seed: int) -> str:
     colors = dict(zip(e2e, E2E_COLORS * (len(e2e) // len(E2E_COLORS) + 1), strict=False))
     legend = [f'<span style="color:{GT_COLOR}">■ ground truth</span>']
     legend.append(f'<span style="color:{COT_COLOR}">■ the card\'s pipeline</span>')
-    legend += [f'<span style="color:{c}">■ {_e(p)}</span>' for p, c in colors.items()]
+    legend += [_swatch(c, p + _no_box_note(frame, p)) for p, c in colors.items()]
     parts = [
-        f"<h2>Examples by failure category ({per_category} per category, seed {seed})</h2>",
+        f'<h2 id="examples">Examples by failure category'
+        f" ({per_category} per category, seed {seed})</h2>",
         "<p>Boxes: " + " ".join(legend) + ". Image numbers are 1-based (index + 1); a "
         "box that names no image is drawn on the target image.</p>",
+        _caption("examples"),
     ]
     by_id = {p: frame[frame["pipeline"] == p].set_index("example_id") for p in e2e}
-    for (pipeline, category), rows in sample_examples(frame, per_category, seed).items():
+    samples = sample_examples(frame, per_category, seed)
+    if not samples:
+        parts.append(_empty("examples"))
+    for (pipeline, category), rows in samples.items():
         parts.append(f"<h3>{_e(pipeline)}: {_e(category)} ({len(rows)} shown)</h3>")
         for row in rows.itertuples(index=False):
             others = {
@@ -167,6 +192,83 @@ def html_table(frame: pd.DataFrame, digits: int = 2) -> str:
         cells = "".join(f"<td>{_e(_fmt(v, digits))}</td>" for v in values)
         rows.append(f"<tr>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def guide_box(notes: Sequence[str]) -> str:
+    """The "how to read this report" box: :data:`~cot_ground.analysis.guide.HOW_TO_READ`, then
+    ``notes`` about this run (:func:`~cot_ground.analysis.guide.run_notes`)."""
+    items = "".join(f"<li>{_e(line)}</li>" for line in HOW_TO_READ)
+    extra = ""
+    if notes:
+        extra = "<p><b>In this run</b></p><ul>" + "".join(f"<li>{_e(n)}</li>" for n in notes)
+        extra += "</ul>"
+    return f'<aside class="guide"><h2>How to read this report</h2><ul>{items}</ul>{extra}</aside>'
+
+
+def categories_table(frame: pd.DataFrame) -> str:
+    """The failure categories that occur in ``frame`` with their meaning, in CATEGORIES order."""
+    present = set(frame["failure"])
+    rows = [(c, category_meaning(c)) for c in CATEGORIES if c in present]
+    rows += [(c, category_meaning(c)) for c in sorted(present - set(CATEGORIES))]
+    table = pd.DataFrame(rows, columns=["category", "meaning"])
+    return "<h3>Failure categories</h3>" + _caption("categories") + html_table(table)
+
+
+def _caption(key: str) -> str:
+    return f'<p class="caption">{_e(CAPTIONS[key])}</p>'
+
+
+def _empty(key: str) -> str:
+    return f'<p class="empty">{_e(EMPTY_REASONS[key])}</p>'
+
+
+def _section(table: pd.DataFrame, key: str) -> str:
+    """Caption and table, or why the table is empty."""
+    return _empty(key) if table.empty else _caption(key) + html_table(table)
+
+
+def _swatch(color: str, label: str) -> str:
+    return f'<span style="color:{color}">■</span> {_e(label)}'
+
+
+def _no_box_note(frame: pd.DataFrame, pipeline: str) -> str:
+    boxes = frame.loc[frame["pipeline"] == pipeline, "box"]
+    return "" if boxes.map(lambda b: isinstance(b, list)).any() else " (drew no box in this run)"
+
+
+def _box_place(box: Any, image_index: Any, target: int, failure: str) -> str:
+    if not isinstance(box, list):
+        return f"no box ({failure})"
+    if pd.isna(image_index):
+        return f"image {int(target) + 1} (named none; drawn on the target)"
+    return f"image {int(image_index) + 1}"
+
+
+def _card_legend(row: Any, others: dict[str, pd.Series], colors: dict[str, str]) -> str:
+    """Where each box of this card is drawn, or that a pipeline drew none."""
+    entries = [_swatch(GT_COLOR, f"ground truth: image {int(row.target_image) + 1}")]
+    place = _box_place(row.box, row.image_index, row.target_image, row.failure)
+    entries.append(_swatch(COT_COLOR, f"{row.pipeline}: {place}"))
+    for name, other in others.items():
+        place = _box_place(other["box"], other["image_index"], row.target_image, other["failure"])
+        entries.append(_swatch(colors[name], f"{name}: {place}"))
+    return '<p class="legend">' + " · ".join(entries) + "</p>"
+
+
+def _manifest_value(key: str, value: Any) -> str:
+    """A run.json value for people: nested values as ``key: value``, unset ones said in words."""
+    if value is None:
+        return "not sharded (the whole benchmark)" if key == "shard" else "-"
+    if not isinstance(value, dict):
+        return _fmt(value, 4)
+    parts = []
+    for k, v in value.items():
+        if v is None:
+            if k == "tasks":
+                parts.append("tasks: all")
+            continue
+        parts.append(f"{k}: {_fmt(v, 4)}")
+    return "; ".join(parts)
 
 
 def _example_card(row: Any, others: dict[str, pd.Series], colors: dict[str, str]) -> str:
@@ -216,7 +318,7 @@ def _example_card(row: Any, others: dict[str, pd.Series], colors: dict[str, str]
     dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in facts)
     step1 = cut_text(_text(row.step1_text) or _text(row.raw_text), row.pipeline)
     return (
-        f'<div class="card"><dl>{dl}</dl>'
+        f'<div class="card">{_card_legend(row, others, colors)}<dl>{dl}</dl>'
         f"<details open><summary>step-1 text</summary><pre>{_e(step1)}</pre></details>"
         f'<div class="images">{"".join(figures)}</div></div>'
     )
@@ -226,8 +328,8 @@ def _manifest_section(manifest: dict[str, Any]) -> str:
     items = [(k, manifest[k]) for k in MANIFEST_KEYS if k in manifest]
     if not items:
         return ""
-    dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(_fmt(v, 4))}</dd>" for k, v in items)
-    return f"<h2>Run</h2><dl>{dl}</dl>"
+    dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(_manifest_value(k, v))}</dd>" for k, v in items)
+    return f"<h2>Run</h2>{_caption('run')}<dl>{dl}</dl>"
 
 
 def _kind(frame: pd.DataFrame, pipeline: str) -> str:
@@ -280,5 +382,10 @@ pre{white-space:pre-wrap;background:#f7f7f7;padding:.4em;max-height:14em;overflo
 .images{display:flex;flex-wrap:wrap;gap:8px}
 figure{margin:0}img.chart{max-width:100%}
 .missing{border:1px dashed #c00;padding:1em;color:#c00}
+.guide{border:1px solid #8ab;background:#f3f8fb;border-radius:6px;padding:.2em 1em;max-width:70em}
+.guide h2{margin:.4em 0}.caption{color:#555;font-style:italic;margin:.2em 0}
+.empty{color:#555;border-left:4px solid #bbb;padding:.3em .6em}
+.legend{margin:.2em 0 .5em}
+table{display:block;max-width:100%;overflow-x:auto}
 .warning{border-left:4px solid #c60;padding:.3em .6em;background:#fff4e5}
 """

@@ -12,6 +12,7 @@ import pandas as pd
 
 from cot_ground.analysis.attribution import attribution_table, oracle_gain
 from cot_ground.analysis.charts import failure_chart, task_bar_chart
+from cot_ground.analysis.guide import EMPTY_REASONS
 from cot_ground.analysis.html_report import ReportTables, render_report
 from cot_ground.analysis.load import load_run, pipeline_specs, read_manifest
 from cot_ground.analysis.paired import paired_comparison, paired_frame
@@ -74,7 +75,13 @@ def build_report(
     for name, table in (("attribution", attribution), ("oracle_gain", gain), ("paired", paired)):
         result.files[f"{name}.csv"] = _write_csv(table, out / f"{name}.csv")
         md = out / f"{name}.md"
-        md.write_text(markdown_table(table, digits=4 if name == "paired" else 2) + "\n", "utf-8")
+        # an empty table's markdown file says why it is empty instead of holding a bare header
+        text = (
+            EMPTY_REASONS[name]
+            if table.empty
+            else markdown_table(table, 4 if name == "paired" else 2)
+        )
+        md.write_text(text + "\n", "utf-8")
         result.files[f"{name}.md"] = md
     paired_json = out / "paired.json"
     records = paired.astype(object).where(paired.notna(), None).to_dict("records")

@@ -1,0 +1,151 @@
+"""The report's explanations for a newcomer: what the figures mean and why a section is empty.
+
+Plain text (the HTML page escapes it; markdown files and the terminal print it as is):
+
+- :data:`CATEGORY_MEANINGS`: one line per failure category of
+  :data:`cot_ground.analysis.attribution.CATEGORIES`;
+- :data:`HOW_TO_READ`: the short box at the top of the report;
+- :data:`CAPTIONS`: one line under each table and chart;
+- :data:`EMPTY_REASONS`: what an empty table means;
+- :func:`run_notes`: facts of this run a reader would otherwise have to guess (random-weight
+  pipelines, a pipeline scoring 0 on a task because every example failed the same way).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+TINY_PREFIX = "tiny_"
+
+CATEGORY_MEANINGS: dict[str, str] = {
+    "success": "right image (named, or designated by the question) and IoU ≥ 0.5",
+    "step1_format": "CoT step 1 gave no usable image choice (its text did not parse after every"
+    " retry, or the reasoner could not choose)",
+    "wrong_image": "the image the pipeline named is not the target image",
+    "no_box": "right image (or none named) but no box: the grounder found nothing",
+    "image_not_stated": "a box, but no image named where the question designates none"
+    " (group_grounding): official counts the box, strict cannot",
+    "low_iou": "a box on the right image, but IoU with the ground truth < 0.5",
+    "format_failure": "an end-to-end answer could not be parsed into a box",
+    "index_out_of_range": "the model named an image the example does not have",
+    "image_error": "a picture could not be read (infrastructure failure)",
+    "model_error": "the model call failed (infrastructure failure)",
+    "config_error": "the pipeline was misconfigured for this example (infrastructure failure)",
+}
+
+HOW_TO_READ: tuple[str, ...] = (
+    "Acc@0.5: the share of examples (%) whose predicted box overlaps the ground-truth box with"
+    " IoU ≥ 0.5; AVERAGE is the plain mean over tasks.",
+    "official vs strict: official is the public MIG-Bench rule, only the box counts (it is"
+    " compared on the target image); strict also needs the answer to name the target image."
+    " They differ when a pipeline names a wrong image, or names none.",
+    "CoT pipelines run two steps: a reasoner picks the image and describes the target (step 1),"
+    " a grounder boxes that description (step 2). End-to-end pipelines answer with a box in one"
+    " step.",
+    "Failure categories say why an example was not a success (first rule that applies):"
+    " step1_format = step 1 gave no usable image choice; wrong_image = the named image is not"
+    " the target; no_box = the grounder found nothing; low_iou = a box, IoU < 0.5;"
+    " format_failure = an end-to-end answer had no readable box. The full list is under"
+    " Failure attribution.",
+    "Pipelines named tiny_* run tiny models with random weights: they prove the MLLM code path"
+    " runs end to end; their scores mean nothing.",
+    "Image numbers shown here start at 1.",
+)
+
+CAPTIONS: dict[str, str] = {
+    "run": "What was run: the benchmark file (identified by its sha256), how many examples,"
+    " and the code version.",
+    "overview.official": "Acc@0.5 (%) per task, official rule: only the box counts.",
+    "overview.strict": "Acc@0.5 (%) per task, strict rule: the named image must also be the"
+    " target image.",
+    "chart.acc_per_task": "One bar per pipeline and task: Acc@0.5 (official, %); a missing bar"
+    " is 0.",
+    "chart.failure_categories": "Per CoT pipeline: the share of examples in each failure"
+    " category, per task (ALL = every task).",
+    "attribution": "Why each CoT example failed, as counts per pipeline and task (n = examples).",
+    "shares": "The same counts as % of n.",
+    "categories": "What each failure category means (the first rule that applies wins).",
+    "oracle_gain": "Acc@0.5 of the oracle-image pipeline (step 2 gets the target image) minus"
+    " its agent twin (step 1 chooses): how much wrong image choices cost.",
+    "paired": "Two pipelines on the same examples: both / only A / only B / neither right,"
+    " A − B with a bootstrap 95% interval, exact McNemar p.",
+    "scores": "Every metric (Acc@0.3/0.5/0.7, mIoU), both rules, per pipeline and task.",
+    "examples": "A seeded sample of examples per CoT pipeline and failure category, every image"
+    " with the boxes drawn.",
+}
+
+EMPTY_REASONS: dict[str, str] = {
+    "attribution": "No CoT pipeline in this run: failure attribution covers two-step"
+    " pipelines only.",
+    "oracle_gain": "No oracle-image gain: this run has no pair of CoT pipelines that differ only"
+    " in mode (agent vs oracle-image), so there is nothing to subtract.",
+    "paired": "No paired comparison: the run has a single pipeline, or no two pipelines share"
+    " an example.",
+    "examples": "No examples drawn (--sample-per-category 0).",
+}
+
+
+def category_meaning(category: str) -> str:
+    """The one-line meaning of ``category`` (a pointer to docs/analysis.md when unknown)."""
+    return CATEGORY_MEANINGS.get(category, "see docs/analysis.md, Failure categories")
+
+
+def tiny_pipelines(pipelines: list[str]) -> list[str]:
+    """The pipelines that run random-weight tiny models (named ``tiny_*``)."""
+    return [p for p in pipelines if p.startswith(TINY_PREFIX)]
+
+
+def run_notes(
+    frame: pd.DataFrame, scores: pd.DataFrame, manifest: dict[str, Any] | None = None
+) -> list[str]:
+    """Plain-text notes on this run: random-weight pipelines, and every (pipeline, task) at
+    0% Acc@0.5 (official) whose examples all fell in one failure category, with its meaning.
+
+    ``frame``: a :func:`~cot_ground.analysis.load.load_run` frame; ``scores``: the long score
+    table of :func:`~cot_ground.analysis.scores.scores_frame` (columns mode, pipeline, task,
+    acc@0.5; extra columns are ignored); ``manifest``: ``run.json``, whose config names each
+    pipeline's reasoner adapter (a ``rule-reasoner`` gets a note on why it cannot choose).
+    """
+    reasoners = _reasoner_adapters(manifest or {})
+    notes = []
+    tiny = tiny_pipelines(list(dict.fromkeys(frame["pipeline"])))
+    if tiny:
+        notes.append(
+            f"{', '.join(tiny)}: random weights; these scores only show that the code path runs."
+        )
+    official = scores[(scores["mode"] == "official") & scores["acc@0.5"].notna()]
+    if "figure" in official.columns:  # long tables with one row per figure
+        official = official[official["figure"] == "acc@0.5"]
+    zero = official[official["acc@0.5"] == 0]
+    for pipeline, task in zip(zero["pipeline"], zero["task"], strict=True):
+        if pipeline in tiny:
+            continue
+        rows = frame[(frame["pipeline"] == pipeline) & (frame["task"] == task)]
+        categories = set(rows["failure"])
+        if len(rows) and len(categories) == 1:
+            category = categories.pop()
+            why = ""
+            if category == "step1_format" and reasoners.get(pipeline) == "rule-reasoner":
+                why = (
+                    " The rule-reasoner reads the target image from the question, and these"
+                    " questions name no image."
+                )
+            notes.append(
+                f"{pipeline} scores 0 on {task}: all {len(rows)} examples are {category}"
+                f" ({category_meaning(category)}).{why}"
+            )
+    return notes
+
+
+def _reasoner_adapters(manifest: dict[str, Any]) -> dict[str, str]:
+    """Pipeline name → adapter of its reasoner, from ``run.json``'s config (CoT pipelines)."""
+    config = manifest.get("config") or {}
+    models = config.get("models") or {}
+    out = {}
+    for name, pipe in (config.get("pipelines") or {}).items():
+        model = models.get(pipe.get("reasoner")) if isinstance(pipe, dict) else None
+        if isinstance(model, dict) and model.get("adapter"):
+            out[str(name)] = str(model["adapter"])
+    return out
