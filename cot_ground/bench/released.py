@@ -242,7 +242,8 @@ def _targets(
     if len(examples) != len(log.records):
         raise ReleasedLogError(
             f"{log.path}: {len(log.records)} records but the annotation file has "
-            f"{len(examples)} {log.task} items; rescore against the file the log was scored on"
+            f"{len(examples)} {log.task} items; give the file the log was scored on (--bench,"
+            " default $MIGBENCH_FILE)"
         )
     targets: list[tuple[int, bool] | None] = []
     for number, (rec, ex) in enumerate(zip(log.records, examples, strict=True)):
@@ -251,7 +252,8 @@ def _targets(
         if not same_box or not rec.question.startswith(ex.question.strip()):
             raise ReleasedLogError(
                 f"{log.path} record {number}: does not match {log.task} item {number} of the "
-                "annotation file (ground-truth box or question differs)"
+                "annotation file (ground-truth box or question differs); give the file the log was"
+                " scored on (--bench, default $MIGBENCH_FILE)"
             )
         targets.append((ex.target_image, ex.target_rule in QUESTION_DESIGNATES_TARGET))
     return targets
