@@ -221,3 +221,11 @@ def test_a_grounder_finds_the_box_drawn_on_the_displayed_photo(tmp_path):
     )
     [result] = grounder.ground([request])
     assert iou(result.candidates[0].box, _truth()) > 0.9
+
+
+def test_the_pixel_limit_is_recorded_in_run_json(monkeypatch):
+    from cot_ground.runner.manifest import build_manifest
+
+    monkeypatch.setenv(MAX_PIXELS_ENV, "1234567")
+    manifest = build_manifest(config={}, benchmark={}, shard=None, n_examples=0, argv=[])
+    assert manifest["images"] == {"max_pixels": 1234567, "max_pixels_env": MAX_PIXELS_ENV}

@@ -105,6 +105,14 @@ def model_sources(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def image_settings() -> dict[str, Any]:
+    """How pictures are decoded for this run (:mod:`cot_ground.images`): the pixel limit above
+    which a picture is an ``image_error``."""
+    from cot_ground.images import MAX_PIXELS_ENV, max_pixels
+
+    return {"max_pixels": max_pixels(), "max_pixels_env": MAX_PIXELS_ENV}
+
+
 def build_manifest(
     *,
     config: dict[str, Any],
@@ -126,6 +134,7 @@ def build_manifest(
         "packages": package_versions(),
         "git": git_state(),
         "device": device_info(),
+        "images": image_settings(),
         "argv": argv if argv is not None else sys.argv,
         "started": now_iso(),
         "ended": None,
