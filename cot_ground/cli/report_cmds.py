@@ -39,7 +39,15 @@ def report(
     """
     from cot_ground.analysis.report import build_report
     from cot_ground.analysis.scores import AVERAGE
+    from cot_ground.runner.retry import failure_lines
+    from cot_ground.runner.store import MANIFEST
 
+    if not (run_dir / MANIFEST).is_file():
+        fail(
+            f"{run_dir} is not a finished run folder (no {MANIFEST}): give the folder written by"
+            " `cot-ground run` or `cot-ground merge`",
+            code=1,
+        )
     try:
         result = build_report(run_dir, out, sample_per_category=sample_per_category, seed=seed)
     except (FileNotFoundError, ValueError) as exc:
@@ -65,6 +73,8 @@ def report(
             f"{rows.loc['strict', 'image_stated']:.1f}",
         )
     console.print(table)
+    for line in failure_lines(run_dir):
+        console.print(escape(line), highlight=False, soft_wrap=True)
     console.print(f"report written to [bold]{result.out_dir}[/bold]:")
     for name in result.files:
         console.print(f"  {name}")

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -40,6 +41,15 @@ def _setup_logging() -> None:
 
 def run(
     config: Annotated[Path, typer.Argument(help="experiment config (experiments/*.yaml)")],
+    categories: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[CATEGORY...]",
+            help="with --retry-failed: the error categories to re-run"
+            " (default: model_error image_error cache_error)",
+            show_default=False,
+        ),
+    ] = None,
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="at most this many examples")
     ] = None,
@@ -70,22 +80,48 @@ def run(
     ray_workers: Annotated[
         int | None, typer.Option("--ray-workers", min=1, help="replicas (default: GPUs, else 2)")
     ] = None,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            "--retry-failed",
+            help="also re-run examples whose record failed in CATEGORY... (default: the"
+            " transient model_error, image_error, cache_error); their lines are replaced",
+        ),
+    ] = False,
+    allow_changed: Annotated[
+        bool,
+        typer.Option(
+            "--allow-changed",
+            help="resume although a pipeline's prompt files or settings changed (recorded)",
+        ),
+    ] = False,
 ) -> None:
     """Run every pipeline of CONFIG over the same examples into a run folder.
 
-    Re-running the same command resumes: examples already written are skipped. Ctrl-C stops
+    Re-running the same command resumes: examples already written are skipped. Every setup
+    problem (unset variables, model folders, benchmark file, missing images, prompt files, a
+    changed pipeline) is reported at once before any model loads (exit status 2). Ctrl-C stops
     after the examples in flight are written (press again to quit at once).
     """
+    from cot_ground.records import ErrorCategory
     from cot_ground.runner.config import ConfigError, load_config
     from cot_ground.runner.pipelines import SetupError
     from cot_ground.runner.progress import default_progress
+    from cot_ground.runner.retry import TRANSIENT_CATEGORIES, failure_lines
     from cot_ground.runner.run import run_experiment
     from cot_ground.runner.shard import parse_shard
     from cot_ground.runner.store import RunFolderError
 
     _setup_logging()
+    known = [c.value for c in ErrorCategory]
+    unknown = [c for c in categories or [] if c not in known]
+    if categories and not retry_failed:
+        fail(f"unexpected argument(s) {' '.join(categories)}: categories follow --retry-failed")
+    if unknown:
+        fail(f"--retry-failed: unknown category {', '.join(unknown)} (known: {', '.join(known)})")
+    retry = (categories or list(TRANSIENT_CATEGORIES)) if retry_failed else []
     try:
-        cfg = load_config(config)
+        cfg = load_config(config, defer_unset_env=True)
         shard_kn = parse_shard(shard) if shard else None
     except (ConfigError, ValueError) as exc:
         fail(str(exc))
@@ -107,18 +143,30 @@ def run(
             out=out,
             use_cache=not no_cache,
             progress=default_progress(),
+            retry_failed=retry,
+            allow_changed=allow_changed,
         )
     except (SetupError, RunFolderError) as exc:
-        fail(str(exc))
+        fail(str(exc), code=getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         fail("interrupted; every line written so far is kept, re-run to resume", code=130)
     table = Table(title=f"run {summary.out}")
-    for col in ("pipeline", "examples", "before", "written", "failed", "ex/s"):
+    for col in ("pipeline", "examples", "before", "retried", "written", "failed", "ex/s"):
         table.add_column(col, justify="left" if col == "pipeline" else "right")
     for name, s in summary.pipelines.items():
         rate = f"{s.written / s.wall_s:.2f}" if s.wall_s > 0 and s.written else "-"
-        table.add_row(name, str(s.total), str(s.done_before), str(s.written), str(s.failed), rate)
+        table.add_row(
+            name,
+            str(s.total),
+            str(s.done_before),
+            str(s.retried),
+            str(s.written),
+            str(s.failed),
+            rate,
+        )
     console.print(table)
+    for line in failure_lines(summary.out):
+        console.print(escape(line), highlight=False, soft_wrap=True)
     if summary.cache_hits or summary.cache_misses:
         console.print(f"step-1 cache: {summary.cache_hits} hits, {summary.cache_misses} misses")
     if summary.interrupted:

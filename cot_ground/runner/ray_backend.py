@@ -64,6 +64,8 @@ DEFAULT_CPU_WORKERS = 2
 class ReplicasLost(RunFolderError):
     """Every Ray replica died; the run folder is consistent and the command resumes it."""
 
+    exit_code = 1  # a run that stopped, not a setup problem (status 2)
+
 
 class _Collect:
     """A store stand-in for :func:`run_pipeline_examples` inside an actor: keeps the records."""

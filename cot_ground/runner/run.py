@@ -54,13 +54,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cot_ground.run")
 
-TRANSIENT_CATEGORIES: tuple[str, ...] = (
-    ErrorCategory.MODEL.value,
-    ErrorCategory.IMAGE.value,
-    ErrorCategory.CACHE.value,
-)
-"""What ``--retry-failed`` re-runs by default: failures a fixed setup or a second try can cure."""
-
 
 @dataclass
 class PipelineSummary:
@@ -464,8 +457,8 @@ def run_experiment(
     """Run every pipeline of ``config`` into its run folder (resuming what is there).
 
     ``retry_failed``: error categories whose records are run again and replaced (e.g.
-    :data:`TRANSIENT_CATEGORIES`). ``allow_changed``: resume even though a pipeline's
-    fingerprint changed (the change is recorded). Raises
+    :data:`cot_ground.runner.retry.TRANSIENT_CATEGORIES`). ``allow_changed``: resume even though
+    a pipeline's fingerprint changed (the change is recorded). Raises
     :class:`~cot_ground.runner.preflight.PreflightError` listing every setup problem (or
     ``RunFolderError``) before any model loads. Returns per-pipeline counts, batch sizes and
     cache statistics.

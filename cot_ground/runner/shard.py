@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cot_ground.runner.fingerprint import (
+    fingerprint_changes,
+    merged_fingerprint,
+    stored_fingerprints,
+)
 from cot_ground.runner.manifest import now_iso
-from cot_ground.runner.store import JsonlAppender, RunFolder, RunFolderError
+from cot_ground.runner.store import JsonlAppender, RunFolder, RunFolderError, fsync_dir
 
 T = TypeVar("T")
 
@@ -52,6 +59,27 @@ def _comparable(manifest: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _prompt_changes(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Prompt files both shards read with different contents (``pipeline: prompt file X``)."""
+    fa, fb = stored_fingerprints(a), stored_fingerprints(b)
+    return [
+        f"{name}: {change}"
+        for name in sorted(set(fa) & set(fb))
+        for change in fingerprint_changes(
+            {"prompt_files": fa[name].get("prompt_files")},
+            {"prompt_files": fb[name].get("prompt_files")},
+        )
+    ]
+
+
+def _merged_fingerprints(manifests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for manifest in manifests:
+        for name, fp in stored_fingerprints(manifest).items():
+            out[name] = merged_fingerprint(out.get(name, {}), fp)
+    return out
+
+
 def merge_runs(
     shard_dirs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]
 ) -> dict[str, Any]:
@@ -59,7 +87,10 @@ def merge_runs(
 
     The shards must come from the same config and benchmark file; a missing shard is allowed
     (the manifest lists which ones were merged) but a repeated one is not. Examples and
-    predictions keep the first record of each id.
+    predictions keep the first record of each id. Everything is written into a temporary
+    folder beside ``out`` that is renamed to ``out`` at the end, so a merge killed part-way
+    leaves no ``out`` that ``report`` would score. Raises ``RunFolderError`` when ``out``
+    already exists (and is not empty).
     """
     if not shard_dirs:
         raise ValueError("merge needs at least one shard folder")
@@ -78,14 +109,41 @@ def merge_runs(
                 f"{folder.path} was made with a different config, benchmark or shard count"
                 f" than {folders[0].path}; only shards of one run can be merged"
             )
+        changed = _prompt_changes(manifests[0], manifest)
+        if changed:
+            raise RunFolderError(
+                f"{folder.path} and {folders[0].path} read different prompt files"
+                f" ({'; '.join(changed)}); only shards of one run can be merged"
+            )
         k = (manifest.get("shard") or {}).get("k")
         if k is not None:
             if k in seen_shards:
                 raise RunFolderError(f"{folder.path}: shard {k} is given twice")
             seen_shards.add(k)
-    target = RunFolder(out)
-    if target.manifest_path.exists() or target.examples_path.exists():
-        raise RunFolderError(f"merge output {target.path} already holds a run; choose a new --out")
+    final = Path(out)
+    if final.exists() and (not final.is_dir() or any(final.iterdir())):
+        raise RunFolderError(f"merge output {final} already holds a run; choose a new --out")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.merging-", dir=final.parent))
+    try:
+        merged = _write_merged(folders, manifests, reference["n_of"], seen_shards, staging)
+        os.replace(staging, final)  # an empty `out` folder is replaced too
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    fsync_dir(final.parent)
+    return merged
+
+
+def _write_merged(
+    folders: list[RunFolder],
+    manifests: list[dict[str, Any]],
+    n_of: int | None,
+    seen_shards: set[int],
+    staging: Path,
+) -> dict[str, Any]:
+    """Write the merged run into ``staging`` (``run.json`` last); returns its manifest."""
+    target = RunFolder(staging)
     pipelines = sorted({p for m in manifests for p in m.get("pipelines", [])})
     with target.locked():
         with JsonlAppender(target.examples_path, "id") as examples:
@@ -101,7 +159,6 @@ def merge_runs(
                         preds.append(record)
                 counts[pipeline] = len(preds.ids)
         merged = dict(manifests[0])
-        n_of = reference["n_of"]
         merged.update(
             {
                 "shard": None,
@@ -113,6 +170,7 @@ def merge_runs(
                 ],
                 "missing_shards": (sorted(set(range(1, n_of + 1)) - seen_shards) if n_of else []),
                 "predictions": counts,
+                "fingerprints": _merged_fingerprints(manifests),
                 "sessions": [s for m in manifests for s in m.get("sessions", [])],
                 "started": min(str(m.get("started")) for m in manifests),
                 "ended": now_iso(),

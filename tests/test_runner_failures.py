@@ -1,0 +1,215 @@
+"""Failures you can retry and resumes you can trust: --retry-failed replaces failed lines, a
+locked or corrupt cache is a cache_error or moved aside (never a model_error), a changed prompt
+refuses the resume unless allowed, a killed merge leaves no run, and report needs run.json."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+import runner_fakes as rf
+import yaml
+from PIL import Image
+from typer.testing import CliRunner
+
+from cot_ground.cli.app import _register_commands, app
+from cot_ground.paths import prompts_dir
+from cot_ground.runner.cache import DB_NAME
+from cot_ground.runner.config import parse_config
+from cot_ground.runner.pipelines import SetupError
+from cot_ground.runner.retry import failure_lines
+from cot_ground.runner.run import run_experiment
+from cot_ground.runner.shard import merge_runs
+from cot_ground.runner.store import JsonlAppender, RunFolder, read_jsonl
+
+_register_commands()
+
+
+@pytest.fixture(autouse=True)
+def fakes():
+    rf.register_fakes()
+    rf.reset()
+    logger = logging.getLogger("cot_ground")
+    handlers, level = list(logger.handlers), logger.level
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    rf.reset()
+    rf.unregister_fakes()
+
+
+def _run(bench: Path, tmp: Path, out: str = "run", **kw):
+    cfg = parse_config(rf.experiment(bench, tmp / out, tmp / "cache", **kw.pop("config", {})))
+    return run_experiment(cfg, **kw)
+
+
+def _errors(path: Path) -> list[str | None]:
+    return [(r["error"] or {}).get("category") for r in read_jsonl(path)]
+
+
+def test_retry_failed_reruns_only_failed_records_and_replaces_their_lines(
+    tmp_path: Path,
+) -> None:
+    bench = rf.make_benchmark(tmp_path / "bench", n=8, corrupt=3)
+    config = tmp_path / "exp.yaml"
+    config.write_text(yaml.safe_dump(rf.experiment(bench, tmp_path / "run", tmp_path / "cache")))
+    cli = CliRunner()
+    first = cli.invoke(app, ["run", str(config)])
+    assert first.exit_code == 0, first.output
+    cot = tmp_path / "run/predictions/cot.jsonl"
+    before = _errors(cot)
+    assert before.count("image_error") == 1
+    bad_line = before.index("image_error")
+    lines = failure_lines(tmp_path / "run")
+    assert lines[0] == "cot: 1 failed (1 image_error)"
+    command = lines[-1].split(": ", 1)[1]
+    assert command == f"cot-ground run {config.resolve()} --out {tmp_path / 'run'} --retry-failed"
+
+    # the user fixes the picture, then types the suggested command
+    Image.open(bench.parent / "images/item004_1.png").save(bench.parent / "images/item003_1.png")
+    rf.reset()
+    again = cli.invoke(app, command.split()[1:])
+    assert again.exit_code == 0, again.output
+    assert sum(rf.calls_of("fake-reasoner")) == 1 and sum(rf.calls_of("fake-e2e")) == 1
+    after = read_jsonl(cot)
+    assert len(after) == 8 and len({r["example_id"] for r in after}) == 8
+    assert _errors(cot) == [None] * 8 and after[bad_line]["status"] == "ok"  # replaced in place
+    assert not Path(f"{cot}.retry").exists()
+    session = RunFolder(tmp_path / "run").read_manifest()["sessions"][-1]
+    assert session["retry_failed"] == ["cache_error", "image_error", "model_error"]
+    assert session["pipelines"]["cot"]["retried"] == 1
+    assert failure_lines(tmp_path / "run") == []
+
+
+def test_a_retry_killed_before_closing_is_applied_on_the_next_open(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    with JsonlAppender(path, "example_id") as store:
+        for rid in "abc":
+            store.append({"example_id": rid, "error": {"category": "model_error"}})
+    store = JsonlAppender(path, "example_id")
+    store.replace({"b"})
+    assert "b" not in store and store.append({"example_id": "b", "error": None})
+    store._side.flush()
+    # killed here: close() never runs; the main file still has the old line
+    assert read_jsonl(path)[1]["error"] == {"category": "model_error"}
+    with JsonlAppender(path, "example_id") as reopened:
+        assert reopened.ids == {"a", "b", "c"}
+    assert [r["example_id"] for r in read_jsonl(path)] == ["a", "b", "c"]
+    assert read_jsonl(path)[1]["error"] is None and not Path(f"{path}.retry").exists()
+
+
+def test_a_locked_cache_is_a_cache_error_and_retry_fixes_it(tmp_path: Path) -> None:
+    bench = rf.make_benchmark(tmp_path / "bench", n=4)
+    db = tmp_path / "cache" / DB_NAME
+    db.parent.mkdir()
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("PRAGMA journal_mode=WAL")
+    holder.execute("CREATE TABLE step1 (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL)")
+    holder.execute("BEGIN EXCLUSIVE")  # another process writing the shared cache
+    cache = {"dir": str(tmp_path / "cache"), "timeout_s": 0.05}
+    try:
+        summary = _run(bench, tmp_path, config={"cache": cache})
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    records = read_jsonl(tmp_path / "run/predictions/cot.jsonl")
+    assert summary.pipelines["cot"].failed == 4
+    for record in records:
+        assert record["error"]["category"] == "cache_error"
+        assert str(db) in record["error"]["message"] and "--no-cache" in record["error"]["message"]
+    assert _errors(tmp_path / "run/predictions/e2e.jsonl") == [None] * 4
+
+    again = _run(bench, tmp_path, config={"cache": cache}, retry_failed=["cache_error"])
+    assert again.pipelines["cot"].retried == 4 and again.pipelines["e2e"].written == 0
+    assert _errors(tmp_path / "run/predictions/cot.jsonl") == [None] * 4
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_corrupt_cache_is_moved_aside_with_a_warning(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    bench = rf.make_benchmark(tmp_path / "bench", n=4)
+    db = tmp_path / "cache" / DB_NAME
+    if damage == "garbage":
+        db.parent.mkdir()
+        db.write_bytes(b"this is not a database" * 50)
+    else:
+        _run(bench, tmp_path, out="first")  # a real cache, then cut to a third
+        db.write_bytes(db.read_bytes()[: db.stat().st_size // 3])
+    with caplog.at_level(logging.WARNING, logger="cot_ground"):
+        summary = _run(bench, tmp_path)
+    assert summary.pipelines["cot"].failed == 0 and summary.cache_misses == 4
+    aside = list(db.parent.glob(f"{DB_NAME}.corrupt-*"))
+    assert len(aside) == 1 and str(aside[0]) in caplog.text and "moved it aside" in caplog.text
+
+
+def test_a_changed_prompt_file_refuses_the_resume_unless_allowed(tmp_path: Path) -> None:
+    bench = rf.make_benchmark(tmp_path / "bench", n=6)
+    prompts = tmp_path / "prompts"
+    shutil.copytree(prompts_dir(), prompts)
+    pipelines = rf.experiment(bench, tmp_path, tmp_path)["pipelines"]
+    pipelines["cot"]["prompts_dir"] = str(prompts)
+    _run(bench, tmp_path, limit=2, config={"pipelines": pipelines})
+    stored = RunFolder(tmp_path / "run").read_manifest()["fingerprints"]["cot"]["prompt_files"]
+    assert "cot/structured/_all.yaml" in stored
+
+    edited = prompts / "cot/structured/_all.yaml"
+    edited.write_text(edited.read_text() + "\n# reworded\n")
+    with pytest.raises(SetupError, match=r"prompt file cot/structured/_all\.yaml"):
+        _run(bench, tmp_path, config={"pipelines": pipelines})
+    assert len(read_jsonl(tmp_path / "run/predictions/cot.jsonl")) == 2  # nothing mixed in
+
+    summary = _run(bench, tmp_path, config={"pipelines": pipelines}, allow_changed=True)
+    assert summary.pipelines["cot"].written == 4
+    manifest = RunFolder(tmp_path / "run").read_manifest()
+    assert manifest["sessions"][-1]["changed"] == {"cot": ["prompt file cot/structured/_all.yaml"]}
+    new_hash = manifest["fingerprints"]["cot"]["prompt_files"]["cot/structured/_all.yaml"]
+    assert new_hash != stored["cot/structured/_all.yaml"]
+
+
+@pytest.mark.slow
+def test_a_killed_merge_leaves_no_run_and_report_needs_run_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = rf.make_benchmark(tmp_path / "bench", n=4)
+    shards = []
+    for k in (1, 2):
+        _run(bench, tmp_path, out=f"s{k}", shard=(k, 2))
+        shards.append(tmp_path / f"s{k}")
+    real = RunFolder.read_predictions
+
+    def killed(self, pipeline):
+        if pipeline == "e2e":
+            raise KeyboardInterrupt  # the merge is stopped part-way
+        return real(self, pipeline)
+
+    monkeypatch.setattr(RunFolder, "read_predictions", killed)
+    with pytest.raises(KeyboardInterrupt):
+        merge_runs(shards, tmp_path / "merged")
+    monkeypatch.setattr(RunFolder, "read_predictions", real)
+    assert not (tmp_path / "merged").exists()
+    assert [p.name for p in tmp_path.iterdir() if "merging" in p.name] == []
+    merged = merge_runs(shards, tmp_path / "merged")
+    assert merged["n_examples"] == 4 and set(merged["fingerprints"]) == {"cot", "e2e"}
+
+    # a folder with predictions but no run.json (what a half-written folder looks like)
+    half = tmp_path / "half"
+    shutil.copytree(tmp_path / "s1", half)
+    (half / "run.json").unlink()
+    res = CliRunner().invoke(app, ["report", str(half)])
+    assert res.exit_code == 1 and "no run.json" in res.output
+
+
+def test_report_prints_failures_and_the_retry_command(tmp_path: Path) -> None:
+    bench = rf.make_benchmark(tmp_path / "bench", n=6, corrupt=2)
+    _run(bench, tmp_path)
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    out = " ".join(res.output.split())
+    assert "cot: 1 failed (1 image_error)" in out and "e2e: 1 failed (1 image_error)" in out
+    assert f"--out {tmp_path / 'run'} --retry-failed" in out
+    assert json.loads((tmp_path / "run/run.json").read_text())["config_file"] is None
