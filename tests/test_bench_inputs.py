@@ -70,3 +70,32 @@ def test_non_utf8_annotation_file_names_file_and_byte_offset(tmp_path):
     assert result.exit_code == 2
     assert str(path) in result.output and f"byte offset {offset}" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_run_refuses_outside_paths_unless_the_config_allows_them(tmp_path):
+    import runner_fakes as rf
+
+    from cot_ground.runner.config import parse_config
+    from cot_ground.runner.pipelines import SetupError
+    from cot_ground.runner.run import run_experiment
+
+    rf.register_fakes()
+    rf.reset()
+    try:
+        bench = rf.make_benchmark(tmp_path / "elsewhere", n=2)
+        items = json.loads(bench.read_text())
+        root = tmp_path / "root"
+        root.mkdir()
+        for item in items:  # the images stay in elsewhere/, outside root/
+            item["images"] = [f"../elsewhere/{p.removeprefix('./')}" for p in item["images"]]
+        path = root / "bench.json"
+        path.write_text(json.dumps(items))
+        config = rf.experiment(path, tmp_path / "run", tmp_path / "cache")
+        with pytest.raises(SetupError, match=r"bench\.json item 0: image path .* leaves"):
+            run_experiment(parse_config(config))
+        config["benchmark"]["allow_outside_root"] = True
+        summary = run_experiment(parse_config(config))
+        assert summary.pipelines["cot"].failed == 0
+    finally:
+        rf.reset()
+        rf.unregister_fakes()
