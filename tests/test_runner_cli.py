@@ -54,6 +54,7 @@ def test_run_resume_show_and_merge_from_the_command_line(tmp_path: Path) -> None
     assert shown.exit_code == 0, shown.output
     for text in ("select_and_describe", "the red square", "pipeline e2e", example["task"]):
         assert text in shown.output
+    assert "(strict " in shown.output  # both IoUs, from cot_ground.scoring.score_row
     missing = cli.invoke(app, ["show", str(tmp_path / "run"), "zzzz"])
     assert missing.exit_code == 2 and "not in this run folder" in missing.output
 

@@ -95,6 +95,14 @@ def run(
             help="resume although a pipeline's prompt files or settings changed (recorded)",
         ),
     ] = False,
+    unit_floats: Annotated[
+        str | None,
+        typer.Option(
+            "--unit-floats",
+            help="override the config's unit_floats for every box-reading model: 'reject'"
+            " (frame_mismatch), 'fraction' or 'migician' (docs/benchmark.md)",
+        ),
+    ] = None,
 ) -> None:
     """Run every pipeline of CONFIG over the same examples into a run folder.
 
@@ -122,6 +130,8 @@ def run(
     retry = (categories or list(TRANSIENT_CATEGORIES)) if retry_failed else []
     try:
         cfg = load_config(config, defer_unset_env=True)
+        if unit_floats is not None:
+            cfg = cfg.with_unit_floats(unit_floats)
         shard_kn = parse_shard(shard) if shard else None
     except (ConfigError, ValueError) as exc:
         fail(str(exc))
@@ -252,8 +262,9 @@ def show(
 ) -> None:
     """Show one example of a run: its images, question and ground truth, then for each pipeline
     the prediction and the full trace (prompts, raw outputs, parsed values, candidates)."""
+    from cot_ground.records import Example, Prediction
     from cot_ground.runner.store import RunFolder
-    from cot_ground.scoring import iou
+    from cot_ground.scoring import ScoreRow, score_row
 
     folder = RunFolder(run_dir)
     if not folder.examples_path.is_file():
@@ -270,9 +281,7 @@ def show(
     if as_json:
         console.print_json(json.dumps({"example": example, "predictions": records}))
         return
-    from cot_ground.boxes import Box
-
-    gt = Box.model_validate(example["gt_box"])
+    scored = Example.model_validate(example)
     info = Table.grid(padding=(0, 1))
     info.add_row("id", example["id"])
     info.add_row("task", example["task"])
@@ -289,13 +298,13 @@ def show(
     if not records:
         console.print("[yellow]no pipeline has finished this example yet[/yellow]")
     for name, rec in records.items():
-        box = Box.model_validate(rec["box"]) if rec.get("box") else None
         image = rec.get("image_index")
         summary = Table.grid(padding=(0, 1))
         summary.add_row("status", rec.get("status", "-"))
         summary.add_row("image", str(image + 1) if image is not None else "-")
         summary.add_row("box", _box_text(rec.get("box")))
-        summary.add_row("IoU", f"{iou(box, gt):.3f}")
+        score = score_row(ScoreRow.from_prediction(Prediction.model_validate(rec), scored))
+        summary.add_row("IoU", f"{score.iou:.3f} (strict {score.strict_iou:.3f})")
         if rec.get("fallbacks"):
             summary.add_row("fallbacks", ", ".join(rec["fallbacks"]))
         if rec.get("timing"):
