@@ -110,8 +110,12 @@ def test_shipped_experiments_are_valid(path: Path, monkeypatch: pytest.MonkeyPat
         monkeypatch.setenv(var, f"/env/{var}")
     cfg = load_config(path)
     assert cfg.name == path.stem
+    from cot_ground.models.hf_loading import parse_hub_id
+
     for model in cfg.models.values():
-        assert model.path is None or model.path.startswith("/env/"), "paths come from env vars"
+        assert model.path is None or model.path.startswith("/env/") or parse_hub_id(model.path), (
+            "paths come from env vars (or default to a Hugging Face Hub id)"
+        )
 
 
 def test_shipped_experiments_cover_the_paper_rows() -> None:

@@ -147,3 +147,32 @@ def test_a_config_naming_hub_ids_runs_offline_and_records_commits(hub_cache: Pat
     assert models["grounder"]["path"].endswith(f"snapshots/{OTHER}")
     for record in folder.read_predictions("cot"):
         assert record["error"] is None or record["error"]["category"] != "model_error"
+
+
+@pytest.mark.parametrize(
+    ("config", "env", "hub_id"),
+    [
+        ("cot_internvl3_gdino", "INTERNVL3_PATH", "OpenGVLab/InternVL3-8B-hf"),
+        ("cot_llava_onevision_gdino", "LLAVA_OV_PATH", "llava-hf/llava-onevision-qwen2-7b-ov-hf"),
+    ],
+)
+def test_shipped_chat_configs_name_hub_ids_unless_a_folder_is_given(
+    monkeypatch, config, env, hub_id
+):
+    from cot_ground.paths import REPO_ROOT
+    from cot_ground.runner.config import load_config
+
+    path = Path(REPO_ROOT) / "experiments" / f"{config}.yaml"
+    for var in ("MIGBENCH_FILE", "MIGBENCH_ROOT"):
+        monkeypatch.setenv(var, f"/env/{var}")
+    for var in (env, "GDINO_PATH"):
+        monkeypatch.delenv(var, raising=False)
+    models = load_config(path).models
+    reasoner = next(m for m in models.values() if m.adapter == "hf-chat-reasoner")
+    assert reasoner.path == hub_id
+    assert models["gdino"].path == "IDEA-Research/grounding-dino-base"
+    monkeypatch.setenv(env, "/models/local")
+    models = load_config(path).models
+    assert (
+        next(m for m in models.values() if m.adapter == "hf-chat-reasoner").path == "/models/local"
+    )
