@@ -17,6 +17,13 @@ Categories, checked in this order (the first that applies wins):
 ``image_not_stated``
     a box, but no image named where the question designates none (``group_grounding``): the
     official score counts the box, the strict one cannot.
+``no_proposal_hits``
+    proposal-based graphs (``som``, ``perception-prompt``, ``verify``): not a success, and no
+    proposal on the target image overlaps the ground truth with IoU >= 0.5 (the detector,
+    not the selector, is the limit; :mod:`cot_ground.analysis.proposal_recall`).
+``wrong_mark``
+    proposal-based graphs: a box with IoU < 0.5 although some proposal would have been right
+    (the selector chose the wrong one).
 ``low_iou``
     a box with IoU < 0.5.
 ``success``
@@ -49,6 +56,8 @@ CATEGORIES: tuple[str, ...] = (
     "wrong_image",
     "no_box",
     "image_not_stated",
+    "no_proposal_hits",
+    "wrong_mark",
     "low_iou",
     "format_failure",
     "index_out_of_range",
@@ -57,6 +66,8 @@ CATEGORIES: tuple[str, ...] = (
     "config_error",
 )
 SUCCESS_IOU = 0.5
+# the pipeline kinds attribution tables cover by default (the graphs with a selection step)
+ATTRIBUTED_KINDS = ("cot", "som", "perception-prompt", "verify")
 _INFRASTRUCTURE = {ErrorCategory.IMAGE, ErrorCategory.MODEL, ErrorCategory.CONFIG}
 
 
@@ -68,9 +79,11 @@ def failure_category(
     score: RowScore,
     box: Box | None,
     status: ParseStatus,
+    proposal_hit: bool | None = None,
 ) -> str:
     """The category of one prediction (see the module docstring for the order); ``score`` is
-    its :func:`~cot_ground.scoring.score_row` result."""
+    its :func:`~cot_ground.scoring.score_row` result; ``proposal_hit`` (proposal-based graphs
+    only, else None): some proposal on the target image has IoU >= 0.5."""
     if error is not None and error.category in _INFRASTRUCTURE:
         return error.category.value
     if kind == "cot" and _step1_failed(step1, score.image_stated, error):
@@ -79,13 +92,18 @@ def failure_category(
         return "index_out_of_range"
     if score.image_stated and not score.image_correct:
         return "wrong_image"
+    success = box is not None and score.image_correct and score.iou >= SUCCESS_IOU
+    if proposal_hit is False and not success:
+        return "no_proposal_hits"
     if box is None:
         if kind != "cot" and status is not ParseStatus.NO_BOX:
             return "format_failure"
         return "no_box"
     if not score.image_correct:
         return "image_not_stated"
-    return "success" if score.iou >= SUCCESS_IOU else "low_iou"
+    if score.iou >= SUCCESS_IOU:
+        return "success"
+    return "wrong_mark" if proposal_hit else "low_iou"
 
 
 def _step1_failed(step1: TraceStep | None, image_stated: bool, error: ErrorInfo | None) -> bool:
@@ -205,4 +223,4 @@ def pair_key(spec: dict[str, Any]) -> str:
 def _select(frame: pd.DataFrame, pipelines: Sequence[str] | None) -> pd.DataFrame:
     if pipelines is not None:
         return frame[frame["pipeline"].isin(list(pipelines))]
-    return frame[frame["kind"] == "cot"]
+    return frame[frame["kind"].isin(ATTRIBUTED_KINDS)]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cot_ground.bench.selection import select_examples
 from cot_ground.bench.targets import TargetRuleError, target_image
 from cot_ground.boxes import Box, Frame
 from cot_ground.records import Example, example_id, file_sha256
@@ -147,16 +148,25 @@ def load_benchmark(
     answer_frame: Frame | str | None = None,
     require_images: bool = False,
     allow_outside_root: bool = False,
+    per_task: int | None = None,
+    sample: int | None = None,
+    seed: int = 0,
 ) -> Benchmark:
     """Load a MIG-Bench annotation file.
 
     ``root``: folder the image paths are relative to (default: the annotation file's folder).
     ``tasks``: keep only these tasks. ``limit``: keep the first ``limit`` items after the task
-    filter. ``require_images``: fail on the first image that does not exist.
+    filter. ``per_task``: keep the first ``per_task`` items of every task. ``sample`` (with
+    ``seed``): a reproducible sample stratified by task (:mod:`cot_ground.bench.selection`);
+    at most one of ``limit``, ``per_task`` and ``sample``.
+    ``require_images``: fail on the first image that does not exist.
     ``allow_outside_root``: accept image paths that leave ``root`` (``../``, absolute paths);
     refused by default (:func:`resolve_image`). Raises :class:`BenchmarkError` naming the item.
     """
     path = Path(path)
+    chosen = [n for n, v in (("limit", limit), ("per_task", per_task), ("sample", sample)) if v]
+    if len(chosen) > 1:
+        raise BenchmarkError(f"give at most one of limit, per_task and sample (got {chosen})")
     items, sha, frame, root_dir = open_annotations(path, root, answer_frame)
     if tasks is not None:
         unknown = sorted(set(tasks) - set(TASKS))
@@ -177,6 +187,7 @@ def load_benchmark(
         if seen[example.id] > 1:  # the published files repeat a few items verbatim
             example = example.model_copy(update={"id": f"{example.id}-{seen[example.id]}"})
         examples.append(example)
+    examples = select_examples(examples, per_task=per_task, sample=sample, seed=seed)
     return Benchmark(path=path, sha256=sha, answer_frame=frame, root=root_dir, examples=examples)
 
 

@@ -53,6 +53,14 @@ def run(
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="at most this many examples")
     ] = None,
+    per_task: Annotated[
+        int | None, typer.Option("--per-task", min=1, help="the first N examples of every task")
+    ] = None,
+    sample: Annotated[
+        int | None,
+        typer.Option("--sample", min=1, help="N examples drawn with --seed, stratified by task"),
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="seed of --sample (default 0)")] = None,
     tasks: Annotated[
         str | None, typer.Option("--tasks", help="comma-separated tasks, e.g. diff,region")
     ] = None,
@@ -132,6 +140,9 @@ def run(
         cfg = load_config(config, defer_unset_env=True)
         if unit_floats is not None:
             cfg = cfg.with_unit_floats(unit_floats)
+        if seed is not None and sample is None:
+            raise ValueError("--seed applies to --sample only")
+        cfg = cfg.with_selection(limit=limit, per_task=per_task, sample=sample, seed=seed)
         shard_kn = parse_shard(shard) if shard else None
     except (ConfigError, ValueError) as exc:
         fail(str(exc))

@@ -180,6 +180,10 @@ class CacheConfig(_Strict):
     )
 
 
+# adapters that read box text and take the ``unit_floats`` option
+UNIT_FLOATS_ADAPTERS: frozenset[str] = frozenset({"qwen-vl-grounder", "qwen-vl-e2e", "migician"})
+
+
 class ExperimentConfig(_Strict):
     """A whole experiment: benchmark, models, pipelines run side by side, batching, output."""
 
@@ -191,6 +195,13 @@ class ExperimentConfig(_Strict):
     batch_size: int = Field(default=1, ge=1, description="requests per model call, across examples")
     output: str | None = Field(default=None, description="run folder (default runs/<name>)")
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    unit_floats: Literal["reject", "fraction", "migician"] = Field(
+        default="reject",
+        description="how a box of four numbers in [0, 1] with a fraction is read in an integer "
+        "frame (cot_ground.parsing.parse_box): 'reject' (status frame_mismatch), 'fraction', "
+        "'migician'; given to every model in UNIT_FLOATS_ADAPTERS whose options do not set "
+        "unit_floats (so the resolved config in run.json states it for each model)",
+    )
     _unset_env: list[str] = PrivateAttr(default_factory=list)
     _source: str | None = PrivateAttr(default=None)
 
@@ -204,6 +215,27 @@ class ExperimentConfig(_Strict):
     def source(self) -> str | None:
         """The file this config was read from (None when built from a mapping)."""
         return self._source
+
+    @model_validator(mode="after")
+    def _fill_unit_floats(self) -> ExperimentConfig:
+        for model in self.models.values():
+            if model.adapter in UNIT_FLOATS_ADAPTERS:
+                model.options.setdefault("unit_floats", self.unit_floats)
+        return self
+
+    def with_unit_floats(self, value: str) -> ExperimentConfig:
+        """A copy where ``unit_floats`` is ``value`` for the experiment and for every model in
+        :data:`UNIT_FLOATS_ADAPTERS` (the ``--unit-floats`` option of ``cot-ground run``)."""
+        models = {
+            key: model.model_copy(update={"options": {**model.options, "unit_floats": value}})
+            if model.adapter in UNIT_FLOATS_ADAPTERS
+            else model
+            for key, model in self.models.items()
+        }
+        data = {**self.model_dump(), "models": models, "unit_floats": value}
+        copy = type(self).model_validate(data)
+        copy._unset_env, copy._source = list(self._unset_env), self._source
+        return copy
 
     @model_validator(mode="after")
     def _check_references(self) -> ExperimentConfig:

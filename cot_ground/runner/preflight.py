@@ -195,6 +195,9 @@ def benchmark_problems(
             root=bench_cfg.root,
             tasks=bench_cfg.tasks,
             limit=bench_cfg.limit,
+            per_task=bench_cfg.per_task,
+            sample=bench_cfg.sample,
+            seed=bench_cfg.seed,
             answer_frame=bench_cfg.answer_frame,
             allow_outside_root=bench_cfg.allow_outside_root,
         )
@@ -213,7 +216,12 @@ def empty_selection(file: str, loaded: int, bench_cfg: Any, shard: tuple[int, in
     if loaded == 0:
         filters = [
             f"{name}={value}"
-            for name, value in (("tasks", bench_cfg.tasks), ("limit", bench_cfg.limit))
+            for name, value in (
+                ("tasks", bench_cfg.tasks),
+                ("limit", bench_cfg.limit),
+                ("per_task", bench_cfg.per_task),
+                ("sample", bench_cfg.sample),
+            )
             if value is not None
         ]
         why = f"the filters ({', '.join(filters)}) select" if filters else "the file holds"

@@ -356,7 +356,10 @@ def open_manifest(
     bench_cfg = resolved.benchmark
     manifest = build_manifest(
         config=dump,
-        benchmark={**bench.manifest(), "tasks": bench_cfg.tasks, "limit": bench_cfg.limit},
+        benchmark={
+            **bench.manifest(),
+            **bench_cfg.model_dump(include={"tasks", "limit", "per_task", "sample", "seed"}),
+        },
         shard={"k": shard[0], "n": shard[1]} if shard else None,
         n_examples=len(examples),
     )
