@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from cot_ground.analysis.proposal_recall import proposal_hit, trace_proposals
 from cot_ground.boxes import Box
 from cot_ground.graph import (
     PerceptionConfig,
@@ -16,7 +17,7 @@ from cot_ground.graph import (
     run_example,
 )
 from cot_ground.graph.choices import parse_id_choice, parse_mark_choice, parse_yes_no
-from cot_ground.graph.proposals import nms, proposal_hit, trace_proposals
+from cot_ground.graph.proposals import nms
 from cot_ground.records import Candidate, ErrorCategory, ParseStatus
 from tests.scripted_models import ScriptedGrounder, ScriptedReasoner, make_example
 

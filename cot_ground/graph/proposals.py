@@ -3,6 +3,7 @@ marks drawn on copies of the images, and the proposal-recall upper bound.
 
 A proposal is plain JSON data: ``{"id": global 1-based, "image": 0-based image, "mark": 1-based
 number on its image, "box": Box dict (unit frame), "score": float | None, "label": str | None}``.
+The proposal-recall bound is computed from traces in :mod:`cot_ground.analysis.proposal_recall`.
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ from cot_ground.graph.calls import step
 from cot_ground.graph.tasks import reference_box, reference_image, task_rule
 from cot_ground.images import ImageLoadError, open_rgb
 from cot_ground.models.base import Grounder, GroundRequest, GroundResult
-from cot_ground.records import ErrorCategory, ErrorInfo, Example, TraceStep
-from cot_ground.scoring import iou, xyxy_iou
+from cot_ground.records import ErrorCategory, ErrorInfo, Example
+from cot_ground.scoring import xyxy_iou
 
 PROPOSE = "propose"
-RECALL_IOU = 0.5
 # distinct, legible mark colours (tab10 without grey); text is white on each
 MARK_COLOURS = (
     (31, 119, 180),
@@ -188,27 +188,3 @@ def image_size(image_path: str) -> tuple[int, int]:
     """(width, height) in pixels of the picture the models see (:func:`open_rgb`: EXIF
     orientation applied); raises :class:`ImageLoadError` for an unreadable image."""
     return open_rgb(image_path).size
-
-
-# ----------------------------------------------------------------------------- upper bound
-def trace_proposals(trace: Sequence[TraceStep]) -> list[dict[str, Any]] | None:
-    """The proposals of the (last) ``propose`` step of a trace, or None when it has none."""
-    found = None
-    for entry in trace:
-        if entry.node == PROPOSE:
-            found = list(entry.parsed.get("proposals", []))
-    return found
-
-
-def proposal_hit(
-    proposals: Sequence[dict[str, Any]],
-    gt_box: Box,
-    target_image: int,
-    threshold: float = RECALL_IOU,
-) -> bool:
-    """True when some proposal on the target image overlaps the ground truth with IoU >=
-    ``threshold`` (the best a selector over these proposals can do)."""
-    return any(
-        p["image"] == target_image and iou(Box.model_validate(p["box"]), gt_box) >= threshold
-        for p in proposals
-    )
