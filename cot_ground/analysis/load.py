@@ -17,6 +17,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from cot_ground.analysis.attribution import failure_category
+from cot_ground.analysis.proposal_recall import proposal_hit, trace_artifacts, trace_proposals
 from cot_ground.records import Example, Prediction, TraceStep
 from cot_ground.runner.store import RunFolder
 from cot_ground.scoring import THRESHOLDS, ScoreRow, score_row
@@ -58,6 +59,8 @@ BASE_COLUMNS: tuple[str, ...] = (
     "error_message",
     "raw_text",
     "prompt_variant",
+    "proposal_hit",
+    "artifacts",
 )
 
 
@@ -167,8 +170,18 @@ def prediction_row(example: Example, pred: Prediction, spec: dict[str, Any]) -> 
     for t, official, strict in _CORRECT_COLUMNS:
         row[official] = score.correct(t, "official")
         row[strict] = score.correct(t, "strict")
+    proposals = trace_proposals(pred.trace)
+    hit = None
+    if proposals is not None:
+        hit = proposal_hit(proposals, example.gt_box, example.target_image)
     row["failure"] = failure_category(
-        kind=kind, error=pred.error, step1=step1, score=score, box=box, status=pred.status
+        kind=kind,
+        error=pred.error,
+        step1=step1,
+        score=score,
+        box=box,
+        status=pred.status,
+        proposal_hit=hit,
     )
     row["step1_status"] = step1.parsed.get("status") if step1 else None
     row["step1_text"] = step1_call.raw_output if step1_call else None
@@ -183,6 +196,9 @@ def prediction_row(example: Example, pred: Prediction, spec: dict[str, Any]) -> 
     row["error_message"] = pred.error.message if pred.error else None
     row["raw_text"] = pred.raw_text
     row["prompt_variant"] = pred.prompt_variant
+    # proposal-based graphs: the recall bound, and the marked images and crops the model saw
+    row["proposal_hit"] = hit
+    row["artifacts"] = trace_artifacts(pred.trace)
     return row
 
 
