@@ -124,6 +124,10 @@ def test_oracle_gain_per_task(tmp_path):
     assert gain.loc["common_object", "oracle_acc"] == pytest.approx(75.0)
     assert gain.loc["common_object", "gain"] == pytest.approx(25.0)
     assert gain.loc["AVERAGE", "gain"] == pytest.approx(25.0)
+    # the paper's group means: common_object is spontaneous, group_grounding referential
+    assert gain.loc["SPONTANEOUS", "n"] == 4 and gain.loc["REFERENTIAL", "n"] == 4
+    assert gain.loc["SPONTANEOUS", "gain"] == pytest.approx(gain.loc["common_object", "gain"])
+    assert gain.loc["AVERAGE", "n"] == 8
 
 
 def test_oracle_pairs_match_configs(tmp_path):

@@ -31,7 +31,8 @@ def test_report_command(cli, run_dir, tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "r" / "report.html").is_file()
     assert "cot-oracle" in result.output and "75.00" in result.output
-    assert "image stated" in result.output and "warning" not in result.output
+    assert "stated %" in result.output and "warning" not in result.output
+    assert "spont." in result.output and "refer." in result.output
 
 
 def test_compare_json(cli, run_dir):

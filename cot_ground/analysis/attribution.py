@@ -41,9 +41,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from cot_ground.analysis.scores import ordered_tasks
+from cot_ground.analysis.scores import AVERAGE, GROUP_ROWS, ordered_tasks
 from cot_ground.boxes import Box
 from cot_ground.records import ErrorCategory, ErrorInfo, ParseStatus, TraceStep
+from cot_ground.scoring import TASK_GROUPS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -151,8 +152,9 @@ def oracle_gain(
     Pairs are CoT pipelines whose ``mode`` is ``agent`` and ``oracle-image`` and whose other
     settings in ``specs`` are equal (see :func:`oracle_pairs`); only examples both pipelines
     ran are compared. Columns:
-    ``agent, oracle, task, n, agent_acc, oracle_acc, gain`` (percent points), with an
-    ``AVERAGE`` row (plain mean over tasks) per pair. Empty when no pair was run.
+    ``agent, oracle, task, n, agent_acc, oracle_acc, gain`` (percent points), with the
+    paper's group means ``SPONTANEOUS`` / ``REFERENTIAL`` (groups with a task in the run) and
+    an ``AVERAGE`` row (plain mean over tasks) per pair. Empty when no pair was run.
     """
     rows: list[dict[str, Any]] = []
     for agent, oracle in oracle_pairs(frame, specs):
@@ -176,18 +178,25 @@ def oracle_gain(
                     "gain": acc_o - acc_a,
                 }
             )
-        if per_task:
-            avg = {
-                k: sum(r[k] for r in per_task) / len(per_task) for k in ("agent_acc", "oracle_acc")
+        by_task = {r["task"]: r for r in per_task}
+        summaries = [
+            (GROUP_ROWS[g], [by_task[t] for t in members if t in by_task])
+            for g, members in TASK_GROUPS.items()
+        ]
+        for label, members in [*summaries, (AVERAGE, list(by_task.values()))]:
+            if not members:
+                continue
+            acc = {
+                k: sum(r[k] for r in members) / len(members) for k in ("agent_acc", "oracle_acc")
             }
             per_task.append(
                 {
                     "agent": agent,
                     "oracle": oracle,
-                    "task": "AVERAGE",
-                    "n": sum(r["n"] for r in per_task),
-                    **avg,
-                    "gain": avg["oracle_acc"] - avg["agent_acc"],
+                    "task": label,
+                    "n": sum(r["n"] for r in members),
+                    **acc,
+                    "gain": acc["oracle_acc"] - acc["agent_acc"],
                 }
             )
         rows.extend(per_task)

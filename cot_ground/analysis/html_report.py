@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from cot_ground.analysis.attribution import CATEGORIES, attribution_shares
+from cot_ground.analysis.attribution import ATTRIBUTED_KINDS, CATEGORIES, attribution_shares
 from cot_ground.analysis.guide import (
     CAPTIONS,
     EMPTY_REASONS,
@@ -54,6 +54,8 @@ class ReportTables:
     paired: pd.DataFrame
     charts: dict[str, Path]  # title -> PNG file
     warnings: list[str] = field(default_factory=list)  # e.g. pipelines on different examples
+    # proposal-based graphs: recall at IoU 0.5 per task (analysis/proposal_recall.py)
+    proposal_recall: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def render_report(
@@ -86,6 +88,14 @@ def render_report(
         shares = attribution_shares(tables.attribution)
         body.append("<h3>Shares (% of n)</h3>" + _caption("shares") + html_table(shares))
     body.append(categories_table(frame))
+    if not tables.proposal_recall.empty:
+        body.append(
+            "<h2>Proposal recall at IoU 0.5 (upper bound of the proposal-based graphs)</h2>"
+            "<p>proposal_recall_50: % of examples where some proposal on the target image has"
+            " IoU &ge; 0.5 with the ground truth; no selector over these proposals can score"
+            " higher. acc_50: the pipeline's official Acc@0.5 beside it.</p>"
+            + html_table(tables.proposal_recall)
+        )
     body.append(
         "<h2>Oracle-image gain over agent</h2>" + _section(tables.oracle_gain, "oracle_gain")
     )
@@ -122,7 +132,7 @@ def sample_examples(
     """
     if per_category <= 0:
         return {}
-    pool = frame[frame["kind"] == "cot"]
+    pool = frame[frame["kind"].isin(ATTRIBUTED_KINDS)]
     if pool.empty:
         pool = frame
     out: dict[tuple[str, str], pd.DataFrame] = {}
@@ -292,6 +302,18 @@ def _example_card(row: Any, others: dict[str, pd.Series], colors: dict[str, str]
         caption = f"image {index + 1}" + (f" ({', '.join(tags)})" if tags else "")
         try:
             uri = _data_uri(draw_image(path, boxes), "image/jpeg")
+        except ImageLoadError as exc:
+            figures.append(f'<div class="missing">{_e(caption)}: {_e(exc)}</div>')
+            continue
+        figures.append(
+            f'<figure><img class="example" src="{uri}" alt="{_e(caption)}">'
+            f"<figcaption>{_e(caption)}</figcaption></figure>"
+        )
+    # what a proposal-based graph showed its models: marked images, zoom and verify crops
+    for path in getattr(row, "artifacts", None) or []:
+        caption = f"shown to the model: {Path(path).name}"
+        try:
+            uri = _data_uri(draw_image(path, []), "image/jpeg")
         except ImageLoadError as exc:
             figures.append(f'<div class="missing">{_e(caption)}: {_e(exc)}</div>')
             continue

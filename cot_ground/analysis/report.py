@@ -16,6 +16,7 @@ from cot_ground.analysis.guide import EMPTY_REASONS
 from cot_ground.analysis.html_report import ReportTables, render_report
 from cot_ground.analysis.load import load_run, pipeline_specs, read_manifest
 from cot_ground.analysis.paired import paired_comparison, paired_frame
+from cot_ground.analysis.proposal_recall import recall_table
 from cot_ground.analysis.scores import (
     coverage_warnings,
     markdown_table,
@@ -83,6 +84,12 @@ def build_report(
         )
         md.write_text(text + "\n", "utf-8")
         result.files[f"{name}.md"] = md
+    recall = recall_table(frame)
+    if not recall.empty:
+        result.files["proposal_recall.csv"] = _write_csv(recall, out / "proposal_recall.csv")
+        md = out / "proposal_recall.md"
+        md.write_text(markdown_table(recall, 2) + "\n", "utf-8")
+        result.files["proposal_recall.md"] = md
     paired_json = out / "paired.json"
     records = paired.astype(object).where(paired.notna(), None).to_dict("records")
     paired_json.write_text(json.dumps(records, indent=2) + "\n", "utf-8")
@@ -104,6 +111,7 @@ def build_report(
         paired=paired,
         charts=charts,
         warnings=warnings,
+        proposal_recall=recall,
     )
     page = out / "report.html"
     page.write_text(render_report(frame, tables, sample_per_category, seed), encoding="utf-8")

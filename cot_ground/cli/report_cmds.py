@@ -14,6 +14,9 @@ from rich.table import Table
 
 from cot_ground.cli.app import fail
 
+# columns of the report's summary table: the paper's group means and the average
+GROUP_COLUMNS = {"spont.": "SPONTANEOUS", "refer.": "REFERENTIAL", "avg": "AVERAGE"}
+
 
 def report(
     run_dir: Annotated[Path, typer.Argument(help="run folder written by `cot-ground run`")],
@@ -57,21 +60,22 @@ def report(
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     scores = result.scores
     table = Table(
-        title="Acc@0.5 (official / strict), average over tasks",
-        caption="image stated: mean over tasks of the share of answers that name an image",
+        title="Acc@0.5: the paper's group means and the average over tasks",
+        caption="spont. = diff, view_diff, common_object; refer. = the other tasks (Migician"
+        " paper, Table 5); stated: mean over tasks of the % of answers naming an image",
     )
-    for col in ("pipeline", "n", "official", "strict", "image stated %"):
-        table.add_column(col, justify="left" if col == "pipeline" else "right")
-    avg = scores[scores["task"] == AVERAGE]
-    for pipeline in dict.fromkeys(avg["pipeline"]):
-        rows = avg[avg["pipeline"] == pipeline].set_index("mode")
-        table.add_row(
-            pipeline,
-            str(int(rows.loc["official", "n"])),
-            f"{rows.loc['official', 'acc@0.5']:.2f}",
-            f"{rows.loc['strict', 'acc@0.5']:.2f}",
-            f"{rows.loc['strict', 'image_stated']:.1f}",
-        )
+    for col in ("pipeline", "mode", "n", *GROUP_COLUMNS, "stated %"):
+        table.add_column(col, justify="left" if col in ("pipeline", "mode") else "right")
+    for pipeline in dict.fromkeys(scores["pipeline"]):
+        mine = scores[scores["pipeline"] == pipeline].set_index(["mode", "task"])
+        for mode in ("official", "strict"):
+            cells = [pipeline if mode == "official" else "", mode]
+            cells.append(str(int(mine.loc[(mode, AVERAGE), "n"])))
+            for row in GROUP_COLUMNS.values():
+                value = mine["acc@0.5"].get((mode, row))
+                cells.append("" if value is None else f"{value:.2f}")
+            stated = mine.loc[(mode, AVERAGE), "image_stated"]
+            table.add_row(*cells, f"{stated:.1f}" if mode == "strict" else "")
     console.print(table)
     for line in failure_lines(run_dir):
         console.print(escape(line), highlight=False, soft_wrap=True)
