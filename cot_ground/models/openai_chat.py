@@ -161,17 +161,15 @@ class OpenAIChatClient:
         if not requests:
             return []
         key = self._api_key()
-        outcomes: list[str | Exception | None] = [None] * len(requests)
+        unreadable: dict[int, Exception] = {}
         contents: dict[int, list[dict[str, Any]]] = {}
         for i, request in enumerate(requests):
             try:
                 contents[i] = self._content(request)
             except ImageLoadError as exc:
-                outcomes[i] = exc
+                unreadable[i] = exc
         sent = _run_coroutine(self._send_all(key, contents))
-        for i, outcome in sent.items():
-            outcomes[i] = outcome
-        return [o if o is not None else EndpointError("no answer") for o in outcomes]
+        return [sent[i] if i in sent else unreadable[i] for i in range(len(requests))]
 
     def _content(self, request: ChatRequest) -> list[dict[str, Any]]:
         content: list[dict[str, Any]] = [
@@ -264,8 +262,6 @@ class OpenAIChatClient:
     def _failure(self, exc: BaseException, what: str) -> EndpointError:
         """An :class:`EndpointError` naming the endpoint, its message redacted (API key,
         ``Bearer`` tokens) and without the original exception attached."""
-        if isinstance(exc, EndpointError | ImageLoadError):
-            return exc  # type: ignore[return-value]
         message = f"endpoint {self.base_url} {what}: {type(exc).__name__}: {exc}"
         return EndpointError(redact(message))
 
