@@ -1,0 +1,187 @@
+"""The image-mention reader: adversarial phrasings with their correct index, and properties."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cot_ground.mentions import (
+    find_mentions,
+    image_choice,
+    question_images,
+    read_image_choice,
+)
+
+MULTI_VIEW = (
+    "These images share one object in common(the object marked with red bounding box in the "
+    "first image(<|box_start|>(451,265),(519,388)<|box_end|>). Recognize and locate this object "
+    "in the 2th image. Format:<|box_start|>(x1,y1),(x2,y2)<|box_end|>."
+)
+REFER = "Find and locate where does the object in image-1 locate in the image-2."
+REASONING = (
+    "At their time, what might the people in image-1 need for sailing? Find it in Image-2. "
+    "Find it and locate it in the second image."
+)
+DIFF = "Compare these two images carefully and give me the coordinates of their difference."
+
+CASES: list[tuple[str, str | None, int | None]] = [
+    # plain choices
+    ("It's in the second image.", None, 1),
+    ("It's in the fifth image. (0,0),(999,629)", None, 4),
+    ("Image-3", None, 2),
+    ("Image2", None, 1),
+    ("picture #3", None, 2),
+    ("the 3rd input picture", None, 2),
+    ("It is in the FIRST IMAGE", None, 0),
+    ("2th", None, 1),
+    ("second", None, 1),
+    ("3", None, 2),
+    # negation
+    ("not in image 1, in image 2", None, 1),
+    ("The target is not in the first image; it is in the third image.", None, 2),
+    ("Rather than image 1, the object appears in image 2.", None, 1),
+    ("Image 1 does not contain it; it is in image 2.", None, 1),
+    ("Image 3 is wrong. The answer is image 1.", None, 0),
+    ("The answer is Image 2 (not Image 3).", None, 1),
+    ("Neither image 1 nor image 2; it is in image 3", None, 2),
+    ("The cup appears in image 2 instead of image 1", None, 1),
+    ("It is not in the second image but in the first one", None, 0),
+    ("It isn't in image 4.", None, None),
+    # correction: the last affirmed mention wins
+    ("It is in image 2... actually image 3", None, 2),
+    ("Image 2, sorry, I mean image 4", None, 3),
+    ("I think it's the first image. Wait, no, it's the second image.", None, 1),
+    ("In the second image, the flag is red, while in the first image, it is blue", None, 0),
+    # Chinese ordinals and full-width digits
+    ("第三张图片", None, 2),
+    ("在第二张图片中", None, 1),
+    ("图3", None, 2),
+    ("图片２", None, 1),
+    ("第３张图", None, 2),
+    ("第二幅图", None, 1),
+    ("第二个图像", None, 1),
+    ("图像 2", None, 1),
+    ("第十张图片", None, 9),
+    ("第二张", None, 1),
+    ("不在第一张图片，而是在第二张图片", None, 1),
+    ("目标在图1，其实是图2", None, 1),
+    # echoes of the question's reference image
+    ("the object marked with red bounding box in the first image(814,246),(915,539)",
+     MULTI_VIEW, None),
+    ("the object in the first image can be found at (1,2),(3,4)", MULTI_VIEW, None),
+    ("It is in the first image (1,2),(3,4)", MULTI_VIEW, 0),
+    ("object in the 2th image(263,335),(403,649)", MULTI_VIEW, 1),
+    ("the object in image-1(51,353),(966,866)", REFER, None),
+    ("The object in image-1 is located in image-2 at (1,2),(3,4)", REFER, 1),
+    ("The people in image-1 might need a map or compass", REASONING, None),
+    ("The people in image-1 might need a map or compass", None, 0),
+    ("The difference is in the cow's legs. In the second image, the legs are white.", DIFF, 1),
+    # not mentions: never invented
+    ("the first two images are similar", None, None),
+    ("images 1 and 2 both show a dog", None, None),
+    ("3th region picture(3,4),(999,989)", None, None),
+    ("the red car on the left", None, None),
+    ("the 3rd car from the left", None, None),
+    ("image 1000x800", None, None),
+    ("Image 0", None, None),
+    ("", None, None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "question", "index"), CASES)
+def test_adversarial_phrasings(text: str, question: str | None, index: int | None) -> None:
+    assert image_choice(text, question) == index
+
+
+def test_the_table_is_large() -> None:
+    assert len(CASES) >= 40
+
+
+def test_reading_records_each_mention_and_its_role() -> None:
+    reading = read_image_choice("not in image 1, actually the object in the first image", REFER)
+    assert [(m.index, m.role) for m in reading.mentions] == [(0, "negated"), (0, "echo")]
+    assert reading.index is None and reading.rule == "none_affirmed"
+    assert read_image_choice("the red car").rule == "no_mention"
+    assert read_image_choice("2th").rule == "bare"
+    assert read_image_choice("It is in image 2").rule == "last_affirmed"
+
+
+def test_question_images_target_and_references() -> None:
+    assert question_images(MULTI_VIEW).target == 1
+    assert question_images(MULTI_VIEW).references == frozenset({0})
+    assert question_images(REFER).target == 1 and question_images(REFER).references == {0}
+    assert question_images(DIFF).target is None and question_images(DIFF).references == set()
+
+
+# ----------------------------------------------------------------------------- properties
+ORDINALS = ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth"]
+CHINESE = "一二三四五六七八"
+FILLERS = ["", "The red car on the left. ", "Looking closely, ", "Answer: ", "OK. "]
+
+
+def _spellings(n: int) -> list[str]:
+    """Ways to name image ``n`` (1-based)."""
+    wide = str(n).translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+    return [
+        f"the {ORDINALS[n - 1]} image",
+        f"image {n}",
+        f"Image-{n}",
+        f"the {n}th picture",
+        f"第{CHINESE[n - 1]}张图片",
+        f"图{n}",
+        f"图{wide}",
+    ]
+
+
+numbers = st.integers(min_value=1, max_value=8)
+spelling = st.integers(min_value=0, max_value=6)
+
+
+@settings(max_examples=200)
+@given(text=st.text(max_size=200), question=st.one_of(st.none(), st.text(max_size=120)))
+def test_never_raises_and_never_invents(text: str, question: str | None) -> None:
+    reading = read_image_choice(text, question)
+    if reading.index is not None:
+        assert reading.index >= 0
+        assert reading.index in {m.index for m in reading.mentions if m.role == "affirmed"}
+    assert all(m.index >= 0 for m in find_mentions(text))
+
+
+@settings(max_examples=150)
+@given(n=numbers, how=spelling, filler=st.sampled_from(FILLERS))
+def test_every_spelling_names_its_image(n: int, how: int, filler: str) -> None:
+    assert image_choice(f"{filler}It is in {_spellings(n)[how]}.") == n - 1
+
+
+@settings(max_examples=150)
+@given(i=numbers, j=numbers, a=spelling, b=spelling)
+def test_a_correction_wins(i: int, j: int, a: int, b: int) -> None:
+    text = f"It is in {_spellings(i)[a]}. Actually, it is in {_spellings(j)[b]}."
+    assert image_choice(text) == j - 1
+
+
+@settings(max_examples=150)
+@given(i=numbers, j=numbers, a=spelling, b=spelling)
+def test_a_rejected_image_is_not_chosen(i: int, j: int, a: int, b: int) -> None:
+    if i == j:
+        return
+    assert image_choice(f"It is not in {_spellings(i)[a]}, it is in {_spellings(j)[b]}.") == j - 1
+    assert image_choice(f"It is in {_spellings(j)[b]}, not in {_spellings(i)[a]}.") == j - 1
+    assert image_choice(f"It is not in {_spellings(i)[a]}.") is None
+
+
+@settings(max_examples=100)
+@given(ref=numbers, target=numbers)
+def test_an_echoed_reference_is_not_a_choice(ref: int, target: int) -> None:
+    if ref == target:
+        return
+    question = (
+        f"For the object in the {ORDINALS[ref - 1]} image marked with red bounding box, "
+        f"please locate it in the {target}th image."
+    )
+    assert question_images(question).target == target - 1
+    echo = f"the object in the {ORDINALS[ref - 1]} image(100,200),(300,400)"
+    assert image_choice(echo, question) is None
+    assert image_choice(f"It is in the {ORDINALS[target - 1]} image", question) == target - 1
+    assert image_choice(f"It is in the {ORDINALS[ref - 1]} image", question) == ref - 1
