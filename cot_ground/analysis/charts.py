@@ -18,6 +18,8 @@ CATEGORY_COLORS: dict[str, str] = {
     "wrong_image": "#d62728",
     "no_box": "#ff7f0e",
     "image_not_stated": "#aec7e8",
+    "no_proposal_hits": "#c49c94",
+    "wrong_mark": "#dbdb8d",
     "low_iou": "#bcbd22",
     "format_failure": "#8c564b",
     "index_out_of_range": "#e377c2",
