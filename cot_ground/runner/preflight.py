@@ -59,17 +59,16 @@ def _unexpanded(value: str | None) -> bool:
 
 
 def _hf_folder(adapter: str, processor: bool = True) -> ModelCheck:
-    """The check of a transformers checkpoint folder (config, weights, processor files)."""
+    """The check of a transformers checkpoint: a local folder (config, weights, processor files)
+    or a Hub id ``org/name[@rev]`` that is cached, or will be downloaded when online
+    (:func:`cot_ground.models.hf_loading.check_model_source`)."""
 
     def check(settings: ModelSettings) -> list[str]:
-        from cot_ground.models.base import ModelLoadError
-        from cot_ground.models.hf_loading import check_model_folder, model_path
+        from cot_ground.models.hf_loading import check_model_source
 
-        try:
-            check_model_folder(model_path(settings, adapter), processor=processor)
-        except ModelLoadError as exc:
-            return [str(exc)]
-        return []
+        if not settings.path:
+            return [f"adapter {adapter!r} needs settings.path (a model folder or Hub id)"]
+        return check_model_source(settings.path, processor=processor)
 
     return check
 
@@ -119,12 +118,22 @@ def _served(adapter: str) -> ModelCheck:
     return check
 
 
+_TRANSFORMERS_ADAPTERS = (
+    "qwen-vl-reasoner",
+    "qwen-vl-grounder",
+    "qwen-vl-e2e",
+    "migician",
+    "gdino-hf",
+    "hf-chat-reasoner",
+    "hf-chat-grounder",
+    "hf-chat-e2e",
+    "mm-gdino-hf",
+    "owlv2",
+    "florence2",
+)
+
 MODEL_CHECKS: dict[str, ModelCheck] = {
-    "qwen-vl-reasoner": _hf_folder("qwen-vl-reasoner"),
-    "qwen-vl-grounder": _hf_folder("qwen-vl-grounder"),
-    "qwen-vl-e2e": _hf_folder("qwen-vl-e2e"),
-    "migician": _hf_folder("migician"),
-    "gdino-hf": _hf_folder("gdino-hf"),
+    **{name: _hf_folder(name) for name in _TRANSFORMERS_ADAPTERS},
     "gdino-py": _gdino_py,
     "openai-reasoner": _served("openai-reasoner"),
     "openai-e2e": _served("openai-e2e"),
