@@ -38,13 +38,23 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def _register_commands() -> None:
-    from cot_ground.cli import bench_cmds, demo_cmd, lite_cmds, report_cmds, run_cmds
+    from cot_ground.cli import (
+        bench_cmds,
+        demo_cmd,
+        leaderboard_cmd,
+        lite_cmds,
+        models_cmd,
+        report_cmds,
+        run_cmds,
+    )
 
     demo_cmd.register(app)
     run_cmds.register(app)
     report_cmds.register(app)
     bench_cmds.register(app)
     lite_cmds.register(app)
+    models_cmd.register(app)
+    leaderboard_cmd.register(app)
 
 
 def main() -> None:

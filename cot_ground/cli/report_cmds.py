@@ -85,9 +85,15 @@ def report(
 
 
 def compare(
-    run_dir: Annotated[Path, typer.Argument(help="run folder written by `cot-ground run`")],
-    a: Annotated[str, typer.Option("--a", help="pipeline A")],
-    b: Annotated[str, typer.Option("--b", help="pipeline B")],
+    targets: Annotated[
+        list[str],
+        typer.Argument(
+            help="RUN_DIR (with --a and --b), or RUN_A:PIPE RUN_B:PIPE across run folders",
+            show_default=False,
+        ),
+    ],
+    a: Annotated[str | None, typer.Option("--a", help="pipeline A (with one RUN_DIR)")] = None,
+    b: Annotated[str | None, typer.Option("--b", help="pipeline B (with one RUN_DIR)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
     seed: Annotated[int, typer.Option("--seed", help="bootstrap seed")] = 0,
     allow_partial: Annotated[
@@ -104,13 +110,23 @@ def compare(
     and TASK_MEAN (every task weighs the same; task-stratified bootstrap): both right / only A /
     only B / neither and a seeded bootstrap 95% interval of A − B in percent points. Refuses
     (exit 1) when A and B ran different example sets, unless --allow-partial.
+
+    Across run folders (``compare RUN_A:PIPE RUN_B:PIPE``) examples are paired by id; both runs
+    must have been made on the same benchmark file (same sha256 in run.json), else exit 1
+    showing both hashes.
     """
+    from cot_ground.analysis.cross_run import PipelineRef, load_cross_run
     from cot_ground.analysis.load import load_run
     from cot_ground.analysis.paired import paired_comparison, paired_frame
     from cot_ground.analysis.scores import coverage_warnings
 
     try:
-        loaded = load_run(run_dir, pipelines=[a, b])
+        if len(targets) == 1 and a and b:
+            loaded = load_run(Path(targets[0]), pipelines=[a, b])
+        elif len(targets) == 2 and a is None and b is None:
+            loaded, a, b = load_cross_run(*(PipelineRef.parse(t) for t in targets))
+        else:
+            fail("give RUN_DIR --a PIPE --b PIPE, or RUN_A:PIPE RUN_B:PIPE (no --a/--b)")
         partial = coverage_warnings(loaded)
         if partial and not allow_partial:
             fail(f"{partial[0]}. Re-run with --allow-partial to compare anyway.", code=1)
