@@ -192,6 +192,29 @@ def test_score_tables_equal_load_run_aggregates(run):
     assert checked == 2 * 4 * (4 + 3)
 
 
+def test_markdown_overview_rows_equal_load_run_aggregates(run):
+    _, report, frame = run
+    markdown = (report.out_dir / "scores.md").read_text()
+    official, strict = markdown.split("## Acc@0.5 (strict)")
+    strict = strict.split("## All metrics")[0]
+    columns = ["diff", "common_object", "region", "group_grounding"]
+    for mode, section in (("official", official), ("strict", strict)):
+        assert "| pipeline | figure | diff | common_object | region | group_grounding |" in section
+        for pipeline in PIPELINES:
+            expected = _expected(frame, pipeline, mode)
+            groups = [
+                _mean([expected[t] for t in members if t in expected])
+                for members in TASK_GROUPS.values()
+            ]
+            cells = [*(expected[t] for t in columns), *groups, _mean(list(expected.values()))]
+            acc = " | ".join(f"{c['acc@0.5']:.2f}" for c in cells)
+            n = " | ".join(str(c["n"]) for c in cells)
+            assert f"| {pipeline} | acc@0.5 | {acc} |" in section, (mode, pipeline)
+            assert f"| {pipeline} | n | {n} |" in section, (mode, pipeline)
+            stated = " | ".join(f"{c['image_stated']:.2f}" for c in cells)
+            assert (f"| {pipeline} | image_stated | {stated} |" in section) == (mode == "strict")
+
+
 def test_box_without_image_is_strict_correct_where_the_question_designates_the_target(run):
     _, report, frame = run
     e2e = frame[frame["pipeline"] == "e2e-box-only"].set_index("task")
