@@ -110,7 +110,8 @@ class Replica:
         self.batch_size = batch_size
         built = build_adapters(self.config)
         enabled = use_cache and self.config.cache.enabled
-        self.cache = StepCache(self.config.cache.dir) if enabled else None
+        cache_cfg = self.config.cache
+        self.cache = StepCache(cache_cfg.dir, timeout_s=cache_cfg.timeout_s) if enabled else None
         self.pipes = {
             name: build_pipeline(name, pipe, built, batch_size=batch_size, cache=self.cache)
             for name, pipe in self.config.pipelines.items()
