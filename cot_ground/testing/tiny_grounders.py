@@ -17,6 +17,7 @@ random: only the plumbing is meaningful.
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,8 @@ def build_tiny_owlv2(folder: str | Path, seed: int = 0) -> Path:
     folder = Path(folder)
     if _done(folder):
         return folder
-    tokenizer = _clip_tokenizer(folder / "tokenizer-src")
+    with tempfile.TemporaryDirectory() as tmp:  # vocabulary files, read once
+        tokenizer = _clip_tokenizer(Path(tmp))
     text = {
         "vocab_size": len(tokenizer),
         "hidden_size": 32,
@@ -195,7 +197,8 @@ def build_tiny_florence2(folder: str | Path, seed: int = 0) -> Path:
     folder = Path(folder)
     if _done(folder):
         return folder
-    tokenizer = _bart_tokenizer(folder / "tokenizer-src")
+    with tempfile.TemporaryDirectory() as tmp:  # vocabulary files, read once
+        tokenizer = _bart_tokenizer(Path(tmp))
     text = BartConfig(
         vocab_size=len(tokenizer),
         d_model=32,
