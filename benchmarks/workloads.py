@@ -26,7 +26,7 @@ def lite_benchmark(folder: str | Path, n_examples: int, tasks: tuple[str, ...]) 
         known = json.loads(info.read_text(encoding="utf-8"))
         if known.get("per_task", 0) >= per_task and set(tasks) <= set(known.get("counts", {})):
             return folder / DATA_FILE
-    generate_lite(folder, seed=0, per_task=per_task, tasks=tasks)
+    generate_lite(folder, seed=0, per_task=per_task, tasks=tasks, force=True)  # a smaller build
     return folder / DATA_FILE
 
 
@@ -71,23 +71,26 @@ def model_config(
     qwen_dtype: str,
     new_tokens: int,
     batch_size: int,
+    qwen_options: dict[str, Any] | None = None,
+    gdino_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A Qwen-VL reasoner/end-to-end model plus a GroundingDINO grounder: the CoT graph in
     ``paper`` mode (step 1 answers a description, step 2 sees the task's image, so both steps
     always run) and the end-to-end graph. Every model takes up to ``batch_size`` requests a call
-    (the largest batch measured); the grounder runs in float32."""
+    (the largest batch measured), plus any ``qwen_options`` / ``gdino_options``; the grounder
+    runs in float32."""
     qwen = {
         "path": str(qwen_dir),
         "device": device,
         "dtype": qwen_dtype,
         "max_new_tokens": new_tokens,
-        "options": {"batch_size": batch_size},
+        "options": {"batch_size": batch_size, **(qwen_options or {})},
     }
     gdino = {
         "path": str(gdino_dir),
         "device": device,
         "dtype": "float32",
-        "options": {"batch_size": batch_size},
+        "options": {"batch_size": batch_size, **(gdino_options or {})},
     }
     return {
         "name": name,

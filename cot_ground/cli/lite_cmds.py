@@ -23,12 +23,19 @@ def make_lite(
         list[str] | None,
         typer.Option("--task", help=f"only these tasks (repeat); known: {', '.join(LITE_TASKS)}"),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="replace an earlier MIG-Lite build in OUT_DIR")
+    ] = False,
 ) -> None:
-    """Generate MIG-Lite from the photographs inside scikit-image (no download)."""
+    """Generate MIG-Lite from the photographs inside scikit-image (no download).
+
+    The build is written to a fresh folder and swapped in when complete; a non-empty OUT_DIR
+    is refused unless --force (which replaces only an earlier MIG-Lite folder).
+    """
     console = Console()
     try:
         build = generate_lite(
-            out_dir, seed=seed, per_task=per_task, difficulty=difficulty, tasks=task
+            out_dir, seed=seed, per_task=per_task, difficulty=difficulty, tasks=task, force=force
         )
     except ValueError as exc:
         fail(str(exc))

@@ -16,6 +16,8 @@ the same seed writes byte-identical files, whatever tasks or counts are asked fo
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,8 +51,16 @@ def generate_lite(
     per_task: int = DEFAULT_PER_TASK,
     difficulty: float = DEFAULT_DIFFICULTY,
     tasks: tuple[str, ...] | list[str] | None = None,
+    force: bool = False,
 ) -> LiteBuild:
-    """Generate MIG-Lite into ``out_dir`` (``per_task`` items of each task)."""
+    """Generate MIG-Lite into ``out_dir`` (``per_task`` items of each task).
+
+    The files are written into a fresh folder beside ``out_dir`` and swapped in when complete,
+    so ``out_dir`` never mixes two builds and an interrupted build leaves it as it was. A
+    non-empty ``out_dir`` raises ``ValueError`` unless ``force`` is set, and even then only
+    an earlier MIG-Lite folder (one holding ``lite_info.json`` or ``MIG_data.json``) is
+    replaced.
+    """
     tasks = tuple(tasks) if tasks is not None else LITE_TASKS
     unknown = sorted(set(tasks) - set(LITE_TASKS))
     if unknown:
@@ -61,6 +71,62 @@ def generate_lite(
         raise ValueError(f"seed must be a non-negative integer, got {seed}")
     perturbation = Perturbation.at(difficulty)
     out = Path(out_dir)
+    check_replaceable(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    try:
+        build = _write(building, seed, per_task, perturbation, tasks)
+        _swap_in(building, out)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return LiteBuild(
+        out_dir=out,
+        data_file=out / DATA_FILE,
+        counts=build.counts,
+        images=build.images,
+        targets=build.targets,
+    )
+
+
+def check_replaceable(out: Path, force: bool) -> None:
+    """Raise ``ValueError`` unless ``out`` is absent, empty, or (with ``force``) MIG-Lite."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} exists and is not a folder")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    entries = sum(1 for _ in out.iterdir())
+    if not force:
+        raise ValueError(
+            f"{out} is not empty ({entries} entries); choose an empty folder, or give --force"
+            " to replace an earlier MIG-Lite build"
+        )
+    if not ((out / INFO_FILE).is_file() or (out / DATA_FILE).is_file()):
+        raise ValueError(
+            f"{out} holds no {INFO_FILE} or {DATA_FILE}: not a MIG-Lite folder, so --force"
+            " does not replace it"
+        )
+
+
+def _swap_in(built: Path, out: Path) -> None:
+    """Move the finished build ``built`` to ``out``, replacing what was there."""
+    if not out.exists():
+        built.rename(out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    old.rmdir()
+    out.rename(old)
+    built.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write(
+    out: Path,
+    seed: int,
+    per_task: int,
+    perturbation: Perturbation,
+    tasks: tuple[str, ...],
+) -> LiteBuild:
+    """Write the benchmark files into ``out`` (see the module docstring for the layout)."""
     records: list[dict[str, Any]] = []
     counts: dict[str, int] = {}
     targets: list[int] = []
