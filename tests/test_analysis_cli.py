@@ -59,7 +59,8 @@ def test_partial_runs_warn_in_report_and_block_compare(cli, tmp_path):
     scores = json.loads((run / "report" / "scores.json").read_text())
     assert len(scores["warnings"]) == 1
     assert "different example sets" in (run / "report" / "scores.md").read_text()
-    assert "different example sets" in (run / "report" / "report.html").read_text()
+    page = (run / "report" / "report.html").read_text()
+    assert "different example sets" in page and "&lt;NA&gt;" not in page
     args = ["compare", str(run), "--a", "cot-agent", "--b", "migician", "--json"]
     refused = CliRunner().invoke(cli, args)
     assert refused.exit_code == 1 and "--allow-partial" in refused.output

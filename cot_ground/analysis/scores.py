@@ -143,6 +143,8 @@ def overview_frame(
             values = mine[figure].reindex(columns)
             if figure == "n":
                 values = values.astype("Int64")
+            # a task this pipeline did not run is a blank cell (None), not NaN or <NA>
+            values = values.astype(object).where(values.notna(), None)
             parts.append({"pipeline": pipeline, "figure": figure, **values.to_dict()})
     # object columns keep each cell's type: counts stay integers beside percentages
     out = pd.DataFrame(parts, columns=["pipeline", "figure", *columns], dtype=object)
