@@ -368,11 +368,16 @@ def _picked(p: dict[str, Any], rule: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- routers
-def after_propose(state: SelectState) -> Literal["draw_marks", "choose", "finalize"]:
-    """No proposals (or a failed call) end the example; else marks (som) or the prompt."""
+def after_propose(state: SelectState) -> Literal["draw_marks", "finalize"]:
+    """``som``: no proposals (or a failed call) end the example; else the marks are drawn."""
     if state.get("error") or not state.get("proposals"):
         return FINALIZE
     return MARKS
+
+
+def after_propose_text(state: SelectState) -> Literal["choose", "finalize"]:
+    """``perception-prompt``: no proposals (or a failed call) end the example."""
+    return CHOOSE if after_propose(state) == MARKS else FINALIZE
 
 
 def after_choose(state: SelectState) -> Literal["parse_choice", "finalize"]:
@@ -415,10 +420,10 @@ def build_selector_graph(
     graph.add_edge(START, PROPOSE)
     if style == "marks":
         graph.add_node(MARKS, nodes.draw_marks)
-        graph.add_conditional_edges(PROPOSE, after_propose, {MARKS: MARKS, FINALIZE: FINALIZE})
+        graph.add_conditional_edges(PROPOSE, after_propose)
         graph.add_conditional_edges(MARKS, after_choose_marks)
     else:
-        graph.add_conditional_edges(PROPOSE, after_propose, {MARKS: CHOOSE, FINALIZE: FINALIZE})
+        graph.add_conditional_edges(PROPOSE, after_propose_text)
     graph.add_conditional_edges(CHOOSE, after_choose)
     graph.add_conditional_edges(PARSE, after_parse)
     graph.add_edge(FINALIZE, END)
