@@ -22,12 +22,24 @@ from typing import Any
 
 from cot_ground.records import file_sha256
 
+MODEL_SLOTS = ("reasoner", "grounder", "fallback_grounder", "zoom_grounder", "model")
+"""Keys of a pipeline config that name a model (``models.<key>``)."""
+
 
 def pipeline_definition(config: dict[str, Any], name: str) -> dict[str, Any]:
     """Pipeline ``name`` of a config dump and the models it uses."""
     pipe = config["pipelines"][name]
-    refs = [pipe.get(k) for k in ("reasoner", "grounder", "fallback_grounder", "model")]
+    refs = [pipe.get(k) for k in MODEL_SLOTS]
     return {"pipeline": pipe, "models": {k: config["models"][k] for k in refs if k}}
+
+
+def prompt_sets(pipe: dict[str, Any]) -> list[tuple[str, str]]:
+    """(prompt kind, variant) of every prompt set a pipeline config (a dump) reads: its own kind's
+    ``prompt_variant``, and the CoT step-1 prompts of a ``step1_variant`` (verify pipelines)."""
+    sets = [(pipe["kind"], pipe["prompt_variant"])]
+    if pipe.get("step1_variant"):
+        sets.append(("cot", pipe["step1_variant"]))
+    return sets
 
 
 def _display(path: Path, root: Path) -> str:
@@ -45,10 +57,11 @@ def prompt_files(config: dict[str, Any], name: str, tasks: set[str]) -> dict[str
     pipe = config["pipelines"][name]
     root = Path(pipe.get("prompts_dir") or prompts_dir())
     files: list[Path] = []
-    folder = variant_dir(pipe["kind"], pipe["prompt_variant"], root)
-    for file_name in [SHARED_FILE, *(f"{t}.yaml" for t in sorted(tasks))]:
-        if (folder / file_name).is_file():
-            files.append(folder / file_name)
+    for kind, variant in prompt_sets(pipe):
+        folder = variant_dir(kind, variant, root)
+        for file_name in [SHARED_FILE, *(f"{t}.yaml" for t in sorted(tasks))]:
+            if (folder / file_name).is_file():
+                files.append(folder / file_name)
     for model in pipeline_definition(config, name)["models"].values():
         if model.get("adapter") == "qwen-vl-grounder":
             chosen = (model.get("options") or {}).get("prompt_file")

@@ -23,6 +23,7 @@ command line exits with status 2.
 from __future__ import annotations
 
 import importlib
+import itertools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -260,14 +261,16 @@ def prompt_problems(config: ExperimentConfig, tasks: set[str]) -> list[str]:
     """Every pipeline's prompt files load for every task in ``tasks``."""
     from cot_ground.prompts import PromptError, load_prompts
     from cot_ground.runner.config import graph_config
+    from cot_ground.runner.fingerprint import prompt_sets
 
     problems: list[str] = []
     for name, pipe in config.pipelines.items():
         cfg = graph_config(name, pipe)
+        dump = {"kind": pipe.kind, **cfg.model_dump(mode="json")}
         seen: set[str] = set()
-        for task in sorted(tasks):
+        for (kind, variant), task in itertools.product(prompt_sets(dump), sorted(tasks)):
             try:
-                load_prompts(pipe.kind, cfg.prompt_variant, task, cfg.prompts_dir)
+                load_prompts(kind, variant, task, cfg.prompts_dir)
             except (PromptError, FileNotFoundError) as exc:
                 if str(exc) not in seen:
                     seen.add(str(exc))
