@@ -1,8 +1,11 @@
 """Which image a model's answer names: one reader for every place cot-ground needs it.
 
 Image indices are 0-based ("image 1" → 0). The reader finds every *mention* of an image and
-gives each a role; the answer's image is the **last affirmed mention** (so a self-correction
-"… in image 2, actually image 3" names image 3). Roles:
+gives each a role; the answer's image is the one its affirmed mentions name. When they name
+different images, the **last affirmed mention wins if a correction introduces it** ("… in
+image 2, actually image 3", "sorry", "I mean", "wait", "其实", "应该是"); without a correction
+the answer names several images (a comparison: "in the second image the legs are white, while
+in the first image …") and no choice is read. Roles:
 
 * ``negated``  -- a rejected image: "not in image 1", "rather than the first image",
   "image 1 does not contain it", "不在第一张图片".
@@ -21,12 +24,14 @@ Not mentions: plurals and counts ("the first two images", "images 1 and 2"), reg
 ("the 3th region picture" names a region, not an input image), "the other image".
 
 The reader never raises (any ``str`` in, a :class:`ImageReading` out) and never invents: an
-answer without an affirmed mention reads as ``index=None``.
+answer without an affirmed mention, or with several images and no correction, reads as
+``index=None``.
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -72,7 +77,7 @@ _ORDINAL_MENTION = re.compile(
 # "the first one" after an image has been named ("not the second image but the first one")
 _ORDINAL_ONE = re.compile(rf"\b(?:{_ORD})\s+one\b", re.IGNORECASE)
 _NUMBERED_MENTION = re.compile(
-    rf"\b{_NOUN}\s*[-_#:]?\s*(?:no\.\s*)?(?P<n>\d{{1,2}})\b(?!\s*(?:x|×|px|%|\.\d|-\d|and\b))",
+    rf"\b{_NOUN}\s*[-_#:]?\s*(?:no\.\s*)?(?P<n>\d{{1,2}})\b(?!\s*(?:x|×|px|%|\.\d|-\d))",
     re.IGNORECASE,
 )
 _CN_NUM = r"(?P<cn>[一二两三四五六七八九十]{1,2}|\d{1,2})"
@@ -91,6 +96,12 @@ _CLAUSE_BREAK = re.compile(
     r"|而是|但是|但|其实|实际上|应该是|更正|不对",
     re.IGNORECASE,
 )
+_CORRECTION = re.compile(
+    r"\b(?:actually|sorry|correction|i mean|wait|rather|instead|no,)|其实|实际上|应该是|更正|不对",
+    re.IGNORECASE,
+)
+# a mention that is the subject of its clause ("Image 1 does not contain it")
+_SUBJECT_BEFORE = re.compile(r"^\s*(?:(?:and|but|so)\s+)?(?:the\s+)?$", re.IGNORECASE)
 _NEGATION_BEFORE = re.compile(
     r"\b(?:not|never|no|neither|nor|nothing|none|without|except|excluding|rather\s+than|"
     r"instead\s+of|other\s+than|unlike)\b|n't\b|不在|不是|并非|而非|没有|并不",
@@ -143,7 +154,9 @@ class ImageReading:
 
     index: int | None
     rule: str
-    """``bare`` (the text is only an ordinal), ``last_affirmed``, ``no_mention``,
+    """``bare`` (the text is only an ordinal), ``affirmed`` (every affirmed mention names one
+    image), ``correction`` (the last affirmed mention, introduced by a correction),
+    ``several_images`` (affirmed mentions of different images, no correction), ``no_mention``,
     ``only_negated``, ``only_echo`` or ``none_affirmed`` (negated and echoed mentions)."""
     mentions: tuple[Mention, ...] = ()
 
@@ -212,7 +225,9 @@ def _role(text: str, m: Mention, breaks: list[tuple[int, int]], references: froz
     clause_end = breaks[j][0] if j < len(breaks) else len(text)
     before = text[max(clause_start, m.start - 80) : m.start]
     after = text[m.end : min(clause_end, m.end + 40)]
-    if _NEGATION_BEFORE.search(before) or _NEGATION_AFTER.match(after):
+    if _NEGATION_BEFORE.search(before):
+        return "negated"
+    if _SUBJECT_BEFORE.match(before) and _NEGATION_AFTER.match(after):
         return "negated"
     if m.index in references and not _CLAIM_BEFORE.search(before):
         return "echo"
@@ -245,7 +260,13 @@ def read_image_choice(text: str, question: str | None = None) -> ImageReading:
     )
     affirmed = [m for m in mentions if m.role == "affirmed"]
     if affirmed:
-        return ImageReading(affirmed[-1].index, "last_affirmed", mentions)
+        index, rule = affirmed[0].index, "affirmed"
+        for previous, m in itertools.pairwise(affirmed):
+            if _CORRECTION.search(text, previous.end, m.start):  # "…, actually image 3"
+                index, rule = m.index, "correction"
+            elif m.index != index:  # a second image without a correction
+                index, rule = m.index, "several_images"
+        return ImageReading(None if rule == "several_images" else index, rule, mentions)
     if not mentions:
         return ImageReading(None, "no_mention", mentions)
     roles = {m.role for m in mentions}

@@ -48,11 +48,13 @@ CASES: list[tuple[str, str | None, int | None]] = [
     ("The cup appears in image 2 instead of image 1", None, 1),
     ("It is not in the second image but in the first one", None, 0),
     ("It isn't in image 4.", None, None),
-    # correction: the last affirmed mention wins
+    # correction: the last affirmed mention wins; several images without one name no choice
     ("It is in image 2... actually image 3", None, 2),
     ("Image 2, sorry, I mean image 4", None, 3),
     ("I think it's the first image. Wait, no, it's the second image.", None, 1),
-    ("In the second image, the flag is red, while in the first image, it is blue", None, 0),
+    ("It is in image 2. It is clearly visible in image 2.", None, 1),
+    ("In the second image, the flag is red, while in the first image, it is blue", None, None),
+    ("The laptop in the second image is not turned on.", None, 1),
     # Chinese ordinals and full-width digits
     ("第三张图片", None, 2),
     ("在第二张图片中", None, 1),
@@ -104,7 +106,9 @@ def test_reading_records_each_mention_and_its_role() -> None:
     assert reading.index is None and reading.rule == "none_affirmed"
     assert read_image_choice("the red car").rule == "no_mention"
     assert read_image_choice("2th").rule == "bare"
-    assert read_image_choice("It is in image 2").rule == "last_affirmed"
+    assert read_image_choice("It is in image 2").rule == "affirmed"
+    assert read_image_choice("image 2, actually image 3").rule == "correction"
+    assert read_image_choice("image 2 and image 3").rule == "several_images"
 
 
 def test_question_images_target_and_references() -> None:
