@@ -97,3 +97,12 @@ def test_static_cache_decodes_the_same_tokens(tiny_qwen_paths, pictures) -> None
     assert [g.raw_text for g in static.reason(requests)] == [
         g.raw_text for g in plain.reason(requests)
     ]
+
+
+def test_the_tokenizer_stays_fast_with_the_slow_image_processor(tiny_qwen_paths) -> None:
+    from transformers import Qwen2VLImageProcessor
+
+    runner = _reasoner(tiny_qwen_paths["qwen2_vl"]).runner
+    assert runner.settings["fast_image_processor"] is False
+    assert type(runner.processor.image_processor) is Qwen2VLImageProcessor
+    assert runner.processor.tokenizer.is_fast  # the Rust tokenizer, not the pure-Python one

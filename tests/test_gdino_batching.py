@@ -113,3 +113,11 @@ def test_a_bad_image_is_named_from_the_worker_threads(tiny_gdino_hf_path, pictur
                 GroundRequest(image=str(bad), phrase="y"),
             ]
         )
+
+
+def test_the_tokenizer_stays_fast_with_the_slow_image_processor(tiny_gdino_hf_path):
+    from transformers import GroundingDinoImageProcessor
+
+    grounder = _grounder(tiny_gdino_hf_path)
+    assert type(grounder.processor.image_processor) is GroundingDinoImageProcessor
+    assert grounder.processor.tokenizer.is_fast

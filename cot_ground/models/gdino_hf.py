@@ -60,7 +60,11 @@ class GroundingDinoHF:
     """Single-image grounder: image + phrase → candidates ranked by score."""
 
     def __init__(self, settings: ModelSettings, name: str = NAME):
-        from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
+        from transformers import (
+            AutoImageProcessor,
+            AutoModelForZeroShotObjectDetection,
+            AutoProcessor,
+        )
 
         self.name = name
         self.options = resolve_options(
@@ -72,9 +76,13 @@ class GroundingDinoHF:
 
         def _processor() -> Any:
             try:
-                return AutoProcessor.from_pretrained(
+                processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
+                # chosen on its own: use_fast on the processor also picks the tokenizer, and the
+                # slow one is pure Python
+                processor.image_processor = AutoImageProcessor.from_pretrained(
                     str(path), local_files_only=True, use_fast=fast
                 )
+                return processor
             except (OSError, ValueError) as exc:
                 raise ModelLoadError(f"cannot load the processor from {path}: {exc}") from exc
 

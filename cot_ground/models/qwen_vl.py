@@ -96,7 +96,7 @@ class QwenVLRunner:
         default_options: dict[str, Any],
         families: Sequence[str] = tuple(FAMILY_FRAMES),
     ):
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoProcessor
 
         self.name = name
         self.options = resolve_options(
@@ -115,7 +115,10 @@ class QwenVLRunner:
 
         def _processor() -> Any:
             try:
-                processor = AutoProcessor.from_pretrained(
+                processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
+                # chosen on its own: use_fast on the processor also picks the tokenizer, and the
+                # slow one is pure Python (and absent from tokenizer.json-only checkpoints)
+                processor.image_processor = AutoImageProcessor.from_pretrained(
                     str(path), local_files_only=True, use_fast=fast
                 )
             except (OSError, ValueError) as exc:
