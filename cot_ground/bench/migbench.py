@@ -25,6 +25,7 @@ from cot_ground.records import Example, example_id, file_sha256
 from cot_ground.scoring import TASK_ORDER
 
 TASKS: tuple[str, ...] = TASK_ORDER
+BENCH_FOLDER = "MIG-Bench"  # the first component of every image path in the published files
 REQUIRED_FIELDS: tuple[str, ...] = ("task", "images", "question", "answer")
 
 
@@ -85,6 +86,7 @@ class Benchmark:
             "sha256": self.sha256,
             "answer_frame": self.answer_frame.value,
             "root": str(self.root),
+            "root_layout": "MIG-Bench folder" if is_bench_folder(self.root) else "parent",
             "examples": len(self.examples),
         }
 
@@ -243,14 +245,27 @@ def item_to_example(
     )
 
 
+def is_bench_folder(root: Path | str) -> bool:
+    """True when ``root`` is itself a MIG-Bench folder, the layout of a download of the Hub
+    dataset ``Michael4933/MIG-Bench`` with ``images.zip`` unpacked beside ``MIG_data.json``:
+    an ``images/`` folder and no ``MIG-Bench/`` folder inside. Image paths written
+    ``./MIG-Bench/images/...`` then resolve to ``root/images/...``."""
+    base = Path(root)
+    return not (base / BENCH_FOLDER).is_dir() and (base / "images").is_dir()
+
+
 def resolve_image(root: Path | str, image: str, allow_outside_root: bool = False) -> str:
-    """An annotation image path (``./MIG-Bench/...`` or ``MIG-Bench/...``) under ``root``.
+    """An annotation image path (``./MIG-Bench/...`` or ``MIG-Bench/...``) under ``root``, the
+    folder that holds ``MIG-Bench/`` or (:func:`is_bench_folder`) the ``MIG-Bench`` folder itself.
 
     The path is checked as written (``..`` resolved, symbolic links not followed, so a linked
     image folder inside ``root`` is fine): one that leaves ``root`` (``../x.jpg``, an absolute
     path elsewhere) raises ``ValueError`` unless ``allow_outside_root``.
     """
     base = os.path.normpath(os.path.abspath(root))
+    parts = Path(os.path.normpath(image)).parts
+    if parts[:1] == (BENCH_FOLDER,) and len(parts) > 1 and is_bench_folder(base):
+        image = os.path.join(*parts[1:])  # root is the MIG-Bench folder itself (Hub snapshot)
     resolved = os.path.normpath(os.path.join(base, image))
     if not allow_outside_root and os.path.commonpath([base, resolved]) != base:
         raise ValueError(
