@@ -94,8 +94,14 @@ def test_a_retry_killed_before_closing_is_applied_on_the_next_open(tmp_path: Pat
     store.replace({"b"})
     assert "b" not in store and store.append({"example_id": "b", "error": None})
     store._side.flush()
-    # killed here: close() never runs; the main file still has the old line
+    # killed here: close() never runs; the main file still has the old line, readers of the
+    # run folder already see the new one
     assert read_jsonl(path)[1]["error"] == {"category": "model_error"}
+    folder = RunFolder(tmp_path)
+    (tmp_path / "predictions").mkdir()
+    shutil.copy(path, folder.predictions_path("p"))
+    shutil.copy(f"{path}.retry", f"{folder.predictions_path('p')}.retry")
+    assert [r["error"] for r in folder.read_predictions("p")][1] is None
     with JsonlAppender(path, "example_id") as reopened:
         assert reopened.ids == {"a", "b", "c"}
     assert [r["example_id"] for r in read_jsonl(path)] == ["a", "b", "c"]

@@ -270,8 +270,15 @@ class RunFolder:
         return read_jsonl(self.examples_path, key="id")
 
     def read_predictions(self, pipeline: str) -> list[dict[str, Any]]:
-        """Prediction records of ``pipeline`` (first of each example id)."""
-        return read_jsonl(self.predictions_path(pipeline), key="example_id")
+        """Prediction records of ``pipeline`` (first of each example id), with the records of a
+        retry not yet swapped in (its side file) in place of the ones they replace."""
+        path = self.predictions_path(pipeline)
+        records = read_jsonl(path, key="example_id")
+        side = path.with_name(path.name + REPLACEMENTS_SUFFIX)
+        if side.is_file():
+            newer = {r["example_id"]: r for r in read_jsonl(side, key="example_id")}
+            records = [newer.pop(r["example_id"], r) for r in records] + list(newer.values())
+        return records
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
