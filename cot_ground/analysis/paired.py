@@ -30,7 +30,6 @@ from cot_ground.analysis.scores import ordered_tasks
 
 POOLED = "POOLED"
 TASK_MEAN = "TASK_MEAN"
-OVERALL_ROWS: tuple[str, ...] = (POOLED, TASK_MEAN)
 
 
 @dataclass(frozen=True)
