@@ -13,6 +13,7 @@ Plain text (the HTML page escapes it; markdown files and the terminal print it a
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pandas as pd
@@ -27,6 +28,10 @@ CATEGORY_MEANINGS: dict[str, str] = {
     "no_box": "right image (or none named) but no box: the grounder found nothing",
     "image_not_stated": "a box, but no image named where the question designates none"
     " (group_grounding): official counts the box, strict cannot",
+    "no_proposal_hits": "proposal-based graph: no proposal on the target image overlaps the"
+    " ground truth with IoU ≥ 0.5 (the detector, not the selector, is the limit)",
+    "wrong_mark": "proposal-based graph: the selector chose a wrong proposal although one"
+    " would have been right",
     "low_iou": "a box on the right image, but IoU with the ground truth < 0.5",
     "format_failure": "an end-to-end answer could not be parsed into a box",
     "index_out_of_range": "the model named an image the example does not have",
@@ -149,3 +154,18 @@ def _reasoner_adapters(manifest: dict[str, Any]) -> dict[str, str]:
         if isinstance(model, dict) and model.get("adapter"):
             out[str(name)] = str(model["adapter"])
     return out
+
+
+def terminal_lines(run_dir: str | os.PathLike[str]) -> list[str]:
+    """What the terminal prints under a score table: how to read it, then :func:`run_notes`."""
+    from cot_ground.analysis.load import load_run, read_manifest
+    from cot_ground.analysis.scores import score_tables, scores_frame
+
+    frame = load_run(run_dir)
+    notes = run_notes(frame, scores_frame(score_tables(frame)), read_manifest(run_dir))
+    return [
+        "Acc@0.5: % of examples whose box has IoU >= 0.5 with the ground truth. official: only"
+        " the box counts (public MIG-Bench rule); strict: the named image must also be the"
+        " target. report.html opens with a 'How to read this report' box.",
+        *(f"note: {n}" for n in notes),
+    ]

@@ -40,26 +40,12 @@ def demo(
     )
     sections = result.scores_md.read_text(encoding="utf-8").split("\n## ")
     console.print(Markdown("## " + sections[1].strip()))  # the Acc@0.5 (official) table
-    for line in terminal_notes(result.run_dir):
+    from cot_ground.analysis.guide import terminal_lines
+
+    for line in terminal_lines(result.run_dir):
         console.print(line, highlight=False, markup=False)
     console.print(f"report: [bold]{result.report_html}[/bold]")
     console.print(f"run folder: {result.run_dir}  (cot-ground show {result.run_dir} EXAMPLE_ID)")
-
-
-def terminal_notes(run_dir: Path) -> list[str]:
-    """How to read the printed table, then the report's notes on this run (plain text)."""
-    from cot_ground.analysis.guide import run_notes
-    from cot_ground.analysis.load import load_run, read_manifest
-    from cot_ground.analysis.scores import score_tables, scores_frame
-
-    frame = load_run(run_dir)
-    notes = run_notes(frame, scores_frame(score_tables(frame)), read_manifest(run_dir))
-    return [
-        "Acc@0.5: % of examples whose box has IoU >= 0.5 with the ground truth. official: only"
-        " the box counts (public MIG-Bench rule); strict: the named image must also be the"
-        " target. report.html opens with a 'How to read this report' box.",
-        *(f"note: {n}" for n in notes),
-    ]
 
 
 def register(app: typer.Typer) -> None:

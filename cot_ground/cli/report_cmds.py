@@ -77,6 +77,10 @@ def report(
             stated = mine.loc[(mode, AVERAGE), "image_stated"]
             table.add_row(*cells, f"{stated:.1f}" if mode == "strict" else "")
     console.print(table)
+    from cot_ground.analysis.guide import terminal_lines
+
+    for line in terminal_lines(run_dir):
+        console.print(line, highlight=False, markup=False)
     for line in failure_lines(run_dir):
         console.print(escape(line), highlight=False, soft_wrap=True)
     console.print(f"report written to [bold]{result.out_dir}[/bold]:")
