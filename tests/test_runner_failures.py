@@ -219,3 +219,19 @@ def test_report_prints_failures_and_the_retry_command(tmp_path: Path) -> None:
     assert "cot: 1 failed (1 image_error)" in out and "e2e: 1 failed (1 image_error)" in out
     assert f"--out {tmp_path / 'run'} --retry-failed" in out
     assert json.loads((tmp_path / "run/run.json").read_text())["config_file"] is None
+
+
+def test_retry_categories_are_checked_on_the_command_line(tmp_path: Path) -> None:
+    bench = rf.make_benchmark(tmp_path / "bench", n=2)
+    config = tmp_path / "exp.yaml"
+    config.write_text(yaml.safe_dump(rf.experiment(bench, tmp_path / "run", tmp_path / "cache")))
+    cli = CliRunner()
+    res = cli.invoke(app, ["run", str(config), "--retry-failed", "model_eror"])
+    assert res.exit_code == 2 and "unknown category model_eror" in res.output
+    res = cli.invoke(app, ["run", str(config), "no_box"])
+    assert res.exit_code == 2 and "categories follow --retry-failed" in res.output
+    assert rf.CALLS == []
+    res = cli.invoke(app, ["run", str(config), "--retry-failed", "no_box", "format_failure"])
+    assert res.exit_code == 0, res.output
+    session = RunFolder(tmp_path / "run").read_manifest()["sessions"][-1]
+    assert session["retry_failed"] == ["format_failure", "no_box"]
