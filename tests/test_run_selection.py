@@ -99,3 +99,11 @@ def test_run_cli_records_the_selection_in_run_json(
     both = CliRunner().invoke(app, ["run", config, "--limit", "2", "--per-task", "1"])
     assert both.exit_code == 2
     assert "at most one of limit, per_task and sample" in both.output
+
+
+def test_benchmark_has_len_and_a_short_repr(lite: Path) -> None:
+    bench = _load(lite)
+    assert len(bench) == len(bench.examples) == 28
+    text = repr(bench)
+    assert text.startswith("Benchmark('MIG_data.json', 28 examples, sha256=")
+    assert len(text) < 120 and bench.examples[0].question not in text
