@@ -189,3 +189,21 @@ def test_an_echoed_reference_is_not_a_choice(ref: int, target: int) -> None:
     assert image_choice(echo, question) is None
     assert image_choice(f"It is in the {ORDINALS[target - 1]} image", question) == target - 1
     assert image_choice(f"It is in the {ORDINALS[ref - 1]} image", question) == ref - 1
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_released_answers_reader_changes_match_the_docs(migbench_dir) -> None:
+    """The figures of docs/benchmark.md "Image choices in the released answers"."""
+    import subprocess
+
+    from benchmarks.mention_changes import OLD_COMMIT, ROOT, compare_readers
+
+    known = subprocess.run(["git", "cat-file", "-e", f"{OLD_COMMIT}^{{commit}}"], cwd=ROOT)
+    if known.returncode != 0:
+        pytest.skip(f"git history without {OLD_COMMIT} (shallow clone)")
+    total = compare_readers(migbench_dir / "released_outputs")["total"]
+    assert total["answers"] == 8552
+    assert (total["stated_old"], total["stated_new"], total["changed"]) == (430, 289, 150)
+    assert (total["echo"], total["several"], total["not_a_mention"]) == (128, 21, 1)
+    assert not total.get("negated") and not total.get("correction")
