@@ -19,7 +19,7 @@ from cot_ground.graph import (
 from cot_ground.graph.choices import parse_id_choice, parse_mark_choice, parse_yes_no
 from cot_ground.graph.proposals import nms
 from cot_ground.records import Candidate, ErrorCategory, ParseStatus
-from tests.scripted_models import ScriptedGrounder, ScriptedReasoner, make_example
+from tests.scripted_models import RaisingAdapter, ScriptedGrounder, ScriptedReasoner, make_example
 
 A = Box.from_unit([0.1, 0.1, 0.5, 0.5])
 B = Box.from_unit([0.6, 0.6, 0.9, 0.9])
@@ -194,3 +194,19 @@ def test_nms_keeps_ranking_order() -> None:
     cands = [{"box": b.model_dump(), "score": s} for b, s in ((A, 0.9), (C, 0.8), (B, 0.1))]
     assert [c["score"] for c in nms(cands, 0.5, 5)] == [0.9, 0.1]
     assert [c["score"] for c in nms(cands, 0.5, 1)] == [0.9]
+
+
+def test_som_grounder_failure_and_unreadable_image(setup, tmp_path: Path) -> None:
+    ex, grounder, tmp = setup
+    reasoner = ScriptedReasoner(["image 1, mark 1"])
+    failing = RaisingAdapter(RuntimeError("CUDA out of memory"))
+    pred = run_example(_som(reasoner, failing, tmp), ex)
+    assert pred.error.category is ErrorCategory.MODEL and pred.error.node == "propose"
+    assert "CUDA out of memory" in pred.error.message and reasoner.requests == []
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    images = [ex.images[0], str(broken), ex.images[2]]
+    grounder = ScriptedGrounder({images[0]: [Candidate(box=B, score=0.9)]})
+    pred = run_example(_som(reasoner, grounder, tmp), ex.model_copy(update={"images": images}))
+    assert pred.error.category is ErrorCategory.IMAGE and pred.error.node == "draw_marks"
+    assert reasoner.requests == []
