@@ -14,7 +14,8 @@ The BART encoder reads the image tokens and the text together, at most
 ``text_config.max_position_embeddings`` positions (1024 for the released checkpoints): a phrase
 that would not fit is cut to its first tokens and ``notes["text_truncated"]`` records it.
 Decoding is greedy with ``num_beams`` (option, default 1; the Florence-2 model card examples use
-3). Options: ``num_beams``, ``max_candidates`` (10), ``batch_size`` (4).
+3). Options: ``num_beams``, ``max_candidates`` (10), ``batch_size`` (4),
+``fast_image_processor`` (False; recorded).
 """
 
 from __future__ import annotations
@@ -24,18 +25,18 @@ from typing import Any
 
 from PIL import Image
 
-from cot_ground.models.base import GroundRequest, GroundResult, ModelLoadError
+from cot_ground.models.base import GroundRequest, GroundResult
 from cot_ground.models.box_syntax import BOX_SYNTAX
 from cot_ground.models.hf_loading import (
     input_device,
+    load_processor,
     load_weights,
     open_images,
     resolve_device,
     resolve_dtype,
-    shared,
 )
 from cot_ground.models.open_vocab import checked_family
-from cot_ground.models.options import resolve_options
+from cot_ground.models.options import PROCESSOR_OPTIONS, resolve_options
 from cot_ground.models.settings import ModelSettings
 from cot_ground.records import Candidate
 
@@ -57,21 +58,17 @@ class Florence2Grounder:
     """Single-image grounder: image + phrase → boxes in generation order (no scores)."""
 
     def __init__(self, settings: ModelSettings):
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModelForImageTextToText
 
         self.name = NAME
         self.options = resolve_options(
-            NAME, settings.options, {"num_beams": 1, "max_candidates": 10, "batch_size": 4}
+            NAME,
+            settings.options,
+            {"num_beams": 1, "max_candidates": 10, "batch_size": 4, **PROCESSOR_OPTIONS},
         )
         path = checked_family(settings, NAME, "florence2")
-
-        def _processor() -> Any:
-            try:
-                return AutoProcessor.from_pretrained(str(path), local_files_only=True)
-            except (OSError, ValueError, TypeError) as exc:
-                raise ModelLoadError(f"cannot load the processor from {path}: {exc}") from exc
-
-        self.processor = shared(("florence2-processor", str(path)), _processor)
+        fast = bool(self.options["fast_image_processor"])
+        self.processor = load_processor(path, fast_image_processor=fast)
         self.model = load_weights(AutoModelForImageTextToText, path, settings)
         self.max_positions = int(self.model.config.text_config.max_position_embeddings)
         # encoder positions the prompt takes with an empty phrase (image tokens, task words)
@@ -94,6 +91,7 @@ class Florence2Grounder:
             "max_new_tokens": settings.max_new_tokens,
             "num_beams": int(self.options["num_beams"]),
             "max_candidates": self.options["max_candidates"],
+            "fast_image_processor": fast,
         }
 
     def prompt(self, request: GroundRequest) -> str:

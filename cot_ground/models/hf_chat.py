@@ -15,7 +15,8 @@ answer is the new tokens up to the first end-of-sequence or pad token.
   :data:`cot_ground.models.box_syntax.BOX_SYNTAX` (``model_type`` from ``config.json``); others
   are refused at build time, since their box frame is not stated.
 
-Options: ``batch_size`` (4); grounder ``prompt_template`` (text with a ``{phrase}`` slot;
+Options: ``batch_size`` (4), ``fast_image_processor`` (False: the slow image processor the
+checkpoint was saved with; recorded); grounder ``prompt_template`` (text with a ``{phrase}`` slot;
 default: the family's grounding prompt from the box-syntax table), used when a request carries
 no ``prompt`` of its own.
 """
@@ -38,15 +39,15 @@ from cot_ground.models.box_syntax import BoxSyntax, box_syntax
 from cot_ground.models.hf_loading import (
     check_model_folder,
     input_device,
+    load_processor,
     load_weights,
     model_path,
     open_images,
     read_model_type,
     resolve_device,
     resolve_dtype,
-    shared,
 )
-from cot_ground.models.options import resolve_options
+from cot_ground.models.options import PROCESSOR_OPTIONS, resolve_options
 from cot_ground.models.settings import ModelSettings
 from cot_ground.parsing import answer_text, parse_box
 from cot_ground.records import Candidate, text_hash
@@ -60,23 +61,17 @@ class ChatRunner:
     """A loaded chat checkpoint (processor + model, shared per process) that generates."""
 
     def __init__(self, name: str, settings: ModelSettings, default_options: dict[str, Any]):
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModelForImageTextToText
 
         self.name = name
-        self.options = resolve_options(name, settings.options, {"batch_size": 4, **default_options})
+        self.options = resolve_options(
+            name, settings.options, {"batch_size": 4, **PROCESSOR_OPTIONS, **default_options}
+        )
+        fast = bool(self.options["fast_image_processor"])
         path = model_path(settings, name)
         check_model_folder(path)
         self.family = read_model_type(path)
-
-        def _processor() -> Any:
-            try:
-                processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
-            except (OSError, ValueError, TypeError) as exc:
-                raise ModelLoadError(f"cannot load the processor from {path}: {exc}") from exc
-            processor.tokenizer.padding_side = "left"
-            return processor
-
-        self.processor = shared(("hf-chat-processor", str(path)), _processor)
+        self.processor = load_processor(path, fast_image_processor=fast, left_padding=True)
         template = getattr(self.processor, "chat_template", None)
         if not template:
             raise ModelLoadError(
@@ -102,6 +97,7 @@ class ChatRunner:
             "device_map": settings.device_map,
             "max_new_tokens": settings.max_new_tokens,
             "do_sample": settings.do_sample,
+            "fast_image_processor": fast,
         }
 
     def _stop_ids(self) -> set[int]:

@@ -293,6 +293,28 @@ def load_weights(loader: Any, path: Path, settings: ModelSettings) -> Any:
     return shared(key, _load)
 
 
+def load_processor(path: Path, *, fast_image_processor: bool, left_padding: bool = False) -> Any:
+    """The checkpoint's ``AutoProcessor`` (shared per process), with its image processor chosen
+    explicitly: the slow one unless ``fast_image_processor`` (option of the same name, see
+    :data:`cot_ground.models.options.PROCESSOR_OPTIONS`); ``left_padding`` for generation.
+    Raises :class:`ModelLoadError` naming the folder."""
+    from transformers import AutoImageProcessor, AutoProcessor
+
+    def _load() -> Any:
+        try:
+            processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
+            processor.image_processor = AutoImageProcessor.from_pretrained(
+                str(path), local_files_only=True, use_fast=fast_image_processor
+            )
+        except (OSError, ValueError, TypeError) as exc:
+            raise ModelLoadError(f"cannot load the processor from {path}: {exc}") from exc
+        if left_padding:
+            processor.tokenizer.padding_side = "left"
+        return processor
+
+    return shared(("processor", str(path), fast_image_processor, left_padding), _load)
+
+
 def shared(key: tuple[Any, ...], loader: Callable[[], T]) -> T:
     """The live object kept under ``key``, else a new one from ``loader()`` (process-wide)."""
     with _LOCK:

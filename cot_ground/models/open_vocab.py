@@ -17,7 +17,8 @@ every score is under ``box_threshold``).
   released checkpoints): a longer query is cut and ``notes["text_truncated"]`` records it. Each
   image is padded and resized on its own, so requests of any size batch together.
   Options: ``box_threshold`` (0.1, the threshold of the transformers OWLv2 examples),
-  ``top1_fallback`` (True), ``max_candidates`` (10), ``batch_size`` (4).
+  ``top1_fallback`` (True), ``max_candidates`` (10), ``batch_size`` (4),
+  ``fast_image_processor`` (False; recorded).
 """
 
 from __future__ import annotations
@@ -30,15 +31,15 @@ from cot_ground.models.detections import rank_candidates
 from cot_ground.models.hf_loading import (
     check_model_folder,
     input_device,
+    load_processor,
     load_weights,
     model_path,
     open_images,
     read_model_type,
     resolve_device,
     resolve_dtype,
-    shared,
 )
-from cot_ground.models.options import resolve_options
+from cot_ground.models.options import PROCESSOR_OPTIONS, resolve_options
 from cot_ground.models.settings import ModelSettings
 from cot_ground.records import ParseStatus
 
@@ -50,6 +51,7 @@ OWLV2_OPTIONS = {
     "top1_fallback": True,
     "max_candidates": 10,
     "batch_size": 4,
+    **PROCESSOR_OPTIONS,
 }
 
 
@@ -92,19 +94,13 @@ class Owlv2Grounder:
     """Single-image grounder: image + phrase (one text query) → boxes ranked by score."""
 
     def __init__(self, settings: ModelSettings):
-        from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
+        from transformers import AutoModelForZeroShotObjectDetection
 
         self.name = OWLV2
         self.options = resolve_options(OWLV2, settings.options, OWLV2_OPTIONS)
         path = checked_family(settings, OWLV2, "owlv2")
-
-        def _processor() -> Any:
-            try:
-                return AutoProcessor.from_pretrained(str(path), local_files_only=True)
-            except (OSError, ValueError, TypeError) as exc:
-                raise ModelLoadError(f"cannot load the processor from {path}: {exc}") from exc
-
-        self.processor = shared(("owlv2-processor", str(path)), _processor)
+        fast = bool(self.options["fast_image_processor"])
+        self.processor = load_processor(path, fast_image_processor=fast)
         self.model = load_weights(AutoModelForZeroShotObjectDetection, path, settings)
         self.max_text_len = int(self.model.config.text_config.max_position_embeddings)
         device = resolve_device(settings.device)
