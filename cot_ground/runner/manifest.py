@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cot_ground import __version__
+from cot_ground.mentions import READER
 from cot_ground.paths import source_checkout
 
 PACKAGES = (
@@ -135,6 +136,7 @@ def build_manifest(
         "git": git_state(),
         "device": device_info(),
         "images": image_settings(),
+        "image_reader": READER,  # rules that read which image an answer names
         "argv": argv if argv is not None else sys.argv,
         "started": now_iso(),
         "ended": None,
