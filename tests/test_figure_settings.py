@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from scripted_models import ScriptedEndToEnd, make_example
 
+from cot_ground.boxes import Box
+from cot_ground.graph import E2EConfig, build_e2e_graph, run_example
 from cot_ground.models.registry import build
 from cot_ground.models.settings import ModelSettings
 from cot_ground.records import ParseStatus
@@ -101,3 +104,14 @@ def test_e2e_adapter_reads_the_image_with_the_question(tiny_qwen_paths) -> None:
     assert e2e.result_from_text(echo, [(28, 28)] * 2).image_index == 0
     named = "It is in the second image: (100,200),(300,400)"
     assert e2e.result_from_text(named, [(28, 28)] * 2, question).image_index == 1
+
+
+def test_every_prediction_records_its_figure_settings() -> None:
+    model = ScriptedEndToEnd(Box.from_unit([0.1, 0.1, 0.5, 0.5]), "(100,100),(500,500)")
+    model.settings = {"max_new_tokens": 128, "unit_floats": "reject", "calibration": None}
+    pred = run_example(build_e2e_graph(model, config=E2EConfig()), make_example("diff", 2))
+    assert pred.settings == {
+        "image_reader": "mentions-1",
+        "e2e": {"max_new_tokens": 128, "unit_floats": "reject"},
+    }
+    assert pred.prompt_variant == "migician" and pred.prompt_hash
