@@ -45,6 +45,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 SHARED_FILE = "_all.yaml"
 _PLACEHOLDER = re.compile(r"\{\{([a-z_][a-z0-9_]*)\}\}|\{([a-z_][a-z0-9_]*)\}")
+_QUESTION_BOX = re.compile(r"<\|box_start\|>(.*?)<\|box_end\|>", re.DOTALL)
 _OBJECT_REF = re.compile(
     r"<\|object_ref_start\|>(.*?)<\|object_ref_end\|>|<ref>(.*?)</ref>", re.DOTALL
 )
@@ -224,13 +225,20 @@ def example_variables(
 
     ``question`` (with each ``question_remove`` string deleted), ``n_images``,
     ``image_choices`` (``"Image1 | Image2."``, the public script's choice list) and
-    ``question_ref`` (the tagged referring phrase, empty when the question has none).
+    ``question_ref`` (the tagged referring phrase, empty when the question has none) and, only
+    when the question states a box, ``question_box``: the text between its first
+    ``<|box_start|>`` and ``<|box_end|>`` as written (e.g. ``"(451,265),(519,388)"``, the
+    question's Qwen 0-1000 frame), so a template that needs it fails on a question without one.
     """
     for text in question_remove:
         question = question.replace(text, "")
-    return {
+    variables: dict[str, Any] = {
         "question": question,
         "n_images": n_images,
         "image_choices": " | ".join(f"Image{i}" for i in range(1, n_images + 1)) + ".",
         "question_ref": question_ref(question),
     }
+    box = _QUESTION_BOX.search(question)
+    if box is not None:
+        variables["question_box"] = box.group(1).strip()
+    return variables
