@@ -1,346 +1,557 @@
 """GPU workload: full-size random-weight Qwen2-VL-7B and GroundingDINO, sequential vs batched.
 
-``python -m benchmarks.gpu_workload [--grounder tiny|base] [--examples 64] [--new-tokens 16]``
+``python -m benchmarks.gpu_workload [--dtype bfloat16|float32] [--json FILE] [--smoke]``
 
-Builds, from configs written out here (no downloads), checkpoints with the exact shapes of
-Qwen2-VL-7B-Instruct (bf16) and GroundingDINO tiny (Swin-T) or base (Swin-B 384) with a
-BERT-base text encoder, so every call costs what the real checkpoint costs. The weights are
-random, so the Qwen checkpoint decodes exactly ``--new-tokens`` tokens every time
-(``min_new_tokens = max_new_tokens``; no stop token can end a sequence early) and the sequential
-loop and the runner decode the same lengths. Its tokenizer has the real vocabulary size and
-special-token ids (151643-151656); its other entries are four-letter pseudo-words, so every
-generated token decodes to a distinct word and the identical-output check is meaningful.
+Builds (once, cached under ``--models-dir``) checkpoints with the exact shapes of
+Qwen2-VL-7B-Instruct and GroundingDINO tiny or base (:mod:`benchmarks.gpu_checkpoints`), then
+measures, in this order, each as soon as it is done: one printed line, and the JSON file
+rewritten with everything so far (a killed run keeps what it measured):
 
-Then it runs the CoT pipeline (paper mode: step 1 describes, step 2 grounds in the task's image)
-and the end-to-end pipeline over MIG-Lite examples whose pictures are upscaled to
-``--image-side`` pixels, once as the sequential batch-1 loop and once per batch size through the
-runner, counts the examples whose outputs are identical, and prints a table last.
-``--smoke`` runs the same code on CPU with shrunken shapes (to check the script, not to time).
-Checkpoints are cached under ``--models-dir`` between runs.
+1. checkpoint build and load times;
+2. per pipeline (CoT in paper mode, end-to-end): the sequential batch-1 loop (the public
+   evaluation's loop) on ``--seq-examples`` examples spread over the tasks, then the runner at
+   each ``--batch-sizes`` on ``--examples`` examples: ex/s, × sequential, peak GPU memory,
+   seconds inside each model (the grounder's share of the CoT time), and how many outputs equal
+   the sequential loop's. In float32 with TF32 off that is an exact check ("identical"); in
+   bfloat16 it is an *agreement rate* only (batched bf16 numerics flip near-tied random logits);
+3. peak GPU memory against visual tokens per forward pass (``--memory-tokens`` tokens per
+   image × ``--memory-images`` images × ``--memory-batches`` requests; an out-of-memory point is
+   recorded and ends its row), for the ``max_pixels`` / batch-size guidance of docs/scaling.md;
+4. with ``--static-cache``: the end-to-end runner with a static KV cache (compiled decoding on
+   CUDA) against the plain path, same batch size;
+5. unless the main dtype is float32 or ``--no-fp32-check``: the model reloaded in float32 with
+   TF32 off, sequential vs runner at ``--check-batch`` on ``--check-examples`` examples
+   (identical outputs expected).
+
+Every later measurement starts only when its estimate (from the rates measured so far) fits in
+``--budget-s`` seconds counted from the start; the rest are listed as skipped.
+
+The default is sized for one H200 in one 8-minute call, from the first measurements there
+(benchmarks/RESULTS.md, H200 2026-11): building the 16.6 GB checkpoint ≈ 120 s (first run only),
+loading it ≈ 15-20 s; sequential 1.1-1.4 ex/s, so 8 examples × 2 pipelines ≈ 14 s; the runner
+reached 3.3-3.8 ex/s at batch 16, so 64 examples at batch 16, 32 and 64 × 2 pipelines ≤ 120 s
+even if batching gained nothing past 16; 6 memory points ≤ 30 s; the float32 check (reload ≈ 30
+s, 8 examples × 2 loops × 2 pipelines at ≈ 1.3 ex/s) ≈ 55 s. Worst case ≈ 370 s, so
+``--budget-s 330`` (the default) keeps the run under 6 minutes by skipping what would not fit.
+``--smoke`` runs the same code on CPU with shrunken shapes and a tiny default size (it checks
+the script, it does not time anything).
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
-import string
+import os
 import sys
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from benchmarks.compare import compare, dump, plateau, prepare
+from benchmarks.compare import (
+    Setup,
+    clear_adapter_caches,
+    identical,
+    measure_runner,
+    measure_sequential,
+    plateau,
+    prepare,
+)
+from benchmarks.gpu_checkpoints import build_gdino, build_qwen, upscale_images
+from benchmarks.live_report import Budget, LiveReport
 from benchmarks.measure import environment, max_rss_mib
 from benchmarks.run import PIPELINES, parse_batch_sizes, parse_pipelines
-from benchmarks.workloads import MODEL_TASKS, fix_generation_length, lite_benchmark, model_config
+from benchmarks.workloads import MODEL_TASKS, lite_benchmark, model_config
 
-QWEN_VOCAB = 152064
-QWEN_SPECIAL_FIRST_ID = 151643  # <|endoftext|>; the rest of the special tokens follow in order
-BERT_VOCAB = 30522
-
-# Qwen2-VL-7B-Instruct config.json (text and vision towers), written out by hand.
-QWEN2_VL_7B_TEXT = {
-    "vocab_size": QWEN_VOCAB,
-    "hidden_size": 3584,
-    "intermediate_size": 18944,
-    "num_hidden_layers": 28,
-    "num_attention_heads": 28,
-    "num_key_value_heads": 4,
-    "hidden_act": "silu",
-    "max_position_embeddings": 32768,
-    "rms_norm_eps": 1e-6,
-    "rope_theta": 1000000.0,
-    "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
-    "use_sliding_window": False,
-    "sliding_window": 32768,
-    "max_window_layers": 28,
-    "bos_token_id": 151643,
-    "eos_token_id": 151645,
-    "pad_token_id": 151643,
-}
-QWEN2_VL_7B_VISION = {
-    "depth": 32,
-    "embed_dim": 1280,
-    "hidden_size": 3584,
-    "mlp_ratio": 4,
-    "num_heads": 16,
-    "in_chans": 3,
-    "patch_size": 14,
-    "spatial_merge_size": 2,
-    "temporal_patch_size": 2,
-}
-QWEN_SMOKE_TEXT = {
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "max_window_layers": 2,
-    "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
-}
-QWEN_SMOKE_VISION = {"depth": 1, "embed_dim": 32, "hidden_size": 64, "num_heads": 2}
-
-# Swin backbones of grounding-dino-tiny (Swin-T 224) and grounding-dino-base (Swin-B 384).
-SWIN = {
-    "tiny": {
-        "embed_dim": 96,
-        "depths": [2, 2, 6, 2],
-        "num_heads": [3, 6, 12, 24],
-        "window_size": 7,
-    },
-    "base": {
-        "embed_dim": 128,
-        "depths": [2, 2, 18, 2],
-        "num_heads": [4, 8, 16, 32],
-        "window_size": 12,
-        "image_size": 384,
-    },
-    "smoke": {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 2, 2], "window_size": 4},
-}
-GDINO_SMOKE = {
-    "d_model": 32,
-    "encoder_layers": 1,
-    "decoder_layers": 2,
-    "encoder_attention_heads": 2,
-    "decoder_attention_heads": 2,
-    "encoder_ffn_dim": 64,
-    "decoder_ffn_dim": 64,
-    "num_queries": 20,
-    "encoder_n_points": 2,
-    "decoder_n_points": 2,
-}
-BERT_SMOKE = {
-    "hidden_size": 32,
-    "num_hidden_layers": 1,
-    "num_attention_heads": 2,
-    "intermediate_size": 64,
-}
+ADAPTER_METHODS = ("reason", "ground", "predict")
+TARGETS = {"speedup": 6.0, "grounder_share": 0.15, "cot_over_e2e": 1.2}
 
 
-def _pseudo_words() -> Any:
-    """Four-letter lower-case words, ``aaaa``, ``aaab``, ... (distinct and space-free)."""
-    return ("".join(t) for t in itertools.product(string.ascii_lowercase, repeat=4))
+class CallTimes:
+    """Seconds spent inside each adapter's model method (summed over threads), per measurement.
+
+    Wraps ``reason`` / ``ground`` / ``predict`` of the adapter objects themselves, so both the
+    sequential loop and the runner's batching proxies go through the wrappers."""
+
+    def __init__(self, adapters: dict[str, Any]) -> None:
+        self.seconds: dict[str, float] = {}
+        for key, adapter in adapters.items():
+            for method in ADAPTER_METHODS:
+                fn = getattr(adapter, method, None)
+                if callable(fn):
+                    setattr(adapter, method, self._timed(f"{key}.{method}", fn))
+
+    def _timed(self, name: str, fn: Any) -> Any:
+        def call(requests: list[Any]) -> list[Any]:
+            t0 = time.perf_counter()
+            try:
+                return fn(requests)
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+        return call
+
+    @contextmanager
+    def measuring(self) -> Any:
+        """Reset, run the block, keep the sums (rounded) in the yielded dict."""
+        self.seconds = {}
+        out: dict[str, float] = {}
+        yield out
+        out.update({k: round(v, 3) for k, v in self.seconds.items()})
 
 
-def build_qwen_tokenizer(folder: Path) -> Any:
-    """A word-level tokenizer with Qwen2-VL's vocabulary size and special-token ids."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import Qwen2TokenizerFast
-
-    from cot_ground.testing.tiny_models import QWEN_CHAT_TEMPLATE, QWEN_SPECIAL_TOKENS
-
-    words = _pseudo_words()
-    vocab: dict[str, int] = {"<unk>": 0}
-    for i in range(1, QWEN_VOCAB):
-        special = i - QWEN_SPECIAL_FIRST_ID
-        vocab[QWEN_SPECIAL_TOKENS[special] if 0 <= special < 14 else next(words)] = i
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
-    fast = Qwen2TokenizerFast(
-        tokenizer_object=tok,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        unk_token="<unk>",
-        bos_token=None,
-        additional_special_tokens=QWEN_SPECIAL_TOKENS[1:],
-    )
-    fast.chat_template = QWEN_CHAT_TEMPLATE
-    fast.save_pretrained(folder)
-    return fast
+def _spread(items: list[Any], k: int) -> list[Any]:
+    """``k`` items taken evenly across ``items`` (so every task is represented)."""
+    step = max(1, len(items) // max(1, k))
+    return items[::step][:k]
 
 
-def build_qwen(folder: Path, device: str, smoke: bool, new_tokens: int) -> Path:
-    """Save a random-weight Qwen2-VL-7B-shaped checkpoint (config, weights, processor)."""
+def _outputs_label(dtype: str, same: int, total: int) -> dict[str, Any]:
+    exact = dtype == "float32"
+    return {
+        "same": same,
+        "of": total,
+        "kind": "identical (float32, TF32 off: exact check)"
+        if exact
+        else f"agreement rate ({dtype}: batched numerics flip near-tied random logits; "
+        "not a correctness check)",
+    }
+
+
+def _cuda() -> Any:
     import torch
-    from transformers import (
-        AutoConfig,
-        AutoModelForImageTextToText,
-        GenerationConfig,
-        Qwen2VLImageProcessor,
-        Qwen2VLProcessor,
-        Qwen2VLVideoProcessor,
-    )
 
-    from cot_ground.testing.tiny_models import QWEN_CHAT_TEMPLATE
-
-    if not (folder / ".complete").is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        tokenizer = build_qwen_tokenizer(folder)
-        text = {**QWEN2_VL_7B_TEXT, **(QWEN_SMOKE_TEXT if smoke else {})}
-        vision = {**QWEN2_VL_7B_VISION, **(QWEN_SMOKE_VISION if smoke else {})}
-        config = AutoConfig.for_model(
-            "qwen2_vl",
-            text_config=text,
-            vision_config=vision,
-            tie_word_embeddings=False,
-            image_token_id=tokenizer.convert_tokens_to_ids("<|image_pad|>"),
-            video_token_id=tokenizer.convert_tokens_to_ids("<|video_pad|>"),
-            vision_start_token_id=tokenizer.convert_tokens_to_ids("<|vision_start|>"),
-            vision_end_token_id=tokenizer.convert_tokens_to_ids("<|vision_end|>"),
-        )
-        torch.manual_seed(0)
-        dtype = torch.float32 if smoke else torch.bfloat16
-        with torch.device(device):
-            model = AutoModelForImageTextToText.from_config(config, torch_dtype=dtype)
-        model.generation_config = GenerationConfig(
-            eos_token_id=text["eos_token_id"], pad_token_id=text["pad_token_id"], do_sample=False
-        )
-        model.save_pretrained(folder)
-        del model
-        image = Qwen2VLImageProcessor(patch_size=14, merge_size=2, temporal_patch_size=2)
-        video = Qwen2VLVideoProcessor(patch_size=14, merge_size=2)
-        Qwen2VLProcessor(image, tokenizer, video, chat_template=QWEN_CHAT_TEMPLATE).save_pretrained(
-            folder
-        )
-        (folder / ".complete").write_text("ok\n")
-    fix_generation_length(folder, new_tokens)
-    return folder
+    return torch.cuda if torch.cuda.is_available() else None
 
 
-def build_gdino(folder: Path, size: str, device: str, smoke: bool) -> Path:
-    """Save a random-weight GroundingDINO (Swin-T or Swin-B, BERT-base text) with processor."""
+def _set_tf32(enabled: bool) -> dict[str, bool]:
     import torch
-    from transformers import (
-        BertConfig,
-        BertTokenizerFast,
-        GroundingDinoConfig,
-        GroundingDinoForObjectDetection,
-        GroundingDinoImageProcessor,
-        GroundingDinoProcessor,
-        SwinConfig,
-    )
 
-    from cot_ground.testing.tiny_models import bert_vocab
-
-    if (folder / ".complete").is_file():
-        return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    # BERT's special ids (101, 102, 1012, 1029) where GroundingDINO wants them
-    vocab = bert_vocab()
-    vocab += [f"[filler{i}]" for i in range(BERT_VOCAB - len(vocab))]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
-    backbone = SwinConfig(
-        **SWIN["smoke" if smoke else size], out_features=["stage2", "stage3", "stage4"]
-    )
-    text = BertConfig(vocab_size=BERT_VOCAB, **(BERT_SMOKE if smoke else {}))
-    config = GroundingDinoConfig(
-        backbone_config=backbone, text_config=text, **(GDINO_SMOKE if smoke else {})
-    )
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = GroundingDinoForObjectDetection(config)
-    model.save_pretrained(folder)
-    del model
-    image_processor = GroundingDinoImageProcessor(
-        size={"shortest_edge": 96, "longest_edge": 160} if smoke else None
-    )
-    GroundingDinoProcessor(image_processor, tokenizer).save_pretrained(folder)
-    (folder / ".complete").write_text("ok\n")
-    return folder
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+    return {"matmul": enabled, "cudnn": enabled}
 
 
-def upscale_images(data_file: Path, side: int) -> None:
-    """Resize every picture of a MIG-Lite folder so its long side is ``side`` pixels (once)."""
-    from PIL import Image
+class Workload:
+    """One run of the GPU workload: its arguments, report, budget and current adapters."""
 
-    from cot_ground.images import decode_rgb
+    def __init__(self, args: argparse.Namespace, report: LiveReport) -> None:
+        self.args = args
+        self.report = report
+        self.budget = Budget(report, args.budget_s)
+        self.device = "cpu" if args.smoke else "cuda"
+        self.rates: dict[str, float] = {}  # best ex/s seen per pipeline (for estimates)
 
-    marker = data_file.parent / f".upscaled-{side}"
-    if marker.is_file():
-        return
-    for path in sorted((data_file.parent / "MIG-Bench").rglob("*.jpg")):
-        im = decode_rgb(path)
-        scale = side / max(im.size)
-        resized = im.resize(
-            (round(im.width * scale), round(im.height * scale)), Image.Resampling.BICUBIC
+    # ------------------------------------------------------------------ setup
+    def checkpoints(self) -> tuple[Path, Path, Path]:
+        """Build (or find) both checkpoints and the MIG-Lite data; report the times."""
+        a = self.args
+        root = a.models_dir / ("smoke" if a.smoke else "full")
+        qwen_dir = root / "qwen2-vl-7b-shape"
+        gdino_dir = root / f"gdino-{a.grounder}-shape"
+        with self._build(qwen_dir):
+            build_qwen(qwen_dir, self.device, a.smoke, a.new_tokens)
+        with self._build(gdino_dir):
+            build_gdino(gdino_dir, a.grounder, self.device, a.smoke)
+        cuda = _cuda()
+        if cuda is not None:
+            cuda.empty_cache()
+        t0 = time.perf_counter()
+        data = lite_benchmark(root / "lite", a.examples, MODEL_TASKS)
+        upscale_images(data, a.image_side)
+        self.report.say(f"MIG-Lite data ready: {time.perf_counter() - t0:.1f} s")
+        return qwen_dir, gdino_dir, data
+
+    @contextmanager
+    def _build(self, folder: Path) -> Any:
+        """Time the block that builds ``folder`` (instant when it holds a finished build)."""
+        cached = (folder / ".complete").is_file()
+        t0 = time.perf_counter()
+        yield
+        seconds = round(time.perf_counter() - t0, 2)
+        self.report.add(
+            "checkpoints",
+            {"what": "build", "checkpoint": folder.name, "cached": cached, "seconds": seconds},
+            f"build {folder.name}: {seconds:.1f} s ({'cached' if cached else 'built'})",
         )
-        resized.save(path, format="JPEG", quality=90)
-    marker.write_text("ok\n")
+
+    def load(self, paths: tuple[Path, Path, Path], dtype: str, n: int, batch: int, **qwen: Any):
+        """Build the adapters (loading the weights) for ``n`` examples; report the load time."""
+        qwen_dir, gdino_dir, data = paths
+        a = self.args
+        config = model_config(
+            "bench-gpu",
+            data,
+            n,
+            qwen_dir,
+            gdino_dir,
+            device=self.device,
+            qwen_dtype=dtype,
+            new_tokens=a.new_tokens,
+            batch_size=batch,
+            qwen_options={**a.qwen_options, **qwen},
+            gdino_options=a.gdino_options,
+        )
+        t0 = time.perf_counter()
+        setup = prepare(config, tempfile.mkdtemp(prefix="cot-ground-gpu-", dir=a.work_dir))
+        seconds = round(time.perf_counter() - t0, 2)
+        self.report.add(
+            "checkpoints",
+            {"what": "load", "dtype": dtype, "options": qwen, "seconds": seconds},
+            f"load both models ({dtype}{', ' + str(qwen) if qwen else ''}): {seconds:.1f} s",
+        )
+        return setup, CallTimes(setup.adapters)
+
+    # ------------------------------------------------------------------ measurements
+    def sequential(
+        self, setup: Setup, times: CallTimes, pipeline: str, dtype: str, k: int
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        """The batch-1 loop on ``k`` examples spread over ``setup``'s; (row, records), or None
+        when the budget has no room for it."""
+        sub = Setup(setup.config, _spread(setup.examples, k), setup.adapters, setup.work_dir)
+        estimate = len(sub.examples) / self.rates.get(f"{pipeline}-seq", 1.0)
+        if not self.budget.allows(f"{pipeline} sequential ({dtype})", estimate):
+            return None
+        with times.measuring() as inside:
+            row, records = measure_sequential(sub, pipeline, repeats=1, warmup=0)
+        self.rates[f"{pipeline}-seq"] = row["ex_per_s"]
+        row.update(dtype=dtype, model_s=inside, grounder_share=grounder_share(row, inside))
+        self.report.add(
+            "rows", row,
+            f"{pipeline:<4} sequential  ({dtype}) {row['ex_per_s']:7.2f} ex/s "
+            f"on {row['examples']} examples{_shares(row)}{_memory(row)}",
+        )  # fmt: skip
+        return row, records
+
+    def runner(
+        self,
+        setup: Setup,
+        times: CallTimes,
+        pipeline: str,
+        batch: int,
+        dtype: str,
+        reference: tuple[dict[str, Any], list[dict[str, Any]]] | None,
+        label: str = "runner",
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        """The runner at ``batch``; compared with ``reference`` (row, records) when given."""
+        rate = self.rates.get(pipeline) or self.rates.get(f"{pipeline}-seq")
+        estimate = len(setup.examples) / rate if rate else None
+        if not self.budget.allows(f"{pipeline} {label} b={batch} ({dtype})", estimate):
+            return None
+        clear_adapter_caches(setup.adapters)
+        with times.measuring() as inside:
+            row, records = measure_runner(setup, pipeline, batch, repeats=1, warmup=0)
+        self.rates[pipeline] = max(self.rates.get(pipeline, 0.0), row["ex_per_s"] or 0.0)
+        row.update(dtype=dtype, model_s=inside, mode=label)
+        row["grounder_share"] = grounder_share(row, inside)
+        text = ""
+        if reference is not None:
+            ref_row, ref_records = reference
+            same, total = identical(ref_records, records)
+            row["outputs_vs_reference"] = {
+                "reference": f"{ref_row['mode']} b={ref_row['batch_size']}",
+                **_outputs_label(dtype, same, total),
+            }
+            if ref_row["ex_per_s"] and row["ex_per_s"]:
+                row["speedup_vs_reference"] = round(row["ex_per_s"] / ref_row["ex_per_s"], 3)
+            kind = "identical" if dtype == "float32" else "agree"
+            text = (
+                f" x{row.get('speedup_vs_reference', 0):.2f} vs {ref_row['mode']},"
+                f" {kind} {same}/{total}"
+            )
+        self.report.add(
+            "rows", row,
+            f"{pipeline:<4} {label:<11} ({dtype}) b={batch:<3} {row['ex_per_s']:7.2f} ex/s"
+            f"{text}{_shares(row)}{_memory(row)}",
+        )  # fmt: skip
+        return row, records
+
+    def memory_sweep(self, paths: tuple[Path, Path, Path], setup: Setup, dtype: str) -> None:
+        """Peak GPU memory of one end-to-end forward pass (prefill + ``--new-tokens``) against
+        its visual tokens; ``min_pixels = max_pixels`` fixes the tokens per image."""
+        from cot_ground.models.base import ChatRequest
+        from cot_ground.models.oom import free_accelerator_memory, is_out_of_memory
+        from cot_ground.models.registry import build
+        from cot_ground.models.settings import ModelSettings
+
+        a = self.args
+        cuda = _cuda()
+        images = list(dict.fromkeys(p for ex in setup.examples for p in ex.images))
+        pictures = (images * a.memory_images)[: a.memory_images]
+        for tokens in a.memory_tokens:
+            for batch in a.memory_batches:
+                what = f"memory {tokens} tokens/image x {a.memory_images} images x {batch}"
+                if not self.budget.allows(what, None):
+                    return
+                pixels = tokens * 28 * 28
+                adapter = build(
+                    "qwen-vl-e2e",
+                    ModelSettings(
+                        path=str(paths[0]), device=self.device, dtype=dtype,
+                        min_pixels=pixels, max_pixels=pixels, max_new_tokens=a.new_tokens,
+                        options={"batch_size": batch},
+                    ),
+                )  # fmt: skip
+                requests = [ChatRequest(images=pictures, prompt="Where?") for _ in range(batch)]
+                visual = sum(adapter.runner.visual_tokens(r.images) for r in requests)
+                record: dict[str, Any] = {
+                    "tokens_per_image": tokens, "images_per_request": len(pictures),
+                    "batch": batch, "visual_tokens": visual, "dtype": dtype,
+                }  # fmt: skip
+                if cuda is not None:
+                    cuda.synchronize()
+                    cuda.reset_peak_memory_stats()
+                    base = cuda.memory_allocated()
+                t0 = time.perf_counter()
+                try:
+                    adapter.predict(requests)
+                    record["oom"] = False
+                except Exception as exc:
+                    if not is_out_of_memory(exc):
+                        raise
+                    record["oom"] = True
+                record["seconds"] = round(time.perf_counter() - t0, 3)
+                if cuda is not None:
+                    cuda.synchronize()
+                    record["peak_gib"] = round(cuda.max_memory_allocated() / 2**30, 2)
+                    record["over_resident_gib"] = round(
+                        (cuda.max_memory_allocated() - base) / 2**30, 2
+                    )
+                del adapter
+                free_accelerator_memory()
+                peak = record.get("peak_gib")
+                peak_text = f"peak {peak} GiB" if peak is not None else "peak n/a (no CUDA)"
+                self.report.add(
+                    "memory", record,
+                    f"memory {visual:>7} visual tokens ({tokens}/image x {len(pictures)} x "
+                    f"{batch}): " + ("OUT OF MEMORY" if record["oom"] else
+                                     f"{peak_text}, {record['seconds']:.1f} s"),
+                )  # fmt: skip
+                if record["oom"]:
+                    break
+
+
+def grounder_share(row: dict[str, Any], inside: dict[str, float]) -> float | None:
+    """Seconds inside the grounder over the pass's wall seconds (None without a grounder)."""
+    wall = row.get("wall_s_median") or 0
+    ground = sum(v for k, v in inside.items() if k.endswith(".ground"))
+    return round(ground / wall, 3) if wall and ground else None
+
+
+def _shares(row: dict[str, Any]) -> str:
+    share = row.get("grounder_share")
+    return f", grounder {100 * share:.0f}% of wall" if share is not None else ""
+
+
+def _memory(row: dict[str, Any]) -> str:
+    mib = row.get("peak_gpu_mib")
+    return f", peak {mib / 1024:.1f} GiB" if mib else ""
+
+
+def _free(setup: Setup | None) -> None:
+    from cot_ground.models.oom import free_accelerator_memory
+    from cot_ground.models.registry import clear_cache
+
+    if setup is not None:
+        setup.adapters.clear()
+    clear_cache()
+    free_accelerator_memory()
+
+
+def summarize(rows: list[dict[str, Any]], pipelines: list[str], dtype: str) -> dict[str, Any]:
+    """Best runner batch per pipeline in ``dtype`` and the issue's targets, met or not."""
+    out: dict[str, Any] = {"dtype": dtype, "targets": TARGETS}
+    best: dict[str, dict[str, Any]] = {}
+    for p in pipelines:
+        mine = [r for r in rows if r["pipeline"] == p and r.get("dtype") == dtype]
+        runner = [r for r in mine if r["mode"] == "runner" and r.get("ex_per_s")]
+        if runner:
+            best[p] = max(runner, key=lambda r: r["ex_per_s"])
+            out[p] = {
+                "best_batch": best[p]["batch_size"],
+                "ex_per_s": best[p]["ex_per_s"],
+                "speedup": best[p].get("speedup_vs_reference"),
+                "plateau_after_batch": plateau(mine),
+            }
+            out[p]["speedup_met"] = (out[p]["speedup"] or 0) >= TARGETS["speedup"]
+    if "cot" in best:
+        share = best["cot"].get("grounder_share")
+        out["grounder_share"] = {"value": share, "met": share is not None and share <= 0.15}
+    if "cot" in best and "e2e" in best:
+        ratio = best["cot"]["ms_per_example"] / best["e2e"]["ms_per_example"]
+        out["cot_over_e2e"] = {"value": round(ratio, 3), "met": ratio <= TARGETS["cot_over_e2e"]}
+    return out
+
+
+def _table(summary: dict[str, Any], smoke: bool) -> str:
+    note = " -- smoke run: shrunken CPU models, the figures mean nothing" if smoke else ""
+    lines = [f"summary ({summary['dtype']}){note}:"]
+    for p in PIPELINES:
+        if p in summary:
+            s = summary[p]
+            lines.append(
+                f"  {p}: best batch {s['best_batch']}, {s['ex_per_s']:.2f} ex/s, "
+                f"x{s['speedup'] or 0:.2f} sequential (target >= 6: "
+                f"{'met' if s['speedup_met'] else 'not met'})"
+            )
+    for key, what in (("grounder_share", "grounder share of CoT wall"), ("cot_over_e2e",
+                      "CoT / end-to-end cost per example")):  # fmt: skip
+        if key in summary:
+            v = summary[key]
+            lines.append(f"  {what}: {v['value']} ({'met' if v['met'] else 'not met'})")
+    return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line arguments."""
+    """Command-line arguments (``--smoke`` changes the size defaults)."""
+    ints = parse_batch_sizes
     ap = argparse.ArgumentParser(prog="python -m benchmarks.gpu_workload", description=__doc__)
+    ap.add_argument(
+        "--dtype",
+        choices=["bfloat16", "float32"],
+        default="bfloat16",
+        help="Qwen dtype of the main measurements (GroundingDINO: float32)",
+    )
     ap.add_argument("--grounder", choices=["tiny", "base"], default="tiny")
-    ap.add_argument("--examples", type=int, default=64)
-    ap.add_argument("--new-tokens", type=int, default=16)
-    ap.add_argument("--image-side", type=int, default=768, help="long side of every picture")
-    ap.add_argument("--batch-sizes", type=parse_batch_sizes, default=[1, 2, 4, 8, 16])
+    ap.add_argument("--examples", type=int, help="runner examples (64; smoke 4)")
+    ap.add_argument("--seq-examples", type=int, help="sequential-loop examples (8; smoke 2)")
+    ap.add_argument("--batch-sizes", type=ints, help="runner batch sizes (16,32,64; smoke 2,4)")
     ap.add_argument("--pipelines", type=parse_pipelines, default=list(PIPELINES))
-    ap.add_argument("--repeats", type=int, default=1)
-    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--new-tokens", type=int, default=16)
+    ap.add_argument("--image-side", type=int, help="long side of every picture (768; smoke 256)")
+    ap.add_argument(
+        "--max-batch-visual-tokens",
+        type=int,
+        help="Qwen option max_batch_visual_tokens (default: none)",
+    )
+    ap.add_argument(
+        "--pad-grounder-batches",
+        action="store_true",
+        help="GroundingDINO option pad_batches (answers may differ slightly)",
+    )
+    ap.add_argument("--memory-tokens", type=ints, help="visual tokens per image (256,1024,4096)")
+    ap.add_argument("--memory-batches", type=ints, help="requests per pass (1,4)")
+    ap.add_argument("--memory-images", type=int, default=6, help="images per request")
+    ap.add_argument("--no-memory-sweep", action="store_true")
+    ap.add_argument(
+        "--static-cache",
+        action="store_true",
+        help="also measure static-KV-cache decoding (compiled on CUDA)",
+    )
+    ap.add_argument("--static-batch", type=int, default=16)
+    ap.add_argument("--no-fp32-check", action="store_true")
+    ap.add_argument("--check-examples", type=int, default=8)
+    ap.add_argument("--check-batch", type=int, default=8)
+    ap.add_argument(
+        "--budget-s",
+        type=float,
+        default=330.0,
+        help="start no measurement that would end later than this (330)",
+    )
     ap.add_argument("--models-dir", type=Path, default=Path.home() / ".cache/cot-ground-bench")
-    ap.add_argument("--json", type=Path)
+    ap.add_argument("--work-dir", type=Path, help="run folders (default: a temporary folder)")
+    ap.add_argument(
+        "--json",
+        type=Path,
+        default=Path("gpu_workload.json"),
+        help="results, rewritten after every measurement (gpu_workload.json)",
+    )
     ap.add_argument("--smoke", action="store_true", help="CPU, shrunken shapes (checks the code)")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)  # fmt: skip
+    defaults = {
+        "examples": (64, 4), "seq_examples": (8, 2), "batch_sizes": ([16, 32, 64], [2, 4]),
+        "image_side": (768, 256), "memory_tokens": ([256, 1024, 4096], [4, 16]),
+        "memory_batches": ([1, 4], [1, 2]),
+    }  # fmt: skip
+    for key, (full, smoke) in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, smoke if args.smoke else full)
+    if args.smoke:
+        args.dtype = "float32"
+        args.memory_images = min(args.memory_images, 2)
+        args.check_examples, args.check_batch = min(args.check_examples, 2), 2
+    if min(args.examples, args.seq_examples, args.check_examples, args.memory_images) < 1:
+        ap.error("example and image counts must be >= 1")
+    args.qwen_options = (
+        {"max_batch_visual_tokens": args.max_batch_visual_tokens}
+        if args.max_batch_visual_tokens
+        else {}
+    )
+    args.gdino_options = {"pad_batches": True} if args.pad_grounder_batches else {}
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Build the checkpoints, run both loops, print the table last."""
+    """Run every phase the budget allows; return the result document."""
     import torch
 
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = parse_args(argv)
     if not args.smoke and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run on a GPU machine, or pass --smoke to check the code")
-    device = "cpu" if args.smoke else "cuda"
-    root = args.models_dir / ("smoke" if args.smoke else "full")
-    qwen_dir = build_qwen(root / "qwen2-vl-7b-shape", device, args.smoke, args.new_tokens)
-    gdino_dir = build_gdino(
-        root / f"gdino-{args.grounder}-shape", args.grounder, device, args.smoke
-    )
-    if device == "cuda":
-        torch.cuda.empty_cache()
-    data = lite_benchmark(root / "lite", args.examples, MODEL_TASKS)
-    upscale_images(data, args.image_side)
-    config = model_config(
-        "bench-gpu",
-        data,
-        args.examples,
-        qwen_dir,
-        gdino_dir,
-        device=device,
-        qwen_dtype="float32" if args.smoke else "bfloat16",
-        new_tokens=args.new_tokens,
-        batch_size=max(args.batch_sizes),
-    )
     with tempfile.TemporaryDirectory(prefix="cot-ground-gpu-bench-") as tmp:
-        setup = prepare(config, tmp)
-        rows = [
-            row
-            for p in args.pipelines
-            for row in compare(setup, p, args.batch_sizes, args.repeats, args.warmup)
-        ]
-    result = {
-        "workload": "gpu-smoke" if args.smoke else "gpu",
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "environment": environment(),
-        "max_rss_mib": round(max_rss_mib(), 1),
-        "rows": rows,
-        "plateau": {p: plateau([r for r in rows if r["pipeline"] == p]) for p in args.pipelines},
-    }
-    dump(result, args.json)
-    print(_table(rows, result["plateau"]))
-    return result
+        args.work_dir = args.work_dir or Path(tmp)
+        return _run(args)
 
 
-def _table(rows: list[dict[str, Any]], plateaus: dict[str, int | None]) -> str:
-    lines = [
-        f"{'pipeline':<9}{'mode':<11}{'batch':>5}{'ex/s':>9}{'x seq':>7}{'identical':>11}"
-        f"{'GPU MiB':>9}{'step ms (median)':>40}"
-    ]
-    for r in rows:
-        stages = ", ".join(f"{k} {v:.0f}" for k, v in r["stages_ms"].items() if k != "total")
-        lines.append(
-            f"{r['pipeline']:<9}{r['mode']:<11}{r['batch_size']:>5}{r['ex_per_s']:>9.2f}"
-            f"{r.get('speedup_vs_sequential', 1.0):>7.2f}"
-            f"{r.get('identical_to_sequential', '-'):>11}{r['peak_gpu_mib'] or 0:>9.0f}"
-            f"  {stages}"
+def _run(args: argparse.Namespace) -> dict[str, Any]:
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    report = LiveReport(
+        args.json,
+        {
+            "workload": "gpu-smoke" if args.smoke else "gpu",
+            "command": " ".join(["python -m benchmarks.gpu_workload", *sys.argv[1:]]),
+            "settings": settings,
+            "environment": environment(),
+            "tf32": _set_tf32(False) if args.dtype == "float32" else None,
+        },
+    )
+    report.say(f"results file: {args.json} (rewritten after every measurement)")
+    work = Workload(args, report)
+    paths = work.checkpoints()
+    top = max(args.batch_sizes + ([args.static_batch] if args.static_cache else []))
+    setup, times = work.load(paths, args.dtype, args.examples, top)
+    warm = Setup(setup.config, setup.examples[:2], setup.adapters, setup.work_dir)
+    for p in args.pipelines:  # first-call costs (kernels, allocator) outside every timing
+        measure_sequential(warm, p, repeats=1, warmup=0)
+    report.say("warm-up done")
+    rows: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    for p in args.pipelines:
+        seq = work.sequential(setup, times, p, args.dtype, args.seq_examples)
+        for b in args.batch_sizes:
+            measured = work.runner(setup, times, p, b, args.dtype, seq)
+            if measured is not None:
+                rows[f"{p}-{b}"] = measured
+    if not args.no_memory_sweep:
+        work.memory_sweep(paths, setup, args.dtype)
+    if args.static_cache and "e2e" in args.pipelines:
+        plain = rows.get(f"e2e-{args.static_batch}") or work.runner(
+            setup, times, "e2e", args.static_batch, args.dtype, None
         )
-    for p, b in plateaus.items():
-        lines.append(f"{p}: ex/s stops growing (<10% gain) after batch {b}" if b else f"{p}: -")
-    return "\n".join(lines)
+        _free(setup)
+        del times
+        static, static_times = work.load(paths, args.dtype, args.examples, top, static_cache=True)
+        warm = Setup(static.config, static.examples[: args.static_batch], static.adapters,
+                     static.work_dir)  # fmt: skip
+        measure_sequential(warm, "e2e", repeats=1, warmup=0)  # compiles outside the timing
+        work.runner(static, static_times, "e2e", args.static_batch, args.dtype, plain,
+                    label="static-kv")  # fmt: skip
+        setup, times = static, static_times
+    if args.dtype != "float32" and not args.no_fp32_check:
+        _free(setup)
+        del times
+        report.set("tf32_in_check", _set_tf32(False))
+        check, check_times = work.load(paths, "float32", args.check_examples, args.check_batch)
+        warm = Setup(check.config, check.examples[:1], check.adapters, check.work_dir)
+        for p in args.pipelines:
+            measure_sequential(warm, p, repeats=1, warmup=0)
+            seq = work.sequential(check, check_times, p, "float32", args.check_examples)
+            work.runner(check, check_times, p, args.check_batch, "float32", seq)
+    summary = summarize(report.document.get("rows", []), args.pipelines, args.dtype)
+    report.set("summary", summary)
+    report.set("max_rss_mib", round(max_rss_mib(), 1))
+    print(_table(summary, args.smoke), flush=True)
+    return report.document
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks` lives at the root
 
 from benchmarks.run import main
@@ -41,3 +43,64 @@ def test_overhead_workload_writes_json(tmp_path: Path, capsys) -> None:
     assert set(rows[0]["write_score_ms"]) == {"write", "score"}
     assert data["target"]["target_ms"] == 2.0 and isinstance(data["target"]["met"], bool)
     assert "x seq" in capsys.readouterr().out.splitlines()[0]
+
+
+def test_live_report_keeps_valid_json_after_every_measurement(tmp_path: Path, capsys) -> None:
+    from benchmarks.live_report import Budget, LiveReport
+
+    path = tmp_path / "out.json"
+    report = LiveReport(path, {"workload": "x"})
+    assert json.loads(path.read_text()) == {"workload": "x"}
+    report.add("rows", {"a": 1}, "first")
+    saved = json.loads(path.read_text())  # what a run killed now would leave
+    assert saved["rows"][0]["a"] == 1 and "at_s" in saved["rows"][0]
+    assert "first" in capsys.readouterr().out
+    budget = Budget(report, seconds=report.elapsed() + 5)
+    assert budget.allows("small", 1.0)
+    assert not budget.allows("large", 60.0)
+    assert not Budget(report, seconds=0).allows("anything", None)
+    saved = json.loads(path.read_text())
+    assert [s["what"] for s in saved["skipped"]] == ["large", "anything"]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_gpu_workload_smoke_reports_every_measurement(tmp_path: Path, capsys) -> None:
+    from benchmarks.gpu_workload import main as gpu_main
+
+    out = tmp_path / "gpu.json"
+    gpu_main(
+        [
+            "--smoke", "--examples", "2", "--seq-examples", "2", "--batch-sizes", "2",
+            "--memory-tokens", "4", "--memory-batches", "1,2", "--static-cache",
+            "--static-batch", "2", "--models-dir", str(tmp_path / "models"),
+            "--json", str(out),
+        ]
+    )  # fmt: skip
+    data = json.loads(out.read_text())
+    assert data["workload"] == "gpu-smoke" and data["settings"]["dtype"] == "float32"
+    builds = [c for c in data["checkpoints"] if c["what"] == "build"]
+    assert {c["checkpoint"] for c in builds} == {"qwen2-vl-7b-shape", "gdino-tiny-shape"}
+    assert [c["options"] for c in data["checkpoints"] if c["what"] == "load"] == [
+        {},
+        {"static_cache": True},
+    ]
+    rows = data["rows"]
+    assert [(r["pipeline"], r["mode"], r["batch_size"]) for r in rows] == [
+        ("cot", "sequential", 1),
+        ("cot", "runner", 2),
+        ("e2e", "sequential", 1),
+        ("e2e", "runner", 2),
+        ("e2e", "static-kv", 2),
+    ]
+    for r in (r for r in rows if r["mode"] != "sequential"):
+        check = r["outputs_vs_reference"]
+        assert check["kind"].startswith("identical (float32") and check["same"] == check["of"]
+    assert rows[1]["grounder_share"] > 0
+    assert {"reasoner.reason", "grounder.ground"} <= set(rows[1]["model_s"])
+    memory = data["memory"]
+    assert [m["batch"] for m in memory] == [1, 2] and not any(m["oom"] for m in memory)
+    assert memory[1]["visual_tokens"] == 2 * memory[0]["visual_tokens"]
+    assert set(data["summary"]) >= {"cot", "e2e", "grounder_share", "cot_over_e2e"}
+    printed = capsys.readouterr().out
+    assert printed.count("ex/s") >= len(rows) and "smoke run" in printed
