@@ -252,12 +252,13 @@ def test_every_returned_box_round_trips_through_its_frame(
     frame, size = frame_size
     result = parse_box(prefix + template.format(*coords), frame, size)
     values = [float(c) for c in coords]
-    if frame in (Frame.QWEN1000, Frame.QWEN3_1000) and all(0 <= v <= 1 for v in values):
-        if any(not v.is_integer() for v in values):  # unit floats in an integer frame
-            assert result.status is ParseStatus.FRAME_MISMATCH
-            result = parse_box(prefix + template.format(*coords), frame, unit_floats="fraction")
-            assert result.box.to_list() == pytest.approx(values)
-            return
+    integer_frame = frame in (Frame.QWEN1000, Frame.QWEN3_1000)
+    fractions = all(0 <= v <= 1 for v in values) and not all(map(float.is_integer, values))
+    if integer_frame and fractions:
+        assert result.status is ParseStatus.FRAME_MISMATCH  # unit floats in an integer frame
+        result = parse_box(prefix + template.format(*coords), frame, unit_floats="fraction")
+        assert result.box.to_list() == pytest.approx(values)
+        return
     assert result.status is ParseStatus.OK
     assert result.box.to_frame(frame, size) == pytest.approx([float(c) for c in coords])
 
