@@ -149,6 +149,7 @@ def test_strict_and_image_stated_per_task(migician_calibrated: dict, migbench_di
             assert s["image_stated"] == 0.0
             assert s["strict"]["acc@0.5"] == pytest.approx(s["acc@0.5"])
     assert result["average"]["strict"] is None
+    assert result["strict_unknown"] == ["group_grounding"]
     assert result["groups"]["spontaneous"]["strict"]["acc@0.5"] == pytest.approx(62.30, abs=0.01)
     assert result["groups"]["referential"]["strict"] is None
     # the paper's group means beside the average (Table 5 layout), official and as logged
@@ -169,6 +170,7 @@ def test_strict_group_grounding_with_the_annotation_file(
     assert group["strict"]["acc@0.5"] == pytest.approx(31.55, abs=0.01)
     assert result["average"]["strict"]["acc@0.5"] < result["average"]["acc@0.5"]
     assert result["bench"] == str(revised)
+    assert result["strict_unknown"] == []
     qwen_all = rescore_logs(qwen2_vl, bench=revised)
     qwen = qwen_all["tasks"]["group_grounding"]
     assert qwen["image_stated"] == 0.0 and qwen["strict"]["acc@0.5"] == 0.0

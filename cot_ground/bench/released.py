@@ -153,7 +153,8 @@ def rescore_logs(
     unknown), ``logged`` (the file's own figures), ``status`` (parse status counts),
     ``agreement`` (see :data:`AGREEMENT_KINDS`), ``decision_changes`` (items whose Acc@0.5
     outcome differs from the log) and ``file``; ``average`` and each group also have
-    ``strict`` (None unless every task of it has one) and ``logged``. Raises
+    ``strict`` (None unless every task of it has one) and ``logged``; ``strict_unknown`` lists
+    the tasks without strict figures (their target images need ``bench``). Raises
     :class:`ReleasedLogError` for unreadable logs, a task given twice, or logs that do not
     match ``bench``.
     """
@@ -214,6 +215,7 @@ def rescore_logs(
     table["frame"] = Frame(frame).value
     table["unit_floats"] = unit_floats
     table["bench"] = None if bench is None else str(bench)
+    table["strict_unknown"] = [t for t, info in table["tasks"].items() if info["strict"] is None]
     return table
 
 
