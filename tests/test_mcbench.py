@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from cot_ground.bench.mcbench import MCBenchError, load_mcbench
-from cot_ground.bench.mcbench_metrics import mcbench_metrics
+from cot_ground.bench.mcbench_metrics import as_image_boxes, mcbench_metrics
 from cot_ground.boxes import Box
 from cot_ground.records import ImageBox, Prediction
 
@@ -116,3 +116,18 @@ def test_prediction_record_holds_several_boxes_or_none() -> None:
         "x2": 1,
         "y2": 1,
     }
+
+
+def test_single_box_predictions_become_mc_bench_answers() -> None:
+    box = Box.from_unit([0.1, 0.1, 0.5, 0.5])
+    single = Prediction(example_id="0", pipeline="som", task="Referring", image_index=0, box=box)
+    assert as_image_boxes(single) == [ImageBox(image_index=0, box=box)]
+    unnamed = Prediction(example_id="0", pipeline="e2e", task="Referring", box=box)
+    assert as_image_boxes(unnamed) == []
+    none = Prediction(example_id="0", pipeline="som", task="Referring", boxes=[])
+    assert as_image_boxes(none) == []
+    answers = {0: as_image_boxes(single), 1: [], 2: [], 3: []}
+    m = mcbench_metrics(load_mcbench(FIXTURE), answers)
+    # group 1: one TP among 3 GT -> recall 1/3 at precision 1: 34 of 101 thresholds
+    assert m.ap50 == pytest.approx(3 / 4 * 34 / 101)
+    assert m.accuracy == pytest.approx(2 / 4)  # s0 misses image 2; both negatives right

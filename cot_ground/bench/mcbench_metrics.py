@@ -33,7 +33,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from cot_ground.bench.mcbench import MCBench, MCSample
-from cot_ground.records import ImageBox
+from cot_ground.records import ImageBox, Prediction
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,17 @@ def mcbench_metrics(
         gt_per_group=gt_counts,
         match_groups=match_groups,
     )
+
+
+def as_image_boxes(prediction: Prediction) -> list[ImageBox]:
+    """The MC-Bench answer of a prediction: its ``boxes`` when it has them (``[]`` = "no
+    target"), else its single box on its image (score 1, group 1), else ``[]`` (a prediction
+    without a box, or whose box names no image, found no target)."""
+    if prediction.boxes is not None:
+        return list(prediction.boxes)
+    if prediction.box is None or prediction.image_index is None:
+        return []
+    return [ImageBox(image_index=prediction.image_index, box=prediction.box)]
 
 
 def _gt_dataset(bench: MCBench) -> dict[str, Any]:
