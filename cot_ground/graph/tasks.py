@@ -3,7 +3,10 @@
 Everything task-specific that is not prompt wording lives here as data (prompt wording lives in
 ``prompts/``). Image indices are 0-based. Rules for the step-2 image in ``paper`` mode follow
 the public Migician CoT script: a fixed image, the ground-truth target image (which that script
-reads from the question), or the image step 1 chose.
+reads from the question), or the image step 1 chose. A fixed image applies only when the
+question names none: where it names the target ("… in the 1th image"), ``paper`` mode uses that
+image (``cot_ground.graph.nodes.CoTNodes._step2_image``). Where step 1's choice cannot be read,
+``paper`` mode sends the first image, as the paper's appendix does.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ class TaskRule:
     """What the graph needs to know about a task beyond its prompt files."""
 
     paper_image: PaperImage
-    """Step-2 image in ``paper`` mode: fixed index, ``"target"`` or ``"reasoner"``."""
+    """Step-2 image in ``paper`` mode: fixed index (when the question names no image),
+    ``"target"`` or ``"reasoner"``."""
     reference_image: ReferenceImage = None
     """Image a picture-based grounder matches against: fixed index, ``"other"`` (the other
     image of a two-image example), a number in the question, or None."""
