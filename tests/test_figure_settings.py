@@ -115,3 +115,31 @@ def test_every_prediction_records_its_figure_settings() -> None:
         "e2e": {"max_new_tokens": 128, "unit_floats": "reject"},
     }
     assert pred.prompt_variant == "migician" and pred.prompt_hash
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_rescore_cli_unit_floats(migbench_dir: Path) -> None:
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from cot_ground.cli import bench_cmds
+
+    app = typer.Typer()
+    bench_cmds.register(app)
+    files = sorted(str(p) for p in (migbench_dir / "released_outputs" / "qwen2_vl").glob("*.json"))
+    figures = {}
+    for option in ("reject", "fraction", "migician"):
+        out = CliRunner().invoke(app, ["rescore", *files, "--unit-floats", option, "--json"])
+        assert out.exit_code == 0, out.output
+        data = json.loads(out.output)
+        assert data["unit_floats"] == option
+        figures[option] = data["tasks"]["group_grounding"]["acc@0.5"]
+    expected = {"reject": 63.92, "fraction": 70.52, "migician": 69.07}
+    assert figures == pytest.approx(expected, abs=0.01)
+    table = CliRunner().invoke(app, ["rescore", *files], env={"COLUMNS": "140"})
+    assert "unit floats reject" in table.output
+    bad = CliRunner().invoke(app, ["rescore", *files, "--unit-floats", "guess"])
+    assert bad.exit_code != 0 and "unit_floats" in bad.output
