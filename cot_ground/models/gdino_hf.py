@@ -29,17 +29,17 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from cot_ground.images import open_rgb
-from cot_ground.models.base import GroundRequest, GroundResult, ModelLoadError
+from cot_ground.models.base import GroundRequest, GroundResult
 from cot_ground.models.batch_plan import plan_batches
 from cot_ground.models.detections import DETECTOR_OPTIONS, ground_result, normalize_phrase
 from cot_ground.models.hf_loading import (
     check_model_folder,
     input_device,
+    load_processor,
     load_weights,
     model_path,
     resolve_device,
     resolve_dtype,
-    shared,
 )
 from cot_ground.models.options import PROCESSOR_OPTIONS, resolve_options
 from cot_ground.models.settings import ModelSettings
@@ -60,11 +60,7 @@ class GroundingDinoHF:
     """Single-image grounder: image + phrase → candidates ranked by score."""
 
     def __init__(self, settings: ModelSettings, name: str = NAME):
-        from transformers import (
-            AutoImageProcessor,
-            AutoModelForZeroShotObjectDetection,
-            AutoProcessor,
-        )
+        from transformers import AutoModelForZeroShotObjectDetection
 
         self.name = name
         self.options = resolve_options(
@@ -74,19 +70,7 @@ class GroundingDinoHF:
         path = model_path(settings, name)
         check_model_folder(path)
 
-        def _processor() -> Any:
-            try:
-                processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
-                # chosen on its own: use_fast on the processor also picks the tokenizer, and the
-                # slow one is pure Python
-                processor.image_processor = AutoImageProcessor.from_pretrained(
-                    str(path), local_files_only=True, use_fast=fast
-                )
-                return processor
-            except (OSError, ValueError) as exc:
-                raise ModelLoadError(f"cannot load the processor from {path}: {exc}") from exc
-
-        self.processor = shared(("gdino-hf-processor", str(path), fast), _processor)
+        self.processor = load_processor(path, fast_image_processor=fast)
         self.model = load_weights(AutoModelForZeroShotObjectDetection, path, settings)
         self.max_text_len = int(self.model.config.max_text_len)
         tokenizer = self.processor.tokenizer

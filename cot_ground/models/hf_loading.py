@@ -21,12 +21,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import re
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -302,7 +304,11 @@ def load_processor(path: Path, *, fast_image_processor: bool, left_padding: bool
 
     def _load() -> Any:
         try:
-            processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
+            # the image processor is replaced right below (use_fast on the processor would
+            # also pick the pure-Python tokenizer), so transformers' notice that the default
+            # became "fast" does not apply and is dropped
+            with _fast_default_notice_dropped():
+                processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
             processor.image_processor = AutoImageProcessor.from_pretrained(
                 str(path), local_files_only=True, use_fast=fast_image_processor
             )
@@ -313,6 +319,22 @@ def load_processor(path: Path, *, fast_image_processor: bool, left_padding: bool
         return processor
 
     return shared(("processor", str(path), fast_image_processor, left_padding), _load)
+
+
+class _DropFastDefaultNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "as a fast processor by default" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _fast_default_notice_dropped() -> Iterator[None]:
+    logger = logging.getLogger("transformers.models.auto.image_processing_auto")
+    notice = _DropFastDefaultNotice()
+    logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice)
 
 
 def shared(key: tuple[Any, ...], loader: Callable[[], T]) -> T:

@@ -47,13 +47,13 @@ from cot_ground.models.batch_plan import plan_batches
 from cot_ground.models.hf_loading import (
     check_model_folder,
     input_device,
+    load_processor,
     load_weights,
     model_path,
     open_images,
     read_model_type,
     resolve_device,
     resolve_dtype,
-    shared,
 )
 from cot_ground.models.options import PROCESSOR_OPTIONS, resolve_options
 from cot_ground.models.resize import model_input_size, visual_tokens
@@ -96,7 +96,7 @@ class QwenVLRunner:
         default_options: dict[str, Any],
         families: Sequence[str] = tuple(FAMILY_FRAMES),
     ):
-        from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModelForImageTextToText
 
         self.name = name
         self.options = resolve_options(
@@ -113,20 +113,7 @@ class QwenVLRunner:
             )
         self.frame = FAMILY_FRAMES[self.family]
 
-        def _processor() -> Any:
-            try:
-                processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
-                # chosen on its own: use_fast on the processor also picks the tokenizer, and the
-                # slow one is pure Python (and absent from tokenizer.json-only checkpoints)
-                processor.image_processor = AutoImageProcessor.from_pretrained(
-                    str(path), local_files_only=True, use_fast=fast
-                )
-            except (OSError, ValueError) as exc:
-                raise ModelLoadError(f"cannot load the processor from {path}: {exc}") from exc
-            processor.tokenizer.padding_side = "left"
-            return processor
-
-        self.processor = shared(("qwen-vl-processor", str(path), fast), _processor)
+        self.processor = load_processor(path, fast_image_processor=fast, left_padding=True)
         self.model = load_weights(AutoModelForImageTextToText, path, settings)
         image_processor = self.processor.image_processor
         self.patch_size = int(image_processor.patch_size)
