@@ -203,3 +203,40 @@ def test_box_syntax_degrades_to_a_status_never_a_made_up_box(family, text, statu
 def test_families_without_an_entry_state_no_boxes():
     assert box_syntax("llava_onevision") is None and box_syntax("idefics3") is None
     assert all("{phrase}" in s.ground_prompt for s in BOX_SYNTAX.values())
+
+
+# ----------------------------------------------------------------- PaliGemma (prompt family)
+@pytest.fixture(scope="module")
+def paligemma(tiny_models_root: Path) -> Path:
+    from cot_ground.testing.tiny_chat_models import build_tiny_chat_model
+
+    return build_tiny_chat_model(tiny_models_root / "paligemma", "paligemma")
+
+
+def test_paligemma_grounds_with_y_first_location_tokens(paligemma, images, monkeypatch):
+    grounder = build("hf-chat-grounder", _settings(paligemma, max_new_tokens=12))
+    assert grounder.settings["chat_template_hash"] is None
+    assert grounder.settings["frame"].startswith("paligemma1024")
+    request = GroundRequest(image=images[0], phrase="red car")
+    assert grounder.prompt(request) == "detect red car"
+    text = grounder.runner.chat_text(1, "detect red car")
+    assert text == grounder.runner.processor.image_token + "detect red car"
+    requests = [request, GroundRequest(image=images[1], phrase="a dog")]
+    batched = grounder.ground(requests)
+    assert [r.raw_text for r in batched] == [grounder.ground([r])[0].raw_text for r in requests]
+    answers = [
+        "<loc0256><loc0512><loc0768><loc1023> red car",
+        "<loc0000><loc0000><loc0512><loc0512>",
+    ]
+    _constrain(monkeypatch, grounder.runner, answers)
+    first, second = grounder.ground(requests)
+    assert first.raw_text == answers[0] and second.raw_text == answers[1]
+    # y1 x1 y2 x2 on a 1024 grid → x1 y1 x2 y2 in the unit frame
+    assert first.candidates[0].box.to_list() == pytest.approx([0.5, 0.25, 1023 / 1024, 0.75])
+    assert second.candidates[0].box.to_list() == pytest.approx([0.0, 0.0, 0.5, 0.5])
+
+
+def test_paligemma_is_a_grounder_only(paligemma):
+    for name in ("hf-chat-reasoner", "hf-chat-e2e"):
+        with pytest.raises(ModelLoadError, match="raw prompt, not a chat"):
+            build(name, _settings(paligemma))

@@ -143,11 +143,12 @@ ADAPTER_INFO: dict[str, AdapterInfo] = {
         _QUALITY,
     ),
     "hf-chat-grounder": AdapterInfo(
-        _CHAT + " of a family in the box-syntax table (InternVL)",
-        "per family: InternVL `<box>[[x1,y1,x2,y2]]</box>` `[0,1000]`; others refused",
+        _CHAT + " of a family in the box-syntax table (InternVL), and PaliGemma",
+        "per family: InternVL `<box>[[x1,y1,x2,y2]]</box>` `[0,1000]`; PaliGemma "
+        "`<locYYYY>` y first, 1024 grid; others refused",
         _LEFT_PADDED,
         _FOLDER_OR_HUB,
-        "tiny InternVL (box path by constrained decoding)",
+        "tiny InternVL, PaliGemma (box path by constrained decoding)",
         _QUALITY,
     ),
     "hf-chat-e2e": AdapterInfo(

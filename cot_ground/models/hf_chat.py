@@ -13,7 +13,9 @@ answer is the new tokens up to the first end-of-sequence or pad token.
   :func:`~cot_ground.parsing.parse_selection`.
 * Grounder / end-to-end (``hf-chat-grounder``, ``hf-chat-e2e``): only families listed in
   :data:`cot_ground.models.box_syntax.BOX_SYNTAX` (``model_type`` from ``config.json``); others
-  are refused at build time, since their box frame is not stated.
+  are refused at build time, since their box frame is not stated. PaliGemma
+  (:data:`PROMPT_FAMILIES`) has no chat: it is a grounder only, prompted with its image tokens
+  and ``detect {phrase}``.
 
 Options: ``batch_size`` (4), ``fast_image_processor`` (False: the slow image processor the
 checkpoint was saved with; recorded); grounder ``prompt_template`` (text with a ``{phrase}`` slot;
@@ -55,6 +57,10 @@ from cot_ground.records import Candidate, text_hash
 # processors that take the images of a whole batch as one flat list (the others: one list per
 # request; a flat list there is read as one image per prompt or tiled per image)
 FLAT_IMAGE_FAMILIES = frozenset({"internvl"})
+# families that read a raw prompt after their image tokens, not a chat (PaliGemma:
+# "<image>detect cat"; the processor adds the begin-of-text token and the final newline); they
+# can only be grounders
+PROMPT_FAMILIES = frozenset({"paligemma"})
 
 
 class ChatRunner:
@@ -73,7 +79,7 @@ class ChatRunner:
         self.family = read_model_type(path)
         self.processor = load_processor(path, fast_image_processor=fast, left_padding=True)
         template = getattr(self.processor, "chat_template", None)
-        if not template:
+        if not template and self.family not in PROMPT_FAMILIES:
             raise ModelLoadError(
                 f"{path}: adapter {name!r} needs a processor with a chat template "
                 f"(model_type {self.family!r} has none)"
@@ -91,7 +97,7 @@ class ChatRunner:
             "adapter": name,
             "path": str(path),
             "family": self.family,
-            "chat_template_hash": text_hash(str(template)),
+            "chat_template_hash": text_hash(str(template)) if template else None,
             "device": device,
             "dtype": str(resolve_dtype(settings.dtype, device)).removeprefix("torch."),
             "device_map": settings.device_map,
@@ -107,7 +113,11 @@ class ChatRunner:
         return ids | ({pad} if pad is not None else set())
 
     def chat_text(self, n_images: int, prompt: str) -> str:
-        """The chat-templated text of one user turn: ``n_images`` images, then ``prompt``."""
+        """The chat-templated text of one user turn: ``n_images`` images, then ``prompt`` (for
+        :data:`PROMPT_FAMILIES`: the processor's image token ``n_images`` times, then
+        ``prompt``)."""
+        if self.family in PROMPT_FAMILIES:
+            return self.processor.image_token * n_images + prompt
         content: list[dict[str, Any]] = [{"type": "image"} for _ in range(n_images)]
         content.append({"type": "text", "text": prompt})
         messages = [{"role": "user", "content": content}]
@@ -150,10 +160,19 @@ class ChatRunner:
         return self.processor.tokenizer.decode(ids[:end], skip_special_tokens=False)
 
 
+def _chat_only(runner: ChatRunner) -> None:
+    if runner.family in PROMPT_FAMILIES:
+        raise ModelLoadError(
+            f"adapter {runner.name!r}: model_type {runner.family!r} reads a raw prompt, not a "
+            "chat; it can only be a grounder (hf-chat-grounder)"
+        )
+
+
 class ChatReasoner:
     """CoT step 1: all images + the question → chosen image and a referring description."""
 
     def __init__(self, runner: ChatRunner):
+        _chat_only(runner)
         self.runner = runner
         self.name = runner.name
         self.settings = dict(runner.settings)
@@ -220,6 +239,7 @@ class ChatEndToEnd:
     """All images + the question → image index (when the answer names one) and first box."""
 
     def __init__(self, runner: ChatRunner):
+        _chat_only(runner)
         self.runner = runner
         self.name = runner.name
         self.syntax = _syntax_of(runner)

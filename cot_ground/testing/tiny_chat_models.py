@@ -1,4 +1,5 @@
-"""Tiny random-weight multi-image chat models (InternVL, LLaVA-OneVision, Idefics3), saved
+"""Tiny random-weight multi-image chat models (InternVL, LLaVA-OneVision, Idefics3) and a tiny
+PaliGemma (a prompt model with location tokens), saved
 like real checkpoints so :mod:`cot_ground.models.hf_chat` loads them through the user's path.
 
 Each family gets a byte-level BPE tokenizer trained here on a few sentences, with the family's
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 CHAT_FAMILIES = ("internvl", "llava_onevision", "idefics3")
+# families built here that take a raw prompt rather than a chat (grounder only)
+PROMPT_FAMILIES = ("paligemma",)
 
 _MARKER = ".complete"
 
@@ -298,15 +301,84 @@ def build_tiny_idefics3(folder: str | Path, seed: int = 0) -> Path:
     return _save(model, processor, folder, text["eos_token_id"], text["pad_token_id"])
 
 
+def build_tiny_paligemma(folder: str | Path, seed: int = 0) -> Path:
+    """A tiny PaliGemma (SigLIP at 32 px, patch 8 → 16 image tokens; one-layer Gemma). Its
+    processor adds ``<image>``, 1024 ``<locYYYY>`` and 128 ``<segNNN>`` tokens, so the model's
+    vocabulary size is taken from the tokenizer after the processor is built. PaliGemma takes a
+    raw prefix (``detect cat``), not a chat: no chat template."""
+    import torch
+    from transformers import (
+        AutoModelForImageTextToText,
+        GemmaTokenizerFast,
+        PaliGemmaConfig,
+        PaliGemmaProcessor,
+        SiglipImageProcessor,
+    )
+
+    folder = Path(folder)
+    if _done(folder):
+        return folder
+    special = ["<pad>", "<eos>", "<bos>", "<unk>"]
+    tokenizer = GemmaTokenizerFast(
+        tokenizer_object=train_bpe(special),
+        pad_token="<pad>",
+        eos_token="<eos>",
+        bos_token="<bos>",
+        unk_token="<unk>",
+        model_input_names=["input_ids", "attention_mask"],
+    )
+    image_processor = SiglipImageProcessor(size={"height": 32, "width": 32})
+    image_processor.image_seq_length = 16
+    processor = PaliGemmaProcessor(image_processor, tokenizer)
+    tokenizer = processor.tokenizer
+    text = {
+        "model_type": "gemma",
+        "vocab_size": len(tokenizer),
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 1,
+        "head_dim": 16,
+        "max_position_embeddings": 2048,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+    }
+    vision = {
+        "model_type": "siglip_vision_model",
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "image_size": 32,
+        "patch_size": 8,
+        "projection_dim": 64,
+    }
+    config = PaliGemmaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        projection_dim=64,
+        hidden_size=64,
+        vocab_size=len(tokenizer),
+    )
+    torch.manual_seed(seed)
+    model = AutoModelForImageTextToText.from_config(config)
+    return _save(model, processor, folder, text["eos_token_id"], text["pad_token_id"])
+
+
 BUILDERS = {
     "internvl": build_tiny_internvl,
     "llava_onevision": build_tiny_llava_onevision,
     "idefics3": build_tiny_idefics3,
+    "paligemma": build_tiny_paligemma,
 }
 
 
 def build_tiny_chat_model(folder: str | Path, family: str, seed: int = 0) -> Path:
-    """Save a tiny random ``family`` (one of :data:`CHAT_FAMILIES`) checkpoint to ``folder``."""
+    """Save a tiny random ``family`` (:data:`CHAT_FAMILIES` or :data:`PROMPT_FAMILIES`)
+    checkpoint to ``folder``."""
     if family not in BUILDERS:
-        raise ValueError(f"unknown chat family {family!r}; expected one of {CHAT_FAMILIES}")
+        raise ValueError(f"unknown family {family!r}; expected one of {sorted(BUILDERS)}")
     return BUILDERS[family](folder, seed)
