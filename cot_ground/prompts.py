@@ -26,7 +26,7 @@ import yaml
 from cot_ground.paths import prompts_dir
 from cot_ground.records import text_hash
 
-KINDS = ("cot", "e2e", "som", "perception-prompt", "verify")
+KINDS = ("cot", "e2e", "som", "perception-prompt", "verify", "multi-image")
 ANSWER_KINDS = ("image_and_description", "description", "image")
 # fields every prompt set of a kind must have after merging _all.yaml and <task>.yaml
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -35,6 +35,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "som": ("prompt", "reformat"),
     "perception-prompt": ("prompt", "reformat"),
     "verify": ("question",),
+    "multi-image": ("polling", "all", "request"),
 }
 DEFAULTS: dict[str, dict[str, Any]] = {
     "cot": {"phrase": "{description}", "question_remove": []},
@@ -42,6 +43,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "som": {"question_remove": []},
     "perception-prompt": {"question_remove": []},
     "verify": {"question_remove": []},
+    "multi-image": {"question_remove": []},
 }
 SHARED_FILE = "_all.yaml"
 _PLACEHOLDER = re.compile(r"\{\{([a-z_][a-z0-9_]*)\}\}|\{([a-z_][a-z0-9_]*)\}")

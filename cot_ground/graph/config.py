@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Mode = Literal["agent", "oracle-image", "paper"]
+Mode = Literal["agent", "oracle-image", "paper", "multi-image"]
+AnswerForm = Literal["polling", "all"]
 FallbackPolicy = Literal["mllm-grounder", "next-image"]
 
 
@@ -18,7 +19,16 @@ class CoTConfig(BaseModel):
     mode: Mode = Field(
         default="agent",
         description="agent: step 1 picks the image; oracle-image: step 2 gets the ground-truth "
-        "image; paper: the Migician paper's per-task image rules (cot_ground/graph/tasks.py)",
+        "image; paper: the Migician paper's per-task image rules (cot_ground/graph/tasks.py); "
+        "multi-image: the paper's +mCoT (Table 5), step 2 by a multi-image MLLM grounder (an "
+        "end-to-end adapter) that sees every image, told which one by the paper's rules",
+    )
+    answer_form: AnswerForm = Field(
+        default="polling",
+        description="multi-image mode only (the answer forms of the Migician paper's Table 10): "
+        "polling: one query about the one image step 2 targets; all: one query for the target "
+        "in every image, the targeted image's box read from the answer (common_object, "
+        "multi_view, object_tracking; other tasks stay polling)",
     )
     prompt_variant: str = Field(
         default="structured", description="folder under prompts/cot/ holding the step-1 prompts"
@@ -43,6 +53,18 @@ class CoTConfig(BaseModel):
     def pipeline_name(self) -> str:
         """The name written into every prediction."""
         return self.pipeline or f"cot-{self.mode}-{self.prompt_variant}"
+
+    @model_validator(mode="after")
+    def _multi_image_options(self) -> CoTConfig:
+        if self.answer_form != "polling" and self.mode != "multi-image":
+            raise ValueError(
+                f"answer_form {self.answer_form!r} needs mode 'multi-image' (got {self.mode!r})"
+            )
+        if self.mode == "multi-image" and self.fallbacks:
+            raise ValueError(
+                "mode 'multi-image' takes no fallbacks: its grounder already sees every image"
+            )
+        return self
 
 
 class E2EConfig(BaseModel):

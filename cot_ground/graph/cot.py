@@ -15,9 +15,10 @@ from typing import Any, Literal
 from langgraph.graph import END, START, StateGraph
 
 from cot_ground.graph.config import CoTConfig
+from cot_ground.graph.multi_image import check_grounder
 from cot_ground.graph.nodes import FALLBACK, FINALIZE, GROUND, PARSE, SELECT, CoTNodes
 from cot_ground.graph.state import CoTState
-from cot_ground.models.base import Grounder, Reasoner
+from cot_ground.models.base import EndToEndGrounder, Grounder, Reasoner
 from cot_ground.prompts import variant_dir
 
 
@@ -54,20 +55,25 @@ def cot_recursion_limit(config: CoTConfig) -> int:
 
 def build_cot_graph(
     reasoner: Reasoner,
-    grounder: Grounder,
+    grounder: Grounder | EndToEndGrounder,
     *,
     config: CoTConfig | None = None,
     fallback_grounder: Grounder | None = None,
     checkpointer: Any = None,
 ) -> Any:
-    """The compiled CoT graph. ``fallback_grounder`` serves the ``mllm-grounder`` policy.
+    """The compiled CoT graph. ``fallback_grounder`` serves the ``mllm-grounder`` policy. In
+    mode ``multi-image`` the ``grounder`` is a multi-image end-to-end adapter (``predict``).
 
     Raises ``TypeError`` for an adapter of the wrong role, ``ValueError`` for a fallback policy
-    without its grounder, and :class:`~cot_ground.prompts.PromptError` for an unknown variant.
+    without its grounder (or answer form ``all`` with a grounder of no fixed frame), and
+    :class:`~cot_ground.prompts.PromptError` for an unknown variant.
     """
     config = config or CoTConfig()
     _check_role(reasoner, Reasoner, "reasoner", "reason")
-    _check_role(grounder, Grounder, "grounder", "ground")
+    if config.mode == "multi-image":
+        check_grounder(grounder, config.answer_form)
+    else:
+        _check_role(grounder, Grounder, "grounder", "ground")
     if fallback_grounder is not None:
         _check_role(fallback_grounder, Grounder, "fallback_grounder", "ground")
     if "mllm-grounder" in config.fallbacks and fallback_grounder is None:

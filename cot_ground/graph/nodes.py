@@ -12,6 +12,7 @@ from cot_ground.bench.targets import QUESTION_NAMES_TARGET
 from cot_ground.boxes import Box
 from cot_ground.graph.calls import call_one, figure_settings, stage_timing, step
 from cot_ground.graph.config import CoTConfig
+from cot_ground.graph.multi_image import ground_all_images
 from cot_ground.graph.state import CoTState
 from cot_ground.graph.tasks import reference_box, reference_image, task_rule
 from cot_ground.mentions import READER, read_image_choice
@@ -36,6 +37,8 @@ FINALIZE = "finalize"
 # paper mode: the step-1 answer names no readable image, so step 2 gets the first image
 # (the Migician paper's appendix, single-image CoT on group_grounding)
 FIRST_IMAGE_FALLBACK = "paper-first-image"
+# modes whose step-2 image follows the paper's per-task rules (multi-image: the paper's +mCoT)
+PAPER_RULE_MODES = ("paper", "multi-image")
 
 
 def _error(category: ErrorCategory, message: str, node: str) -> dict[str, Any]:
@@ -234,7 +237,7 @@ class CoTNodes:
         """``paper`` mode, a task whose step-2 image is step 1's choice, and an answer meant to
         name an image names none readable (with the description, when the kind has one)."""
         return (
-            self.config.mode == "paper"
+            self.config.mode in PAPER_RULE_MODES
             and task_rule(ex.task).paper_image == "reasoner"
             and chosen is None
             and (kind == "image" or (kind == "image_and_description" and bool(description)))
@@ -259,7 +262,7 @@ class CoTNodes:
             if ex.target_rule in QUESTION_NAMES_TARGET:
                 return ex.target_image, "paper:question"
             return rule, f"paper:image{rule + 1}"
-        if chosen is None and mode == "paper" and kind != "description":
+        if chosen is None and mode in PAPER_RULE_MODES and kind != "description":
             return 0, f"paper:{FIRST_IMAGE_FALLBACK}"
         if chosen is None:
             return _error(
@@ -288,8 +291,18 @@ class CoTNodes:
 
     # ------------------------------------------------------------------ step 2
     def ground(self, state: CoTState) -> dict[str, Any]:
-        """Step 2: the grounder localizes the phrase in the chosen image."""
+        """Step 2: the grounder localizes the phrase in the chosen image (``multi-image`` mode:
+        a multi-image grounder sees every image, :mod:`cot_ground.graph.multi_image`)."""
         sel = state["selection"]
+        if self.config.mode == "multi-image":
+            return ground_all_images(
+                _example(state),
+                sel,
+                self.grounder,  # an EndToEndGrounder in this mode, checked at build
+                self.config.answer_form,
+                self.config.prompts_dir,
+                GROUND,
+            )
         return self._ground_once(
             state, self.grounder, sel["step2_image"], sel["reference_image"], GROUND, {}
         )
@@ -387,6 +400,8 @@ class CoTNodes:
             "step1": figure_settings(dict(self.reasoner.settings)),
             "step2": figure_settings(dict(self.grounder.settings)),
         }
+        if self.config.mode == "multi-image":
+            out["answer_form"] = self.config.answer_form
         if self.fallback_grounder is not None:
             out["fallback_grounder"] = figure_settings(dict(self.fallback_grounder.settings))
         return out

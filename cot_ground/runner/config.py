@@ -97,8 +97,10 @@ class CoTPipelineConfig(BaseModel):
     )
 
     def model_refs(self) -> dict[str, str]:
-        """Role slot → model key."""
-        refs = {"reasoner": self.reasoner, "grounder": self.grounder}
+        """Role slot → model key (mode ``multi-image``: the grounder is a multi-image end-to-end
+        adapter, slot ``multi_image_grounder``)."""
+        slot = "multi_image_grounder" if self.multi_image else "grounder"
+        refs = {"reasoner": self.reasoner, slot: self.grounder}
         if self.fallback_grounder:
             refs["fallback_grounder"] = self.fallback_grounder
         if self.zoom_grounder:
@@ -108,6 +110,11 @@ class CoTPipelineConfig(BaseModel):
     def graph_fields(self) -> dict[str, Any]:
         """The keys meant for the graph's config class."""
         return dict(self.model_extra or {})
+
+    @property
+    def multi_image(self) -> bool:
+        """Step 2 by a multi-image grounder (``mode: multi-image``)."""
+        return self.graph_fields().get("mode") == "multi-image"
 
 
 class E2EPipelineConfig(BaseModel):

@@ -33,6 +33,7 @@ from cot_ground.runner.config import (
 _SLOTS = {
     "reasoner": ("reasoner", "reason"),
     "grounder": ("grounder", "ground"),
+    "multi_image_grounder": ("e2e", "predict"),
     "fallback_grounder": ("grounder", "ground"),
     "zoom_grounder": ("grounder", "ground"),
     "model": ("e2e", "predict"),
@@ -157,7 +158,8 @@ def build_pipeline(
         reasoner: Any = BatchingReasoner(adapters[pipe.reasoner], coordinator)
         if cache is not None:
             reasoner = CachedReasoner(reasoner, cache)
-        grounder = BatchingGrounder(adapters[pipe.grounder], coordinator)
+        step2 = BatchingEndToEnd if pipe.multi_image else BatchingGrounder
+        grounder = step2(adapters[pipe.grounder], coordinator)
         extra: dict[str, Any] = {}
         if pipe.fallback_grounder:
             extra["fallback_grounder"] = BatchingGrounder(
