@@ -12,6 +12,7 @@ from scripted_models import ScriptedEndToEnd, make_example
 
 from cot_ground.boxes import Box
 from cot_ground.graph import E2EConfig, build_e2e_graph, run_example
+from cot_ground.models.base import EndToEndResult
 from cot_ground.models.registry import build
 from cot_ground.models.settings import ModelSettings
 from cot_ground.records import ParseStatus
@@ -143,3 +144,34 @@ def test_rescore_cli_unit_floats(migbench_dir: Path) -> None:
     assert "unit floats reject" in table.output
     bad = CliRunner().invoke(app, ["rescore", *files, "--unit-floats", "guess"])
     assert bad.exit_code != 0 and "unit_floats" in bad.output
+
+
+def test_a_frame_mismatch_stays_visible_in_the_prediction() -> None:
+    from scripted_models import ScriptedGrounder, ScriptedReasoner
+
+    from cot_ground.graph import CoTConfig, build_cot_graph
+    from cot_ground.models.base import GroundResult
+    from cot_ground.records import ErrorCategory
+
+    class UnitFloatGrounder(ScriptedGrounder):
+        def ground(self, requests):
+            return [GroundResult(raw_text="[0.1, 0.2, 0.5, 0.6]",
+                                 status=ParseStatus.FRAME_MISMATCH) for _ in requests]  # fmt: skip
+
+    ex = make_example("diff", 2, target=1)
+    graph = build_cot_graph(
+        ScriptedReasoner(["a red car"]),
+        UnitFloatGrounder({}),
+        config=CoTConfig(mode="paper", prompt_variant="paper"),
+    )
+    pred = run_example(graph, ex)
+    assert pred.status is ParseStatus.FRAME_MISMATCH and pred.box is None
+
+    model = ScriptedEndToEnd(None, "[0.1, 0.2, 0.5, 0.6]")
+    model.predict = lambda requests: [  # type: ignore[method-assign]
+        EndToEndResult(raw_text="[0.1, 0.2, 0.5, 0.6]", status=ParseStatus.FRAME_MISMATCH)
+        for _ in requests
+    ]
+    pred = run_example(build_e2e_graph(model, config=E2EConfig()), ex)
+    assert pred.status is ParseStatus.FRAME_MISMATCH and pred.box is None
+    assert pred.error.category is ErrorCategory.FORMAT

@@ -90,7 +90,9 @@ class E2ENodes:
         error = state.get("error")
         if error is None and (result is None or result.box is None):
             category = (
-                ErrorCategory.FORMAT if status is ParseStatus.MALFORMED else ErrorCategory.NO_BOX
+                ErrorCategory.FORMAT
+                if status in (ParseStatus.MALFORMED, ParseStatus.FRAME_MISMATCH)
+                else ErrorCategory.NO_BOX
             )
             raw_text = result.raw_text if result else ""
             message = f"{self.model.name} answered no readable box: {raw_text[:200]!r}"

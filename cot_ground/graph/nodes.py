@@ -420,6 +420,8 @@ class CoTNodes:
                 status = ParseStatus.OK
         elif error is not None and error["category"] == ErrorCategory.FORMAT.value:
             status = ParseStatus.MALFORMED
+        elif ground is not None and ground["status"] == ParseStatus.FRAME_MISMATCH.value:
+            status = ParseStatus.FRAME_MISMATCH  # the grounder's box was in another frame
         else:
             status = ParseStatus.NO_BOX
         if box is None and error is None and ground is not None:
