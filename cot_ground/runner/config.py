@@ -59,6 +59,18 @@ class BenchmarkConfig(_Strict):
         default=False,
         description="accept image paths that leave root (../, absolute paths); refused otherwise",
     )
+    per_task: int | None = Field(default=None, ge=1, description="the first N examples per task")
+    sample: int | None = Field(
+        default=None, ge=1, description="N examples drawn with `seed`, stratified by task"
+    )
+    seed: int = Field(default=0, description="seed of `sample`")
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> BenchmarkConfig:
+        chosen = [k for k in ("limit", "per_task", "sample") if getattr(self, k) is not None]
+        if len(chosen) > 1:
+            raise ValueError(f"give at most one of limit, per_task and sample (got {chosen})")
+        return self
 
 
 class ModelConfig(ModelSettings):
@@ -241,6 +253,31 @@ class ExperimentConfig(_Strict):
         }
         data = {**self.model_dump(), "models": models, "unit_floats": value}
         copy = type(self).model_validate(data)
+        copy._unset_env, copy._source = list(self._unset_env), self._source
+        return copy
+
+    def with_selection(
+        self,
+        *,
+        limit: int | None = None,
+        per_task: int | None = None,
+        sample: int | None = None,
+        seed: int | None = None,
+    ) -> ExperimentConfig:
+        """A copy whose benchmark selection is the one given (``--limit``, ``--per-task``,
+        ``--sample``/``--seed`` of ``cot-ground run``), replacing the config file's; unchanged
+        when none is given. Raises ``ValueError`` for more than one of the three."""
+        if limit is None and per_task is None and sample is None:
+            return self
+        update = {"limit": limit, "per_task": per_task, "sample": sample}
+        if seed is not None:
+            update["seed"] = seed
+        try:
+            bench = BenchmarkConfig.model_validate({**self.benchmark.model_dump(), **update})
+        except ValidationError as exc:
+            msg = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+            raise ValueError(f"benchmark selection: {msg}") from None
+        copy = self.model_copy(update={"benchmark": bench})
         copy._unset_env, copy._source = list(self._unset_env), self._source
         return copy
 
