@@ -176,3 +176,34 @@ def test_shipped_chat_configs_name_hub_ids_unless_a_folder_is_given(
     assert (
         next(m for m in models.values() if m.adapter == "hf-chat-reasoner").path == "/models/local"
     )
+
+
+def test_online_an_id_is_fetched_into_the_cache(monkeypatch, tmp_path: Path):
+    import huggingface_hub
+
+    calls = []
+    snapshot = tmp_path / "models--org--name" / "snapshots" / COMMIT
+    snapshot.mkdir(parents=True)
+
+    def fake_snapshot_download(repo_id, **kwargs):
+        calls.append((repo_id, kwargs))
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    src = hf_loading.resolve_model_source("org/name@v1")
+    ((repo_id, kwargs),) = calls
+    assert repo_id == "org/name" and kwargs["revision"] == "v1"
+    assert kwargs["local_files_only"] is False
+    assert kwargs["cache_dir"] == str(tmp_path / "home" / "hub")
+    assert "*.onnx" in kwargs["ignore_patterns"]
+    assert src.commit == COMMIT and src.path == snapshot.resolve()
+
+    def failing(repo_id, **kwargs):
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", failing)
+    with pytest.raises(ModelLoadError, match=r"'org/name'.*could not be downloaded.*refused"):
+        hf_loading.resolve_model_source("org/name")
