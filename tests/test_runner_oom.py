@@ -4,6 +4,7 @@ out-of-memory error above a batch size, as CUDA would)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from pathlib import Path
@@ -124,3 +125,7 @@ def test_a_run_survives_out_of_memory(tmp_path: Path) -> None:
     assert all(r["box"] is not None for r in records if not r.get("error"))
     sizes = rf.calls_of("oom-e2e")
     assert max(sizes) <= 3 and min(sizes) < 0  # some calls failed, none that succeeded was > 3
+    splits = summary.pipelines["e2e"].oom_splits["oom-e2e.predict"]
+    assert max(splits) == 8 and min(splits) == 2
+    session = json.loads((summary.out / "run.json").read_text())["sessions"][-1]
+    assert session["pipelines"]["e2e"]["oom_splits"] == {"oom-e2e.predict": splits}

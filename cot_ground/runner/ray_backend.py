@@ -137,6 +137,7 @@ class Replica:
         """Batch sizes sent per pipeline and queue, and step-cache hits and misses."""
         return {
             "batch_sizes": {n: p.coordinator.batch_sizes() for n, p in self.pipes.items()},
+            "oom_splits": {n: p.coordinator.oom_splits() for n, p in self.pipes.items()},
             "cache_hits": self.cache.hits if self.cache else 0,
             "cache_misses": self.cache.misses if self.cache else 0,
         }
@@ -390,6 +391,8 @@ def _drive(
                 for st in stats:
                     for queue, sizes in st["batch_sizes"].get(name, {}).items():
                         s.batch_sizes.setdefault(queue, []).extend(sizes)
+                    for queue, sizes in st["oom_splits"].get(name, {}).items():
+                        s.oom_splits.setdefault(queue, []).extend(sizes)
             hits = sum(st["cache_hits"] for st in stats)
             misses = sum(st["cache_misses"] for st in stats)
             cache_info = {"hits": hits, "misses": misses} if stats else None

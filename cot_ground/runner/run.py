@@ -65,6 +65,7 @@ class PipelineSummary:
     failed: int = 0
     retried: int = 0
     batch_sizes: dict[str, list[int]] = field(default_factory=dict)
+    oom_splits: dict[str, list[int]] = field(default_factory=dict)  # batches split after OOM
     wall_s: float = 0.0
 
 
@@ -423,6 +424,7 @@ def close_session(
                     "wall_s": round(s.wall_s, 3),
                     "batch_calls": {k: len(v) for k, v in s.batch_sizes.items()},
                     "max_batch": {k: max(v) for k, v in s.batch_sizes.items() if v},
+                    "oom_splits": s.oom_splits,
                 }
                 for n, s in summaries.items()
             },
@@ -508,6 +510,7 @@ def run_experiment(
                         pipe, todo, store, resolved.batch_size, progress, interrupt, summary
                     )
                     summary.batch_sizes = pipe.coordinator.batch_sizes()
+                    summary.oom_splits = pipe.coordinator.oom_splits()
                 if interrupt.stop.is_set():
                     break
         finally:
