@@ -136,7 +136,7 @@ def test_rescore_cli_unit_floats(migbench_dir: Path) -> None:
         out = CliRunner().invoke(app, ["rescore", *files, "--unit-floats", option, "--json"])
         assert out.exit_code == 0, out.output
         data = json.loads(out.output)
-        assert data["unit_floats"] == option
+        assert data["unit_floats"] == option and data["image_reader"] == "mentions-1"
         figures[option] = data["tasks"]["group_grounding"]["acc@0.5"]
     expected = {"reject": 63.92, "fraction": 70.52, "migician": 69.07}
     assert figures == pytest.approx(expected, abs=0.01)

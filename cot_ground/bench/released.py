@@ -25,6 +25,7 @@ from typing import Any
 from cot_ground.bench.migbench import load_benchmark, read_json
 from cot_ground.bench.targets import QUESTION_DESIGNATES_TARGET, designated_target
 from cot_ground.boxes import Box, Frame
+from cot_ground.mentions import READER
 from cot_ground.parsing import parse_box
 from cot_ground.records import Example
 from cot_ground.scoring import (
@@ -214,6 +215,7 @@ def rescore_logs(
         info["logged"] = average_over_tasks([by_task[t].logged for t in members])
     table["frame"] = Frame(frame).value
     table["unit_floats"] = unit_floats
+    table["image_reader"] = READER
     table["bench"] = None if bench is None else str(bench)
     table["strict_unknown"] = [t for t, info in table["tasks"].items() if info["strict"] is None]
     return table
