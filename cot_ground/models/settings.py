@@ -13,7 +13,9 @@ class ModelSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: str | None = Field(
-        default=None, description="local folder (or ${ENV_VAR}) holding the weights"
+        default=None,
+        description="local folder holding the weights, or a Hugging Face Hub id "
+        "'org/name[@revision]' resolved in the Hub cache; ${ENV_VAR} and ~ are expanded",
     )
     device: str = Field(default="auto", description="'auto' (cuda if available), 'cpu', 'cuda:0'")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
