@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import runner_fakes as rf
 
+from cot_ground.analysis import load_run
+from cot_ground.analysis.report import build_report
 from cot_ground.runner.config import parse_config
 from cot_ground.runner.run import run_experiment
 from cot_ground.runner.store import RunFolder
@@ -87,3 +89,8 @@ def test_multi_image_cot_runs_on_tiny_qwen2_vl(tmp_path: Path, tiny_qwen_paths: 
         assert grounded >= 2  # the common_object items always reach step 2
     manifest = folder.read_manifest()
     assert manifest["config"]["pipelines"]["all"]["answer_form"] == "all"
+    # the same records as every CoT pipeline: analysis reads and reports them
+    frame = load_run(tmp_path / "run")
+    assert len(frame) == 8 and set(frame["mode"]) == {"multi-image"}
+    files = build_report(tmp_path / "run", n_boot=50)
+    assert (files.out_dir / "report.html").is_file()

@@ -22,7 +22,7 @@ from cot_ground.records import Example, Prediction, TraceStep
 from cot_ground.runner.store import RunFolder
 from cot_ground.scoring import THRESHOLDS, ScoreRow, score_row
 
-_DEFAULT_COT_NAME = re.compile(r"^cot-(agent|oracle-image|paper)-")
+_DEFAULT_COT_NAME = re.compile(r"^cot-(agent|oracle-image|paper|multi-image)-")
 BASE_COLUMNS: tuple[str, ...] = (
     "example_id",
     "pipeline",
