@@ -189,3 +189,32 @@ def test_boxes_by_image(text, expected, unattributed):
 def test_boxes_by_image_refuses_pixels():
     with pytest.raises(ValueError, match="size"):
         boxes_by_image("Image-1: (1,2),(3,4)", Frame.PIXELS)
+
+
+def test_config_slot_needs_an_end_to_end_adapter():
+    from cot_ground.runner.config import parse_config
+    from cot_ground.runner.pipelines import role_problems
+
+    def config(grounder: str) -> dict:
+        return {
+            "name": "mcot",
+            "benchmark": {"file": "/b.json"},
+            "models": {
+                "reasoner": {"adapter": "qwen-vl-reasoner", "path": "/m"},
+                "single": {"adapter": "qwen-vl-grounder", "path": "/m"},
+                "multi": {"adapter": "qwen-vl-e2e", "path": "/m"},
+            },
+            "pipelines": {
+                "mcot": {
+                    "kind": "cot",
+                    "reasoner": "reasoner",
+                    "grounder": grounder,
+                    "mode": "multi-image",
+                    "answer_form": "all",
+                }
+            },
+        }
+
+    assert role_problems(parse_config(config("multi"))) == []
+    (problem,) = role_problems(parse_config(config("single")))
+    assert "pipelines.mcot.multi_image_grounder" in problem and "qwen-vl-grounder" in problem
