@@ -146,7 +146,8 @@ def test_florence2_location_tokens_convert_through_generate(
     (result,) = florence.ground([GroundRequest(image=images[2], phrase="a red car")])
     assert result.raw_text.strip() == answer and result.status is ParseStatus.OK
     (cand,) = result.candidates
-    assert cand.label == "a red car" and cand.score is None
+    assert cand.label == "a red car"
+    assert cand.score == pytest.approx(1.0)  # every location token was forced
     assert cand.box.to_list() == pytest.approx([0.1005, 0.2005, 0.3005, 0.4005])
     # the same frame as transformers' own post-processor (integer pixels on a 64 x 128 image)
     done = florence.processor.post_process_generation(
@@ -154,6 +155,19 @@ def test_florence2_location_tokens_convert_through_generate(
     )
     pixels = done["<CAPTION_TO_PHRASE_GROUNDING>"]["bboxes"][0]
     assert [int(v) for v in cand.box.to_pixels(64, 128)] == [int(v) for v in pixels]
+
+
+def test_florence2_box_scores_average_the_four_location_tokens(tiny_grounder_paths):
+    import math
+
+    florence = _grounder(tiny_grounder_paths, "florence2")
+    tokenizer = florence.processor.tokenizer
+    loc = tokenizer.convert_tokens_to_ids([f"<loc_{i}>" for i in range(9)])
+    word = tokenizer.convert_tokens_to_ids("a")
+    ids = [word, *loc[:4], word, *loc[4:9]]  # a box, then five location tokens: one box
+    logp = [-9.0, -1.0, -1.0, -1.0, -1.0, -9.0, -2.0, -2.0, -2.0, -2.0, -9.0]
+    scores = florence.box_scores(ids, logp)
+    assert scores == pytest.approx([math.exp(-1.0), math.exp(-2.0)])
 
 
 def test_florence2_answers_degrade_to_a_status(tiny_grounder_paths):
@@ -164,4 +178,7 @@ def test_florence2_answers_degrade_to_a_status(tiny_grounder_paths):
         "<s>car<loc_1><loc_2><loc_3><loc_4>dog<loc_5><loc_6><loc_7><loc_8></s>"
     )
     assert [c.label for c in two.candidates] == ["car", "dog"]
+    assert [c.score for c in two.candidates] == [None, None]  # no decoding scores given
+    scored = florence.result_from_text("car<loc_1><loc_2><loc_3><loc_4>", [0.25])
+    assert scored.candidates[0].score == 0.25
     assert two.status is ParseStatus.SEVERAL_BOXES

@@ -7,8 +7,11 @@ collapsed); the processor turns it into "Locate the phrases in the caption: ..."
 decoded with its special tokens and read with the ``florence2`` entry of
 :mod:`cot_ground.models.box_syntax`: each box is four ``<loc_i>`` tokens, x1 y1 x2 y2 over 1000
 bins per side, converted to the unit frame at the bin centre ``(i + 0.5) / 1000`` (as
-transformers' ``Florence2PostProcessor.dequantize``). Candidates come in generation order with
-the phrase text before them as label; Florence-2 gives no per-box score (``score`` is None).
+transformers' ``Florence2PostProcessor.dequantize``). Candidates come in generation order (the
+order of the model's own post-processor) with the phrase text before them as label. Florence-2
+states no confidence; ``score`` is the geometric mean probability of the box's four location
+tokens under the decoding (``exp`` of their mean log-probability, from
+``compute_transition_scores``), recorded for inspection, not used to reorder.
 
 The BART encoder reads the image tokens and the text together, at most
 ``text_config.max_position_embeddings`` positions (1024 for the released checkpoints): a phrase
@@ -20,6 +23,7 @@ Decoding is greedy with ``num_beams`` (option, default 1; the Florence-2 model c
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -47,6 +51,7 @@ SYNTAX = BOX_SYNTAX["florence2"]
 # a label (text without tokens) followed by one or more location quadruples
 _LABELLED = re.compile(r"([^<]*)((?:<loc_\d+>)+)")
 _WRAPPERS = ("<s>", "</s>", "<pad>")
+_LOC_TOKEN = re.compile(r"<loc_\d+>")
 
 
 def florence2_phrase(phrase: str) -> str:
@@ -55,7 +60,8 @@ def florence2_phrase(phrase: str) -> str:
 
 
 class Florence2Grounder:
-    """Single-image grounder: image + phrase → boxes in generation order (no scores)."""
+    """Single-image grounder: image + phrase → boxes in generation order, each with the
+    probability of its location tokens as score."""
 
     def __init__(self, settings: ModelSettings):
         from transformers import AutoModelForImageTextToText
@@ -71,6 +77,8 @@ class Florence2Grounder:
         self.processor = load_processor(path, fast_image_processor=fast)
         self.model = load_weights(AutoModelForImageTextToText, path, settings)
         self.max_positions = int(self.model.config.text_config.max_position_embeddings)
+        vocab = self.processor.tokenizer.get_vocab()
+        self.loc_ids = frozenset(i for t, i in vocab.items() if _LOC_TOKEN.fullmatch(t))
         # encoder positions the prompt takes with an empty phrase (image tokens, task words)
         blank = self.processor(text=[TASK], images=[Image.new("RGB", (8, 8))])
         self.overhead = len(blank["input_ids"][0])
@@ -127,18 +135,40 @@ class Florence2Grounder:
         ).to(input_device(self.model))
         inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
         with torch.inference_mode():
-            tokens = self.model.generate(**inputs, **self.generate_kwargs)
-        texts = self.processor.batch_decode(tokens, skip_special_tokens=False)
+            out = self.model.generate(
+                **inputs, **self.generate_kwargs, return_dict_in_generate=True, output_scores=True
+            )
+            logp = self.model.compute_transition_scores(
+                out.sequences, out.scores, getattr(out, "beam_indices", None), normalize_logits=True
+            )
+        generated = out.sequences[:, -logp.shape[1] :].tolist()
+        texts = self.processor.batch_decode(out.sequences, skip_special_tokens=False)
         results = []
-        for text, (_, cut) in zip(texts, fitted, strict=True):
-            result = self.result_from_text(text)
+        for b, (text, (_, cut)) in enumerate(zip(texts, fitted, strict=True)):
+            scores = self.box_scores(generated[b], logp[b].float().tolist())
+            result = self.result_from_text(text, scores)
             if cut is not None:
                 result.notes["text_truncated"] = cut
             results.append(result)
         return results
 
-    def result_from_text(self, text: str) -> GroundResult:
-        """Candidates read from a decoded answer (special tokens kept)."""
+    def box_scores(self, ids: list[int], logprobs: list[float]) -> list[float]:
+        """For each box (four consecutive location tokens, in order) of a generated answer: the
+        geometric mean probability of its four tokens, ``exp(mean log p)``."""
+        scores: list[float] = []
+        run: list[float] = []
+        for token, lp in [*zip(ids, logprobs, strict=True), (None, 0.0)]:
+            if token is not None and token in self.loc_ids:
+                run.append(lp)
+                continue
+            for start in range(0, len(run) - 3, 4):
+                scores.append(math.exp(sum(run[start : start + 4]) / 4))
+            run = []
+        return scores
+
+    def result_from_text(self, text: str, scores: list[float] | None = None) -> GroundResult:
+        """Candidates read from a decoded answer (special tokens kept); ``scores``: one per box,
+        in order (:meth:`box_scores`), else None."""
         for token in _WRAPPERS:
             text = text.replace(token, "")
         boxes, status = SYNTAX.parse(text)
@@ -146,8 +176,12 @@ class Florence2Grounder:
         for match in _LABELLED.finditer(text):
             n = len(SYNTAX.numbers.findall(match.group(2)))
             labels += [match.group(1).strip() or None] * n
+        known: list[float | None] = list(scores or [])
+        if len(known) != len(boxes):
+            known = [None] * len(boxes)
         candidates = [
-            Candidate(box=box, label=label) for box, label in zip(boxes, labels, strict=True)
+            Candidate(box=box, label=label, score=score)
+            for box, label, score in zip(boxes, labels, known, strict=True)
         ][: max(1, int(self.options["max_candidates"]))]
         return GroundResult(
             candidates=candidates, raw_text=text, status=status, settings=dict(self.settings)
