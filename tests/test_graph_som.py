@@ -17,7 +17,7 @@ from cot_ground.graph import (
     run_example,
 )
 from cot_ground.graph.choices import parse_id_choice, parse_mark_choice, parse_yes_no
-from cot_ground.graph.proposals import nms
+from cot_ground.graph.proposals import nms, proposal_request
 from cot_ground.records import Candidate, ErrorCategory, ParseStatus
 from tests.scripted_models import RaisingAdapter, ScriptedGrounder, ScriptedReasoner, make_example
 
@@ -210,3 +210,14 @@ def test_som_grounder_failure_and_unreadable_image(setup, tmp_path: Path) -> Non
     pred = run_example(_som(reasoner, grounder, tmp), ex.model_copy(update={"images": images}))
     assert pred.error.category is ErrorCategory.IMAGE and pred.error.node == "draw_marks"
     assert reasoner.requests == []
+
+
+def test_proposal_requests_carry_the_reference_picture() -> None:
+    ex = make_example("common_object", n_images=3, target=2)
+    assert [proposal_request(ex, i, "object.").reference_image for i in range(3)] == [
+        ex.images[1],
+        ex.images[0],
+        ex.images[0],
+    ]
+    group = make_example("group_grounding", n_images=2)
+    assert proposal_request(group, 0, "object.").reference_image is None

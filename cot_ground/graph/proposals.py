@@ -22,6 +22,7 @@ from cot_ground.graph.calls import step
 from cot_ground.graph.tasks import reference_box, reference_image, task_rule
 from cot_ground.images import ImageLoadError, open_rgb
 from cot_ground.models.base import Grounder, GroundRequest, GroundResult
+from cot_ground.models.classical import SHARED_CONTENT_TASKS
 from cot_ground.records import ErrorCategory, ErrorInfo, Example
 from cot_ground.scoring import xyxy_iou
 
@@ -56,9 +57,13 @@ def nms(candidates: Sequence[dict[str, Any]], iou_threshold: float, k: int) -> l
 
 def proposal_request(ex: Example, image: int, phrase: str) -> GroundRequest:
     """The grounder request proposing boxes on ``image``; picture-based grounders also get the
-    task table's reference image (and box) for it."""
+    task table's reference image (and box) for it, and, for the shared-content tasks
+    (``common_object``, ``correspondence``) without one, image 1 (image 2 when proposing on
+    image 1) -- the reference ``rule-reasoner`` offers the CoT graph for them."""
     rule = task_rule(ex.task)
     ref = reference_image(rule, ex.question, len(ex.images), image)
+    if ref is None and ex.task in SHARED_CONTENT_TASKS and len(ex.images) > 1:
+        ref = 0 if image != 0 else 1
     box = reference_box(rule, ex.question) if ref is not None else None
     return GroundRequest(
         image=ex.images[image],
