@@ -218,3 +218,7 @@ def test_config_slot_needs_an_end_to_end_adapter():
     assert role_problems(parse_config(config("multi"))) == []
     (problem,) = role_problems(parse_config(config("single")))
     assert "pipelines.mcot.multi_image_grounder" in problem and "qwen-vl-grounder" in problem
+    with_zoom = config("multi")
+    with_zoom["pipelines"]["mcot"]["zoom"] = {}
+    with pytest.raises(ValueError, match="takes no zoom"):
+        parse_config(with_zoom)

@@ -128,6 +128,15 @@ class CoTPipelineConfig(BaseModel):
         """Step 2 by a multi-image grounder (``mode: multi-image``)."""
         return self.graph_fields().get("mode") == "multi-image"
 
+    @model_validator(mode="after")
+    def _multi_image_alone(self) -> CoTPipelineConfig:
+        if self.multi_image and (self.zoom is not None or self.fallback_grounder):
+            raise ValueError(
+                "mode 'multi-image' takes no zoom and no fallback_grounder: its grounder "
+                "already sees every image"
+            )
+        return self
+
 
 class E2EPipelineConfig(BaseModel):
     """An end-to-end graph with one model (Migician, Qwen2-VL direct inference).
