@@ -20,9 +20,10 @@ from cot_ground.cli.app import _register_commands, app
 from cot_ground.paths import prompts_dir
 from cot_ground.runner.cache import DB_NAME
 from cot_ground.runner.config import parse_config
+from cot_ground.runner.fingerprint import prompt_files
 from cot_ground.runner.pipelines import SetupError
 from cot_ground.runner.retry import failure_lines
-from cot_ground.runner.run import run_experiment
+from cot_ground.runner.run import config_dump, run_experiment
 from cot_ground.runner.shard import merge_runs
 from cot_ground.runner.store import JsonlAppender, RunFolder, read_jsonl
 
@@ -175,6 +176,14 @@ def test_a_changed_prompt_file_refuses_the_resume_unless_allowed(tmp_path: Path)
     assert manifest["sessions"][-1]["changed"] == {"cot": ["prompt file cot/structured/_all.yaml"]}
     new_hash = manifest["fingerprints"]["cot"]["prompt_files"]["cot/structured/_all.yaml"]
     assert new_hash != stored["cot/structured/_all.yaml"]
+
+
+def test_the_fingerprint_covers_the_multi_image_step2_prompts(tmp_path: Path) -> None:
+    bench = rf.make_benchmark(tmp_path / "bench", n=2)
+    raw = rf.experiment(bench, tmp_path, tmp_path)
+    raw["pipelines"]["cot"]["mode"] = "multi-image"
+    files = prompt_files(config_dump(parse_config(raw)), "cot", {"diff"})
+    assert "multi-image/default/_all.yaml" in files and "cot/structured/_all.yaml" in files
 
 
 @pytest.mark.slow

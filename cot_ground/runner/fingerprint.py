@@ -20,6 +20,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cot_ground.graph.multi_image import PROMPT_KIND as MULTI_IMAGE_KIND
+from cot_ground.graph.multi_image import PROMPT_VARIANT as MULTI_IMAGE_VARIANT
 from cot_ground.records import file_sha256
 
 MODEL_SLOTS = ("reasoner", "grounder", "fallback_grounder", "zoom_grounder", "model")
@@ -35,10 +37,13 @@ def pipeline_definition(config: dict[str, Any], name: str) -> dict[str, Any]:
 
 def prompt_sets(pipe: dict[str, Any]) -> list[tuple[str, str]]:
     """(prompt kind, variant) of every prompt set a pipeline config (a dump) reads: its own kind's
-    ``prompt_variant``, and the CoT step-1 prompts of a ``step1_variant`` (verify pipelines)."""
+    ``prompt_variant``, the CoT step-1 prompts of a ``step1_variant`` (verify pipelines) and the
+    step-2 prompts of mode ``multi-image``."""
     sets = [(pipe["kind"], pipe["prompt_variant"])]
     if pipe.get("step1_variant"):
         sets.append(("cot", pipe["step1_variant"]))
+    if pipe.get("mode") == "multi-image":
+        sets.append((MULTI_IMAGE_KIND, MULTI_IMAGE_VARIANT))
     return sets
 
 
