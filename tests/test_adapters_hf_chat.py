@@ -135,7 +135,15 @@ def test_internvl_end_to_end_names_image_and_box(tiny_chat_paths, images, monkey
 
 
 @pytest.mark.parametrize("family", ["llava_onevision", "idefics3"])
-def test_families_without_a_stated_box_syntax_are_refused_as_grounders(tiny_chat_paths, family):
+def test_families_without_a_stated_box_syntax_are_refused_as_grounders(
+    tiny_chat_paths, family, monkeypatch
+):
+    from cot_ground.models import hf_chat
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("weights loaded before the refusal")
+
+    monkeypatch.setattr(hf_chat, "load_weights", no_loading)  # refused before any weights load
     for name in ("hf-chat-grounder", "hf-chat-e2e"):
         with pytest.raises(ModelLoadError, match=f"{family}.*no stated box syntax"):
             build(name, _settings(tiny_chat_paths[family]))
@@ -236,7 +244,13 @@ def test_paligemma_grounds_with_y_first_location_tokens(paligemma, images, monke
     assert second.candidates[0].box.to_list() == pytest.approx([0.0, 0.0, 0.5, 0.5])
 
 
-def test_paligemma_is_a_grounder_only(paligemma):
+def test_paligemma_is_a_grounder_only(paligemma, monkeypatch):
+    from cot_ground.models import hf_chat
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("weights loaded before the refusal")
+
+    monkeypatch.setattr(hf_chat, "load_weights", no_loading)  # refused before any weights load
     for name in ("hf-chat-reasoner", "hf-chat-e2e"):
         with pytest.raises(ModelLoadError, match="raw prompt, not a chat"):
             build(name, _settings(paligemma))

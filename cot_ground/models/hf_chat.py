@@ -66,7 +66,16 @@ PROMPT_FAMILIES = frozenset({"paligemma"})
 class ChatRunner:
     """A loaded chat checkpoint (processor + model, shared per process) that generates."""
 
-    def __init__(self, name: str, settings: ModelSettings, default_options: dict[str, Any]):
+    def __init__(
+        self,
+        name: str,
+        settings: ModelSettings,
+        default_options: dict[str, Any],
+        role: str = "reasoner",
+    ):
+        """``role``: ``reasoner``, ``grounder`` or ``e2e``; what the family must offer for it
+        (a chat, a stated box syntax) is checked before any weights load, like the folder and
+        the chat template."""
         from transformers import AutoModelForImageTextToText
 
         self.name = name
@@ -77,6 +86,17 @@ class ChatRunner:
         path = model_path(settings, name)
         check_model_folder(path)
         self.family = read_model_type(path)
+        if self.family in PROMPT_FAMILIES and role != "grounder":
+            raise ModelLoadError(
+                f"adapter {name!r}: model_type {self.family!r} reads a raw prompt, not a "
+                "chat; it can only be a grounder (hf-chat-grounder)"
+            )
+        self.syntax = box_syntax(self.family)
+        if role != "reasoner" and self.syntax is None:
+            raise ModelLoadError(
+                f"adapter {name!r}: model_type {self.family!r} has no stated box syntax and "
+                f"frame (see cot_ground.models.box_syntax); use it as a reasoner only"
+            )
         self.processor = load_processor(path, fast_image_processor=fast, left_padding=True)
         template = getattr(self.processor, "chat_template", None)
         if not template and self.family not in PROMPT_FAMILIES:
@@ -160,19 +180,10 @@ class ChatRunner:
         return self.processor.tokenizer.decode(ids[:end], skip_special_tokens=False)
 
 
-def _chat_only(runner: ChatRunner) -> None:
-    if runner.family in PROMPT_FAMILIES:
-        raise ModelLoadError(
-            f"adapter {runner.name!r}: model_type {runner.family!r} reads a raw prompt, not a "
-            "chat; it can only be a grounder (hf-chat-grounder)"
-        )
-
-
 class ChatReasoner:
     """CoT step 1: all images + the question → chosen image and a referring description."""
 
     def __init__(self, runner: ChatRunner):
-        _chat_only(runner)
         self.runner = runner
         self.name = runner.name
         self.settings = dict(runner.settings)
@@ -187,13 +198,12 @@ class ChatReasoner:
 
 
 def _syntax_of(runner: ChatRunner) -> BoxSyntax:
-    syntax = box_syntax(runner.family)
-    if syntax is None:
+    """The runner's box syntax (a runner built for a box-answering role always has one)."""
+    if runner.syntax is None:
         raise ModelLoadError(
-            f"adapter {runner.name!r}: model_type {runner.family!r} has no stated box syntax and "
-            f"frame (see cot_ground.models.box_syntax); use it as a reasoner only"
+            f"adapter {runner.name!r}: model_type {runner.family!r} states no boxes"
         )
-    return syntax
+    return runner.syntax
 
 
 class ChatGrounder:
@@ -239,7 +249,6 @@ class ChatEndToEnd:
     """All images + the question → image index (when the answer names one) and first box."""
 
     def __init__(self, runner: ChatRunner):
-        _chat_only(runner)
         self.runner = runner
         self.name = runner.name
         self.syntax = _syntax_of(runner)
@@ -272,9 +281,10 @@ def build_reasoner(settings: ModelSettings) -> ChatReasoner:
 
 def build_grounder(settings: ModelSettings) -> ChatGrounder:
     """Registry factory for ``hf-chat-grounder``."""
-    return ChatGrounder(ChatRunner("hf-chat-grounder", settings, {"prompt_template": None}))
+    runner = ChatRunner("hf-chat-grounder", settings, {"prompt_template": None}, "grounder")
+    return ChatGrounder(runner)
 
 
 def build_end_to_end(settings: ModelSettings) -> ChatEndToEnd:
     """Registry factory for ``hf-chat-e2e``."""
-    return ChatEndToEnd(ChatRunner("hf-chat-e2e", settings, {}))
+    return ChatEndToEnd(ChatRunner("hf-chat-e2e", settings, {}, "e2e"))
