@@ -5,12 +5,15 @@
 Builds (once) the random-weight GroundingDINO tiny/base-shaped checkpoint of
 :mod:`benchmarks.gpu_checkpoints`, takes ``--requests`` MIG-Lite pictures upscaled to
 ``--image-side`` pixels, and times one ``ground`` call of all of them in four settings, each
-starting with an empty pre-processing cache: pre-processing in 1 thread vs ``--threads``, and
-batches by pre-processed shape vs padded batches (``pad_batches``). For each it reports the wall
+starting with empty image and pre-processing caches (so each decodes its files):
+pre-processing in 1 thread vs ``--threads``, and batches by pre-processed shape vs padded
+batches (``pad_batches``). For each it reports the wall
 seconds spent pre-processing (``pixel_values``), inside the model's forward passes (CUDA
 synchronized), and the rest (tokenizing, moving tensors, ranking candidates), plus the number of
 forward passes. Then a pyinstrument profile of the one-thread call shows what pre-processing is
-made of. ``--smoke`` shrinks the model (checks the script; its figures mean nothing).
+made of. ``--preprocess-only`` times and profiles only the pre-processing (1 thread vs
+``--threads``; what a CPU can measure when the forward passes would take minutes there).
+``--smoke`` shrinks the model (checks the script; its figures mean nothing).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from benchmarks.gpu_checkpoints import build_gdino, upscale_images
 from benchmarks.live_report import LiveReport
 from benchmarks.measure import environment
 from benchmarks.workloads import MODEL_TASKS, lite_benchmark
+from cot_ground.images import IMAGE_CACHE
 
 
 class PhaseClock:
@@ -80,6 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--models-dir", type=Path, default=Path.home() / ".cache/cot-ground-bench")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--profile-html", type=Path, help="also write the pyinstrument HTML here")
+    ap.add_argument("--preprocess-only", action="store_true", help="no forward passes")
     ap.add_argument("--smoke", action="store_true", help="shrunken model (checks the code)")
     return ap.parse_args(argv)
 
@@ -119,6 +124,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for n in (1, args.threads)
     }  # fmt: skip
     warm = build("gdino-hf", ModelSettings(path=str(folder), device=args.device, dtype="float32"))
+    if args.preprocess_only:
+        return _preprocess_only(report, warm, pictures, args.threads)
     warm.ground(requests[:2])  # first-call costs outside the timings
     for label, options in settings_of.items():
         grounder = build(
@@ -127,6 +134,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                           options={"batch_size": args.batch_size, **options}),
         )  # fmt: skip
         grounder.clear_cache()
+        IMAGE_CACHE.clear()
         with PhaseClock(grounder, cuda) as clock:
             t0 = time.perf_counter()
             grounder.ground(requests)
@@ -150,6 +158,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                       options={"batch_size": args.batch_size, "preprocess_threads": 1}),
     )  # fmt: skip
     grounder.clear_cache()
+    IMAGE_CACHE.clear()
     profiler = Profiler(interval=0.001)
     with profiler:
         grounder.ground(requests)
@@ -159,6 +168,39 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.profile_html.write_text(profiler.output_html(), encoding="utf-8")
     print(text, flush=True)
     clear_cache()
+    return report.document
+
+
+def _preprocess_only(
+    report: LiveReport, grounder: Any, pictures: list[str], threads: int
+) -> dict[str, Any]:
+    """Pre-processing alone, cold cache: 1 thread vs ``threads``, then a profile of 1 thread."""
+    from pyinstrument import Profiler
+
+    grounder.pixel_values(pictures)  # first-call costs and file reads outside the timings
+    for n in (1, threads):
+        grounder.options["preprocess_threads"] = n
+        grounder.clear_cache()
+        IMAGE_CACHE.clear()  # every pass decodes its files too
+        t0 = time.perf_counter()
+        grounder.pixel_values(pictures)
+        wall = time.perf_counter() - t0
+        row = {
+            "setting": f"pre-processing only, {n} thread(s)",
+            "requests": len(pictures),
+            "wall_s": round(wall, 4),
+            "ms_per_image": round(1000 * wall / len(pictures), 2),
+        }
+        report.add("rows", row, f"{row['setting']:<32} {row['ms_per_image']:8.1f} ms/image")
+    grounder.options["preprocess_threads"] = 1
+    grounder.clear_cache()
+    IMAGE_CACHE.clear()
+    profiler = Profiler(interval=0.001)
+    with profiler:
+        grounder.pixel_values(pictures)
+    text = profiler.output_text(unicode=False, color=False)
+    report.set("profile_text", text)
+    print(text, flush=True)
     return report.document
 
 
