@@ -71,9 +71,7 @@ def test_visual_token_budget_and_buckets_keep_every_answer(tiny_qwen_paths, pict
     assert any(one_at_a_time)  # the random model does emit tokens
     tokens = [runner.visual_tokens(r.images) for r in requests]
     budget = max(tokens)  # the largest request fits alone; others share passes
-    planned = _reasoner(
-        tiny_qwen_paths["qwen2_vl"], batch_size=4, max_batch_visual_tokens=budget
-    )
+    planned = _reasoner(tiny_qwen_paths["qwen2_vl"], batch_size=4, max_batch_visual_tokens=budget)
     sizes: list[int] = []
     inner = planned.runner._generate_batch
 

@@ -39,7 +39,7 @@ def test_batches_split_in_halves_until_they_fit(caplog: pytest.LogCaptureFixture
 
     def fn(reqs: list[int]) -> list[int]:
         calls.append(list(reqs))
-        if len(reqs) > 2 or 13 in reqs and len(reqs) > 1 or 99 in reqs:
+        if len(reqs) > 2 or (13 in reqs and len(reqs) > 1) or 99 in reqs:
             raise _oom(len(reqs))
         return [r * 10 for r in reqs]
 
@@ -64,9 +64,7 @@ def test_batches_split_in_halves_until_they_fit(caplog: pytest.LogCaptureFixture
         for t in threads:
             t.join(10)
     assert not any(t.is_alive() for t in threads), "deadlock"
-    assert {r: v for r, v in results.items() if r != 99} == {
-        r: r * 10 for r in requests if r != 99
-    }
+    assert {r: v for r, v in results.items() if r != 99} == {r: r * 10 for r in requests if r != 99}
     assert is_out_of_memory(results[99]) and "out of memory" in str(results[99])
     assert [len(c_) for c_ in calls[:2]] == [8, 4]  # one batch first, then halves, depth first
     assert sorted(r for c_ in calls if len(c_) == 4 for r in c_) == sorted(requests)
