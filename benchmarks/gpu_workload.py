@@ -33,8 +33,9 @@ reached 3.3-3.8 ex/s at batch 16, so 64 examples at batch 16, 32 and 64 × 2 pip
 even if batching gained nothing past 16; 6 memory points ≤ 30 s; the float32 check (reload ≈ 30
 s, 8 examples × 2 loops × 2 pipelines at ≈ 1.3 ex/s) ≈ 55 s. Worst case ≈ 370 s, so
 ``--budget-s 330`` (the default) keeps the run under 6 minutes by skipping what would not fit.
-``--smoke`` runs the same code on CPU with shrunken shapes and a tiny default size (it checks
-the script, it does not time anything).
+``--smoke`` runs the same code on CPU with shrunken shapes, a tiny default size and float32
+unless ``--dtype`` says otherwise (it checks the script, it does not time anything). A phase
+that fails is recorded under ``errors`` and the run goes on with the next one.
 """
 
 from __future__ import annotations
@@ -75,11 +76,19 @@ class CallTimes:
 
     def __init__(self, adapters: dict[str, Any]) -> None:
         self.seconds: dict[str, float] = {}
+        self.wrapped: list[tuple[Any, str]] = []
         for key, adapter in adapters.items():
             for method in ADAPTER_METHODS:
                 fn = getattr(adapter, method, None)
                 if callable(fn):
                     setattr(adapter, method, self._timed(f"{key}.{method}", fn))
+                    self.wrapped.append((adapter, method))
+
+    def close(self) -> None:
+        """Remove the wrappers and drop every reference to the adapters (and their models)."""
+        for adapter, method in self.wrapped:
+            delattr(adapter, method)
+        self.wrapped.clear()
 
     def _timed(self, name: str, fn: Any) -> Any:
         def call(requests: list[Any]) -> list[Any]:
@@ -348,12 +357,13 @@ def _memory(row: dict[str, Any]) -> str:
     return f", peak {mib / 1024:.1f} GiB" if mib else ""
 
 
-def _free(setup: Setup | None) -> None:
+def _free(setup: Setup, times: CallTimes) -> None:
+    """Drop every reference to ``setup``'s adapters, so their models leave GPU memory."""
     from cot_ground.models.oom import free_accelerator_memory
     from cot_ground.models.registry import clear_cache
 
-    if setup is not None:
-        setup.adapters.clear()
+    times.close()
+    setup.adapters.clear()
     clear_cache()
     free_accelerator_memory()
 
@@ -409,8 +419,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--dtype",
         choices=["bfloat16", "float32"],
-        default="bfloat16",
-        help="Qwen dtype of the main measurements (GroundingDINO: float32)",
+        help="Qwen dtype of the main measurements (bfloat16; smoke float32; GroundingDINO: "
+        "float32)",
     )
     ap.add_argument("--grounder", choices=["tiny", "base"], default="tiny")
     ap.add_argument("--examples", type=int, help="runner examples (64; smoke 4)")
@@ -466,8 +476,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for key, (full, smoke) in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, smoke if args.smoke else full)
+    args.dtype = args.dtype or ("float32" if args.smoke else "bfloat16")
     if args.smoke:
-        args.dtype = "float32"
         args.memory_images = min(args.memory_images, 2)
         args.check_examples, args.check_batch = min(args.check_examples, 2), 2
     if min(args.examples, args.seq_examples, args.check_examples, args.memory_images) < 1:
@@ -494,6 +504,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return _run(args)
 
 
+@contextmanager
+def guarded(report: LiveReport, phase: str) -> Any:
+    """Run one phase; an error ends only that phase: it is recorded (``errors``) and printed,
+    GPU memory is freed, and the run goes on with the next phase."""
+    from cot_ground.models.oom import free_accelerator_memory
+
+    try:
+        yield
+    except Exception as exc:
+        report.add(
+            "errors",
+            {"phase": phase, "error": f"{type(exc).__name__}: {exc}"},
+            f"{phase} FAILED: {type(exc).__name__}: {str(exc)[:300]}",
+        )
+        free_accelerator_memory()
+
+
 def _run(args: argparse.Namespace) -> dict[str, Any]:
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     report = LiveReport(
@@ -511,42 +538,44 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     paths = work.checkpoints()
     top = max(args.batch_sizes + ([args.static_batch] if args.static_cache else []))
     setup, times = work.load(paths, args.dtype, args.examples, top)
-    warm = Setup(setup.config, setup.examples[:2], setup.adapters, setup.work_dir)
-    for p in args.pipelines:  # first-call costs (kernels, allocator) outside every timing
-        measure_sequential(warm, p, repeats=1, warmup=0)
-    report.say("warm-up done")
     rows: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
-    for p in args.pipelines:
-        seq = work.sequential(setup, times, p, args.dtype, args.seq_examples)
-        for b in args.batch_sizes:
-            measured = work.runner(setup, times, p, b, args.dtype, seq)
-            if measured is not None:
-                rows[f"{p}-{b}"] = measured
-    if not args.no_memory_sweep:
-        work.memory_sweep(paths, setup, args.dtype)
-    if args.static_cache and "e2e" in args.pipelines:
-        plain = rows.get(f"e2e-{args.static_batch}") or work.runner(
-            setup, times, "e2e", args.static_batch, args.dtype, None
-        )
-        _free(setup)
-        del times
-        static, static_times = work.load(paths, args.dtype, args.examples, top, static_cache=True)
-        warm = Setup(static.config, static.examples[: args.static_batch], static.adapters,
-                     static.work_dir)  # fmt: skip
-        measure_sequential(warm, "e2e", repeats=1, warmup=0)  # compiles outside the timing
-        work.runner(static, static_times, "e2e", args.static_batch, args.dtype, plain,
-                    label="static-kv")  # fmt: skip
-        setup, times = static, static_times
-    if args.dtype != "float32" and not args.no_fp32_check:
-        _free(setup)
-        del times
-        report.set("tf32_in_check", _set_tf32(False))
-        check, check_times = work.load(paths, "float32", args.check_examples, args.check_batch)
-        warm = Setup(check.config, check.examples[:1], check.adapters, check.work_dir)
-        for p in args.pipelines:
+    with guarded(report, "main"):
+        warm = Setup(setup.config, setup.examples[:2], setup.adapters, setup.work_dir)
+        for p in args.pipelines:  # first-call costs (kernels, allocator) outside every timing
             measure_sequential(warm, p, repeats=1, warmup=0)
-            seq = work.sequential(check, check_times, p, "float32", args.check_examples)
-            work.runner(check, check_times, p, args.check_batch, "float32", seq)
+        report.say("warm-up done")
+        for p in args.pipelines:
+            seq = work.sequential(setup, times, p, args.dtype, args.seq_examples)
+            for b in args.batch_sizes:
+                measured = work.runner(setup, times, p, b, args.dtype, seq)
+                if measured is not None:
+                    rows[f"{p}-{b}"] = measured
+    if not args.no_memory_sweep:
+        with guarded(report, "memory sweep"):
+            work.memory_sweep(paths, setup, args.dtype)
+    if args.static_cache and "e2e" in args.pipelines:
+        with guarded(report, "static KV cache"):
+            plain = rows.get(f"e2e-{args.static_batch}") or work.runner(
+                setup, times, "e2e", args.static_batch, args.dtype, None
+            )
+            _free(setup, times)
+            setup, times = work.load(paths, args.dtype, args.examples, top, static_cache=True)
+            # compiles for this batch size outside the timing (new input lengths may recompile)
+            warm = Setup(setup.config, setup.examples[: args.static_batch], setup.adapters,
+                         setup.work_dir)  # fmt: skip
+            measure_runner(warm, "e2e", args.static_batch, repeats=1, warmup=0)
+            work.runner(setup, times, "e2e", args.static_batch, args.dtype, plain,
+                        label="static-kv")  # fmt: skip
+    if args.dtype != "float32" and not args.no_fp32_check:
+        with guarded(report, "float32 check"):
+            _free(setup, times)
+            report.set("tf32_in_check", _set_tf32(False))
+            setup, times = work.load(paths, "float32", args.check_examples, args.check_batch)
+            warm = Setup(setup.config, setup.examples[:1], setup.adapters, setup.work_dir)
+            for p in args.pipelines:
+                measure_sequential(warm, p, repeats=1, warmup=0)
+                seq = work.sequential(setup, times, p, "float32", args.check_examples)
+                work.runner(setup, times, p, args.check_batch, "float32", seq)
     summary = summarize(report.document.get("rows", []), args.pipelines, args.dtype)
     report.set("summary", summary)
     report.set("max_rss_mib", round(max_rss_mib(), 1))

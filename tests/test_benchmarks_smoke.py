@@ -71,31 +71,38 @@ def test_gpu_workload_smoke_reports_every_measurement(tmp_path: Path, capsys) ->
     out = tmp_path / "gpu.json"
     gpu_main(
         [
-            "--smoke", "--examples", "2", "--seq-examples", "2", "--batch-sizes", "2",
-            "--memory-tokens", "4", "--memory-batches", "1,2", "--static-cache",
-            "--static-batch", "2", "--models-dir", str(tmp_path / "models"),
+            "--smoke", "--dtype", "bfloat16", "--examples", "2", "--seq-examples", "2",
+            "--batch-sizes", "2", "--memory-tokens", "4", "--memory-batches", "1,2",
+            "--static-cache", "--static-batch", "2", "--models-dir", str(tmp_path / "models"),
             "--json", str(out),
         ]
     )  # fmt: skip
     data = json.loads(out.read_text())
-    assert data["workload"] == "gpu-smoke" and data["settings"]["dtype"] == "float32"
+    assert data["workload"] == "gpu-smoke" and data["settings"]["dtype"] == "bfloat16"
+    assert "errors" not in data
     builds = [c for c in data["checkpoints"] if c["what"] == "build"]
     assert {c["checkpoint"] for c in builds} == {"qwen2-vl-7b-shape", "gdino-tiny-shape"}
-    assert [c["options"] for c in data["checkpoints"] if c["what"] == "load"] == [
-        {},
-        {"static_cache": True},
-    ]
+    loads = [(c["dtype"], c["options"]) for c in data["checkpoints"] if c["what"] == "load"]
+    assert loads == [("bfloat16", {}), ("bfloat16", {"static_cache": True}), ("float32", {})]
     rows = data["rows"]
-    assert [(r["pipeline"], r["mode"], r["batch_size"]) for r in rows] == [
-        ("cot", "sequential", 1),
-        ("cot", "runner", 2),
-        ("e2e", "sequential", 1),
-        ("e2e", "runner", 2),
-        ("e2e", "static-kv", 2),
+    assert [(r["pipeline"], r["mode"], r["batch_size"], r["dtype"]) for r in rows] == [
+        ("cot", "sequential", 1, "bfloat16"),
+        ("cot", "runner", 2, "bfloat16"),
+        ("e2e", "sequential", 1, "bfloat16"),
+        ("e2e", "runner", 2, "bfloat16"),
+        ("e2e", "static-kv", 2, "bfloat16"),
+        ("cot", "sequential", 1, "float32"),
+        ("cot", "runner", 2, "float32"),
+        ("e2e", "sequential", 1, "float32"),
+        ("e2e", "runner", 2, "float32"),
     ]
     for r in (r for r in rows if r["mode"] != "sequential"):
         check = r["outputs_vs_reference"]
-        assert check["kind"].startswith("identical (float32") and check["same"] == check["of"]
+        if r["dtype"] == "float32":  # the exact check
+            assert check["kind"].startswith("identical (float32") and check["same"] == check["of"]
+        else:  # bf16: a rate, labelled as such
+            assert check["kind"].startswith("agreement rate (bfloat16")
+    assert data["tf32_in_check"] == {"matmul": False, "cudnn": False}
     assert rows[1]["grounder_share"] > 0
     assert {"reasoner.reason", "grounder.ground"} <= set(rows[1]["model_s"])
     memory = data["memory"]
