@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cot_ground.models.base import ChatRequest
@@ -102,5 +103,19 @@ def test_the_tokenizer_stays_fast_with_the_slow_image_processor(tiny_qwen_paths)
 
     runner = _reasoner(tiny_qwen_paths["qwen2_vl"]).runner
     assert runner.settings["fast_image_processor"] is False
-    assert type(runner.processor.image_processor) is Qwen2VLImageProcessor
+    assert isinstance(runner.processor.image_processor, Qwen2VLImageProcessor)
     assert runner.processor.tokenizer.is_fast  # the Rust tokenizer, not the pure-Python one
+
+
+def test_threaded_pre_processing_gives_the_same_tensors(tiny_qwen_paths, pictures) -> None:
+    requests = [(r.images, r.prompt) for r in _requests(pictures)]
+    threaded = _reasoner(tiny_qwen_paths["qwen2_vl"], preprocess_threads=3).runner
+    single = _reasoner(tiny_qwen_paths["qwen2_vl"], preprocess_threads=1).runner
+    assert threaded.processor is not single.processor  # its own view of the shared processor
+    assert threaded.processor.tokenizer is single.processor.tokenizer
+    a, b = threaded.encode(requests), single.encode(requests)
+    assert set(a) == set(b) and len(a["image_grid_thw"]) == 10
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert "preprocess_threads" not in threaded.settings
+    assert threaded.settings == single.settings

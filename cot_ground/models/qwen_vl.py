@@ -17,9 +17,11 @@ every result. Options: ``batch_size`` (default 4) and ``max_batch_visual_tokens`
 none): the most requests and visual tokens (images × their resized token count) one forward pass
 holds, requests bucketed by image count and length (:mod:`cot_ground.models.batch_plan`);
 ``static_cache`` (default false; recorded when on): a static KV cache, which transformers
-compiles the decoding step for on CUDA; grounder ``prompt_file`` (a plain-text
-template with a ``{phrase}`` slot; default ``prompts/ground/<family>.txt``), used for every
-request that carries no ``prompt`` of its own (a CoT variant with a ``step2`` field sends one);
+compiles the decoding step for on CUDA; ``preprocess_threads`` (4): worker threads for the
+images of one batch (:mod:`cot_ground.models.threaded_images`; same tensors as one thread);
+grounder ``prompt_file`` (a plain-text template with a ``{phrase}`` slot; default
+``prompts/ground/<family>.txt``), used for every request that carries no ``prompt`` of its
+own (a CoT variant with a ``step2`` field sends one);
 grounder and end-to-end ``unit_floats`` (``reject``, the default, or ``fraction``): how a box of
 four numbers in [0, 1] with a fraction is read in the integer frames
 (:func:`cot_ground.parsing.parse_box`), recorded in ``settings``. The end-to-end adapter reads
@@ -29,6 +31,7 @@ the image an answer names with the request's prompt as the question
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +61,7 @@ from cot_ground.models.hf_loading import (
 from cot_ground.models.options import PROCESSOR_OPTIONS, resolve_options
 from cot_ground.models.resize import model_input_size, visual_tokens
 from cot_ground.models.settings import ModelSettings
+from cot_ground.models.threaded_images import threaded
 from cot_ground.parsing import UNIT_FLOATS, parse_box
 from cot_ground.paths import prompts_dir
 from cot_ground.records import Candidate, ParseStatus, text_hash
@@ -75,6 +79,7 @@ BATCH_OPTIONS: dict[str, Any] = {
     "batch_size": 4,
     "max_batch_visual_tokens": None,
     "static_cache": False,
+    "preprocess_threads": 4,
 }
 
 
@@ -114,6 +119,12 @@ class QwenVLRunner:
         self.frame = FAMILY_FRAMES[self.family]
 
         self.processor = load_processor(path, fast_image_processor=fast, left_padding=True)
+        self.shared_processor = self.processor  # keeps the shared one alive for other runners
+        if int(self.options["preprocess_threads"]) > 1:  # this runner's own view of it
+            self.processor = copy.copy(self.processor)
+            self.processor.image_processor = threaded(
+                self.processor.image_processor, self.options["preprocess_threads"]
+            )
         self.model = load_weights(AutoModelForImageTextToText, path, settings)
         image_processor = self.processor.image_processor
         self.patch_size = int(image_processor.patch_size)
