@@ -61,7 +61,7 @@ from cot_ground.models.hf_loading import (
 from cot_ground.models.options import PROCESSOR_OPTIONS, resolve_options
 from cot_ground.models.resize import model_input_size, visual_tokens
 from cot_ground.models.settings import ModelSettings
-from cot_ground.models.threaded_images import threaded
+from cot_ground.models.threaded_images import open_images_threaded, threaded
 from cot_ground.parsing import UNIT_FLOATS, parse_box
 from cot_ground.paths import prompts_dir
 from cot_ground.records import Candidate, ParseStatus, text_hash
@@ -180,7 +180,8 @@ class QwenVLRunner:
     def encode(self, requests: Sequence[tuple[Sequence[str], str]]) -> Any:
         """Processor inputs (token ids, pixels, image grids) for ``(image paths, prompt)`` pairs."""
         texts = [self.chat_text(len(paths), prompt) for paths, prompt in requests]
-        images = [img for paths, _ in requests for img in open_images(paths)]
+        paths = [p for request_paths, _ in requests for p in request_paths]
+        images = open_images_threaded(paths, self.options["preprocess_threads"])
         return self.processor(
             text=texts,
             images=images or None,

@@ -6,7 +6,8 @@ the other and ``image_grid_thw`` one row per image. :func:`threaded` returns a c
 processor (same class name and attributes) whose calls cut the image list into contiguous
 chunks, run the original call on each chunk in a worker thread (PIL's resize and numpy's array
 arithmetic release the GIL, so chunks run in parallel) and concatenate the chunk outputs in
-order: the same tensors as one call.
+order: the same tensors as one call. :func:`open_images_threaded` decodes the files of a batch
+the same way (each distinct file once, through the shared image cache).
 """
 
 from __future__ import annotations
@@ -18,6 +19,22 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 _SUBCLASSES: dict[type, type] = {}
+
+
+def open_images_threaded(paths: Sequence[str], threads: int) -> list[Any]:
+    """Decoded RGB images for ``paths`` in order (:func:`cot_ground.images.open_rgb`), each
+    distinct file decoded once, in up to ``threads`` worker threads; ``ImageLoadError`` names a
+    bad path."""
+    from cot_ground.images import open_rgb
+
+    unique = list(dict.fromkeys(paths))
+    n = min(max(1, int(threads)), len(unique))
+    if n <= 1:
+        decoded = {p: open_rgb(p) for p in unique}
+    else:
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            decoded = dict(zip(unique, pool.map(open_rgb, unique), strict=True))
+    return [decoded[p] for p in paths]
 
 
 def threaded(image_processor: Any, threads: int) -> Any:
