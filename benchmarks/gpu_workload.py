@@ -133,6 +133,17 @@ def _cuda() -> Any:
     return torch.cuda if torch.cuda.is_available() else None
 
 
+def _tf32_state() -> dict[str, bool]:
+    """Whether TF32 is allowed for matmuls and cuDNN convolutions (torch's own defaults unless
+    set)."""
+    import torch
+
+    return {
+        "matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+        "cudnn": bool(torch.backends.cudnn.allow_tf32),
+    }
+
+
 def _set_tf32(enabled: bool) -> dict[str, bool]:
     import torch
 
@@ -530,7 +541,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             "command": " ".join(["python -m benchmarks.gpu_workload", *sys.argv[1:]]),
             "settings": settings,
             "environment": environment(),
-            "tf32": _set_tf32(False) if args.dtype == "float32" else None,
+            "tf32": _set_tf32(False) if args.dtype == "float32" else _tf32_state(),
         },
     )
     report.say(f"results file: {args.json} (rewritten after every measurement)")
