@@ -14,7 +14,9 @@ return the best box even when all scores are under ``box_threshold``), ``max_can
 
 Images are pre-processed one by one in ``preprocess_threads`` worker threads, and the result
 (``pixel_values``, float32 on the CPU, about 12 MB for an 800 × 1200 input) is kept for the last
-``pixel_cache_size`` images, so a retry or another request on the same image skips it. By
+``pixel_cache_size`` images, so a retry or another request on the same image skips it. With
+``fast_image_processor`` on a CUDA device the (torchvision) processor resizes and normalizes on
+the GPU itself and the cache holds GPU tensors (``settings["preprocess_device"]``). By
 default requests are batched only with others whose pre-processed image has the same shape: no
 image is padded and a batched answer equals the one-at-a-time answer. ``pad_batches`` lets
 images of any size share a forward pass, each padded at the bottom and right to the largest
@@ -86,10 +88,15 @@ class GroundingDinoHF:
             **{k: v for k, v in self.options.items() if k not in _UNRECORDED},
         }
         image_processor = self.processor.image_processor
+        # the fast (torchvision) processor can resize and normalize on the GPU itself
+        on_gpu = {"device": device} if fast and device.startswith("cuda") else {}
+        if on_gpu:
+            self.settings["preprocess_device"] = device
 
         @functools.lru_cache(maxsize=max(0, int(self.options["pixel_cache_size"])))
         def pixel_values(path: str) -> Any:
-            return image_processor(images=[open_rgb(path)], return_tensors="pt")["pixel_values"][0]
+            out = image_processor(images=[open_rgb(path)], return_tensors="pt", **on_gpu)
+            return out["pixel_values"][0]
 
         self._pixel_values = pixel_values
 
@@ -182,7 +189,7 @@ def _padded(pixels: list[Any]) -> dict[str, Any]:
     height = max(p.shape[1] for p in pixels)
     width = max(p.shape[2] for p in pixels)
     values = pixels[0].new_zeros((len(pixels), 3, height, width))
-    mask = torch.zeros((len(pixels), height, width), dtype=torch.long)
+    mask = torch.zeros((len(pixels), height, width), dtype=torch.long, device=values.device)
     for b, p in enumerate(pixels):
         values[b, :, : p.shape[1], : p.shape[2]] = p
         mask[b, : p.shape[1], : p.shape[2]] = 1
