@@ -446,6 +446,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Qwen option max_batch_visual_tokens (default: none)",
     )
     ap.add_argument(
+        "--fast-grounder-processor",
+        action="store_true",
+        help="GroundingDINO option fast_image_processor (pre-processing on the GPU; pixels "
+        "differ slightly)",
+    )
+    ap.add_argument(
         "--pad-grounder-batches",
         action="store_true",
         help="GroundingDINO option pad_batches (answers may differ slightly)",
@@ -498,7 +504,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if args.max_batch_visual_tokens
         else {}
     )
-    args.gdino_options = {"pad_batches": True} if args.pad_grounder_batches else {}
+    args.gdino_options = {
+        **({"pad_batches": True} if args.pad_grounder_batches else {}),
+        **({"fast_image_processor": True} if args.fast_grounder_processor else {}),
+    }
     return args
 
 
