@@ -44,6 +44,7 @@ log = logging.getLogger("cot_ground.batching")
 
 Outcome = tuple[Any, BaseException | None]
 
+
 @dataclass
 class _Call:
     """One blocked caller: its requests, and their results as they arrive."""
