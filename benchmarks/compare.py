@@ -99,6 +99,15 @@ def identical(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> tuple[int, in
     return same, len(a)
 
 
+_BROKEN = ("image_error", "model_error", "cache_error", "config_error")
+
+
+def _broken(record: dict[str, Any]) -> bool:
+    """The example could not run (image, model, cache or config error) — a failure of the
+    setup, unlike an unreadable or empty answer, which is a result of the model."""
+    return (record.get("error") or {}).get("category") in _BROKEN
+
+
 def _stages_ms(records: list[dict[str, Any]]) -> dict[str, float]:
     nodes = sorted({k for r in records for k in (r.get("timing") or {})})
     return {
@@ -144,6 +153,7 @@ def _row(
         "cpu_s_median": round(median(cpus), 4),
         "cpu_ms_per_example": round(1000 * median(cpus) / n, 3) if n else None,
         "stages_ms": _stages_ms(records),
+        "failed": sum(1 for r in records if _broken(r)),
         "peak_host_mib": round(peak.host_mib, 1),
         "peak_gpu_mib": round(peak.gpu_mib, 1) if peak.gpu_mib is not None else None,
         "images": _images(counts, setup.examples, len(walls)),

@@ -365,7 +365,8 @@ def _shares(row: dict[str, Any]) -> str:
 
 def _memory(row: dict[str, Any]) -> str:
     mib = row.get("peak_gpu_mib")
-    return f", peak {mib / 1024:.1f} GiB" if mib else ""
+    failed = f", {row['failed']} examples FAILED to run" if row.get("failed") else ""
+    return (f", peak {mib / 1024:.1f} GiB" if mib else "") + failed
 
 
 def _free(setup: Setup, times: CallTimes) -> None:

@@ -103,7 +103,7 @@ def test_gpu_workload_smoke_reports_every_measurement(tmp_path: Path, capsys) ->
         else:  # bf16: a rate, labelled as such
             assert check["kind"].startswith("agreement rate (bfloat16")
     assert data["tf32_in_check"] == {"matmul": False, "cudnn": False}
-    assert rows[1]["grounder_share"] > 0
+    assert rows[1]["grounder_share"] > 0 and not any(r["failed"] for r in rows)
     assert {"reasoner.reason", "grounder.ground"} <= set(rows[1]["model_s"])
     memory = data["memory"]
     assert [m["batch"] for m in memory] == [1, 2] and not any(m["oom"] for m in memory)
@@ -111,3 +111,12 @@ def test_gpu_workload_smoke_reports_every_measurement(tmp_path: Path, capsys) ->
     assert set(data["summary"]) >= {"cot", "e2e", "grounder_share", "cot_over_e2e"}
     printed = capsys.readouterr().out
     assert printed.count("ex/s") >= len(rows) and "smoke run" in printed
+
+
+def test_rows_count_examples_that_could_not_run_not_model_answers() -> None:
+    from benchmarks.compare import _broken
+
+    assert _broken({"error": {"category": "model_error", "message": "CUDA out of memory"}})
+    assert _broken({"error": {"category": "image_error", "message": "gone.jpg"}})
+    assert not _broken({"error": {"category": "no_box", "message": "no readable box"}})
+    assert not _broken({"error": None}) and not _broken({})
