@@ -446,9 +446,7 @@ def zoom_config(name: str, pipe: Any) -> Any:
         raise ValueError("\n".join(line.strip() for line in lines)) from None
 
 
-def load_config(
-    path: str | os.PathLike[str], *, defer_unset_env: bool = False
-) -> ExperimentConfig:
+def load_config(path: str | os.PathLike[str], *, defer_unset_env: bool = False) -> ExperimentConfig:
     """Read and validate ``path`` (YAML); raises :class:`ConfigError` naming the file and key
     (``defer_unset_env``: see :func:`parse_config`)."""
     p = Path(path)

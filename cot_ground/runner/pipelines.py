@@ -151,8 +151,10 @@ def build_pipeline(
         }
         graph = builders[pipe.kind](reasoner, grounder, config=cfg)
         return PipelineRun(
-            name, _zoomed(graph, pipe, zoom, adapters, coordinator, name, artifacts_dir),
-            coordinator, graph_mod.initial_state,
+            name,
+            _zoomed(graph, pipe, zoom, adapters, coordinator, name, artifacts_dir),
+            coordinator,
+            graph_mod.initial_state,
         )
     if isinstance(pipe, CoTPipelineConfig):
         reasoner: Any = BatchingReasoner(adapters[pipe.reasoner], coordinator)
