@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cot_ground.images import ImageLoadError
@@ -187,3 +188,13 @@ def test_py_checkpoint_config_mismatch(tiny_gdino_py_files, tmp_path):
     )
     with pytest.raises(ModelLoadError, match="does not match"):
         _py(tiny_gdino_py_files, config_file=str(deeper))
+
+
+def test_hf_dtype_auto_means_float32_for_the_grounding_dino_family(monkeypatch):
+    from cot_ground.models import hf_loading
+
+    monkeypatch.setattr(hf_loading, "resolve_device", lambda device: "cuda")
+    auto = hf_loading.float32_when_auto(ModelSettings(path="x"))
+    assert hf_loading.load_kwargs(auto)[0]["dtype"] == torch.float32  # not bfloat16 on CUDA
+    explicit = hf_loading.float32_when_auto(ModelSettings(path="x", dtype="bfloat16"))
+    assert explicit.dtype == "bfloat16"

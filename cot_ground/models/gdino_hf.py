@@ -36,6 +36,7 @@ from cot_ground.models.batch_plan import plan_batches
 from cot_ground.models.detections import DETECTOR_OPTIONS, ground_result, normalize_phrase
 from cot_ground.models.hf_loading import (
     check_model_folder,
+    float32_when_auto,
     input_device,
     load_processor,
     load_weights,
@@ -69,6 +70,7 @@ class GroundingDinoHF:
             name, settings.options, {**DETECTOR_OPTIONS, **PROCESSOR_OPTIONS, **_BATCH_OPTIONS}
         )
         fast = bool(self.options["fast_image_processor"])
+        settings = float32_when_auto(settings)
         path = model_path(settings, name)
         check_model_folder(path)
 

@@ -260,6 +260,15 @@ def resolve_dtype(dtype: str, device: str) -> Any:
     return getattr(torch, dtype)
 
 
+def float32_when_auto(settings: ModelSettings) -> ModelSettings:
+    """``settings`` with ``dtype="auto"`` read as float32, for the GroundingDINO family: in
+    transformers 4.57 its attention fails in bfloat16 ("mat1 and mat2 must have the same dtype"),
+    so ``auto`` must not pick bfloat16 on CUDA for these models. An explicit dtype is kept."""
+    if settings.dtype != "auto":
+        return settings
+    return settings.model_copy(update={"dtype": "float32"})
+
+
 def load_kwargs(settings: ModelSettings) -> tuple[dict[str, Any], str]:
     """``from_pretrained`` keyword arguments and the device inputs go to (offline, dtype, map)."""
     device = resolve_device(settings.device)
