@@ -12,6 +12,9 @@ Frames (see :class:`Frame`):
 * ``qwen3_1000`` integers in ``[0, 1000]``, divided by 1000 (Qwen3-VL).
 * ``pixels``    absolute pixels of a stated ``(width, height)``; for Qwen2.5-VL that size is the
   *resized* model input, not the original picture.
+
+Geometry on boxes lives here too: :func:`iou`, :func:`xyxy_iou` and greedy non-maximum
+suppression (:func:`nms`).
 """
 
 from __future__ import annotations
@@ -144,3 +147,36 @@ def _four(coords: Sequence[float]) -> tuple[float, float, float, float]:
     except (TypeError, ValueError) as exc:
         raise ValueError(f"box coordinates must be numbers, got {values!r}") from exc
     return x1, y1, x2, y2
+
+
+def iou(pred: Box | None, gt: Box) -> float:
+    """Intersection over union in the unit frame; 0 for None, inverted or degenerate boxes."""
+    return 0.0 if pred is None else xyxy_iou(pred.to_list(), gt.to_list())
+
+
+def xyxy_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """IoU of two ``[x1, y1, x2, y2]`` boxes stated in one and the same frame (unit, pixels...);
+    0 when they do not overlap or either is inverted or degenerate."""
+    ix = min(a[2], b[2]) - max(a[0], b[0])
+    iy = min(a[3], b[3]) - max(a[1], b[1])
+    if ix <= 0 or iy <= 0:  # also every inverted box: x2 < x1 makes ix negative
+        return 0.0
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def nms(boxes: Sequence[Sequence[float]], iou_threshold: float, k: int) -> list[int]:
+    """Greedy non-maximum suppression over ``[x1, y1, x2, y2]`` boxes (one frame), best first.
+
+    Walks ``boxes`` in the order given (the caller ranks them) and keeps a box unless its
+    :func:`xyxy_iou` with a kept one is at least ``iou_threshold``; stops once ``k`` are kept.
+    Returns the indices of the kept boxes, in input order.
+    """
+    kept: list[int] = []
+    for i, box in enumerate(boxes):
+        if all(xyxy_iou(box, boxes[j]) < iou_threshold for j in kept):
+            kept.append(i)
+        if len(kept) == k:
+            break
+    return kept

@@ -19,11 +19,11 @@ box before scoring and always recorded in the table.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from cot_ground.boxes import Box
+from cot_ground.boxes import Box, iou
 from cot_ground.records import Example, Prediction
 
 THRESHOLDS: tuple[float, ...] = (0.3, 0.5, 0.7)
@@ -51,23 +51,6 @@ TASK_GROUPS: dict[str, tuple[str, ...]] = {
     "spontaneous": TASK_ORDER[:3],
     "referential": TASK_ORDER[3:],
 }
-
-
-def iou(pred: Box | None, gt: Box) -> float:
-    """Intersection over union in the unit frame; 0 for None, inverted or degenerate boxes."""
-    return 0.0 if pred is None else xyxy_iou(pred.to_list(), gt.to_list())
-
-
-def xyxy_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """IoU of two ``[x1, y1, x2, y2]`` boxes stated in one and the same frame (unit, pixels...);
-    0 when they do not overlap or either is inverted or degenerate."""
-    ix = min(a[2], b[2]) - max(a[0], b[0])
-    iy = min(a[3], b[3]) - max(a[1], b[1])
-    if ix <= 0 or iy <= 0:  # also every inverted box: x2 < x1 makes ix negative
-        return 0.0
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _migician_y(box: Box) -> Box:

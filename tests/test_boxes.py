@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from cot_ground.boxes import Box, Frame
+from cot_ground.boxes import Box, Frame, nms
 
 
 def test_unit_and_qwen_frames() -> None:
@@ -61,3 +61,10 @@ def test_box_is_frozen_and_serializes() -> None:
     assert Box.model_validate(box.model_dump()) == box
     with pytest.raises(ValueError):
         box.x1 = 0.5  # type: ignore[misc]
+
+
+def test_nms_keeps_input_order_and_drops_overlaps_at_the_threshold() -> None:
+    boxes = [[0, 0, 10, 10], [0, 0, 10, 5], [20, 20, 30, 30], [0, 0, 10, 10]]
+    assert nms(boxes, 0.5, 5) == [0, 2]  # IoU exactly 0.5 counts as overlapping
+    assert nms(boxes, 0.6, 5) == [0, 1, 2]
+    assert nms(boxes, 0.5, 1) == [0]

@@ -15,9 +15,8 @@ from typing import Any
 import pandas as pd
 
 from cot_ground.analysis.scores import ordered_tasks
-from cot_ground.boxes import Box
+from cot_ground.boxes import Box, iou
 from cot_ground.records import TraceStep
-from cot_ground.scoring import iou
 
 PROPOSE_NODE = "propose"
 RECALL_IOU = 0.5

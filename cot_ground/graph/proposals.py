@@ -18,13 +18,13 @@ from typing import Any
 from PIL import ImageDraw, ImageFont
 
 from cot_ground.boxes import Box
+from cot_ground.boxes import nms as box_nms
 from cot_ground.graph.calls import step
 from cot_ground.graph.tasks import reference_box, reference_image, task_rule
 from cot_ground.images import ImageLoadError, open_rgb
 from cot_ground.models.base import Grounder, GroundRequest, GroundResult
 from cot_ground.models.classical import SHARED_CONTENT_TASKS
 from cot_ground.records import ErrorCategory, ErrorInfo, Example
-from cot_ground.scoring import xyxy_iou
 
 PROPOSE = "propose"
 # distinct, legible mark colours (tab10 without grey); text is white on each
@@ -45,14 +45,8 @@ def nms(candidates: Sequence[dict[str, Any]], iou_threshold: float, k: int) -> l
     """The ``k`` best candidates (``{"box": Box dict, "score": ...}``, best first as given),
     dropping any whose IoU with a kept one is at least ``iou_threshold``. The input order is
     the grounder's ranking (scores may be None), so it is kept."""
-    kept: list[dict[str, Any]] = []
-    for cand in candidates:
-        box = Box.model_validate(cand["box"]).to_list()
-        if all(xyxy_iou(box, Box.model_validate(o["box"]).to_list()) < iou_threshold for o in kept):
-            kept.append(cand)
-        if len(kept) == k:
-            break
-    return kept
+    boxes = [Box.model_validate(cand["box"]).to_list() for cand in candidates]
+    return [candidates[i] for i in box_nms(boxes, iou_threshold, k)]
 
 
 def proposal_request(ex: Example, image: int, phrase: str) -> GroundRequest:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from cot_ground.boxes import Box
+from cot_ground.boxes import Box, xyxy_iou
 from cot_ground.lite import phrasing
 from cot_ground.lite.perturb import Perturbation, render_patch, resize_long_side
 from cot_ground.lite.sources import (
@@ -26,7 +26,6 @@ from cot_ground.lite.sources import (
     load_photo,
     load_table,
 )
-from cot_ground.scoring import xyxy_iou
 
 SCENE_SIDE = 384  # long side of every scene picture, pixels
 # star fields: a blurred or rotated crop of scattered points matches many places equally well

@@ -30,7 +30,7 @@ from PIL import Image
 from scipy import ndimage
 
 from cot_ground.bench.targets import TargetRuleError, target_image
-from cot_ground.boxes import Box
+from cot_ground.boxes import Box, nms
 from cot_ground.graph.tasks import reference_box, reference_image, task_rule
 from cot_ground.images import open_rgb
 from cot_ground.models.base import (
@@ -43,7 +43,6 @@ from cot_ground.models.keypoints import KEYPOINT_TASKS, KeypointGrounder
 from cot_ground.models.options import choose_backend, resolve_options
 from cot_ground.models.settings import ModelSettings
 from cot_ground.records import Candidate, ParseStatus
-from cot_ground.scoring import xyxy_iou
 
 DIFF_TASKS = frozenset({"diff", "view_diff"})
 SHARED_CONTENT_TASKS = frozenset({"common_object", "correspondence"})
@@ -203,15 +202,11 @@ def _window_std(integrals: tuple[np.ndarray, np.ndarray], shape: tuple[int, int]
     return np.sqrt(np.maximum(var, 0.0))
 
 
-def _nms(found: list[tuple], k: int) -> list[tuple]:
-    """The ``k`` best ``(score, box, ...)`` entries, skipping boxes overlapping a better one."""
-    kept: list[tuple] = []
-    for entry in sorted(found, key=lambda t: -t[0]):
-        if all(xyxy_iou(entry[1], other[1]) < 0.5 for other in kept):
-            kept.append(entry)
-        if len(kept) == k:
-            break
-    return kept
+def _best(found: list[tuple], k: int) -> list[tuple]:
+    """The ``k`` best ``(score, box, ...)`` entries by score, skipping boxes overlapping a
+    better one (:func:`cot_ground.boxes.nms` at IoU 0.5; ties keep their order)."""
+    ranked = sorted(found, key=lambda t: -t[0])
+    return [ranked[i] for i in nms([t[1] for t in ranked], 0.5, k)]
 
 
 class TemplateGrounder:
@@ -265,7 +260,7 @@ class TemplateGrounder:
         w, h = target.size
         candidates = [
             Candidate(box=Box.from_pixels(box, w, h), score=round(score, 4), label=mode)
-            for score, box in _nms(found, self.options["top_k"])
+            for score, box in _best(found, self.options["top_k"])
         ]
         return GroundResult(
             candidates=candidates,
@@ -325,7 +320,7 @@ class TemplateGrounder:
             else:
                 box = (2 * x, 2 * y, 2 * x + tw, 2 * y + th)
                 coarse_found.append((float(scores[y, x]), box, i))
-        for _, box, i in _nms(coarse_found, o["refine_top"]):
+        for _, box, i in _best(coarse_found, o["refine_top"]):
             for j in range(max(0, i - 1), min(len(sizes), i + 2)):
                 tw, th = sizes[j]
                 m = 4 + max(tw, th) // 10
