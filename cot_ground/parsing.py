@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -127,24 +128,89 @@ def parse_box(
     frame = Frame(frame)
     if frame is Frame.PIXELS and size is None:
         raise ValueError("parse_box: the pixels frame needs size=(width, height)")
+    _check_unit_floats(unit_floats)
+    body = answer_text(text)
+    return _read_boxes(body, image_choice(body, question), frame, size, unit_floats)
+
+
+def parse(
+    text: str,
+    frame: Frame | str,
+    input_sizes_wh: Sequence[tuple[float, float]] = (),
+    *,
+    unit_floats: UnitFloats | str = "reject",
+    question: str | None = None,
+) -> BoxParse:
+    """Read an end-to-end answer: the image it names and its first box, stated in ``frame``.
+
+    ``input_sizes_wh``: the (width, height) in pixels each image of the request was seen at
+    (for the pixels frame; the resized model input, never the original size). The image is read
+    first (:func:`cot_ground.mentions.image_choice`, with ``question`` for echoed references),
+    then the box once, in ``frame``: in the pixels frame with the size of the image the answer
+    names, else the size all images share (:func:`answer_size`); when neither is known a box
+    cannot be placed and the status is ``malformed`` (no box is made up). ``unit_floats`` as in
+    :func:`parse_box`. Raises ``ValueError`` for an unknown ``unit_floats``.
+    """
+    frame = Frame(frame)
+    _check_unit_floats(unit_floats)
+    body = answer_text(text)
+    index = image_choice(body, question)
+    size = answer_size(index, input_sizes_wh) if frame is Frame.PIXELS else None
+    if frame is Frame.PIXELS and size is None:
+        # every complete box is also box-like text, so this is "a box, or the start of one"
+        status = ParseStatus.MALFORMED if _BOX_LIKE.search(body) else ParseStatus.NO_BOX
+        return BoxParse(status, None, [], index, body)
+    return _read_boxes(body, index, frame, size, unit_floats)
+
+
+def answer_size(
+    image_index: int | None, input_sizes_wh: Sequence[tuple[float, float]]
+) -> tuple[float, float] | None:
+    """The (width, height) a pixel-frame answer refers to: that of the image it names, else the
+    common size when all images share one; None when it cannot be known."""
+    if image_index is not None and 0 <= image_index < len(input_sizes_wh):
+        return input_sizes_wh[image_index]
+    if len(set(input_sizes_wh)) == 1:
+        return input_sizes_wh[0]
+    return None
+
+
+def _check_unit_floats(unit_floats: str) -> None:
     if unit_floats not in UNIT_FLOATS:
         raise ValueError(
             f"unit_floats must be one of {', '.join(UNIT_FLOATS)}, got {unit_floats!r}"
         )
-    body = answer_text(text)
-    index = image_choice(body, question)
+
+
+def _box_matches(body: str) -> list[list[str]]:
+    """The number groups of every complete box in ``body``, in reading order; a match inside
+    one already taken (a list inside a list) is skipped."""
     found: list[tuple[int, int, list[str]]] = []
     for pattern in _BOX_PATTERNS:
         for m in pattern.finditer(body):
             found.append((m.start(), m.end(), list(m.groups())))
     found.sort(key=lambda item: item[0])
-    boxes: list[Box] = []
+    matches: list[list[str]] = []
     last_end = -1
-    unreadable = first_mismatch = False
     for start, end, groups in found:
-        if start < last_end:  # overlaps a box already taken (e.g. a list inside a list)
+        if start < last_end:
             continue
         last_end = end
+        matches.append(groups)
+    return matches
+
+
+def _read_boxes(
+    body: str,
+    index: int | None,
+    frame: Frame,
+    size: tuple[float, float] | None,
+    unit_floats: str,
+) -> BoxParse:
+    """The boxes of ``body`` in ``frame`` (``index``: the image it names, already read)."""
+    boxes: list[Box] = []
+    unreadable = first_mismatch = False
+    for groups in _box_matches(body):
         try:
             values = [float(g) for g in groups]
             if frame in _INTEGER_FRAMES and _unit_floats(groups, values):

@@ -18,14 +18,9 @@ from PIL import Image
 
 from cot_ground.models.base import ChatRequest
 from cot_ground.models.registry import build
-from cot_ground.models.resize import (
-    answer_size,
-    family_factor,
-    model_input_size,
-    resize_to,
-    visual_tokens,
-)
+from cot_ground.models.resize import family_factor, model_input_size, resize_to, visual_tokens
 from cot_ground.models.settings import ModelSettings
+from cot_ground.parsing import answer_size
 from cot_ground.records import ParseStatus
 
 MIN_PIXELS, MAX_PIXELS = 16 * 28 * 28, 64 * 28 * 28

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cot_ground.boxes import Box, Frame
-from cot_ground.parsing import answer_text, clean_text, parse_box, parse_selection
+from cot_ground.parsing import answer_text, clean_text, parse, parse_box, parse_selection
 from cot_ground.records import ParseStatus
 
 Q = [0.1, 0.2, 0.3, 0.4]  # unit-frame box of "100, 200, 300, 400" in qwen1000
@@ -276,6 +276,40 @@ def test_structured_selection_round_trips(index: int, description: str) -> None:
     assert result.status is ParseStatus.OK
     assert result.image_index == index - 1
     assert result.description == description.strip()
+
+
+@pytest.mark.parametrize(
+    ("text", "status", "index", "box"),
+    [
+        # the named image's size converts the pixels
+        ("In the second image: [0, 0, 50, 20]", ParseStatus.OK, 1, [0.0, 0.0, 0.5, 0.5]),
+        ("Image 1 [0, 0, 50, 20]", ParseStatus.OK, 0, [0.0, 0.0, 0.25, 0.2]),
+        # no image named and the sizes differ: the box cannot be placed
+        ("[0, 0, 50, 20]", ParseStatus.MALFORMED, None, None),
+        ("<box>0 0 50", ParseStatus.MALFORMED, None, None),
+        ("I cannot tell.", ParseStatus.NO_BOX, None, None),
+        ("It is in the second image.", ParseStatus.NO_BOX, 1, None),
+    ],
+)
+def test_parse_reads_the_image_then_the_box_once(
+    text: str, status: ParseStatus, index: int | None, box: list[float] | None
+) -> None:
+    result = parse(text, Frame.PIXELS, [(200, 100), (100, 40)])
+    assert (result.status, result.image_index) == (status, index)
+    assert (result.box.to_list() if result.box else None) == (pytest.approx(box) if box else None)
+
+
+def test_parse_in_a_shared_size_and_in_integer_frames() -> None:
+    shared = parse("[0, 0, 50, 20]", Frame.PIXELS, [(100, 40), (100, 40)])
+    assert shared.status is ParseStatus.OK
+    assert shared.box.to_list() == pytest.approx([0, 0, 0.5, 0.5])
+    for text in ("Image 2 (100,200),(300,400)", "[0.28, 0.5, 0.52, 0.7]", "none"):
+        for floats in ("reject", "fraction"):
+            assert parse(text, Frame.QWEN1000, unit_floats=floats) == parse_box(
+                text, Frame.QWEN1000, unit_floats=floats
+            )
+    with pytest.raises(ValueError, match="unit_floats"):
+        parse("[1, 2, 3, 4]", Frame.PIXELS, [(10, 10)], unit_floats="guess")
 
 
 @pytest.mark.parametrize(

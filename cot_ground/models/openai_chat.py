@@ -36,7 +36,7 @@ import asyncio
 import base64
 import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -44,16 +44,9 @@ from cot_ground.boxes import Frame
 from cot_ground.images import ImageLoadError, open_rgb
 from cot_ground.models.base import ChatRequest, EndToEndResult, ReasonerResult, results_or_raise
 from cot_ground.models.options import resolve_options
-from cot_ground.models.resize import (
-    Size,
-    answer_size,
-    family_factor,
-    model_input_size,
-    resize_to,
-)
+from cot_ground.models.resize import Size, family_factor, model_input_size, resize_to
 from cot_ground.models.settings import ModelSettings
-from cot_ground.parsing import parse_box
-from cot_ground.records import ParseStatus
+from cot_ground.parsing import parse
 from cot_ground.redaction import redact, register_secret_env
 
 _OPTIONS: dict[str, Any] = {
@@ -306,7 +299,7 @@ class OpenAIReasoner:
 
 
 class OpenAIEndToEnd:
-    """End-to-end grounding through an endpoint (answer parsed with :func:`parse_box`)."""
+    """End-to-end grounding through an endpoint (answer read by :func:`parse`)."""
 
     def __init__(self, settings: ModelSettings):
         from cot_ground.models.qwen_vl import FAMILY_FRAMES
@@ -325,33 +318,28 @@ class OpenAIEndToEnd:
 
     def predict(self, requests: list[ChatRequest]) -> list[EndToEndResult]:
         """One :class:`EndToEndResult` per request."""
-        outcomes = self.client.complete(requests)
-        if self.frame is not Frame.PIXELS:
-            return per_request(
-                outcomes, lambda _, text: EndToEndResult.from_text(text, self.frame, self.settings)
-            )
         return per_request(
-            outcomes,
-            lambda i, text: self.pixel_result(text, self.client.input_sizes(requests[i].images)),
+            self.client.complete(requests),
+            lambda i, text: self.result_from_text(text, self._input_sizes_wh(requests[i])),
         )
 
-    def pixel_result(self, text: str, input_sizes: list[Size]) -> EndToEndResult:
-        """The result for a pixel-frame answer; ``input_sizes``: the (w, h) each image was sent
-        at. When the answer names no image and the sizes differ, no box is placed
-        (``malformed``)."""
-        probe = parse_box(text, Frame.QWEN1000)  # image index and status need no frame
-        size = answer_size(probe.image_index, input_sizes)
-        if probe.box is None or size is None:
-            status = probe.status if probe.box is None else ParseStatus.MALFORMED
-            return EndToEndResult(
-                raw_text=text, image_index=probe.image_index, status=status,
-                settings=dict(self.settings),
-            )  # fmt: skip
-        parsed = parse_box(text, Frame.PIXELS, size)
+    def _input_sizes_wh(self, request: ChatRequest) -> list[Size]:
+        """The (w, h) each image was sent at; needed (and computed) only for the pixels frame."""
+        return self.client.input_sizes(request.images) if self.frame is Frame.PIXELS else []
+
+    def result_from_text(self, text: str, input_sizes_wh: Sequence[Size] = ()) -> EndToEndResult:
+        """The result for an answer ``text``, read by :func:`cot_ground.parsing.parse` in the
+        adapter's frame; ``input_sizes_wh``: the (w, h) each image was sent at (pixels frame).
+        A pixel answer that names no image while the sizes differ places no box
+        (``malformed``); pixel boxes are clipped to the image."""
+        parsed = parse(text, self.frame, input_sizes_wh)
+        box = parsed.box
+        if box is not None and self.frame is Frame.PIXELS:
+            box = box.clipped()
         return EndToEndResult(
             raw_text=text,
-            image_index=probe.image_index,
-            box=parsed.box.clipped() if parsed.box is not None else None,
+            image_index=parsed.image_index,
+            box=box,
             status=parsed.status,
             settings=dict(self.settings),
         )

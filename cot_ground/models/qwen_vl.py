@@ -59,20 +59,19 @@ from cot_ground.models.hf_loading import (
     resolve_dtype,
 )
 from cot_ground.models.options import PROCESSOR_OPTIONS, resolve_options
-from cot_ground.models.resize import model_input_size, visual_tokens
+from cot_ground.models.resize import Size, model_input_size, visual_tokens
 from cot_ground.models.settings import ModelSettings
 from cot_ground.models.threaded_images import open_images_threaded, threaded
-from cot_ground.parsing import UNIT_FLOATS, parse_box
+from cot_ground.parsing import UNIT_FLOATS, parse, parse_box
 from cot_ground.paths import prompts_dir
-from cot_ground.records import Candidate, ParseStatus, text_hash
+from cot_ground.records import Candidate, text_hash
+from cot_ground.scoring import apply_calibration
 
 FAMILY_FRAMES: dict[str, Frame] = {
     "qwen2_vl": Frame.QWEN1000,
     "qwen2_5_vl": Frame.PIXELS,
     "qwen3_vl": Frame.QWEN3_1000,
 }
-
-Size = tuple[int, int]
 
 # Forward passes per call (see ``generate``) and the optional static-KV-cache decoding path.
 BATCH_OPTIONS: dict[str, Any] = {
@@ -346,8 +345,6 @@ class QwenVLEndToEnd:
         self.unit_floats = unit_floats_option(runner)
         self.settings = {**runner.settings, "unit_floats": self.unit_floats}
         if calibration is not None:
-            from cot_ground.scoring import apply_calibration
-
             apply_calibration(Box.from_unit([0, 0, 1, 1]), calibration)  # unknown name → error
             self.settings["calibration"] = calibration
 
@@ -365,34 +362,18 @@ class QwenVLEndToEnd:
         """Image index and first box of ``text``; ``input_sizes``: resized (w, h) per image;
         ``question``: the prompt answered (tells echoed reference images from a choice).
 
-        In the pixel frame the box is converted with the size of the image the answer names;
-        when it names none and the images differ in size, the box cannot be placed and the
-        status is ``malformed`` (no box is made up).
+        Read by :func:`cot_ground.parsing.parse`: in the pixel frame the box is converted with
+        the size of the image the answer names; when it names none and the images differ in
+        size, the box cannot be placed and the status is ``malformed`` (no box is made up).
         """
         frame = self.runner.frame
-        # whether there is a box and which image the text names do not depend on the frame
-        probe = parse_box(text, Frame.QWEN1000, unit_floats="fraction", question=question)
-        index = probe.image_index
-        size: Size | None = None
-        if probe.box is not None and frame is Frame.PIXELS:
-            if index is not None and 0 <= index < len(input_sizes):
-                size = input_sizes[index]
-            elif len(set(input_sizes)) == 1:
-                size = input_sizes[0]
-        if probe.box is None or (frame is Frame.PIXELS and size is None):
-            status = probe.status if probe.box is None else ParseStatus.MALFORMED
-            return EndToEndResult(
-                raw_text=text, image_index=index, status=status, settings=dict(self.settings)
-            )
-        parsed = parse_box(text, frame, size, unit_floats=self.unit_floats, question=question)
+        parsed = parse(text, frame, input_sizes, unit_floats=self.unit_floats, question=question)
         box = _in_frame(parsed.box, frame) if parsed.box is not None else None
         if box is not None and self.calibration is not None:
-            from cot_ground.scoring import apply_calibration
-
             box = apply_calibration(box, self.calibration)
         return EndToEndResult(
             raw_text=text,
-            image_index=index,
+            image_index=parsed.image_index,
             box=box,
             status=parsed.status,
             settings=dict(self.settings),

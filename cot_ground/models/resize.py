@@ -27,8 +27,6 @@ the pixel range is that size again, so a server configured with the same (or a w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from PIL import Image
 
 Size = tuple[int, int]
@@ -72,13 +70,3 @@ def resize_to(image: Image.Image, input_size: Size) -> Image.Image:
     if image.size == tuple(input_size):
         return image
     return image.resize(tuple(input_size), Image.Resampling.BICUBIC)
-
-
-def answer_size(image_index: int | None, input_sizes: Sequence[Size]) -> Size | None:
-    """The resized size a pixel-frame answer refers to: that of the image it names, else the
-    common size when all images share one; None when it cannot be known (no box is placed)."""
-    if image_index is not None and 0 <= image_index < len(input_sizes):
-        return input_sizes[image_index]
-    if len(set(input_sizes)) == 1:
-        return input_sizes[0]
-    return None
