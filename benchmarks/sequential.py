@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cot_ground import graph as graph_mod
+from cot_ground.graph import assemble, initial_state
 from cot_ground.records import Example
 from cot_ground.runner.config import CoTPipelineConfig, E2EPipelineConfig, graph_config
 
@@ -37,18 +37,10 @@ class SequentialRun:
 def build_graph(
     name: str, pipe: CoTPipelineConfig | E2EPipelineConfig, adapters: dict[str, Any]
 ) -> Any:
-    """The compiled graph of pipeline ``name`` over the adapters themselves (no batching)."""
-    cfg = graph_config(name, pipe)
-    if isinstance(pipe, CoTPipelineConfig):
-        extra = (
-            {"fallback_grounder": adapters[pipe.fallback_grounder]}
-            if pipe.fallback_grounder
-            else {}
-        )
-        return graph_mod.build_cot_graph(
-            adapters[pipe.reasoner], adapters[pipe.grounder], config=cfg, **extra
-        )
-    return graph_mod.build_e2e_graph(adapters[pipe.model], config=cfg)
+    """The compiled graph of pipeline ``name`` over the adapters themselves (no batching);
+    ``adapters``: by model key."""
+    slots = {slot: adapters[key] for slot, key in pipe.model_refs().items()}
+    return assemble.build_graph(pipe.kind, slots, graph_config(name, pipe))
 
 
 def run_sequential(
@@ -68,7 +60,7 @@ def run_sequential(
         results = []
         for ex in items:
             t0 = time.perf_counter()
-            state = graph.invoke(graph_mod.initial_state(ex))
+            state = graph.invoke(initial_state(ex))
             record = dict(state["prediction"])
             record["pipeline"] = pipeline
             results.append(record)

@@ -19,6 +19,7 @@ from cot_ground.graph.multi_image import check_grounder
 from cot_ground.graph.nodes import FALLBACK, FINALIZE, GROUND, PARSE, SELECT, CoTNodes
 from cot_ground.graph.state import CoTState
 from cot_ground.models.base import EndToEndGrounder, Grounder, Reasoner
+from cot_ground.models.registry import require_role
 from cot_ground.prompts import variant_dir
 
 
@@ -69,13 +70,13 @@ def build_cot_graph(
     :class:`~cot_ground.prompts.PromptError` for an unknown variant.
     """
     config = config or CoTConfig()
-    _check_role(reasoner, Reasoner, "reasoner", "reason")
+    require_role(reasoner, "reasoner")
     if config.mode == "multi-image":
         check_grounder(grounder, config.answer_form)
     else:
-        _check_role(grounder, Grounder, "grounder", "ground")
+        require_role(grounder, "grounder")
     if fallback_grounder is not None:
-        _check_role(fallback_grounder, Grounder, "fallback_grounder", "ground")
+        require_role(fallback_grounder, "grounder", "fallback_grounder")
     if "mllm-grounder" in config.fallbacks and fallback_grounder is None:
         raise ValueError(
             "fallback policy 'mllm-grounder' needs build_cot_graph(fallback_grounder=)"
@@ -98,11 +99,3 @@ def build_cot_graph(
     graph.add_edge(FINALIZE, END)
     compiled = graph.compile(checkpointer=checkpointer, name=config.pipeline_name)
     return compiled.with_config(recursion_limit=cot_recursion_limit(config))
-
-
-def _check_role(adapter: Any, protocol: type, role: str, method: str) -> None:
-    if not isinstance(adapter, protocol):
-        raise TypeError(
-            f"{role} {getattr(adapter, 'name', type(adapter).__name__)!r} does not implement "
-            f"{protocol.__name__} (needs name, settings and {method}(list))"
-        )

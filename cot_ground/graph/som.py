@@ -28,6 +28,7 @@ from cot_ground.graph.selection_config import PerceptionConfig, SoMConfig
 from cot_ground.graph.state import extend_trace
 from cot_ground.images import ImageLoadError
 from cot_ground.models.base import ChatRequest, Grounder, Reasoner
+from cot_ground.models.registry import require_role
 from cot_ground.prompts import PromptError, example_variables, load_prompts, variant_dir
 from cot_ground.records import (
     ErrorCategory,
@@ -401,10 +402,8 @@ def build_selector_graph(
     checkpointer: Any = None,
 ) -> Any:
     """The compiled ``som`` (``style="marks"``) or ``perception-prompt`` (``"text"``) graph."""
-    from cot_ground.graph.cot import _check_role
-
-    _check_role(reasoner, Reasoner, "reasoner", "reason")
-    _check_role(grounder, Grounder, "grounder", "ground")
+    require_role(reasoner, "reasoner")
+    require_role(grounder, "grounder")
     variant_dir(
         "som" if style == "marks" else "perception-prompt",
         config.prompt_variant,

@@ -32,7 +32,7 @@ from cot_ground.boxes import Box
 from cot_ground.graph.calls import stage_timing, step
 from cot_ground.graph.choices import parse_yes_no
 from cot_ground.graph.config import CoTConfig
-from cot_ground.graph.cot import _check_role, after_step1
+from cot_ground.graph.cot import after_step1
 from cot_ground.graph.nodes import PARSE, SELECT, CoTNodes
 from cot_ground.graph.proposals import artifacts_root, crop_image, image_size, propose
 from cot_ground.graph.selection_config import VerifyConfig
@@ -40,6 +40,7 @@ from cot_ground.graph.state import CoTState
 from cot_ground.graph.zoom import crop_window
 from cot_ground.images import ImageLoadError
 from cot_ground.models.base import ChatRequest, Grounder, Reasoner
+from cot_ground.models.registry import require_role
 from cot_ground.prompts import PromptError, load_prompts, variant_dir
 from cot_ground.records import ErrorCategory, ErrorInfo, Example, ParseStatus, Prediction
 
@@ -246,8 +247,8 @@ def build_verify_graph(
     adapter of the wrong role and :class:`~cot_ground.prompts.PromptError` for an unknown
     prompt variant."""
     config = config or VerifyConfig()
-    _check_role(reasoner, Reasoner, "reasoner", "reason")
-    _check_role(grounder, Grounder, "grounder", "ground")
+    require_role(reasoner, "reasoner")
+    require_role(grounder, "grounder")
     variant_dir("verify", config.prompt_variant, config.prompts_dir)
     variant_dir("cot", config.step1_variant, config.prompts_dir)
     step1 = CoTNodes(

@@ -22,10 +22,13 @@ from typing import Any
 
 from cot_ground.graph.multi_image import PROMPT_KIND as MULTI_IMAGE_KIND
 from cot_ground.graph.multi_image import PROMPT_VARIANT as MULTI_IMAGE_VARIANT
+from cot_ground.models.registry import SLOTS
 from cot_ground.records import file_sha256
 
-MODEL_SLOTS = ("reasoner", "grounder", "fallback_grounder", "zoom_grounder", "model")
-"""Keys of a pipeline config that name a model (``models.<key>``)."""
+MODEL_SLOTS = tuple(slot for slot in SLOTS if slot != "multi_image_grounder")
+"""Keys of a pipeline config that name a model (``models.<key>``): the slots of
+:data:`~cot_ground.models.registry.SLOTS`, where ``multi_image_grounder`` is the ``grounder``
+key."""
 
 
 def pipeline_definition(config: dict[str, Any], name: str) -> dict[str, Any]:

@@ -1,13 +1,13 @@
 """From config to runnable pieces: adapters built once (setup errors up front), graphs per pipeline.
 
-Adapters come from :func:`cot_ground.models.registry.build`, or, when the config's ``adapter``
-is an import string ``package.module:factory``, from calling that factory with the
-:class:`~cot_ground.models.settings.ModelSettings` (for adapters that live outside cot-ground).
+Adapters come from :func:`cot_ground.models.registry.resolve`: a registry name, or an import
+string ``package.module:factory`` (for adapters that live outside cot-ground) called with the
+:class:`~cot_ground.models.settings.ModelSettings`. Graphs come from
+:func:`cot_ground.graph.assemble.build_graph`, over batching proxies (and the step-1 cache).
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,15 +29,8 @@ from cot_ground.runner.config import (
     zoom_config,
 )
 
-# role slot in a pipeline -> (registry role, method the adapter must have)
-_SLOTS = {
-    "reasoner": ("reasoner", "reason"),
-    "grounder": ("grounder", "ground"),
-    "multi_image_grounder": ("e2e", "predict"),
-    "fallback_grounder": ("grounder", "ground"),
-    "zoom_grounder": ("grounder", "ground"),
-    "model": ("e2e", "predict"),
-}
+# the batching proxy of each role
+_PROXIES = {"reasoner": BatchingReasoner, "grounder": BatchingGrounder, "e2e": BatchingEndToEnd}
 
 
 class SetupError(RuntimeError):
@@ -48,13 +41,11 @@ def build_adapter(key: str, model: ModelConfig) -> Any:
     """The adapter of ``models.<key>``; raises :class:`SetupError` naming the key."""
     name = model.adapter
     try:
-        if ":" in name:
-            module_name, factory_name = name.split(":", 1)
-            factory = getattr(importlib.import_module(module_name), factory_name)
-            return factory(model.settings())
-        return registry.build(name, model.settings())
+        return registry.resolve(name, model.settings())
     except SetupError:
         raise
+    except registry.AdapterError as exc:
+        raise SetupError(f"models.{key}: {exc}") from exc
     except (ImportError, AttributeError) as exc:
         raise SetupError(f"models.{key}: cannot load adapter {name!r}: {exc}") from exc
     except KeyError as exc:
@@ -68,7 +59,7 @@ def role_problems(config: ExperimentConfig) -> list[str]:
     problems: list[str] = []
     for pname, pipe in config.pipelines.items():
         for slot, key in pipe.model_refs().items():
-            role = _SLOTS[slot][0]
+            role = registry.SLOTS[slot]
             model = config.models[key]
             if ":" in model.adapter:
                 continue  # an import string: its methods are checked once it is built
@@ -95,11 +86,10 @@ def build_adapters(config: ExperimentConfig) -> dict[str, Any]:
     adapters: dict[str, Any] = {}
     for pname, pipe in config.pipelines.items():
         for slot, key in pipe.model_refs().items():
-            method = _SLOTS[slot][1]
-            model = config.models[key]
             if key not in adapters:
-                adapters[key] = build_adapter(key, model)
-            if not callable(getattr(adapters[key], method, None)):
+                adapters[key] = build_adapter(key, config.models[key])
+            method = registry.missing_method(adapters[key], registry.SLOTS[slot])
+            if method:
                 raise SetupError(
                     f"pipelines.{pname}.{slot}: model {key!r} has no {method}() method"
                 )
@@ -129,68 +119,23 @@ def build_pipeline(
     cache: StepCache | None,
     artifacts_dir: str | None = None,
 ) -> PipelineRun:
-    """The graph of pipeline ``name`` over batching proxies (and the step-1 cache).
-    ``artifacts_dir``: where proposal graphs and zoom save marked images and crops (the run
-    folder's ``artifacts/``; a temporary folder when None)."""
-    from cot_ground import graph as graph_mod
+    """The graph of pipeline ``name`` over batching proxies (and the step-1 cache), one proxy
+    per slot. ``adapters``: by model key (:func:`build_adapters`). ``artifacts_dir``: where
+    proposal graphs and zoom save marked images and crops (the run folder's ``artifacts/``; a
+    temporary folder when None)."""
+    from cot_ground.graph.assemble import build_graph
+    from cot_ground.graph.run import initial_state
 
     coordinator = BatchCoordinator(batch_size)
     cfg = graph_config(name, pipe)
     zoom = zoom_config(name, pipe)
-    if isinstance(pipe, ProposalPipelineConfig):
-        if cfg.artifacts_dir is None and artifacts_dir is not None:
-            cfg = cfg.model_copy(update={"artifacts_dir": artifacts_dir})
-        reasoner = BatchingReasoner(adapters[pipe.reasoner], coordinator)
-        if cache is not None:
-            reasoner = CachedReasoner(reasoner, cache)
-        grounder = BatchingGrounder(adapters[pipe.grounder], coordinator)
-        builders = {
-            "som": graph_mod.build_som_graph,
-            "perception-prompt": graph_mod.build_perception_graph,
-            "verify": graph_mod.build_verify_graph,
-        }
-        graph = builders[pipe.kind](reasoner, grounder, config=cfg)
-        return PipelineRun(
-            name,
-            _zoomed(graph, pipe, zoom, adapters, coordinator, name, artifacts_dir),
-            coordinator,
-            graph_mod.initial_state,
-        )
-    if isinstance(pipe, CoTPipelineConfig):
-        reasoner: Any = BatchingReasoner(adapters[pipe.reasoner], coordinator)
-        if cache is not None:
-            reasoner = CachedReasoner(reasoner, cache)
-        step2 = BatchingEndToEnd if pipe.multi_image else BatchingGrounder
-        grounder = step2(adapters[pipe.grounder], coordinator)
-        extra: dict[str, Any] = {}
-        if pipe.fallback_grounder:
-            extra["fallback_grounder"] = BatchingGrounder(
-                adapters[pipe.fallback_grounder], coordinator
-            )
-        graph = graph_mod.build_cot_graph(reasoner, grounder, config=cfg, **extra)
-        graph = _zoomed(graph, pipe, zoom, adapters, coordinator, name, artifacts_dir)
-        return PipelineRun(name, graph, coordinator, graph_mod.initial_state)
-    model = BatchingEndToEnd(adapters[pipe.model], coordinator)
-    graph = graph_mod.build_e2e_graph(model, config=cfg)
-    return PipelineRun(name, graph, coordinator, graph_mod.initial_state)
-
-
-def _zoomed(
-    graph: Any,
-    pipe: Any,
-    zoom: Any,
-    adapters: dict[str, Any],
-    coordinator: BatchCoordinator,
-    name: str,
-    artifacts_dir: str | None,
-) -> Any:
-    """``graph`` wrapped in zoom-in refinement when the pipeline has ``zoom``."""
-    if zoom is None:
-        return graph
-    from cot_ground.graph import build_zoom_graph
-
-    key = pipe.zoom_grounder or pipe.grounder
-    grounder = BatchingGrounder(adapters[key], coordinator)
-    return build_zoom_graph(
-        graph, grounder, config=zoom, pipeline=name, artifacts_dir=artifacts_dir
-    )
+    refs = pipe.model_refs()
+    if zoom is not None:
+        refs.setdefault("zoom_grounder", pipe.grounder)
+    proxies: dict[str, Any] = {}
+    for slot, key in refs.items():
+        proxies[slot] = _PROXIES[registry.SLOTS[slot]](adapters[key], coordinator)
+        if slot == "reasoner" and cache is not None:
+            proxies[slot] = CachedReasoner(proxies[slot], cache)
+    graph = build_graph(pipe.kind, proxies, cfg, zoom=zoom, artifacts_dir=artifacts_dir)
+    return PipelineRun(name, graph, coordinator, initial_state)

@@ -103,9 +103,7 @@ class Replica:
     ) -> None:
         if os.path.isdir(cwd):  # relative model paths mean the same as on the driver
             os.chdir(cwd)
-        for name, (role, target) in adapters.items():  # adapters registered at run time
-            if name not in registry.ADAPTERS:
-                registry.register(name, role, target)
+        registry.install(adapters)  # adapters registered at run time
         self.config = ExperimentConfig.model_validate(config)
         self.batch_size = batch_size
         built = build_adapters(self.config)
