@@ -45,7 +45,7 @@ class InstantReasoner:
                 open_rgb(path)
             n = len(r.images)
             text = json.dumps({"image": _pick(r.prompt, n) + 1, "description": "the red object"})
-            out.append(ReasonerResult.from_text(text, n, self.settings))
+            out.append(ReasonerResult.from_text(text, r, self.settings))
         return out
 
 

@@ -28,6 +28,7 @@ from typing import Literal
 
 from cot_ground.boxes import Box, Frame
 from cot_ground.mentions import Mention, find_mentions, image_choice, read_image_choice
+from cot_ground.prompts import ANSWER_KINDS
 from cot_ground.records import ParseStatus
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
@@ -87,12 +88,16 @@ class BoxParse:
 
 @dataclass
 class SelectionParse:
-    """Result of :func:`parse_selection`: which image (0-based) and what to look for."""
+    """Result of :func:`parse_selection` and :func:`parse_step1`: which image (0-based) and
+    what to look for. ``error`` says why, when ``status`` is not ok. ``out_of_range_index``: the
+    image an otherwise readable answer names beyond the images of its request (``image_index``
+    is None and the status ``malformed`` then), so a caller can report it as an index error."""
 
     status: ParseStatus
     image_index: int | None = None
     description: str = ""
     error: str | None = None
+    out_of_range_index: int | None = None
 
 
 def answer_text(text: str) -> str:
@@ -278,8 +283,61 @@ def _checked(index: int, description: str, n_images: int | None) -> SelectionPar
     if index < 0 or (n_images is not None and index >= n_images):
         limit = f" of {n_images}" if n_images is not None else ""
         msg = f"image {index + 1} is out of range{limit}"
-        return SelectionParse(ParseStatus.MALFORMED, None, description, msg)
+        beyond = index if index >= 0 else None
+        return SelectionParse(ParseStatus.MALFORMED, None, description, msg, beyond)
     return SelectionParse(ParseStatus.OK, index, description)
+
+
+AnswerKind = Literal["image_and_description", "image", "description"]
+_PHRASE_EDGES = re.compile(r"^[\s\"'`]+|[\s\"'`.]+$")
+
+
+def parse_step1(
+    text: str,
+    kind: AnswerKind | str = "image_and_description",
+    n_images: int | None = None,
+    question: str | None = None,
+) -> SelectionParse:
+    """Read a CoT step-1 answer of the ``kind`` its prompt asks for (a prompt set's ``answer``
+    field): ``image_and_description`` (:func:`parse_selection`; a readable image without a
+    description is ``malformed``, the image kept), ``image`` (only the image, read by
+    :func:`cot_ground.mentions.read_image_choice`; none is ``no_box``) or ``description``
+    (the cleaned answer text, trimmed of quotes; empty is ``malformed``).
+
+    ``n_images``: the images of the request; an ok answer naming one beyond them becomes
+    ``malformed`` with ``out_of_range_index`` set (None: not checked, as the CoT graph reads
+    answers, it reports such a choice itself). ``question``: the question answered, so echoed
+    references are not read as the choice. Raises ``ValueError`` for an unknown ``kind``.
+    """
+    read = _read_step1(text, kind, question)
+    index = read.image_index
+    if read.status is ParseStatus.OK and index is not None and n_images is not None:
+        return _checked(index, read.description, n_images)
+    return read
+
+
+def _read_step1(text: str, kind: str, question: str | None) -> SelectionParse:
+    if kind == "image_and_description":
+        sel = parse_selection(text, question=question)
+        if sel.status is not ParseStatus.OK:
+            return SelectionParse(
+                sel.status, None, sel.description, sel.error or "unreadable selection"
+            )
+        if not sel.description:
+            return SelectionParse(ParseStatus.MALFORMED, sel.image_index, "", "no description")
+        return sel
+    if kind not in ANSWER_KINDS:
+        raise ValueError(f"answer kind must be one of {', '.join(ANSWER_KINDS)}, got {kind!r}")
+    body = answer_text(text)
+    if kind == "image":
+        index = read_image_choice(clean_text(body), question).index
+        if index is None:
+            return SelectionParse(ParseStatus.NO_BOX, None, "", "the answer names no image")
+        return SelectionParse(ParseStatus.OK, index, "")
+    description = _PHRASE_EDGES.sub("", clean_text(body))
+    if not description:
+        return SelectionParse(ParseStatus.MALFORMED, None, "", "empty answer")
+    return SelectionParse(ParseStatus.OK, None, description)
 
 
 def _selection_json(body: str) -> tuple[int | None, str] | None:

@@ -93,7 +93,7 @@ class FakeReasoner(_Fake):
         image = int(self.options.get("image", 1))
         description = str(self.options.get("description", "the red square"))
         text = json.dumps({"image": image, "description": description})
-        return [ReasonerResult(raw_text=text, settings=self.settings) for _ in requests]
+        return [ReasonerResult.from_text(text, r, self.settings) for r in requests]
 
 
 class FakeGrounder(_Fake):

@@ -71,7 +71,7 @@ class ScriptedReasoner:
                 text = self._answers(request)
             else:
                 text = self._answers[min(n, len(self._answers)) - 1]
-            out.append(ReasonerResult(raw_text=text, settings=self.settings))
+            out.append(ReasonerResult.from_text(text, request, self.settings))
         return out
 
 

@@ -185,7 +185,8 @@ def test_e2e_and_reasoner_answers(tiny_qwen_paths, images):
     results = e2e.predict([ChatRequest(images=images[:2], prompt="Where is the dog?")])
     assert len(results) == 1 and isinstance(results[0].status, ParseStatus)
     reasoner = build("qwen-vl-reasoner", s)
-    sel = reasoner.result_from_text('{"image": 2, "description": "the small dog"}', 3)
+    request = ChatRequest(images=images[:3], prompt="Which image has the dog?")
+    sel = reasoner.result_from_text('{"image": 2, "description": "the small dog"}', request)
     assert sel.image_index == 1 and sel.description == "the small dog"
     assert sel.status is ParseStatus.OK
 

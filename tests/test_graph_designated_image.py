@@ -48,7 +48,7 @@ class TargetNamingReasoner:
             "image": f"Image{number}",
             "description": "the target",
         }[kind]
-        return [ReasonerResult(raw_text=text) for _ in requests]
+        return [ReasonerResult.from_text(text, r, {}) for r in requests]
 
 
 class GroundTruthGrounder:

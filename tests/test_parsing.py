@@ -10,7 +10,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cot_ground.boxes import Box, Frame
-from cot_ground.parsing import answer_text, clean_text, parse, parse_box, parse_selection
+from cot_ground.parsing import (
+    answer_text,
+    clean_text,
+    parse,
+    parse_box,
+    parse_selection,
+    parse_step1,
+)
 from cot_ground.records import ParseStatus
 
 Q = [0.1, 0.2, 0.3, 0.4]  # unit-frame box of "100, 200, 300, 400" in qwen1000
@@ -276,6 +283,44 @@ def test_structured_selection_round_trips(index: int, description: str) -> None:
     assert result.status is ParseStatus.OK
     assert result.image_index == index - 1
     assert result.description == description.strip()
+
+
+BOTH = "image_and_description"
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "status", "index", "description", "error"),
+    [
+        ('{"image": 2, "description": "the dog"}', BOTH, "ok", 1, "the dog", None),
+        ("Image 2", BOTH, "malformed", 1, "", "no description"),
+        ('{"image": 0}', BOTH, "malformed", None, "", "image 0 is out of range"),
+        ("It is in the third image.", "image", "ok", 2, "", None),
+        ("I cannot tell.", "image", "no_box", None, "", "the answer names no image"),
+        ('"The red car."', "description", "ok", None, "The red car", None),
+        ("  ", "description", "malformed", None, "", "empty answer"),
+    ],
+)
+def test_parse_step1_reads_each_answer_kind(
+    text: str, kind: str, status: str, index: int | None, description: str, error: str | None
+) -> None:
+    result = parse_step1(text, kind)
+    assert (result.status.value, result.image_index, result.description, result.error) == (
+        status,
+        index,
+        description,
+        error,
+    )
+
+
+def test_parse_step1_keeps_an_image_beyond_the_request() -> None:
+    text = '{"image": 5, "description": "the dog"}'
+    assert parse_step1(text).image_index == 4  # unchecked: the caller reports it
+    checked = parse_step1(text, n_images=3)
+    assert checked.status is ParseStatus.MALFORMED and checked.image_index is None
+    assert checked.out_of_range_index == 4 and checked.error == "image 5 is out of range of 3"
+    assert parse_selection(text, n_images=3) == checked
+    with pytest.raises(ValueError, match="answer kind"):
+        parse_step1(text, "box")
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, Field
 
 from cot_ground.boxes import Box, Frame
-from cot_ground.parsing import parse_box, parse_selection
+from cot_ground.parsing import AnswerKind, parse_box, parse_step1
 from cot_ground.records import Candidate, ParseStatus
 
 
@@ -24,6 +24,17 @@ class ChatRequest(BaseModel):
 
     images: list[str]
     prompt: str
+    task: str | None = Field(default=None, description="benchmark task, for task-aware reasoners")
+    question: str | None = Field(
+        default=None,
+        description="the benchmark question the prompt asks (None: only the prompt is known); "
+        "step-1 answers are read with it so echoed image references are not taken as the choice",
+    )
+    answer_kind: AnswerKind = Field(
+        default="image_and_description",
+        description="what a step-1 answer states (the prompt set's 'answer' field): "
+        "image_and_description, image, or description (cot_ground.parsing.parse_step1)",
+    )
 
 
 class ReasonerResult(BaseModel):
@@ -41,18 +52,29 @@ class ReasonerResult(BaseModel):
         default=None, description="box on the reference image, when the question gives one"
     )
     cached: bool = Field(default=False, description="answer came from the step cache")
+    reason: str | None = Field(default=None, description="why the answer is unreadable")
+    out_of_range_index: int | None = Field(
+        default=None,
+        description="image the answer names beyond the request's images (image_index is None "
+        "and status malformed then); the CoT graph reports it as an index error",
+    )
 
     @classmethod
-    def from_text(cls, text: str, n_images: int, settings: dict[str, Any]) -> ReasonerResult:
-        """The result for an answer ``text`` to a request with ``n_images`` images, read with
-        :func:`~cot_ground.parsing.parse_selection` (the status says when it is unreadable)."""
-        sel = parse_selection(text, n_images)
+    def from_text(
+        cls, text: str, request: ChatRequest, settings: dict[str, Any]
+    ) -> ReasonerResult:
+        """The result for an answer ``text`` to ``request``, read once with
+        :func:`~cot_ground.parsing.parse_step1` for the request's ``answer_kind``, images and
+        ``question`` (the status says when it is unreadable, ``reason`` why)."""
+        sel = parse_step1(text, request.answer_kind, len(request.images), request.question)
         return cls(
             raw_text=text,
             image_index=sel.image_index,
             description=sel.description or None,
             status=sel.status,
             settings=dict(settings),
+            reason=sel.error,
+            out_of_range_index=sel.out_of_range_index,
         )
 
 

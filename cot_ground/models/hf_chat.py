@@ -9,8 +9,8 @@ per family (:data:`FLAT_IMAGE_FAMILIES` take one flat list for the batch, every 
 list per request). Batches are left-padded and decoded greedily (unless ``do_sample``); the
 answer is the new tokens up to the first end-of-sequence or pad token.
 
-* Reasoner (``hf-chat-reasoner``): any such checkpoint; the answer is read with
-  :func:`~cot_ground.parsing.parse_selection`.
+* Reasoner (``hf-chat-reasoner``): any such checkpoint; the answer is read once with
+  :func:`~cot_ground.parsing.parse_step1` (the request's answer kind and question).
 * Grounder / end-to-end (``hf-chat-grounder``, ``hf-chat-e2e``): only families listed in
   :data:`cot_ground.models.box_syntax.BOX_SYNTAX` (``model_type`` from ``config.json``); others
   are refused at build time, since their box frame is not stated. PaliGemma
@@ -189,10 +189,10 @@ class ChatReasoner:
         self.settings = dict(runner.settings)
 
     def reason(self, requests: list[ChatRequest]) -> list[ReasonerResult]:
-        """One :class:`ReasonerResult` per request (status from ``parse_selection``)."""
+        """One :class:`ReasonerResult` per request (read once by ``parse_step1``)."""
         texts = self.runner.generate([(r.images, r.prompt) for r in requests])
         return [
-            ReasonerResult.from_text(t, len(r.images), self.settings)
+            ReasonerResult.from_text(t, r, self.settings)
             for t, r in zip(texts, requests, strict=True)
         ]
 

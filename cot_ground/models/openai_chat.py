@@ -283,7 +283,7 @@ def _run_coroutine(coroutine: Any) -> Any:
 
 
 class OpenAIReasoner:
-    """CoT step 1 through an endpoint (answer parsed with :func:`parse_selection`)."""
+    """CoT step 1 through an endpoint (answer read once by :func:`parse_step1`)."""
 
     def __init__(self, settings: ModelSettings):
         self.client = OpenAIChatClient("openai-reasoner", settings, {})
@@ -294,7 +294,7 @@ class OpenAIReasoner:
         """One :class:`ReasonerResult` per request."""
         return per_request(
             self.client.complete(requests),
-            lambda i, text: ReasonerResult.from_text(text, len(requests[i].images), self.settings),
+            lambda i, text: ReasonerResult.from_text(text, requests[i], self.settings),
         )
 
 

@@ -275,16 +275,13 @@ class QwenVLReasoner:
         self.settings = dict(runner.settings)
 
     def reason(self, requests: list[ChatRequest]) -> list[ReasonerResult]:
-        """One :class:`ReasonerResult` per request (status from :func:`parse_selection`)."""
+        """One :class:`ReasonerResult` per request (read once by :func:`parse_step1`)."""
         gens = self.runner.generate([(r.images, r.prompt) for r in requests])
-        return [
-            self.result_from_text(g.text, len(r.images))
-            for g, r in zip(gens, requests, strict=True)
-        ]
+        return [self.result_from_text(g.text, r) for g, r in zip(gens, requests, strict=True)]
 
-    def result_from_text(self, text: str, n_images: int) -> ReasonerResult:
-        """The result for an answer ``text`` to a request with ``n_images`` images."""
-        return ReasonerResult.from_text(text, n_images, self.settings)
+    def result_from_text(self, text: str, request: ChatRequest) -> ReasonerResult:
+        """The result for an answer ``text`` to ``request``."""
+        return ReasonerResult.from_text(text, request, self.settings)
 
 
 class QwenVLGrounder:

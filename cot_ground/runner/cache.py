@@ -1,12 +1,17 @@
 """Step-1 cache: reasoner answers reused across runs that change only step 2.
 
-Key recipe (version 1). The key is the sha256 of the canonical JSON (sorted keys, no spaces) of::
+Key recipe (version 2). The key is the sha256 of the canonical JSON (sorted keys, no spaces) of::
 
-    {"v": 1,
+    {"v": 2,
      "adapter": <adapter.name>,
      "settings": <adapter.settings>,          # weights path, dtype, pixels, generation settings
      "prompt": sha256(<exact prompt text, UTF-8>),
-     "images": [sha256(<file bytes>) for each image, in prompt order]}
+     "images": [sha256(<file bytes>) for each image, in prompt order],
+     "answer_kind": <request.answer_kind>,    # how the stored answer was read (parse_step1)
+     "question": <request.question>,          # (version 2: results hold the parse)
+     "task": <request.task>}
+
+Version 1 (no answer_kind/question/task) stored the same answers; its entries simply miss once.
 
 Image paths do not enter the key (moving the benchmark keeps the cache valid); their *content*
 does, so an edited image misses. Only deterministic calls are cached: an adapter whose
@@ -41,7 +46,7 @@ from cot_ground.records import ErrorCategory, file_sha256
 
 log = logging.getLogger(__name__)
 
-KEY_VERSION = 1
+KEY_VERSION = 2
 DB_NAME = "step1.sqlite"
 
 
@@ -85,6 +90,9 @@ def cache_key(adapter: Any, request: ChatRequest, hasher: FileHasher) -> str:
         "settings": adapter.settings,
         "prompt": hashlib.sha256(request.prompt.encode("utf-8")).hexdigest(),
         "images": [hasher(p) for p in request.images],
+        "answer_kind": request.answer_kind,
+        "question": request.question,
+        "task": request.task,
     }
     canon = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canon.encode("utf-8")).hexdigest()
