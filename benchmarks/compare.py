@@ -22,7 +22,8 @@ from cot_ground.bench import load_benchmark
 from cot_ground.records import Example, Prediction
 from cot_ground.runner.config import ExperimentConfig, parse_config
 from cot_ground.runner.pipelines import build_adapters
-from cot_ground.runner.run import resolve_config, run_experiment
+from cot_ground.runner.resume import resolve_config
+from cot_ground.runner.run import run_experiment
 from cot_ground.runner.store import JsonlAppender, RunFolder
 from cot_ground.scoring import ScoreRow, score_table
 

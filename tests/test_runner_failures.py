@@ -22,8 +22,9 @@ from cot_ground.runner.cache import DB_NAME
 from cot_ground.runner.config import parse_config
 from cot_ground.runner.fingerprint import prompt_files
 from cot_ground.runner.pipelines import SetupError
+from cot_ground.runner.resume import config_dump
 from cot_ground.runner.retry import failure_lines
-from cot_ground.runner.run import config_dump, run_experiment
+from cot_ground.runner.run import run_experiment
 from cot_ground.runner.shard import merge_runs
 from cot_ground.runner.store import JsonlAppender, RunFolder, read_jsonl
 

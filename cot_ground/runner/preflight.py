@@ -300,7 +300,7 @@ def preflight(
 ) -> tuple[Benchmark, list[Example]]:
     """Check everything a run needs (module docstring) and return (benchmark, examples).
 
-    ``config`` is resolved (:func:`~cot_ground.runner.run.resolve_config`). ``run_folder``
+    ``config`` is resolved (:func:`~cot_ground.runner.resume.resolve_config`). ``run_folder``
     checks an existing run folder against the benchmark and examples. Raises
     :class:`PreflightError` listing every problem found.
     """

@@ -37,22 +37,19 @@ from cot_ground.models import registry
 from cot_ground.records import Example
 from cot_ground.runner.cache import StepCache
 from cot_ground.runner.config import ExperimentConfig
+from cot_ground.runner.execute import (
+    Interrupt,
+    PipelineSummary,
+    run_pipeline_examples,
+    write_record,
+)
 from cot_ground.runner.manifest import now_iso
 from cot_ground.runner.pipelines import SetupError, build_adapters, build_pipeline
 from cot_ground.runner.preflight import preflight
 from cot_ground.runner.progress import LogProgress, Progress
-from cot_ground.runner.run import (
-    Interrupt,
-    PipelineSummary,
-    RunSummary,
-    close_session,
-    folder_problems,
-    open_manifest,
-    pipeline_session,
-    resolve_config,
-    run_pipeline_examples,
-    write_record,
-)
+from cot_ground.runner.resume import folder_problems, resolve_config
+from cot_ground.runner.run import RunSummary
+from cot_ground.runner.session import close_session, open_manifest, pipeline_session
 from cot_ground.runner.store import JsonlAppender, RunFolder, RunFolderError
 
 log = logging.getLogger("cot_ground.run")
