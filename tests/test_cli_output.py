@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 from rich.table import Table
 
-from cot_ground.cli.app import PIPED_WIDTH, widen_piped_output
+from cot_ground.cli.common import PIPED_WIDTH, widen_piped_output
 
 
 def test_piped_output_gets_the_wide_layout(monkeypatch: pytest.MonkeyPatch) -> None:

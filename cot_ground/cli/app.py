@@ -2,52 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import sys
-from typing import NoReturn
-
-import typer
-
-app = typer.Typer(
-    name="cot-ground",
-    help="Chain-of-thought vs end-to-end multi-image grounding: run, score, compare, report.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_show_locals=False,
+from cot_ground.cli import (
+    bench_cmds,
+    demo_cmd,
+    leaderboard_cmd,
+    lite_cmds,
+    models_cmd,
+    report_cmds,
+    run_cmds,
 )
+from cot_ground.cli.common import app, widen_piped_output
 
-
-# rich lays out output that is not a terminal (a pipe, a log file) at 80 columns, which cuts
-# pipeline names in tables; such output gets this width unless COLUMNS says otherwise
-PIPED_WIDTH = 200
-
-
-def widen_piped_output() -> None:
-    """Give rich consoles :data:`PIPED_WIDTH` columns when stdout is not a terminal."""
-    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
-        os.environ["COLUMNS"] = str(PIPED_WIDTH)
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """Print ``error: message`` on stderr (as plain text, never read as rich markup) and exit."""
-    from rich.console import Console
-    from rich.markup import escape
-
-    Console(stderr=True).print(f"[red]error:[/red] {escape(message)}", highlight=False)
-    raise typer.Exit(code=code)
+__all__ = ["app", "main"]
 
 
 def _register_commands() -> None:
-    from cot_ground.cli import (
-        bench_cmds,
-        demo_cmd,
-        leaderboard_cmd,
-        lite_cmds,
-        models_cmd,
-        report_cmds,
-        run_cmds,
-    )
-
     demo_cmd.register(app)
     run_cmds.register(app)
     report_cmds.register(app)

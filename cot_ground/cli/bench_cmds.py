@@ -15,7 +15,7 @@ from cot_ground.bench.migbench import BenchmarkError
 from cot_ground.bench.released import ReleasedLogError, rescore_logs
 from cot_ground.bench.validate import validate_benchmark
 from cot_ground.boxes import Frame
-from cot_ground.cli.app import fail
+from cot_ground.cli.common import fail
 from cot_ground.scoring import CALIBRATIONS
 
 

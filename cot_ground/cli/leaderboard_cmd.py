@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cot_ground.cli.app import fail
+from cot_ground.cli.common import fail
 
 
 def leaderboard(

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cot_ground.cli.app import fail
+from cot_ground.cli.common import fail
 
 # columns of the report's summary table: the paper's group means and the average
 GROUP_COLUMNS = {"spont.": "SPONTANEOUS", "refer.": "REFERENTIAL", "avg": "AVERAGE"}

@@ -15,7 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from cot_ground.cli.app import fail
+from cot_ground.cli.common import fail
 
 console = Console()
 err_console = Console(stderr=True)
