@@ -51,6 +51,28 @@ def step(node: str, **fields: Any) -> dict[str, Any]:
     return TraceStep(node=node, **fields).model_dump(mode="json")
 
 
+def model_step(
+    node: str,
+    adapter: Any,
+    result: Any,
+    *,
+    wall_s: float,
+    error: ErrorInfo | None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """The trace step of one adapter call (:func:`call_one`): the result's ``raw_text`` (None
+    when the call failed), the adapter's ``settings``, the wall time and the error, plus
+    ``fields`` (prompt, images, parsed, candidates, ...)."""
+    raw = result.raw_text if result is not None else None
+    settings = dict(adapter.settings)
+    return step(node, raw_output=raw, settings=settings, wall_s=wall_s, error=error, **fields)
+
+
+def error_entry(category: ErrorCategory, message: str, node: str) -> dict[str, Any]:
+    """An :class:`ErrorInfo` as plain JSON data for the graph state (``error``)."""
+    return _error(category, message, node).model_dump(mode="json")
+
+
 # adapter settings that change a figure beyond the weights: generation length, box parsing
 FIGURE_SETTINGS: tuple[str, ...] = ("max_new_tokens", "do_sample", "unit_floats", "calibration")
 

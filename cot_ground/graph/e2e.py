@@ -11,16 +11,16 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
-from cot_ground.graph.calls import call_one, figure_settings, stage_timing, step
+from cot_ground.graph.calls import call_one, figure_settings, model_step, step
 from cot_ground.graph.config import E2EConfig
-from cot_ground.graph.state import E2EState
+from cot_ground.graph.record import FINALIZE, prediction_record
+from cot_ground.graph.state import E2EState, example_of
 from cot_ground.mentions import READER
 from cot_ground.models.base import ChatRequest, EndToEndGrounder, EndToEndResult
 from cot_ground.prompts import PromptError, example_variables, load_prompts, variant_dir
-from cot_ground.records import ErrorCategory, ErrorInfo, Example, ParseStatus, Prediction
+from cot_ground.records import ErrorCategory, ErrorInfo, ParseStatus
 
 PREDICT = "predict"
-FINALIZE = "finalize"
 E2E_RECURSION_LIMIT = 3
 """Super-steps of one example (predict, finalize) plus one."""
 
@@ -34,7 +34,7 @@ class E2ENodes:
 
     def predict(self, state: E2EState) -> dict[str, Any]:
         """The model sees every image and the rendered prompt; its answer is recorded."""
-        ex = Example.model_validate(state["example"])
+        ex = example_of(state)
         try:
             prompts = load_prompts(
                 "e2e", self.config.prompt_variant, ex.task, self.config.prompts_dir
@@ -65,23 +65,23 @@ class E2ENodes:
             "result": result.model_dump(mode="json") if result else None,
             "error": error.model_dump(mode="json") if error else None,
             "trace": [
-                step(
+                model_step(
                     PREDICT,
+                    self.model,
+                    result,
+                    wall_s=wall,
+                    error=error,
                     prompt=rendered.text,
                     prompt_hash=rendered.hash,
                     images=list(ex.images),
-                    raw_output=result.raw_text if result else None,
                     parsed=parsed,
-                    settings=dict(self.model.settings),
-                    wall_s=wall,
-                    error=error,
                 )
             ],
         }
 
     def finalize(self, state: E2EState) -> dict[str, Any]:
         """Write the prediction record (with the whole trace) into ``state["prediction"]``."""
-        ex = Example.model_validate(state["example"])
+        ex = example_of(state)
         raw = state.get("result")
         result = EndToEndResult.model_validate(raw) if raw else None
         status = result.status if result else ParseStatus.NO_BOX
@@ -99,26 +99,19 @@ class E2ENodes:
             error = ErrorInfo(category=category, message=message, node=PREDICT).model_dump(
                 mode="json"
             )
-        summary = {"status": status.value, "image_index": result.image_index if result else None}
-        trace = [*state.get("trace", []), step(FINALIZE, parsed=summary)]
-        prediction = Prediction(
-            example_id=ex.id,
-            pipeline=self.config.pipeline_name,
-            task=ex.task,
+        return prediction_record(
+            ex,
+            self.config,
+            state,
             image_index=result.image_index if result else None,
             box=result.box if result else None,
             status=status,
             raw_text=result.raw_text if result else None,
-            prompt_variant=self.config.prompt_variant,
-            prompt_hash=state.get("prompt_hash"),
+            error=error,
             calibration=(result.settings.get("calibration") if result else None)
             or self.model.settings.get("calibration"),
             settings={"image_reader": READER, "e2e": figure_settings(dict(self.model.settings))},
-            timing=stage_timing(trace),
-            error=error,
-            trace=trace,
         )
-        return {"prediction": prediction.model_dump(mode="json"), "trace": trace[-1:]}
 
 
 def build_e2e_graph(

@@ -21,28 +21,25 @@ from typing import Annotated, Any, Literal, TypedDict
 from langgraph.graph import END, START, StateGraph
 
 from cot_ground.boxes import Box, Frame
-from cot_ground.graph.calls import call_one, stage_timing, step
+from cot_ground.graph.calls import call_one, error_entry, step
 from cot_ground.graph.choices import Choice, parse_id_choice, parse_mark_choice
 from cot_ground.graph.proposals import artifacts_root, draw_marks, on_image, propose
+from cot_ground.graph.record import FINALIZE, outcome_status, prediction_record
 from cot_ground.graph.selection_config import PerceptionConfig, SoMConfig
-from cot_ground.graph.state import extend_trace
+from cot_ground.graph.state import example_of, extend_trace
 from cot_ground.images import ImageLoadError
 from cot_ground.models.base import ChatRequest, Grounder, Reasoner
 from cot_ground.models.registry import require_role
 from cot_ground.prompts import PromptError, example_variables, load_prompts, variant_dir
 from cot_ground.records import (
     ErrorCategory,
-    ErrorInfo,
     Example,
-    ParseStatus,
-    Prediction,
 )
 
 PROPOSE = "propose"
 MARKS = "draw_marks"
 CHOOSE = "choose"
 PARSE = "parse_choice"
-FINALIZE = "finalize"
 
 
 class SelectState(TypedDict, total=False):
@@ -67,14 +64,6 @@ class SelectState(TypedDict, total=False):
     prediction: dict[str, Any] | None
 
 
-def _error(category: ErrorCategory, message: str, node: str) -> dict[str, Any]:
-    return ErrorInfo(category=category, message=message, node=node).model_dump(mode="json")
-
-
-def _example(state: SelectState) -> Example:
-    return Example.model_validate(state["example"])
-
-
 @dataclass(frozen=True)
 class SelectorNodes:
     """Node functions of ``som`` (``style="marks"``) and ``perception-prompt``
@@ -94,7 +83,7 @@ class SelectorNodes:
     # ------------------------------------------------------------------ proposals
     def propose(self, state: SelectState) -> dict[str, Any]:
         """Proposals on every image (one batched grounder call)."""
-        ex = _example(state)
+        ex = example_of(state)
         update = propose(
             self.grounder,
             ex,
@@ -115,7 +104,7 @@ class SelectorNodes:
 
     def draw_marks(self, state: SelectState) -> dict[str, Any]:
         """Numbered marks on a copy of every image, saved beside the run."""
-        ex = _example(state)
+        ex = example_of(state)
         folder = self.artifacts / ex.id
         shown: list[str] = []
         try:
@@ -123,7 +112,7 @@ class SelectorNodes:
                 out = folder / f"image{i + 1}_marks.png"
                 shown.append(str(draw_marks(path, on_image(state["proposals"], i), out)))
         except ImageLoadError as exc:
-            error = _error(ErrorCategory.IMAGE, str(exc), MARKS)
+            error = error_entry(ErrorCategory.IMAGE, str(exc), MARKS)
             return {"error": error, "trace": [step(MARKS, error=error)]}
         counts = {str(i + 1): len(on_image(state["proposals"], i)) for i in range(len(ex.images))}
         return {
@@ -149,7 +138,7 @@ class SelectorNodes:
 
     def choose(self, state: SelectState) -> dict[str, Any]:
         """The reasoner sees the (marked) images and the prompt; re-format prompts on retries."""
-        ex = _example(state)
+        ex = example_of(state)
         attempt = state.get("attempt", 0)
         try:
             prompts = load_prompts(
@@ -165,7 +154,7 @@ class SelectorNodes:
                 }
                 rendered = prompts.render("reformat", {**variables, **extra})
         except PromptError as exc:
-            error = _error(ErrorCategory.CONFIG, str(exc), CHOOSE)
+            error = error_entry(ErrorCategory.CONFIG, str(exc), CHOOSE)
             return {"error": error, "trace": [step(CHOOSE, attempt=attempt, error=error)]}
         images = list(state.get("shown_images") or ex.images)
         request = ChatRequest(images=images, prompt=rendered.text)
@@ -200,7 +189,7 @@ class SelectorNodes:
     def parse_choice(self, state: SelectState) -> dict[str, Any]:
         """Map the answer to a proposal (or "none", or a box for perception-prompt); ask again
         when it is unreadable or out of range, and record a failure when retries are spent."""
-        ex = _example(state)
+        ex = example_of(state)
         attempt = state.get("attempt", 1)
         raw = state.get("choice_raw") or ""
         proposals = state["proposals"]
@@ -222,7 +211,7 @@ class SelectorNodes:
         if attempt <= self.config.max_retries:
             parsed["next"] = "retry"
             return {"why": why, "trace": [step(PARSE, attempt=attempt - 1, parsed=parsed)]}
-        error = _error(
+        error = error_entry(
             category,
             f"example {ex.id}: choice unusable after {attempt} attempt(s) ({why}): {raw[:200]!r}",
             PARSE,
@@ -305,45 +294,34 @@ class SelectorNodes:
     # ------------------------------------------------------------------ record
     def finalize(self, state: SelectState) -> dict[str, Any]:
         """Write the prediction record (with the whole trace)."""
-        ex = _example(state)
+        ex = example_of(state)
         error = state.get("error")
         choice = state.get("choice")
         box = Box.model_validate(choice["box"]) if choice and choice.get("box") else None
         image = choice.get("image") if choice else None
         boxes = None
-        if box is not None:
-            status = ParseStatus.OK
-        elif error is not None and error["category"] == ErrorCategory.FORMAT.value:
-            status = ParseStatus.MALFORMED
-        else:
-            status = ParseStatus.NO_BOX
+        status = outcome_status(box, error)
         if error is None and box is None:
             if not state.get("proposals"):
                 message = f"no proposals for {self.config.proposal_phrase!r} on any image"
-                error = _error(ErrorCategory.NO_BOX, message, PROPOSE)
+                error = error_entry(ErrorCategory.NO_BOX, message, PROPOSE)
             else:
-                error = _error(
+                error = error_entry(
                     ErrorCategory.NO_BOX, "the reasoner answered that no proposal fits", PARSE
                 )
                 boxes = []
-        summary = {"status": status.value, "image_index": image, "choice": choice}
-        trace = [*state.get("trace", []), step(FINALIZE, parsed=summary)]
-        prediction = Prediction(
-            example_id=ex.id,
-            pipeline=self.config.pipeline_name,
-            task=ex.task,
+        return prediction_record(
+            ex,
+            self.config,
+            state,
             image_index=image,
             box=box,
             status=status,
             raw_text=state.get("choice_raw"),
-            prompt_variant=self.config.prompt_variant,
-            prompt_hash=state.get("prompt_hash"),
-            timing=stage_timing(trace),
             error=error,
-            trace=trace,
+            summary={"choice": choice},
             boxes=boxes,
         )
-        return {"prediction": prediction.model_dump(mode="json"), "trace": trace[-1:]}
 
 
 _FRAME_NOTES = {

@@ -9,7 +9,15 @@ example starts from a fresh state.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypedDict
+import functools
+import json
+from typing import Annotated, Any, Self, TypedDict
+
+from pydantic import BaseModel, ConfigDict
+
+from cot_ground.boxes import Box
+from cot_ground.models.base import ReasonerResult
+from cot_ground.records import Candidate, Example, ParseStatus
 
 
 def extend_trace(
@@ -17,6 +25,102 @@ def extend_trace(
 ) -> list[dict[str, Any]]:
     """Reducer of ``trace``: ``old + new``; ``new=None`` clears it (a new invocation)."""
     return [] if new is None else old + new
+
+
+def example_of(state: Any) -> Example:
+    """The state's ``example`` as an :class:`Example`, validated once per distinct example
+    (the nodes of one run share the validated object; do not change it)."""
+    return _example(json.dumps(state["example"], sort_keys=True))
+
+
+@functools.lru_cache(maxsize=4096)
+def _example(text: str) -> Example:
+    return Example.model_validate_json(text)
+
+
+class StateValue(BaseModel):
+    """A typed value the state keeps as plain JSON: ``dump()`` to store, ``read()`` to load."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def dump(self) -> dict[str, Any]:
+        """Plain JSON data for the state (checkpointer-safe)."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def read(cls, value: dict[str, Any] | None) -> Self | None:
+        """The value stored by :meth:`dump`, or None when there is none."""
+        return None if value is None else cls.model_validate(value)
+
+
+class Step1Answer(StateValue):
+    """The latest step-1 answer as the reasoner adapter read it (once, ``parse_step1``)."""
+
+    image_index: int | None = None
+    """0-based image the answer names; it may lie beyond the example's images (the graph
+    reports that as an index error, or ignores it where a rule fixes the image)."""
+    description: str = ""
+    """Referring description of the target (special tokens removed); "" when none."""
+    status: ParseStatus = ParseStatus.MALFORMED
+    """``ok`` when the answer gives what its prompt's answer kind asks for."""
+    reason: str | None = None
+    """Why the answer is unreadable (shown in the trace and the error), when not ``ok``."""
+    reference_image: int | None = None
+    """0-based image whose content step 2 should match, offered by the reasoner (classical)."""
+    reference_box: Box | None = None
+    """Box on the reference image, offered by the reasoner."""
+
+    @classmethod
+    def from_result(cls, result: ReasonerResult) -> Step1Answer:
+        """The answer of ``result``; an image beyond the request's images is kept as the
+        choice (the graph checks it against the example itself)."""
+        beyond = result.out_of_range_index
+        return cls(
+            image_index=beyond if beyond is not None else result.image_index,
+            description=result.description or "",
+            status=ParseStatus.OK if beyond is not None else result.status,
+            reason=None if beyond is not None else result.reason,
+            reference_image=result.reference_image,
+            reference_box=result.reference_box,
+        )
+
+
+class Selection(StateValue):
+    """What step 2 will do, decided by ``parse_selection``."""
+
+    image_index: int | None
+    """Step 1's choice (0-based), None when the answer named no image."""
+    description: str
+    """Step 1's description."""
+    phrase: str
+    """The referring expression step 2 grounds (the prompt set's ``phrase`` field)."""
+    step2_prompt: str | None
+    """The variant's rendered ``step2`` text, or None (the grounder's own template)."""
+    step2_image: int
+    """0-based image step 2 grounds in."""
+    step2_rule: str
+    """The rule that gave ``step2_image`` (``step1``, ``oracle``, ``paper:…``)."""
+    reference_image: int | None
+    """0-based reference image for picture-based grounders, or None."""
+    reference_box: Box | None
+    """Box on the reference image, or None."""
+
+
+class Grounding(StateValue):
+    """The latest step-2 grounding (``ground`` or a ``fallback``)."""
+
+    image_index: int | None
+    """0-based image the boxes are on."""
+    grounder: str
+    """Adapter name of the grounder."""
+    candidates: list[Candidate]
+    """Ranked boxes, best first (unit frame)."""
+    raw_text: str | None
+    """The grounder's raw answer, when it answers in text."""
+    status: ParseStatus
+    """The grounder's parse status (``no_box`` when the call failed)."""
+    node: str
+    """The node that grounded (``ground`` or ``fallback``)."""
 
 
 class CoTState(TypedDict, total=False):
@@ -33,12 +137,9 @@ class CoTState(TypedDict, total=False):
     reasoner_reference: dict[str, Any]
     """``{"image": int | None, "box": Box dict | None}`` offered by the reasoner, if any."""
     selection: dict[str, Any] | None
-    """What step 2 will do: ``image_index`` (step 1's choice), ``description``, ``phrase``,
-    ``step2_prompt`` (the variant's ``step2`` text or None), ``step2_image``, ``step2_rule``,
-    ``reference_image``, ``reference_box``."""
+    """What step 2 will do: a :class:`Selection` dump."""
     ground: dict[str, Any] | None
-    """Latest grounding: ``image_index``, ``grounder``, ``candidates``, ``raw_text``,
-    ``status``, ``node``."""
+    """Latest grounding: a :class:`Grounding` dump."""
     tried_images: list[int]
     """Images step 2 has grounded in, in order."""
     fallback_pos: int

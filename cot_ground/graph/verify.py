@@ -29,24 +29,24 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from langgraph.graph import END, START, StateGraph
 
 from cot_ground.boxes import Box
-from cot_ground.graph.calls import stage_timing, step
+from cot_ground.graph.calls import error_entry, step
 from cot_ground.graph.choices import parse_yes_no
 from cot_ground.graph.config import CoTConfig
 from cot_ground.graph.cot import after_step1
 from cot_ground.graph.nodes import PARSE, SELECT, CoTNodes
 from cot_ground.graph.proposals import artifacts_root, crop_image, image_size, propose
+from cot_ground.graph.record import FINALIZE, outcome_status, prediction_record
 from cot_ground.graph.selection_config import VerifyConfig
-from cot_ground.graph.state import CoTState
+from cot_ground.graph.state import CoTState, example_of
 from cot_ground.graph.zoom import crop_window
 from cot_ground.images import ImageLoadError
 from cot_ground.models.base import ChatRequest, Grounder, Reasoner
 from cot_ground.models.registry import require_role
 from cot_ground.prompts import PromptError, load_prompts, variant_dir
-from cot_ground.records import ErrorCategory, ErrorInfo, Example, ParseStatus, Prediction
+from cot_ground.records import ErrorCategory
 
 PROPOSE = "propose"
 VERIFY = "verify"
-FINALIZE = "finalize"
 YES_THRESHOLD = math.log(0.5)
 
 
@@ -68,10 +68,6 @@ class VerifyState(CoTState, total=False):
     chosen: dict[str, Any] | None
 
 
-def _error(category: ErrorCategory, message: str, node: str) -> dict[str, Any]:
-    return ErrorInfo(category=category, message=message, node=node).model_dump(mode="json")
-
-
 @dataclass(frozen=True)
 class VerifyNodes:
     """The nodes after step 1, bound to the adapters and the config."""
@@ -83,7 +79,7 @@ class VerifyNodes:
 
     def propose(self, state: VerifyState) -> dict[str, Any]:
         """Proposals for step 1's phrase on step 1's image."""
-        ex = Example.model_validate(state["example"])
+        ex = example_of(state)
         sel = state["selection"]
         update = propose(
             self.grounder,
@@ -98,7 +94,7 @@ class VerifyNodes:
 
     def verify(self, state: VerifyState) -> dict[str, Any]:
         """Ask the yes/no question about each top proposal's crop; choose the best "yes"."""
-        ex = Example.model_validate(state["example"])
+        ex = example_of(state)
         sel = state["selection"]
         asked = state["proposals"][: self.config.verify_top]
         image = sel["step2_image"]
@@ -126,7 +122,7 @@ class VerifyNodes:
                 crops.append(str(crop_image(ex.images[image], window, out)))
         except (PromptError, ImageLoadError) as exc:
             category = ErrorCategory.CONFIG if isinstance(exc, PromptError) else ErrorCategory.IMAGE
-            error = _error(category, str(exc), VERIFY)
+            error = error_entry(category, str(exc), VERIFY)
             return {"error": error, "trace": [step(VERIFY, error=error)]}
         requests = [ChatRequest(images=[c], prompt=rendered.text) for c in crops if c is not None]
         start = time.perf_counter()
@@ -135,7 +131,7 @@ class VerifyNodes:
             scorer = self.reasoner if isinstance(self.reasoner, YesScorer) else None
             logprobs = list(scorer.yes_logprob(requests)) if scorer and requests else None
         except Exception as exc:  # an adapter failure ends this example only
-            error = _error(
+            error = error_entry(
                 ErrorCategory.MODEL, f"{self.reasoner.name}: {type(exc).__name__}: {exc}", VERIFY
             )
             return {
@@ -186,43 +182,29 @@ class VerifyNodes:
 
     def finalize(self, state: VerifyState) -> dict[str, Any]:
         """Write the prediction record (with the whole trace)."""
-        ex = Example.model_validate(state["example"])
+        ex = example_of(state)
         error = state.get("error")
         chosen = state.get("chosen")
         sel = state.get("selection") or {}
         box = Box.model_validate(chosen["box"]) if chosen else None
         image = sel.get("step2_image")
-        if box is not None:
-            status = ParseStatus.OK
-        elif error is not None and error["category"] == ErrorCategory.FORMAT.value:
-            status = ParseStatus.MALFORMED
-        else:
-            status = ParseStatus.NO_BOX
+        status = outcome_status(box, error)
         if error is None and box is None:
             if not state.get("proposals"):
                 message = f"no proposals for {sel.get('phrase')!r} on image {image + 1}"
-                error = _error(ErrorCategory.NO_BOX, message, PROPOSE)
+                error = error_entry(ErrorCategory.NO_BOX, message, PROPOSE)
             else:
-                error = _error(ErrorCategory.NO_BOX, "no proposal was verified", VERIFY)
-        trace = [
-            *state.get("trace", []),
-            step(FINALIZE, parsed={"status": status.value, "image_index": image}),
-        ]
-        prediction = Prediction(
-            example_id=ex.id,
-            pipeline=self.config.pipeline_name,
-            task=ex.task,
+                error = error_entry(ErrorCategory.NO_BOX, "no proposal was verified", VERIFY)
+        return prediction_record(
+            ex,
+            self.config,
+            state,
             image_index=image,
             box=box,
             status=status,
             raw_text=state.get("step1_raw"),
-            prompt_variant=self.config.prompt_variant,
-            prompt_hash=state.get("prompt_hash"),
-            timing=stage_timing(trace),
             error=error,
-            trace=trace,
         )
-        return {"prediction": prediction.model_dump(mode="json"), "trace": trace[-1:]}
 
 
 def _best_yes(verdicts: list[dict[str, Any]], *, by_logprob: bool) -> dict[str, Any] | None:
