@@ -6,15 +6,16 @@ Modes:
 * ``strict``   -- a prediction counts only when the image it names (or was grounded in) is the
   target image; otherwise its IoU is 0. A prediction that names no image is taken to answer on
   the image the question designates (``Example.target_rule`` in
-  ``bench.targets.QUESTION_DESIGNATES_TARGET``, e.g. "locate it in the 2th image"); where the
+  ``cot_ground.tasks.QUESTION_DESIGNATES_TARGET``, e.g. "locate it in the 2th image"); where the
   question designates none (``group_grounding``), naming no image counts as wrong.
 
 :func:`score_row` is the only function that decides an item's IoU and official/strict
 correctness; every table (here, in ``cot_ground.analysis`` and in the rescoring of the released
 logs) aggregates its results. Figures in :func:`score_table` are percentages (0-100); the
 average is the plain mean over tasks, as in the benchmark's tables, and the paper's group
-means (:data:`TASK_GROUPS`) stand beside it. A named calibration is applied to every predicted
-box before scoring and always recorded in the table.
+means (:data:`cot_ground.tasks.TASK_GROUPS`) stand beside it. A named calibration is applied
+to every predicted box before scoring and always recorded in the table. Task order and groups
+come from :mod:`cot_ground.tasks`, IoU from :mod:`cot_ground.boxes`.
 """
 
 from __future__ import annotations
@@ -25,32 +26,12 @@ from typing import Any, Literal
 
 from cot_ground.boxes import Box, iou
 from cot_ground.records import Example, Prediction
+from cot_ground.tasks import TASK_GROUPS, order_key, question_designates_target
 
 THRESHOLDS: tuple[float, ...] = (0.3, 0.5, 0.7)
 METRICS: tuple[str, ...] = (*(f"acc@{t}" for t in THRESHOLDS), "miou")
 Mode = Literal["official", "strict"]
 MODES: tuple[str, ...] = ("official", "strict")
-
-# Benchmark order of the MIG-Bench tasks (the column order of published tables).
-TASK_ORDER: tuple[str, ...] = (
-    "diff",
-    "view_diff",
-    "common_object",
-    "object_tracking",
-    "multi_view",
-    "region",
-    "refer_grounding",
-    "group_grounding",
-    "reasoning",
-    "correspondence",
-)
-# The two groups of MIG-Bench tasks whose means the Migician paper reports beside the 10-task
-# average (arXiv 2501.05767, Table 5): spontaneous grounding (the model finds what to ground)
-# and referential grounding (the query or a reference image says what to ground).
-TASK_GROUPS: dict[str, tuple[str, ...]] = {
-    "spontaneous": TASK_ORDER[:3],
-    "referential": TASK_ORDER[3:],
-}
 
 
 def _migician_y(box: Box) -> Box:
@@ -86,14 +67,12 @@ class ScoreRow:
     gt_box: Box
     pred_image: int | None = None
     target_image: int | None = None
-    question_names_target: bool = False
+    question_designates_target: bool = False
     """The question designates the target image, so an answer naming no image is on it."""
 
     @classmethod
     def from_prediction(cls, prediction: Prediction, example: Example) -> ScoreRow:
         """Row for a prediction (box as the model stated it) joined to its example."""
-        from cot_ground.bench.targets import QUESTION_DESIGNATES_TARGET  # bench imports scoring
-
         if prediction.example_id != example.id:
             raise ValueError(
                 f"prediction for {prediction.example_id} joined to example {example.id}"
@@ -104,7 +83,7 @@ class ScoreRow:
             gt_box=example.gt_box,
             pred_image=prediction.image_index,
             target_image=example.target_image,
-            question_names_target=example.target_rule in QUESTION_DESIGNATES_TARGET,
+            question_designates_target=question_designates_target(example.target_rule),
         )
 
 
@@ -136,13 +115,13 @@ def score_row(row: ScoreRow, calibration: str | None = None) -> RowScore:
 
     ``calibration`` (a name in :data:`CALIBRATIONS`, or None) is applied to the predicted box
     first. Strict: the image the row names must be the target; a row that names no image is
-    taken to answer on the image the question designates (``question_names_target``) and is
+    taken to answer on the image the question designates (``question_designates_target``) and is
     wrong where the question designates none. Raises ValueError for an unknown calibration.
     """
     box = None if row.pred_box is None else apply_calibration(row.pred_box, calibration)
     official = iou(box, row.gt_box)
     stated = row.pred_image is not None
-    right_image = row.pred_image == row.target_image if stated else row.question_names_target
+    right_image = row.pred_image == row.target_image if stated else row.question_designates_target
     return RowScore(
         iou=official,
         strict_iou=official if right_image else 0.0,
@@ -193,7 +172,7 @@ def score_table(
         per_task.setdefault(r.task, []).append(score_row(r, calibration))
     tasks = {
         t: summarize([s.iou_in(mode) for s in per_task[t]], [s.image_stated for s in per_task[t]])
-        for t in sorted(per_task, key=_task_key)
+        for t in sorted(per_task, key=order_key)
     }
     return {
         "mode": mode,
@@ -218,18 +197,14 @@ def average_over_tasks(per_task: list[Mapping[str, float]]) -> dict[str, float]:
 
 
 def group_means(tasks: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
-    """:func:`average_over_tasks` of each group of :data:`TASK_GROUPS` over the tasks present;
-    a group with no task present is left out."""
+    """:func:`average_over_tasks` of each group of :data:`cot_ground.tasks.TASK_GROUPS` over
+    the tasks present; a group with no task present is left out."""
     out = {}
     for group, members in TASK_GROUPS.items():
         present = [tasks[t] for t in members if t in tasks]
         if present:
             out[group] = average_over_tasks(present)
     return out
-
-
-def _task_key(task: str) -> tuple[int, str]:
-    return (TASK_ORDER.index(task) if task in TASK_ORDER else len(TASK_ORDER), task)
 
 
 def _check_mode(mode: str) -> None:

@@ -34,7 +34,7 @@ def _cat(image_index=1, target_image=1, iou_value=0.9, designated=True, **kw):
         Box.from_unit([0.0, 0.0, 1.0, 1.0]),
         pred_image=image_index,
         target_image=target_image,
-        question_names_target=designated,
+        question_designates_target=designated,
     )
     base = dict(kind="cot", error=None, step1=OK_STEP, status=ParseStatus.OK)
     return failure_category(**(base | kw), score=score_row(row), box=box)

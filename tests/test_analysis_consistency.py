@@ -22,7 +22,8 @@ from cot_ground.bench.migbench import item_to_example
 from cot_ground.boxes import Box, Frame
 from cot_ground.graph import CoTConfig, build_cot_graph, build_e2e_graph, run_example
 from cot_ground.graph.config import E2EConfig
-from cot_ground.scoring import METRICS, TASK_GROUPS
+from cot_ground.scoring import METRICS
+from cot_ground.tasks import TASK_GROUPS
 
 GT_UNIT = [0.1, 0.2, 0.5, 0.6]
 GT_TEXT = "<|box_start|>(100,200),(500,600)<|box_end|>"

@@ -8,8 +8,8 @@ from scripted_models import ScriptedGrounder, ScriptedReasoner, candidate, make_
 
 from cot_ground.graph import CoTConfig, build_cot_graph, run_example
 from cot_ground.graph.nodes import step1_variables, step2_texts
-from cot_ground.graph.tasks import TASKS
 from cot_ground.prompts import PromptError, example_variables, load_prompts
+from cot_ground.tasks import TASKS
 
 # the six tasks whose appendix wording differs from the public script (docs/graph.md)
 DIFFERENT = {

@@ -17,7 +17,6 @@ import pytest
 from scripted_models import make_example
 
 from cot_ground.graph.nodes import step1_variables, step2_texts
-from cot_ground.graph.tasks import TASKS
 from cot_ground.prompts import (
     PromptError,
     example_variables,
@@ -26,6 +25,7 @@ from cot_ground.prompts import (
     question_ref,
 )
 from cot_ground.records import text_hash
+from cot_ground.tasks import TASKS
 
 SNAPSHOTS = Path(__file__).parent / "snapshots" / "prompts"
 UPDATE = os.environ.get("UPDATE_SNAPSHOTS") == "1"

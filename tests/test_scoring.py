@@ -7,8 +7,6 @@ import pytest
 from cot_ground.boxes import Box
 from cot_ground.records import Example, ParseStatus, Prediction
 from cot_ground.scoring import (
-    TASK_GROUPS,
-    TASK_ORDER,
     ScoreRow,
     apply_calibration,
     iou,
@@ -16,6 +14,7 @@ from cot_ground.scoring import (
     score_table,
     summarize,
 )
+from cot_ground.tasks import TASK_GROUPS, TASK_ORDER
 
 GT = Box.from_unit([0.0, 0.0, 0.5, 0.5])
 
@@ -188,7 +187,7 @@ def test_strict_takes_an_unnamed_image_to_be_the_one_the_question_designates() -
     hidden = example("group_grounding", "additional_info")  # the model must find the image
     row_named = ScoreRow.from_prediction(prediction(named), named)
     row_hidden = ScoreRow.from_prediction(prediction(hidden), hidden)
-    assert row_named.question_names_target and score_row(row_named).image_correct
+    assert row_named.question_designates_target and score_row(row_named).image_correct
     assert score_row(row_named).strict_iou == pytest.approx(1.0)
-    assert not row_hidden.question_names_target and not score_row(row_hidden).image_correct
+    assert not row_hidden.question_designates_target and not score_row(row_hidden).image_correct
     assert score_row(row_hidden).strict_iou == 0.0

@@ -41,10 +41,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from cot_ground.analysis.scores import AVERAGE, GROUP_ROWS, ordered_tasks
+from cot_ground.analysis.scores import AVERAGE, GROUP_ROWS
 from cot_ground.boxes import Box
 from cot_ground.records import ErrorCategory, ErrorInfo, ParseStatus, TraceStep
-from cot_ground.scoring import TASK_GROUPS
+from cot_ground.tasks import TASK_GROUPS, ordered_tasks
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

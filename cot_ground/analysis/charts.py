@@ -10,7 +10,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from cot_ground.analysis.attribution import CATEGORIES, attribution_shares
-from cot_ground.analysis.scores import SUMMARY_ROWS, ordered_tasks, pipelines_of
+from cot_ground.analysis.scores import SUMMARY_ROWS, pipelines_of
+from cot_ground.tasks import ordered_tasks
 
 CATEGORY_COLORS: dict[str, str] = {
     "success": "#2ca02c",

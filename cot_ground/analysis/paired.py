@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from cot_ground.analysis.scores import ordered_tasks
+from cot_ground.tasks import ordered_tasks
 
 POOLED = "POOLED"
 TASK_MEAN = "TASK_MEAN"

@@ -14,9 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from cot_ground.analysis.scores import ordered_tasks
 from cot_ground.boxes import Box, iou
 from cot_ground.records import TraceStep
+from cot_ground.tasks import ordered_tasks
 
 PROPOSE_NODE = "propose"
 RECALL_IOU = 0.5

@@ -7,7 +7,7 @@ calibration named on a prediction was applied by the model adapter already, and 
 reported here.
 
 Each table has, per pipeline, a row per task, the paper's group means ``SPONTANEOUS`` and
-``REFERENTIAL`` (:data:`cot_ground.scoring.TASK_GROUPS`) and the plain mean over tasks
+``REFERENTIAL`` (:data:`cot_ground.tasks.TASK_GROUPS`) and the plain mean over tasks
 ``AVERAGE``; every row carries its ``n`` and ``image_stated`` (percentage of answers that name
 an image).
 """
@@ -24,12 +24,11 @@ import pandas as pd
 from cot_ground.scoring import (
     METRICS,
     MODES,
-    TASK_GROUPS,
-    TASK_ORDER,
     average_over_tasks,
     group_means,
     summarize,
 )
+from cot_ground.tasks import TASK_GROUPS, ordered_tasks
 
 AVERAGE = "AVERAGE"
 GROUP_ROWS: dict[str, str] = {group: group.upper() for group in TASK_GROUPS}
@@ -223,12 +222,6 @@ def markdown_table(frame: pd.DataFrame, digits: int = 2) -> str:
     for row in frame.itertuples(index=False):
         lines.append("| " + " | ".join(_cell(v, digits) for v in row) + " |")
     return "\n".join(lines)
-
-
-def ordered_tasks(tasks: Sequence[str] | pd.Series) -> list[str]:
-    """Distinct task names in benchmark order (unknown tasks after, alphabetical)."""
-    known = {t: i for i, t in enumerate(TASK_ORDER)}
-    return sorted(set(tasks), key=lambda t: (known.get(t, len(known)), t))
 
 
 def pipelines_of(frame: pd.DataFrame) -> list[str]:

@@ -22,7 +22,7 @@ from cot_ground.bench.selection import select_examples
 from cot_ground.bench.targets import TargetRuleError, target_image
 from cot_ground.boxes import Box, Frame
 from cot_ground.records import Example, example_id, file_sha256
-from cot_ground.scoring import TASK_ORDER
+from cot_ground.tasks import TASK_ORDER
 
 TASKS: tuple[str, ...] = TASK_ORDER
 BENCH_FOLDER = "MIG-Bench"  # the first component of every image path in the published files
@@ -182,9 +182,7 @@ def load_benchmark(
             continue
         if limit is not None and len(examples) >= limit:
             break
-        example = item_to_example(
-            item, where, frame, root_dir, require_images, allow_outside_root
-        )
+        example = item_to_example(item, where, frame, root_dir, require_images, allow_outside_root)
         seen[example.id] += 1
         if seen[example.id] > 1:  # the published files repeat a few items verbatim
             example = example.model_copy(update={"id": f"{example.id}-{seen[example.id]}"})

@@ -23,14 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from cot_ground.bench.migbench import load_benchmark, read_json
-from cot_ground.bench.targets import QUESTION_DESIGNATES_TARGET, designated_target
+from cot_ground.bench.targets import designated_target
 from cot_ground.boxes import Box, Frame
 from cot_ground.mentions import READER
 from cot_ground.parsing import parse_box
 from cot_ground.records import Example
 from cot_ground.scoring import (
     METRICS,
-    TASK_GROUPS,
     THRESHOLDS,
     ScoreRow,
     apply_calibration,
@@ -38,6 +37,7 @@ from cot_ground.scoring import (
     score_row,
     score_table,
 )
+from cot_ground.tasks import TASK_GROUPS, question_designates_target
 
 RECORD_FIELDS: tuple[str, ...] = ("task", "answer", "filter_answer", "iou", "groundtruth")
 SUMMARY_FIELDS: tuple[str, ...] = ("IOU@0.3", "IOU@0.5", "IOU@0.7", "AVE_IOU", "TOTAL")
@@ -185,7 +185,7 @@ def rescore_logs(
                 Box.from_qwen1000(rec.groundtruth),
                 pred_image=parsed.image_index,
                 target_image=None if target is None else target[0],
-                question_names_target=target is not None and target[1],
+                question_designates_target=target is not None and target[1],
             )
             rows.append(row)
             if target is not None:
@@ -233,15 +233,13 @@ def _bench_examples(bench: str | Path, tasks: list[str]) -> dict[str, list[Examp
     return out
 
 
-def _targets(
-    log: ReleasedLog, examples: list[Example] | None
-) -> list[tuple[int, bool] | None]:
+def _targets(log: ReleasedLog, examples: list[Example] | None) -> list[tuple[int, bool] | None]:
     """Per record ``(target image, question designates it)``, or None when unknown."""
     if examples is None:
         out: list[tuple[int, bool] | None] = []
         for rec in log.records:
             found = designated_target(rec.task, rec.question)
-            out.append(None if found is None else (found[0], True))
+            out.append(None if found is None else (found[0], question_designates_target(found[1])))
         return out
     if len(examples) != len(log.records):
         raise ReleasedLogError(
@@ -259,5 +257,5 @@ def _targets(
                 "annotation file (ground-truth box or question differs); give the file the log was"
                 " scored on (--bench, default $MIGBENCH_FILE)"
             )
-        targets.append((ex.target_image, ex.target_rule in QUESTION_DESIGNATES_TARGET))
+        targets.append((ex.target_image, question_designates_target(ex.target_rule)))
     return targets

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from cot_ground.records import Example
-from cot_ground.scoring import TASK_ORDER
+from cot_ground.tasks import order_key
 
 
 def first_per_task(examples: Sequence[Example], per_task: int) -> list[Example]:
@@ -39,10 +39,7 @@ def stratified_counts(sizes: dict[str, int], total: int) -> dict[str, int]:
         return dict(sizes)
     exact = {task: total * size / available for task, size in sizes.items()}
     counts = {task: int(value) for task, value in exact.items()}
-    order = {t: i for i, t in enumerate(TASK_ORDER)}
-    by_remainder = sorted(
-        sizes, key=lambda t: (-(exact[t] - counts[t]), order.get(t, len(order)), t)
-    )
+    by_remainder = sorted(sizes, key=lambda t: (-(exact[t] - counts[t]), *order_key(t)))
     for task in by_remainder[: total - sum(counts.values())]:
         counts[task] += 1
     return counts

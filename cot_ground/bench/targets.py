@@ -3,8 +3,9 @@
 The annotation files state the box but not the image it lies in. The rules, tried in order
 (the first that fires is recorded as ``Example.target_rule``):
 
-1. ``additional_info`` (``group_grounding`` only): the ordinal in the hidden sentence
-   "It is in the first image. <box>" (this sentence is the answer; it never reaches a prompt).
+1. ``additional_info`` (``group_grounding`` only: ``Task.target_from_answer``): the ordinal in
+   the hidden sentence "It is in the first image. <box>" (this sentence is the answer; it never
+   reaches a prompt).
 2. ``question_ordinal``: the image named right after ``in`` following the *last* request word
    (locate / find / ground / identify / recognize / detect / coordinates) of a sentence, e.g.
    "Recognize and locate this object in the 2th image", "Find it in Image-2", "give me the
@@ -12,7 +13,8 @@ The annotation files state the box but not the image it lies in. The rules, trie
    ("the object marked with red bounding box in the first image", "the people in image-1") and
    are skipped because no request word governs them.
 3. ``question_source_image``: "... in the source image" (``region``) is image 0.
-4. Task defaults: ``default_second_image`` for the two-image tasks (``diff``, ``view_diff``,
+4. The task's default (``Task.default_target`` in :data:`cot_ground.tasks.TASKS`):
+   ``default_second_image`` for the two-image tasks (``diff``, ``view_diff``,
    ``refer_grounding``, ``reasoning``, ``correspondence``) and ``default_source_image`` (index 0)
    for ``region``.
 
@@ -25,22 +27,7 @@ import re
 from functools import lru_cache
 
 from cot_ground.mentions import image_choice, question_images
-
-TWO_IMAGE_TASKS: frozenset[str] = frozenset(
-    {"diff", "view_diff", "refer_grounding", "reasoning", "correspondence"}
-)
-RULES: tuple[str, ...] = (
-    "additional_info",
-    "question_ordinal",
-    "question_source_image",
-    "default_second_image",
-    "default_source_image",
-)
-# Rules under which the question itself (or the task's fixed image layout) tells a model which
-# image to answer on; under "additional_info" the model has to find the image itself.
-QUESTION_DESIGNATES_TARGET: frozenset[str] = frozenset(RULES) - {"additional_info"}
-# Rules under which the question's own words name the target image (not a task default).
-QUESTION_NAMES_TARGET: frozenset[str] = frozenset({"question_ordinal", "question_source_image"})
+from cot_ground.tasks import get_task
 
 _SOURCE_IMAGE = re.compile(r"\bin\s+the\s+source\s+image\b", re.IGNORECASE)
 _BOX_TOKENS = re.compile(r"<\|box_start\|>.*?<\|box_end\|>", re.DOTALL)
@@ -64,19 +51,20 @@ def designated_target(task: str, question: str) -> tuple[int, str] | None:
     """``(0-based index, rule)`` of the image the question (or the task's fixed layout)
     designates, or None for ``group_grounding``, whose target is only in ``additional_info``.
     The index is not checked against the item's images (see :func:`target_image`)."""
-    if task == "group_grounding":
+    if get_task(task).target_from_answer:
         return None
     return _apply_rules(task, question, "")
 
 
 @lru_cache(maxsize=8192)  # questions repeat across items; the rules are pure
 def _apply_rules(task: str, question: str, additional_info: str) -> tuple[int, str]:
-    if task == "group_grounding":
+    row = get_task(task)
+    if row.target_from_answer:
         sentence = _BOX_TOKENS.sub(" ", additional_info).split(".")[0]
         index = image_choice(sentence)
         if index is None:
             raise TargetRuleError(
-                f"group_grounding: additional_info names no image: {additional_info[:80]!r}"
+                f"{task}: additional_info names no image: {additional_info[:80]!r}"
             )
         return index, "additional_info"
     index = question_images(question).target
@@ -84,8 +72,6 @@ def _apply_rules(task: str, question: str, additional_info: str) -> tuple[int, s
         return index, "question_ordinal"
     if _SOURCE_IMAGE.search(question):
         return 0, "question_source_image"
-    if task in TWO_IMAGE_TASKS:
-        return 1, "default_second_image"
-    if task == "region":
-        return 0, "default_source_image"
+    if row.default_target is not None:
+        return row.default_target.image, row.default_target.rule
     raise TargetRuleError(f"{task}: no rule names the target image in {question[:120]!r}")

@@ -13,7 +13,7 @@ from cot_ground.bench.migbench import (
     open_annotations,
 )
 from cot_ground.records import Example
-from cot_ground.scoring import TASK_ORDER
+from cot_ground.tasks import order_key
 
 
 def validate_benchmark(
@@ -70,7 +70,7 @@ def validate_benchmark(
                 for p in example.images
                 if not Path(p).is_file()
             )
-    order = sorted(tasks, key=lambda t: (TASK_ORDER.index(t), t))
+    order = sorted(tasks, key=order_key)
     return {
         "path": str(path),
         "name": known.name if known else path.name,

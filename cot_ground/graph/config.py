@@ -19,7 +19,7 @@ class CoTConfig(BaseModel):
     mode: Mode = Field(
         default="agent",
         description="agent: step 1 picks the image; oracle-image: step 2 gets the ground-truth "
-        "image; paper: the Migician paper's per-task image rules (cot_ground/graph/tasks.py); "
+        "image; paper: the Migician paper's per-task image rules (cot_ground/tasks.py); "
         "multi-image: the paper's +mCoT (Table 5), step 2 by a multi-image MLLM grounder (an "
         "end-to-end adapter) that sees every image, told which one by the paper's rules",
     )

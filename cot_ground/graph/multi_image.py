@@ -32,13 +32,13 @@ from cot_ground.models.base import ChatRequest, EndToEndGrounder
 from cot_ground.parsing import answer_text, parse_box
 from cot_ground.prompts import PromptError, RenderedPrompt, load_prompts
 from cot_ground.records import Candidate, ErrorCategory, ErrorInfo, Example, ParseStatus
+from cot_ground.tasks import ALL_FORM_TASKS
 
 PROMPT_KIND = "multi-image"
 PROMPT_VARIANT = "default"
-ALL_FORM_TASKS = frozenset({"common_object", "multi_view", "object_tracking"})
-"""Tasks the ``all`` form applies to: the target is one object seen in several images (Table 10
-also lists region locating, whose ``all`` form asks for every region picture at once, which
-needs one description per region picture; step 1 describes one)."""
+# ALL_FORM_TASKS (Task.all_form): the target is one object seen in several images. Table 10 also
+# lists region locating, whose ``all`` form asks for every region picture at once, which needs
+# one description per region picture; step 1 describes one.
 
 
 def answer_form_for(task: str, configured: str) -> str:

@@ -8,13 +8,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from cot_ground.bench.targets import QUESTION_NAMES_TARGET
 from cot_ground.boxes import Box
 from cot_ground.graph.calls import call_one, figure_settings, stage_timing, step
 from cot_ground.graph.config import CoTConfig
 from cot_ground.graph.multi_image import ground_all_images
 from cot_ground.graph.state import CoTState
-from cot_ground.graph.tasks import reference_box, reference_image, task_rule
 from cot_ground.mentions import READER, read_image_choice
 from cot_ground.models.base import ChatRequest, Grounder, GroundRequest, Reasoner
 from cot_ground.parsing import answer_text, clean_text, parse_selection
@@ -28,6 +26,7 @@ from cot_ground.records import (
     Prediction,
     text_hash,
 )
+from cot_ground.tasks import QUESTION_NAMES_TARGET, get_task, reference_box, reference_image
 
 SELECT = "select_and_describe"
 PARSE = "parse_selection"
@@ -54,7 +53,7 @@ def step1_variables(ex: Example, prompts: PromptSet, mode: str) -> dict[str, Any
     reference image stated by the question, per the task table) and, outside ``agent`` mode,
     ``target_number`` (1-based ground-truth image; never offered to agent prompts)."""
     variables = example_variables(ex.question, len(ex.images), prompts.fields["question_remove"])
-    ref = reference_image(task_rule(ex.task), ex.question, len(ex.images))
+    ref = reference_image(get_task(ex.task), ex.question, len(ex.images))
     if ref is not None:
         variables["reference_number"] = ref + 1
     if mode != "agent":
@@ -238,7 +237,7 @@ class CoTNodes:
         name an image names none readable (with the description, when the kind has one)."""
         return (
             self.config.mode in PAPER_RULE_MODES
-            and task_rule(ex.task).paper_image == "reasoner"
+            and get_task(ex.task).paper_image == "reasoner"
             and chosen is None
             and (kind == "image" or (kind == "image_and_description" and bool(description)))
         )
@@ -255,7 +254,7 @@ class CoTNodes:
         mode = self.config.mode
         if mode == "oracle-image":
             return ex.target_image, "oracle"
-        rule = "reasoner" if mode == "agent" else task_rule(ex.task).paper_image
+        rule = "reasoner" if mode == "agent" else get_task(ex.task).paper_image
         if rule == "target":
             return ex.target_image, "paper:target"
         if isinstance(rule, int):
@@ -279,7 +278,7 @@ class CoTNodes:
     ) -> tuple[int | None, dict[str, Any] | None]:
         """Reference image and box for picture-based grounders: the reasoner's, else the table's."""
         offered = state.get("reasoner_reference") or {}
-        rule = task_rule(ex.task)
+        rule = get_task(ex.task)
         image = offered.get("image")
         if image is None or image == step2_image or not 0 <= image < len(ex.images):
             image = reference_image(rule, ex.question, len(ex.images), step2_image)
@@ -326,7 +325,7 @@ class CoTNodes:
                 info["skipped"] = "every image has been tried"
                 return {**base, "trace": [step(FALLBACK, parsed=info)]}
             image, grounder = untried[0], self.grounder
-            ref = reference_image(task_rule(ex.task), ex.question, len(ex.images), image)
+            ref = reference_image(get_task(ex.task), ex.question, len(ex.images), image)
         update = self._ground_once(state, grounder, image, ref, FALLBACK, info)
         update.update(base)
         update["fallbacks"] = [*state.get("fallbacks", []), policy]

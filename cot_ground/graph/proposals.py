@@ -20,11 +20,10 @@ from PIL import ImageDraw, ImageFont
 from cot_ground.boxes import Box
 from cot_ground.boxes import nms as box_nms
 from cot_ground.graph.calls import step
-from cot_ground.graph.tasks import reference_box, reference_image, task_rule
 from cot_ground.images import ImageLoadError, open_rgb
 from cot_ground.models.base import Grounder, GroundRequest, GroundResult
-from cot_ground.models.classical import SHARED_CONTENT_TASKS
 from cot_ground.records import ErrorCategory, ErrorInfo, Example
+from cot_ground.tasks import SHARED_CONTENT_TASKS, get_task, reference_box, reference_image
 
 PROPOSE = "propose"
 # distinct, legible mark colours (tab10 without grey); text is white on each
@@ -54,7 +53,7 @@ def proposal_request(ex: Example, image: int, phrase: str) -> GroundRequest:
     task table's reference image (and box) for it, and, for the shared-content tasks
     (``common_object``, ``correspondence``) without one, image 1 (image 2 when proposing on
     image 1) -- the reference ``rule-reasoner`` offers the CoT graph for them."""
-    rule = task_rule(ex.task)
+    rule = get_task(ex.task)
     ref = reference_image(rule, ex.question, len(ex.images), image)
     if ref is None and ex.task in SHARED_CONTENT_TASKS and len(ex.images) > 1:
         ref = 0 if image != 0 else 1

@@ -26,10 +26,10 @@ from cot_ground.graph.proposals import artifacts_root, crop_image, image_size
 from cot_ground.graph.run import initial_state
 from cot_ground.graph.selection_config import ZoomConfig
 from cot_ground.graph.state import extend_trace
-from cot_ground.graph.tasks import reference_box, reference_image, task_rule
 from cot_ground.images import ImageLoadError
 from cot_ground.models.base import Grounder, GroundRequest
 from cot_ground.records import Candidate, ErrorCategory, ErrorInfo, Example, Prediction
+from cot_ground.tasks import get_task, reference_box, reference_image
 
 INNER = "inner"
 ZOOM = "zoom"
@@ -121,7 +121,7 @@ def build_zoom_graph(
         image = pred.get("image_index")
         ref_image, ref_box = selection.get("reference_image"), selection.get("reference_box")
         if ref_image is None and image is not None:
-            rule = task_rule(ex.task)
+            rule = get_task(ex.task)
             ref_image = reference_image(rule, ex.question, len(ex.images), image)
             table_box = reference_box(rule, ex.question) if ref_image is not None else None
             ref_box = table_box.model_dump() if table_box else None

@@ -31,7 +31,6 @@ from scipy import ndimage
 
 from cot_ground.bench.targets import TargetRuleError, target_image
 from cot_ground.boxes import Box, nms
-from cot_ground.graph.tasks import reference_box, reference_image, task_rule
 from cot_ground.images import open_rgb
 from cot_ground.models.base import (
     ChatRequest,
@@ -39,30 +38,21 @@ from cot_ground.models.base import (
     GroundResult,
     ReasonerResult,
 )
-from cot_ground.models.keypoints import KEYPOINT_TASKS, KeypointGrounder
+from cot_ground.models.keypoints import KeypointGrounder
 from cot_ground.models.options import choose_backend, resolve_options
 from cot_ground.models.settings import ModelSettings
 from cot_ground.records import Candidate, ParseStatus
-
-DIFF_TASKS = frozenset({"diff", "view_diff"})
-SHARED_CONTENT_TASKS = frozenset({"common_object", "correspondence"})
+from cot_ground.tasks import (
+    DIFF_TASKS,
+    KEYPOINT_TASKS,
+    SHARED_CONTENT_TASKS,
+    get_task,
+    reference_box,
+    reference_image,
+    task_of,
+)
 
 # ----------------------------------------------------------------------------- reasoner
-# Task recognised from the MIG-Bench question wording (first match wins).
-_TASK_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (task, re.compile(pattern, re.IGNORECASE))
-    for task, pattern in (
-        ("region", r"\bregion picture\b"),
-        ("view_diff", r"\btheir real difference\b"),
-        ("diff", r"\btheir difference\b"),
-        ("refer_grounding", r"\bobject in image-\d+ locate in the image-\d+"),
-        ("object_tracking", r"\bsequence of images containing moving objects\b"),
-        ("multi_view", r"\bshare one object in common\s*\(.*<\|box_start\|>"),
-        ("common_object", r"\bshare one object in common\b"),
-        ("correspondence", r"\bcorresponding area\b"),
-        ("group_grounding", r"<\|object_ref_start\|>"),
-    )
-)
 _TASK_LINE = re.compile(r"^\s*Task:\s*(.+)$", re.MULTILINE)
 _OBJECT_REF = re.compile(r"<\|object_ref_start\|>(.*?)<\|object_ref_end\|>", re.DOTALL)
 
@@ -71,14 +61,6 @@ def question_of(prompt: str) -> str:
     """The question inside a step-1 prompt: the ``Task:`` line if any, else the whole prompt."""
     match = _TASK_LINE.search(prompt)
     return match.group(1).strip() if match else prompt
-
-
-def task_of(question: str) -> str | None:
-    """The MIG-Bench task a question is worded for, or None."""
-    for task, pattern in _TASK_PATTERNS:
-        if pattern.search(question):
-            return task
-    return None
 
 
 class RuleReasoner:
@@ -113,8 +95,8 @@ class RuleReasoner:
         if task in SHARED_CONTENT_TASKS:
             ref_image = 0 if index != 0 else 1
         else:
-            ref_image = reference_image(task_rule(task), question, n, index)
-        ref_box = reference_box(task_rule(task), question) if ref_image is not None else None
+            ref_image = reference_image(get_task(task), question, n, index)
+        ref_box = reference_box(get_task(task), question) if ref_image is not None else None
         if ref_image is None:
             description = f"the {task.replace('_', ' ')} target in image {index + 1}"
         elif task in DIFF_TASKS:

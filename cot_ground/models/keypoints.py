@@ -29,8 +29,7 @@ from cot_ground.images import open_rgb
 from cot_ground.models.base import GroundRequest, GroundResult
 from cot_ground.models.options import choose_backend, resolve_options
 from cot_ground.records import Candidate, ParseStatus
-
-KEYPOINT_TASKS = frozenset({"common_object"})
+from cot_ground.tasks import KEYPOINT_TASKS
 
 
 class _Grounder(Protocol):
