@@ -12,16 +12,13 @@ from PIL import Image
 from cot_ground.boxes import Box
 from cot_ground.lite.sources import load_photo
 from cot_ground.models.base import ChatRequest, Grounder, GroundRequest, Reasoner
-from cot_ground.models.classical import (
-    ClassicalGrounder,
-    DiffGrounder,
-    RuleReasoner,
-    TemplateGrounder,
-    question_of,
-)
+from cot_ground.models.classical import ClassicalGrounder
+from cot_ground.models.difference import DiffGrounder
 from cot_ground.models.keypoints import KeypointGrounder
 from cot_ground.models.registry import build
+from cot_ground.models.rule_reasoner import RuleReasoner, question_of
 from cot_ground.models.settings import ModelSettings
+from cot_ground.models.template import TemplateGrounder
 from cot_ground.records import ParseStatus
 from cot_ground.scoring import iou
 

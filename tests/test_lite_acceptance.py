@@ -16,12 +16,10 @@ from cot_ground.bench import load_benchmark
 from cot_ground.boxes import Box
 from cot_ground.lite import generate_lite
 from cot_ground.models.base import ChatRequest, GroundRequest
-from cot_ground.models.classical import (
-    ClassicalGrounder,
-    DiffGrounder,
-    RuleReasoner,
-    TemplateGrounder,
-)
+from cot_ground.models.classical import ClassicalGrounder
+from cot_ground.models.difference import DiffGrounder
+from cot_ground.models.rule_reasoner import RuleReasoner
+from cot_ground.models.template import TemplateGrounder
 from cot_ground.records import Example
 from cot_ground.scoring import iou
 

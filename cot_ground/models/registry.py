@@ -48,9 +48,9 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "openai-reasoner": ("reasoner", "cot_ground.models.openai_chat:build_reasoner"),
     "openai-e2e": ("e2e", "cot_ground.models.openai_chat:build_end_to_end"),
     # classical baselines (no weights)
-    "rule-reasoner": ("reasoner", "cot_ground.models.classical:build_rule_reasoner"),
-    "template-grounder": ("grounder", "cot_ground.models.classical:build_template_grounder"),
-    "diff-grounder": ("grounder", "cot_ground.models.classical:build_diff_grounder"),
+    "rule-reasoner": ("reasoner", "cot_ground.models.rule_reasoner:build_rule_reasoner"),
+    "template-grounder": ("grounder", "cot_ground.models.template:build_template_grounder"),
+    "diff-grounder": ("grounder", "cot_ground.models.difference:build_diff_grounder"),
     "classical-grounder": ("grounder", "cot_ground.models.classical:build_classical_grounder"),
     "keypoint-grounder": ("grounder", "cot_ground.models.classical:build_keypoint_grounder"),
     # any transformers multi-image chat model (AutoModelForImageTextToText + chat template)
