@@ -18,7 +18,6 @@ from typing import Any
 
 from benchmarks.measure import ImageTally, Peak, Stopwatch, median, peak_memory
 from benchmarks.sequential import build_graph, run_sequential
-from cot_ground.bench import load_benchmark
 from cot_ground.records import Example, Prediction
 from cot_ground.runner.config import ExperimentConfig, parse_config
 from cot_ground.runner.pipelines import build_adapters
@@ -63,14 +62,7 @@ class Setup:
 def prepare(config: dict[str, Any], work_dir: str | Path) -> Setup:
     """Validate ``config``, load its benchmark and build every adapter it names."""
     resolved = resolve_config(parse_config(config, "<benchmark config>"))
-    bench = resolved.benchmark
-    examples = load_benchmark(
-        bench.file,
-        root=bench.root,
-        tasks=bench.tasks,
-        limit=bench.limit,
-        answer_frame=bench.answer_frame,
-    ).examples
+    examples = resolved.benchmark.load().examples
     return Setup(resolved, list(examples), build_adapters(resolved), Path(work_dir))
 
 

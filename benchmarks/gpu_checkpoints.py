@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.workloads import fix_generation_length
+from cot_ground.testing.tiny_parts import TINY_BERT, TINY_GDINO, TINY_SWIN, done, finish
 
 QWEN_VOCAB = 152064
 QWEN_SPECIAL_FIRST_ID = 151643  # <|endoftext|>; the rest of the special tokens follow in order
@@ -79,25 +80,7 @@ SWIN = {
         "window_size": 12,
         "image_size": 384,
     },
-    "smoke": {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 2, 2], "window_size": 4},
-}
-GDINO_SMOKE = {
-    "d_model": 32,
-    "encoder_layers": 1,
-    "decoder_layers": 2,
-    "encoder_attention_heads": 2,
-    "decoder_attention_heads": 2,
-    "encoder_ffn_dim": 64,
-    "decoder_ffn_dim": 64,
-    "num_queries": 20,
-    "encoder_n_points": 2,
-    "decoder_n_points": 2,
-}
-BERT_SMOKE = {
-    "hidden_size": 32,
-    "num_hidden_layers": 1,
-    "num_attention_heads": 2,
-    "intermediate_size": 64,
+    "smoke": TINY_SWIN,
 }
 
 
@@ -148,7 +131,7 @@ def build_qwen(folder: Path, device: str, smoke: bool, new_tokens: int) -> Path:
 
     from cot_ground.testing.tiny_models import QWEN_CHAT_TEMPLATE
 
-    if not (folder / ".complete").is_file():
+    if not done(folder):
         folder.mkdir(parents=True, exist_ok=True)
         tokenizer = build_qwen_tokenizer(folder)
         text = {**QWEN2_VL_7B_TEXT, **(QWEN_SMOKE_TEXT if smoke else {})}
@@ -177,7 +160,7 @@ def build_qwen(folder: Path, device: str, smoke: bool, new_tokens: int) -> Path:
         Qwen2VLProcessor(image, tokenizer, video, chat_template=QWEN_CHAT_TEMPLATE).save_pretrained(
             folder
         )
-        (folder / ".complete").write_text("ok\n")
+        finish(folder)
     fix_generation_length(folder, new_tokens)
     return folder
 
@@ -197,7 +180,7 @@ def build_gdino(folder: Path, size: str, device: str, smoke: bool) -> Path:
 
     from cot_ground.testing.tiny_models import bert_vocab
 
-    if (folder / ".complete").is_file():
+    if done(folder):
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     # BERT's special ids (101, 102, 1012, 1029) where GroundingDINO wants them
@@ -208,9 +191,9 @@ def build_gdino(folder: Path, size: str, device: str, smoke: bool) -> Path:
     backbone = SwinConfig(
         **SWIN["smoke" if smoke else size], out_features=["stage2", "stage3", "stage4"]
     )
-    text = BertConfig(vocab_size=BERT_VOCAB, **(BERT_SMOKE if smoke else {}))
+    text = BertConfig(vocab_size=BERT_VOCAB, **(TINY_BERT if smoke else {}))
     config = GroundingDinoConfig(
-        backbone_config=backbone, text_config=text, **(GDINO_SMOKE if smoke else {})
+        backbone_config=backbone, text_config=text, **(TINY_GDINO if smoke else {})
     )
     torch.manual_seed(0)
     with torch.device(device):
@@ -221,8 +204,7 @@ def build_gdino(folder: Path, size: str, device: str, smoke: bool) -> Path:
         size={"shortest_edge": 96, "longest_edge": 160} if smoke else None
     )
     GroundingDinoProcessor(image_processor, tokenizer).save_pretrained(folder)
-    (folder / ".complete").write_text("ok\n")
-    return folder
+    return finish(folder)
 
 
 def upscale_images(data_file: Path, side: int) -> None:

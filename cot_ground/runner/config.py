@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -32,6 +32,9 @@ from pydantic import (
 )
 
 from cot_ground.models.settings import ModelSettings
+
+if TYPE_CHECKING:
+    from cot_ground.bench import Benchmark
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -71,6 +74,24 @@ class BenchmarkConfig(_Strict):
         if len(chosen) > 1:
             raise ValueError(f"give at most one of limit, per_task and sample (got {chosen})")
         return self
+
+    def load(self) -> Benchmark:
+        """The file loaded and the selection applied
+        (:func:`cot_ground.bench.migbench.load_benchmark` with these fields). Raises
+        ``BenchmarkError`` for a bad file or selection, ``OSError`` when it cannot be read."""
+        from cot_ground.bench import load_benchmark
+
+        return load_benchmark(
+            self.file,
+            root=self.root,
+            tasks=self.tasks,
+            limit=self.limit,
+            per_task=self.per_task,
+            sample=self.sample,
+            seed=self.seed,
+            answer_frame=self.answer_frame,
+            allow_outside_root=self.allow_outside_root,
+        )
 
 
 class ModelConfig(ModelSettings):

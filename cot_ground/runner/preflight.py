@@ -190,7 +190,7 @@ def benchmark_problems(
 ) -> tuple[Benchmark | None, list[Example], list[str]]:
     """(benchmark, selected examples, problems): the file loads, the root is a folder, and the
     selection (tasks, limit, shard) holds at least one example."""
-    from cot_ground.bench import BenchmarkError, load_benchmark
+    from cot_ground.bench import BenchmarkError
     from cot_ground.runner.shard import select_shard
 
     bench_cfg = config.benchmark
@@ -200,17 +200,7 @@ def benchmark_problems(
     if bench_cfg.root is not None and not Path(bench_cfg.root).is_dir():
         problems.append(f"benchmark.root: image folder not found: {bench_cfg.root}")
     try:
-        bench = load_benchmark(
-            bench_cfg.file,
-            root=bench_cfg.root,
-            tasks=bench_cfg.tasks,
-            limit=bench_cfg.limit,
-            per_task=bench_cfg.per_task,
-            sample=bench_cfg.sample,
-            seed=bench_cfg.seed,
-            answer_frame=bench_cfg.answer_frame,
-            allow_outside_root=bench_cfg.allow_outside_root,
-        )
+        bench = bench_cfg.load()
     except (BenchmarkError, OSError) as exc:
         return None, [], [*problems, f"benchmark: {exc}"]
     examples = list(bench.examples)

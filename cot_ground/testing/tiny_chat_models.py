@@ -15,11 +15,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cot_ground.testing.tiny_parts import TINY_VISION, done, finish, text_config
+
 CHAT_FAMILIES = ("internvl", "llava_onevision", "idefics3")
 # families built here that take a raw prompt rather than a chat (grounder only)
 PROMPT_FAMILIES = ("paligemma",)
 
-_MARKER = ".complete"
 
 _CORPUS = [
     "Which image contains the red car? It is in the second image.",
@@ -78,15 +79,6 @@ _IDEFICS3_TOKENS = [
 ]
 
 
-def _done(folder: Path) -> bool:
-    return (folder / _MARKER).is_file()
-
-
-def _finish(folder: Path) -> Path:
-    (folder / _MARKER).write_text("ok\n")
-    return folder
-
-
 def train_bpe(special_tokens: list[str], vocab_size: int = 400) -> Any:
     """A byte-level BPE ``tokenizers.Tokenizer`` trained on a few sentences, with
     ``special_tokens`` at the first ids."""
@@ -120,23 +112,6 @@ def _fast_tokenizer(special: list[str], eos: str, pad: str, template: str, **kw:
     return fast
 
 
-def _llama_text(tokenizer: Any, eos: str, model_type: str = "qwen2") -> dict[str, Any]:
-    return {
-        "model_type": model_type,
-        "vocab_size": len(tokenizer),
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 2048,
-        "eos_token_id": tokenizer.convert_tokens_to_ids(eos),
-        "pad_token_id": tokenizer.pad_token_id,
-        "bos_token_id": None,
-        "tie_word_embeddings": False,
-    }
-
-
 def _save(model: Any, processor: Any, folder: Path, eos_id: int, pad_id: int) -> Path:
     from transformers import GenerationConfig
 
@@ -145,7 +120,7 @@ def _save(model: Any, processor: Any, folder: Path, eos_id: int, pad_id: int) ->
     )
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
-    return _finish(folder)
+    return finish(folder)
 
 
 def build_tiny_internvl(folder: str | Path, seed: int = 0) -> Path:
@@ -161,7 +136,7 @@ def build_tiny_internvl(folder: str | Path, seed: int = 0) -> Path:
     )
 
     folder = Path(folder)
-    if _done(folder):
+    if done(folder):
         return folder
     special = _IM_TOKENS + list(INTERNVL_TOKENS.values())
     tokenizer = _fast_tokenizer(
@@ -171,15 +146,8 @@ def build_tiny_internvl(folder: str | Path, seed: int = 0) -> Path:
         INTERNVL_CHAT_TEMPLATE,
         extra_special_tokens=dict(INTERNVL_TOKENS),
     )
-    text = _llama_text(tokenizer, "<|im_end|>")
-    vision = {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 2,
-        "image_size": [32, 32],
-        "patch_size": [8, 8],
-    }
+    text = text_config(tokenizer, "<|im_end|>", model_type="qwen2", tie_word_embeddings=False)
+    vision = {**TINY_VISION, "image_size": [32, 32], "patch_size": [8, 8]}
     config = InternVLConfig(
         vision_config=vision,
         text_config=text,
@@ -212,20 +180,12 @@ def build_tiny_llava_onevision(folder: str | Path, seed: int = 0) -> Path:
     )
 
     folder = Path(folder)
-    if _done(folder):
+    if done(folder):
         return folder
     special = [*_IM_TOKENS, "<image>", "<video>"]
     tokenizer = _fast_tokenizer(special, "<|im_end|>", "<|endoftext|>", LLAVA_OV_CHAT_TEMPLATE)
-    text = _llama_text(tokenizer, "<|im_end|>")
-    vision = {
-        "model_type": "siglip_vision_model",
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "image_size": 32,
-        "patch_size": 8,
-    }
+    text = text_config(tokenizer, "<|im_end|>", model_type="qwen2", tie_word_embeddings=False)
+    vision = {"model_type": "siglip_vision_model", **TINY_VISION, "num_hidden_layers": 2}
     pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64]]
     config = LlavaOnevisionConfig(
         vision_config=vision,
@@ -263,7 +223,7 @@ def build_tiny_idefics3(folder: str | Path, seed: int = 0) -> Path:
     )
 
     folder = Path(folder)
-    if _done(folder):
+    if done(folder):
         return folder
     tokenizer = _fast_tokenizer(
         _IDEFICS3_TOKENS,
@@ -272,17 +232,11 @@ def build_tiny_idefics3(folder: str | Path, seed: int = 0) -> Path:
         IDEFICS3_CHAT_TEMPLATE,
         bos_token="<|begin_of_text|>",
     )
-    text = _llama_text(tokenizer, "<end_of_utterance>", model_type="llama")
-    vision = {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 2,
-        "image_size": 32,
-        "patch_size": 8,
-    }
+    text = text_config(
+        tokenizer, "<end_of_utterance>", model_type="llama", tie_word_embeddings=False
+    )
     config = Idefics3Config(
-        vision_config=vision,
+        vision_config=TINY_VISION,
         text_config=text,
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
         scale_factor=2,
@@ -316,7 +270,7 @@ def build_tiny_paligemma(folder: str | Path, seed: int = 0) -> Path:
     )
 
     folder = Path(folder)
-    if _done(folder):
+    if done(folder):
         return folder
     special = ["<pad>", "<eos>", "<bos>", "<unk>"]
     tokenizer = GemmaTokenizerFast(
@@ -331,30 +285,16 @@ def build_tiny_paligemma(folder: str | Path, seed: int = 0) -> Path:
     image_processor.image_seq_length = 16
     processor = PaliGemmaProcessor(image_processor, tokenizer)
     tokenizer = processor.tokenizer
-    text = {
-        "model_type": "gemma",
-        "vocab_size": len(tokenizer),
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 1,
-        "head_dim": 16,
-        "max_position_embeddings": 2048,
-        "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
-        "bos_token_id": tokenizer.bos_token_id,
-    }
-    vision = {
-        "model_type": "siglip_vision_model",
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 2,
-        "image_size": 32,
-        "patch_size": 8,
-        "projection_dim": 64,
-    }
+    text = text_config(
+        tokenizer,
+        "<eos>",
+        model_type="gemma",
+        num_hidden_layers=1,
+        num_key_value_heads=1,
+        head_dim=16,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+    vision = {"model_type": "siglip_vision_model", **TINY_VISION, "projection_dim": 64}
     config = PaliGemmaConfig(
         vision_config=vision,
         text_config=text,

@@ -21,20 +21,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cot_ground.testing.tiny_models import build_tiny_bert
+from cot_ground.testing.tiny_models import save_tiny_gdino
+from cot_ground.testing.tiny_parts import TINY_VISION, done, finish
 
 GROUNDER_FAMILIES = ("mm_gdino", "owlv2", "florence2")
-
-_MARKER = ".complete"
-
-
-def _done(folder: Path) -> bool:
-    return (folder / _MARKER).is_file()
-
-
-def _finish(folder: Path) -> Path:
-    (folder / _MARKER).write_text("ok\n")
-    return folder
 
 
 def _byte_chars() -> list[str]:
@@ -45,58 +35,11 @@ def _byte_chars() -> list[str]:
 
 def build_tiny_mm_gdino(folder: str | Path, seed: int = 0) -> Path:
     """A tiny ``MMGroundingDinoForObjectDetection`` (tiny Swin, tiny BERT) with its processor."""
-    import torch
-    from transformers import (
-        AutoTokenizer,
-        BertConfig,
-        GroundingDinoImageProcessor,
-        GroundingDinoProcessor,
-        MMGroundingDinoConfig,
-        MMGroundingDinoForObjectDetection,
-        SwinConfig,
-    )
+    from transformers import MMGroundingDinoConfig, MMGroundingDinoForObjectDetection
 
-    folder = Path(folder)
-    if _done(folder):
-        return folder
-    bert_dir = build_tiny_bert(folder.parent / "tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(bert_dir)
-    backbone = SwinConfig(
-        embed_dim=16,
-        depths=[1, 1, 1, 1],
-        num_heads=[1, 1, 2, 2],
-        window_size=4,
-        out_features=["stage2", "stage3", "stage4"],
+    return save_tiny_gdino(
+        folder, seed, MMGroundingDinoConfig, MMGroundingDinoForObjectDetection, max_text_len=24
     )
-    text = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=512,
-    )
-    config = MMGroundingDinoConfig(
-        backbone_config=backbone,
-        text_config=text,
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=2,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        num_queries=20,
-        num_feature_levels=4,
-        encoder_n_points=2,
-        decoder_n_points=2,
-        max_text_len=24,
-    )
-    torch.manual_seed(seed)
-    MMGroundingDinoForObjectDetection(config).save_pretrained(folder)
-    image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 96, "longest_edge": 160})
-    GroundingDinoProcessor(image_processor, tokenizer).save_pretrained(folder)
-    return _finish(folder)
 
 
 def _clip_tokenizer(folder: Path) -> Any:
@@ -126,7 +69,7 @@ def build_tiny_owlv2(folder: str | Path, seed: int = 0) -> Path:
     )
 
     folder = Path(folder)
-    if _done(folder):
+    if done(folder):
         return folder
     with tempfile.TemporaryDirectory() as tmp:  # vocabulary files, read once
         tokenizer = _clip_tokenizer(Path(tmp))
@@ -141,20 +84,12 @@ def build_tiny_owlv2(folder: str | Path, seed: int = 0) -> Path:
         "bos_token_id": tokenizer.convert_tokens_to_ids("<|startoftext|>"),
         "eos_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
     }
-    vision = {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 1,
-        "num_attention_heads": 2,
-        "image_size": 32,
-        "patch_size": 8,
-    }
-    config = Owlv2Config(text_config=text, vision_config=vision, projection_dim=32)
+    config = Owlv2Config(text_config=text, vision_config=TINY_VISION, projection_dim=32)
     torch.manual_seed(seed)
     Owlv2ForObjectDetection(config).save_pretrained(folder)
     image_processor = Owlv2ImageProcessor(size={"height": 32, "width": 32})
     Owlv2Processor(image_processor, tokenizer).save_pretrained(folder)
-    return _finish(folder)
+    return finish(folder)
 
 
 def _bart_tokenizer(folder: Path) -> Any:
@@ -195,7 +130,7 @@ def build_tiny_florence2(folder: str | Path, seed: int = 0) -> Path:
     )
 
     folder = Path(folder)
-    if _done(folder):
+    if done(folder):
         return folder
     with tempfile.TemporaryDirectory() as tmp:  # vocabulary files, read once
         tokenizer = _bart_tokenizer(Path(tmp))
@@ -252,7 +187,7 @@ def build_tiny_florence2(folder: str | Path, seed: int = 0) -> Path:
         image_processor, tokenizer, post_processor_config=_FLORENCE2_POST_PROCESSOR
     )
     processor.save_pretrained(folder)
-    return _finish(folder)
+    return finish(folder)
 
 
 BUILDERS = {

@@ -17,9 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cot_ground.testing.tiny_parts import (
+    TINY_BERT,
+    TINY_GDINO,
+    done,
+    finish,
+    text_config,
+    tiny_swin,
+)
+
 QWEN_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
 
-_MARKER = ".complete"
 
 QWEN_SPECIAL_TOKENS = [
     "<|endoftext|>",
@@ -74,15 +82,6 @@ class GdinoPyFiles:
     bert: Path
 
 
-def _done(folder: Path) -> bool:
-    return (folder / _MARKER).is_file()
-
-
-def _finish(folder: Path) -> Path:
-    (folder / _MARKER).write_text("ok\n")
-    return folder
-
-
 def _seed(seed: int) -> None:
     import torch
 
@@ -95,7 +94,7 @@ def build_tiny_qwen_tokenizer(folder: str | Path) -> Path:
     from transformers import Qwen2TokenizerFast
 
     folder = Path(folder)
-    if _done(folder):
+    if done(folder):
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     tok = Tokenizer(models.BPE())
@@ -118,7 +117,7 @@ def build_tiny_qwen_tokenizer(folder: str | Path) -> Path:
     )
     fast.chat_template = QWEN_CHAT_TEMPLATE
     fast.save_pretrained(folder)
-    return _finish(folder)
+    return finish(folder)
 
 
 def _qwen_config(family: str, tokenizer: Any) -> Any:
@@ -130,18 +129,7 @@ def _qwen_config(family: str, tokenizer: Any) -> Any:
         "vision_start_token_id": tokenizer.convert_tokens_to_ids("<|vision_start|>"),
         "vision_end_token_id": tokenizer.convert_tokens_to_ids("<|vision_end|>"),
     }
-    text = {
-        "vocab_size": len(tokenizer),
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 2048,
-        "eos_token_id": tokenizer.convert_tokens_to_ids("<|im_end|>"),
-        "pad_token_id": tokenizer.pad_token_id,
-        "bos_token_id": None,
-    }
+    text = text_config(tokenizer, "<|im_end|>")
     if family == "qwen2_vl":
         text["rope_scaling"] = {"type": "mrope", "mrope_section": [2, 3, 3]}
         vision = {"depth": 1, "embed_dim": 32, "hidden_size": 64, "num_heads": 2, "mlp_ratio": 2}
@@ -212,7 +200,7 @@ def build_tiny_qwen_vl(folder: str | Path, family: str = "qwen2_vl", seed: int =
     if family not in QWEN_FAMILIES:
         raise ValueError(f"unknown Qwen-VL family {family!r}; expected one of {QWEN_FAMILIES}")
     folder = Path(folder)
-    if _done(folder):
+    if done(folder):
         return folder
     tok_dir = build_tiny_qwen_tokenizer(folder.parent / "qwen-tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(tok_dir)
@@ -226,7 +214,7 @@ def build_tiny_qwen_vl(folder: str | Path, family: str = "qwen2_vl", seed: int =
     )
     model.save_pretrained(folder)
     _qwen_processor(family, tokenizer).save_pretrained(folder)
-    return _finish(folder)
+    return finish(folder)
 
 
 def bert_vocab() -> list[str]:
@@ -247,22 +235,12 @@ def bert_vocab() -> list[str]:
     return vocab
 
 
-# the tiny BERT sizes, shared by the standalone BERT and GroundingDino's text encoder
-_TINY_BERT = {
-    "hidden_size": 32,
-    "num_hidden_layers": 1,
-    "num_attention_heads": 2,
-    "intermediate_size": 64,
-    "max_position_embeddings": 512,
-}
-
-
 def build_tiny_bert(folder: str | Path, seed: int = 0) -> Path:
     """Save a tiny BERT (hidden 32, 1 layer) and its uncased tokenizer to ``folder``."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     folder = Path(folder)
-    if _done(folder):
+    if done(folder):
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     vocab = bert_vocab()
@@ -271,57 +249,46 @@ def build_tiny_bert(folder: str | Path, seed: int = 0) -> Path:
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
     tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
     tokenizer.save_pretrained(folder)
-    config = BertConfig(vocab_size=len(vocab), **_TINY_BERT)
+    config = BertConfig(vocab_size=len(vocab), **TINY_BERT)
     _seed(seed)
     BertModel(config).save_pretrained(folder)
-    return _finish(folder)
+    return finish(folder)
+
+
+def save_tiny_gdino(
+    folder: str | Path, seed: int, config_class: Any, model_class: Any, **sizes: Any
+) -> Path:
+    """Save a tiny GroundingDino-style detector of ``model_class`` (tiny Swin, tiny BERT,
+    :data:`~cot_ground.testing.tiny_parts.TINY_GDINO`) with its processor; ``sizes`` add to or
+    replace the config's. A finished ``folder`` is returned as it is."""
+    from transformers import (
+        AutoTokenizer,
+        BertConfig,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+    )
+
+    folder = Path(folder)
+    if done(folder):
+        return folder
+    tokenizer = AutoTokenizer.from_pretrained(build_tiny_bert(folder.parent / "tiny-bert"))
+    config = config_class(
+        backbone_config=tiny_swin(),
+        text_config=BertConfig(vocab_size=len(tokenizer), **TINY_BERT),
+        **{**TINY_GDINO, **sizes},
+    )
+    _seed(seed)
+    model_class(config).save_pretrained(folder)
+    image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 96, "longest_edge": 160})
+    GroundingDinoProcessor(image_processor, tokenizer).save_pretrained(folder)
+    return finish(folder)
 
 
 def build_tiny_gdino_hf(folder: str | Path, seed: int = 0) -> Path:
     """Save a tiny transformers GroundingDino (tiny Swin, tiny BERT) with its processor."""
-    from transformers import (
-        AutoTokenizer,
-        BertConfig,
-        GroundingDinoConfig,
-        GroundingDinoForObjectDetection,
-        GroundingDinoImageProcessor,
-        GroundingDinoProcessor,
-        SwinConfig,
-    )
+    from transformers import GroundingDinoConfig, GroundingDinoForObjectDetection
 
-    folder = Path(folder)
-    if _done(folder):
-        return folder
-    bert_dir = build_tiny_bert(folder.parent / "tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(bert_dir)
-    backbone = SwinConfig(
-        embed_dim=16,
-        depths=[1, 1, 1, 1],
-        num_heads=[1, 1, 2, 2],
-        window_size=4,
-        out_features=["stage2", "stage3", "stage4"],
-    )
-    text = BertConfig(vocab_size=len(tokenizer), **_TINY_BERT)
-    config = GroundingDinoConfig(
-        backbone_config=backbone,
-        text_config=text,
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=2,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        num_queries=20,
-        num_feature_levels=4,
-        encoder_n_points=2,
-        decoder_n_points=2,
-    )
-    _seed(seed)
-    GroundingDinoForObjectDetection(config).save_pretrained(folder)
-    image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 96, "longest_edge": 160})
-    GroundingDinoProcessor(image_processor, tokenizer).save_pretrained(folder)
-    return _finish(folder)
+    return save_tiny_gdino(folder, seed, GroundingDinoConfig, GroundingDinoForObjectDetection)
 
 
 _GDINO_PY_CONFIG = """\
@@ -382,7 +349,7 @@ def build_tiny_gdino_py(folder: str | Path, seed: int = 0) -> GdinoPyFiles:
     folder = Path(folder)
     bert_dir = build_tiny_bert(folder.parent / "tiny-bert")
     files = GdinoPyFiles(folder / "model.pth", folder / "config.py", bert_dir)
-    if _done(folder):
+    if done(folder):
         return files
     import torch
 
@@ -393,7 +360,7 @@ def build_tiny_gdino_py(folder: str | Path, seed: int = 0) -> GdinoPyFiles:
     _seed(seed)
     model = build_groundingdino(files.config, bert_dir, device="cpu")
     torch.save({"model": model.state_dict()}, files.checkpoint)
-    _finish(folder)
+    finish(folder)
     return files
 
 
