@@ -26,7 +26,8 @@ from __future__ import annotations
 from typing import Any
 
 from cot_ground.boxes import Box, Frame
-from cot_ground.graph.calls import call_one, step
+from cot_ground.graph.calls import call_one, model_step, step
+from cot_ground.graph.state import Grounding, Selection
 from cot_ground.mentions import find_mentions
 from cot_ground.models.base import ChatRequest, EndToEndGrounder
 from cot_ground.parsing import answer_text, parse_box
@@ -66,15 +67,15 @@ def check_grounder(grounder: Any, answer_form: str) -> None:
 
 
 def render_prompt(
-    task: str, form: str, selection: dict[str, Any], prompts_dir: str | None
+    task: str, form: str, selection: Selection, prompts_dir: str | None
 ) -> RenderedPrompt:
     """The step-2 text for ``form``; raises :class:`PromptError` for a bad prompt file."""
     prompts = load_prompts(PROMPT_KIND, PROMPT_VARIANT, task, prompts_dir)
     variables: dict[str, Any] = {
-        "image_number": selection["step2_image"] + 1,
-        "phrase": selection["phrase"],
+        "image_number": selection.step2_image + 1,
+        "phrase": selection.phrase,
     }
-    step2 = selection.get("step2_prompt")
+    step2 = selection.step2_prompt
     variables["step2"] = step2 if step2 is not None else prompts.render("request", variables).text
     return prompts.render(form, variables)
 
@@ -104,7 +105,7 @@ def boxes_by_image(
 
 def ground_all_images(
     ex: Example,
-    selection: dict[str, Any],
+    selection: Selection,
     grounder: EndToEndGrounder,
     configured_form: str,
     prompts_dir: str | None,
@@ -113,7 +114,7 @@ def ground_all_images(
     """The ``ground`` update of one example: the adapter call, the ``ground`` state entry (same
     keys as single-image step 2) and its trace step."""
     form = answer_form_for(ex.task, configured_form)
-    target = selection["step2_image"]
+    target = selection.step2_image
     info: dict[str, Any] = {"answer_form": form, "targeted_image": target}
     try:
         rendered = render_prompt(ex.task, form, selection, prompts_dir)
@@ -122,6 +123,7 @@ def ground_all_images(
         return {"error": error.model_dump(mode="json"), "trace": [step(node, error=error)]}
     request = ChatRequest(images=list(ex.images), prompt=rendered.text)
     result, error, wall = call_one(grounder.predict, request, adapter=grounder.name, node=node)
+    shown_request = request.model_dump(mode="json", exclude_defaults=True)
     box: Box | None = None
     image: int | None = target
     status = ParseStatus.NO_BOX
@@ -137,33 +139,33 @@ def ground_all_images(
     update: dict[str, Any] = {"tried_images": [image] if image is not None else []}
     if error is not None:
         update["error"] = error.model_dump(mode="json")
-    update["ground"] = {
-        "image_index": image,
-        "grounder": grounder.name,
-        "candidates": [c.model_dump(mode="json") for c in candidates],
-        "raw_text": result.raw_text if result else None,
-        "status": status.value,
-        "node": node,
-    }
+    update["ground"] = Grounding(
+        image_index=image,
+        grounder=grounder.name,
+        candidates=candidates,
+        raw_text=result.raw_text if result else None,
+        status=status,
+        node=node,
+    ).dump()
     update["trace"] = [
-        step(
+        model_step(
             node,
+            grounder,
+            result,
+            wall_s=wall,
+            error=error,
             prompt=rendered.text,
             prompt_hash=rendered.hash,
             images=list(ex.images),
-            raw_output=result.raw_text if result else None,
             parsed={
                 **info,
                 "grounder": grounder.name,
-                "request": request.model_dump(mode="json"),
+                "request": shown_request,
                 "status": status.value,
                 "template": rendered.template,
                 "prompt_files": rendered.source,
             },
             candidates=candidates,
-            settings=dict(grounder.settings),
-            wall_s=wall,
-            error=error,
         )
     ]
     return update

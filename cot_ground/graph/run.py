@@ -7,7 +7,16 @@ from typing import Any
 from cot_ground.records import Example, Prediction
 
 # the keys of CoTState and E2EState whose start value is None; ``trace: None`` empties the trace
-_NONE_KEYS = ("step1_raw", "prompt_hash", "selection", "ground", "result", "error", "prediction")
+_NONE_KEYS = (
+    "step1_raw",
+    "step1",
+    "prompt_hash",
+    "selection",
+    "ground",
+    "result",
+    "error",
+    "prediction",
+)
 
 
 def initial_state(example: Example) -> dict[str, Any]:
@@ -21,7 +30,6 @@ def initial_state(example: Example) -> dict[str, Any]:
         "example": example.model_dump(mode="json"),
         **dict.fromkeys(_NONE_KEYS),
         "attempt": 0,
-        "reasoner_reference": {},
         "tried_images": [],
         "fallback_pos": 0,
         "fallbacks": [],

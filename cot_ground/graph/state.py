@@ -16,7 +16,7 @@ from typing import Annotated, Any, Self, TypedDict
 from pydantic import BaseModel, ConfigDict
 
 from cot_ground.boxes import Box
-from cot_ground.models.base import ReasonerResult
+from cot_ground.models.base import GroundResult, ReasonerResult
 from cot_ground.records import Candidate, Example, ParseStatus
 
 
@@ -122,6 +122,20 @@ class Grounding(StateValue):
     node: str
     """The node that grounded (``ground`` or ``fallback``)."""
 
+    @classmethod
+    def from_result(
+        cls, result: GroundResult | None, image: int, grounder: str, node: str
+    ) -> Grounding:
+        """The grounding of one grounder call on ``image`` (``result`` None: the call failed)."""
+        return cls(
+            image_index=image,
+            grounder=grounder,
+            candidates=list(result.candidates) if result else [],
+            raw_text=result.raw_text if result else None,
+            status=result.status if result else ParseStatus.NO_BOX,
+            node=node,
+        )
+
 
 class CoTState(TypedDict, total=False):
     """State of the two-step CoT graph for one example."""
@@ -132,10 +146,10 @@ class CoTState(TypedDict, total=False):
     """Step-1 calls made so far (the first prompt, then re-format prompts)."""
     step1_raw: str | None
     """Raw text of the latest step-1 answer."""
+    step1: dict[str, Any] | None
+    """The latest step-1 answer as the adapter read it: a :class:`Step1Answer` dump."""
     prompt_hash: str | None
     """Hash of the first step-1 prompt sent (the one written into the prediction)."""
-    reasoner_reference: dict[str, Any]
-    """``{"image": int | None, "box": Box dict | None}`` offered by the reasoner, if any."""
     selection: dict[str, Any] | None
     """What step 2 will do: a :class:`Selection` dump."""
     ground: dict[str, Any] | None

@@ -37,7 +37,7 @@ from cot_ground.graph.nodes import PARSE, SELECT, CoTNodes
 from cot_ground.graph.proposals import artifacts_root, crop_image, image_size, propose
 from cot_ground.graph.record import FINALIZE, outcome_status, prediction_record
 from cot_ground.graph.selection_config import VerifyConfig
-from cot_ground.graph.state import CoTState, example_of
+from cot_ground.graph.state import CoTState, Selection, example_of
 from cot_ground.graph.zoom import crop_window
 from cot_ground.images import ImageLoadError
 from cot_ground.models.base import ChatRequest, Grounder, Reasoner
@@ -80,12 +80,12 @@ class VerifyNodes:
     def propose(self, state: VerifyState) -> dict[str, Any]:
         """Proposals for step 1's phrase on step 1's image."""
         ex = example_of(state)
-        sel = state["selection"]
+        sel = Selection.model_validate(state["selection"])
         update = propose(
             self.grounder,
             ex,
-            [sel["step2_image"]],
-            sel["phrase"],
+            [sel.step2_image],
+            sel.phrase,
             top_k=self.config.top_k,
             nms_iou=self.config.nms_iou,
         )
@@ -95,16 +95,14 @@ class VerifyNodes:
     def verify(self, state: VerifyState) -> dict[str, Any]:
         """Ask the yes/no question about each top proposal's crop; choose the best "yes"."""
         ex = example_of(state)
-        sel = state["selection"]
+        sel = Selection.model_validate(state["selection"])
         asked = state["proposals"][: self.config.verify_top]
-        image = sel["step2_image"]
+        image = sel.step2_image
         try:
             prompts = load_prompts(
                 "verify", self.config.prompt_variant, ex.task, self.config.prompts_dir
             )
-            rendered = prompts.render(
-                "question", {"description": sel["description"] or sel["phrase"]}
-            )
+            rendered = prompts.render("question", {"description": sel.description or sel.phrase})
             width, height = image_size(ex.images[image])
             crops = []
             for p in asked:
@@ -185,13 +183,13 @@ class VerifyNodes:
         ex = example_of(state)
         error = state.get("error")
         chosen = state.get("chosen")
-        sel = state.get("selection") or {}
+        sel = Selection.read(state.get("selection"))
         box = Box.model_validate(chosen["box"]) if chosen else None
-        image = sel.get("step2_image")
+        image = sel.step2_image if sel else None
         status = outcome_status(box, error)
         if error is None and box is None:
             if not state.get("proposals"):
-                message = f"no proposals for {sel.get('phrase')!r} on image {image + 1}"
+                message = f"no proposals for {sel.phrase!r} on image {image + 1}"
                 error = error_entry(ErrorCategory.NO_BOX, message, PROPOSE)
             else:
                 error = error_entry(ErrorCategory.NO_BOX, "no proposal was verified", VERIFY)

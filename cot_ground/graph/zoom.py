@@ -25,10 +25,10 @@ from cot_ground.graph.calls import call_one, stage_timing, step
 from cot_ground.graph.proposals import artifacts_root, crop_image, image_size
 from cot_ground.graph.run import initial_state
 from cot_ground.graph.selection_config import ZoomConfig
-from cot_ground.graph.state import extend_trace
+from cot_ground.graph.state import example_of, extend_trace
 from cot_ground.images import ImageLoadError
 from cot_ground.models.base import Grounder, GroundRequest
-from cot_ground.records import Candidate, ErrorCategory, ErrorInfo, Example, Prediction
+from cot_ground.records import Candidate, ErrorCategory, ErrorInfo, Prediction
 from cot_ground.tasks import get_task, reference_box, reference_image
 
 INNER = "inner"
@@ -113,9 +113,9 @@ def build_zoom_graph(
     root = artifacts_root(artifacts_dir) / name
 
     def run_inner(state: ZoomState) -> dict[str, Any]:
-        final = inner.invoke(initial_state(Example.model_validate(state["example"])))
+        final = inner.invoke(initial_state(example_of(state)))
         pred = final["prediction"]
-        ex = Example.model_validate(state["example"])
+        ex = example_of(state)
         selection = final.get("selection") or {}
         phrase = selection.get("phrase") or final.get("phrase") or ex.question
         image = pred.get("image_index")
@@ -137,7 +137,7 @@ def build_zoom_graph(
         }
 
     def zoom(state: ZoomState) -> dict[str, Any]:
-        ex = Example.model_validate(state["example"])
+        ex = example_of(state)
         pred = state["inner"] or {}
         image = pred["image_index"]
         r = state.get("round", 0) + 1
