@@ -1,17 +1,21 @@
 """Bounding boxes and the coordinate frames models answer in.
 
-Every box inside cot-ground is a :class:`Box` in the *unit* frame: ``[x1, y1, x2, y2]`` as
-fractions of the image width and height. Model answers and annotation files use other frames;
-each has a named constructor and nothing ever guesses a frame from the size of the numbers.
+Every box inside cot-ground is a :class:`Box` in *normalized* coordinates: ``[x1, y1, x2,
+y2]`` as fractions of the image width and height. Model answers and annotation files use other
+frames; each has a named constructor and nothing ever guesses a frame from the size of the
+numbers.
 
-Frames (see :class:`Frame`):
+Frames (see :class:`Frame`; the value in quotes is what configs, run.json and settings record):
 
-* ``unit``      floats in ``[0, 1]`` (MIG-Bench ``MIG_data.json`` ground truth).
-* ``qwen1000``  integers in ``[0, 1000)``, divided by 1000 (Qwen2-VL, Migician, the revised
-  MIG-Bench file and the released evaluation logs).
-* ``qwen3_1000`` integers in ``[0, 1000]``, divided by 1000 (Qwen3-VL).
-* ``pixels``    absolute pixels of a stated ``(width, height)``; for Qwen2.5-VL that size is the
-  *resized* model input, not the original picture.
+* ``Frame.NORMALIZED`` (``"unit"``; ``Frame.UNIT`` is the same member) floats in ``[0, 1]``
+  (MIG-Bench ``MIG_data.json`` ground truth).
+* ``Frame.QWEN1000`` (``"qwen1000"``) integers in ``[0, 1000)`` (Qwen2-VL, Migician, the
+  revised MIG-Bench file and the released evaluation logs) and ``Frame.QWEN3_1000``
+  (``"qwen3_1000"``) integers in ``[0, 1000]`` (Qwen3-VL): one conversion (thousandths of the
+  width and height, :meth:`Box.from_thousandths`), two documented ranges, kept apart because
+  runs record which one a model answers in.
+* ``Frame.PIXELS`` (``"pixels"``) absolute pixels of a stated ``(width, height)``; for
+  Qwen2.5-VL that size is the *resized* model input, not the original picture.
 
 Geometry on boxes lives here too: :func:`iou`, :func:`xyxy_iou` and greedy non-maximum
 suppression (:func:`nms`).
@@ -27,16 +31,26 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 
 class Frame(str, Enum):
-    """A coordinate frame in which a model or a file states a box."""
+    """A coordinate frame in which a model or a file states a box.
 
-    UNIT = "unit"
+    ``Frame("normalized")`` is accepted for :attr:`NORMALIZED`, whose recorded value stays
+    ``"unit"`` so that existing configs and run folders read the same.
+    """
+
+    NORMALIZED = "unit"
+    UNIT = "unit"  # the same member as NORMALIZED (an Enum alias)
     QWEN1000 = "qwen1000"
     QWEN3_1000 = "qwen3_1000"
     PIXELS = "pixels"
 
+    @classmethod
+    def _missing_(cls, value: object) -> Frame | None:
+        return cls.NORMALIZED if value == "normalized" else None
+
 
 class Box(BaseModel):
-    """A box in the unit frame. Inverted or out-of-range boxes are kept as given (see flags)."""
+    """A box in normalized coordinates. Inverted or out-of-range boxes are kept as given (see
+    flags)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -60,16 +74,14 @@ class Box(BaseModel):
         return cls(x1=x1, y1=y1, x2=x2, y2=y2)
 
     @classmethod
-    def from_qwen1000(cls, coords: Sequence[float]) -> Box:
-        """Box from the Qwen2-VL / Migician integer frame ``[0, 1000)``."""
+    def from_thousandths(cls, coords: Sequence[float]) -> Box:
+        """Box from thousandths of the width and height: the Qwen2-VL / Migician frame
+        ``[0, 1000)`` and the Qwen3-VL frame ``[0, 1000]``."""
         x1, y1, x2, y2 = _four(coords)
         return cls(x1=x1 / 1000, y1=y1 / 1000, x2=x2 / 1000, y2=y2 / 1000)
 
-    @classmethod
-    def from_qwen3_1000(cls, coords: Sequence[float]) -> Box:
-        """Box from the Qwen3-VL frame ``[0, 1000]``."""
-        x1, y1, x2, y2 = _four(coords)
-        return cls(x1=x1 / 1000, y1=y1 / 1000, x2=x2 / 1000, y2=y2 / 1000)
+    from_qwen1000 = from_thousandths
+    from_qwen3_1000 = from_thousandths
 
     @classmethod
     def from_pixels(cls, coords: Sequence[float], width: float, height: float) -> Box:
@@ -89,21 +101,19 @@ class Box(BaseModel):
             if size is None:
                 raise ValueError("the pixels frame needs the (width, height) of the image")
             return cls.from_pixels(coords, *size)
-        if frame is Frame.UNIT:
+        if frame is Frame.NORMALIZED:
             return cls.from_unit(coords)
-        if frame is Frame.QWEN1000:
-            return cls.from_qwen1000(coords)
-        return cls.from_qwen3_1000(coords)
+        return cls.from_thousandths(coords)
 
     # ----------------------------------------------------------------- conversions
     def to_list(self) -> list[float]:
-        """``[x1, y1, x2, y2]`` in the unit frame."""
+        """``[x1, y1, x2, y2]`` in normalized coordinates."""
         return [self.x1, self.y1, self.x2, self.y2]
 
     def to_frame(self, frame: Frame | str, size: tuple[float, float] | None = None) -> list[float]:
         """Coordinates in ``frame`` (exact inverse of :meth:`from_frame`, no rounding)."""
         frame = Frame(frame)
-        if frame is Frame.UNIT:
+        if frame is Frame.NORMALIZED:
             return self.to_list()
         if frame is Frame.PIXELS:
             if size is None:
@@ -134,7 +144,7 @@ class Box(BaseModel):
 
     @property
     def area(self) -> float:
-        """Area in unit-frame squared units; 0 for inverted or degenerate boxes."""
+        """Area as a fraction of the image area; 0 for inverted or degenerate boxes."""
         return max(0.0, self.x2 - self.x1) * max(0.0, self.y2 - self.y1)
 
 
@@ -150,13 +160,14 @@ def _four(coords: Sequence[float]) -> tuple[float, float, float, float]:
 
 
 def iou(pred: Box | None, gt: Box) -> float:
-    """Intersection over union in the unit frame; 0 for None, inverted or degenerate boxes."""
+    """Intersection over union in normalized coordinates; 0 for None, inverted or degenerate
+    boxes."""
     return 0.0 if pred is None else xyxy_iou(pred.to_list(), gt.to_list())
 
 
 def xyxy_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """IoU of two ``[x1, y1, x2, y2]`` boxes stated in one and the same frame (unit, pixels...);
-    0 when they do not overlap or either is inverted or degenerate."""
+    """IoU of two ``[x1, y1, x2, y2]`` boxes stated in one and the same frame (normalized,
+    pixels...); 0 when they do not overlap or either is inverted or degenerate."""
     ix = min(a[2], b[2]) - max(a[0], b[0])
     iy = min(a[3], b[3]) - max(a[1], b[1])
     if ix <= 0 or iy <= 0:  # also every inverted box: x2 < x1 makes ix negative

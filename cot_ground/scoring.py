@@ -30,7 +30,8 @@ from cot_ground.tasks import TASK_GROUPS, order_key, question_designates_target
 
 THRESHOLDS: tuple[float, ...] = (0.3, 0.5, 0.7)
 METRICS: tuple[str, ...] = (*(f"acc@{t}" for t in THRESHOLDS), "miou")
-Mode = Literal["official", "strict"]
+ScoringMode = Literal["official", "strict"]
+"""How a prediction is scored: ``official`` (box only) or ``strict`` (box and image)."""
 MODES: tuple[str, ...] = ("official", "strict")
 
 
@@ -41,9 +42,9 @@ def _migician_y(box: Box) -> Box:
 
 
 # Named box calibrations. "migician-y": the public Migician evaluation multiplies the predicted
-# y1 by 1.05 and y2 by 1.10, caps each at 0.999 and rounds to 3 decimals (unit frame; the
-# 1/1000 grid Migician answers on) before scoring. Checked against every ``filter_answer`` of
-# the released Migician logs: all 4,276 match.
+# y1 by 1.05 and y2 by 1.10, caps each at 0.999 and rounds to 3 decimals (normalized
+# coordinates; the 1/1000 grid Migician answers on) before scoring. Checked against every
+# ``filter_answer`` of the released Migician logs: all 4,276 match.
 CALIBRATIONS: dict[str, Callable[[Box], Box]] = {"migician-y": _migician_y}
 
 
@@ -100,12 +101,12 @@ class RowScore:
     image_correct: bool
     """The named image is the target; with no image named, the question designates it."""
 
-    def iou_in(self, mode: Mode | str) -> float:
+    def iou_in(self, mode: ScoringMode | str) -> float:
         """IoU under ``mode`` (``official`` or ``strict``)."""
         _check_mode(mode)
         return self.iou if mode == "official" else self.strict_iou
 
-    def correct(self, threshold: float = 0.5, mode: Mode | str = "official") -> bool:
+    def correct(self, threshold: float = 0.5, mode: ScoringMode | str = "official") -> bool:
         """True when the IoU under ``mode`` is at least ``threshold``."""
         return self.iou_in(mode) >= threshold
 
@@ -152,7 +153,7 @@ def summarize(
 
 def score_table(
     rows: Iterable[ScoreRow | Mapping[str, Any]],
-    mode: Mode | str = "official",
+    mode: ScoringMode | str = "official",
     calibration: str | None = None,
 ) -> dict[str, Any]:
     """Per-task figures, the paper's group means and the plain mean over tasks.

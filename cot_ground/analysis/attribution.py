@@ -115,13 +115,13 @@ def _step1_failed(step1: TraceStep | None, image_stated: bool, error: ErrorInfo 
     return error is not None and error.category is ErrorCategory.FORMAT
 
 
-def attribution_table(frame: pd.DataFrame, pipelines: Sequence[str] | None = None) -> pd.DataFrame:
+def attribution_table(df: pd.DataFrame, pipelines: Sequence[str] | None = None) -> pd.DataFrame:
     """Counts per (pipeline, task, category) of the CoT pipelines (or of ``pipelines``).
 
     Columns: ``pipeline, task, n`` and one count column per category present; tasks in
     benchmark order, then an ``ALL`` row per pipeline summing its tasks.
     """
-    sub = _select(frame, pipelines)
+    sub = _select(df, pipelines)
     cats = [c for c in CATEGORIES if c in set(sub["failure"])]
     rows = []
     for pipeline in dict.fromkeys(sub["pipeline"]):
@@ -143,7 +143,7 @@ def attribution_shares(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def oracle_gain(
-    frame: pd.DataFrame,
+    df: pd.DataFrame,
     specs: dict[str, dict[str, Any]] | None = None,
     threshold_column: str = "correct_50",
 ) -> pd.DataFrame:
@@ -157,9 +157,9 @@ def oracle_gain(
     an ``AVERAGE`` row (plain mean over tasks) per pair. Empty when no pair was run.
     """
     rows: list[dict[str, Any]] = []
-    for agent, oracle in oracle_pairs(frame, specs):
-        a = frame[frame["pipeline"] == agent].set_index("example_id")
-        o = frame[frame["pipeline"] == oracle].set_index("example_id")
+    for agent, oracle in oracle_pairs(df, specs):
+        a = df[df["pipeline"] == agent].set_index("example_id")
+        o = df[df["pipeline"] == oracle].set_index("example_id")
         common = a.index.intersection(o.index)
         a, o = a.loc[common], o.loc[common]
         per_task = []
@@ -205,7 +205,7 @@ def oracle_gain(
 
 
 def oracle_pairs(
-    frame: pd.DataFrame, specs: dict[str, dict[str, Any]] | None = None
+    df: pd.DataFrame, specs: dict[str, dict[str, Any]] | None = None
 ) -> list[tuple[str, str]]:
     """(agent pipeline, oracle-image pipeline) pairs run side by side.
 
@@ -213,7 +213,7 @@ def oracle_pairs(
     oracle pipeline whose config is equal apart from ``mode``; without them, and when the run
     holds exactly one of each, those two are paired.
     """
-    modes = frame.drop_duplicates("pipeline").set_index("pipeline")["mode"].to_dict()
+    modes = df.drop_duplicates("pipeline").set_index("pipeline")["mode"].to_dict()
     agents = sorted(p for p, m in modes.items() if m == "agent")
     oracles = sorted(p for p, m in modes.items() if m == "oracle-image")
     if specs:
@@ -229,7 +229,7 @@ def pair_key(spec: dict[str, Any]) -> str:
     return repr(sorted((k, repr(v)) for k, v in spec.items() if k != "mode"))
 
 
-def _select(frame: pd.DataFrame, pipelines: Sequence[str] | None) -> pd.DataFrame:
+def _select(df: pd.DataFrame, pipelines: Sequence[str] | None) -> pd.DataFrame:
     if pipelines is not None:
-        return frame[frame["pipeline"].isin(list(pipelines))]
-    return frame[frame["kind"].isin(ATTRIBUTED_KINDS)]
+        return df[df["pipeline"].isin(list(pipelines))]
+    return df[df["kind"].isin(ATTRIBUTED_KINDS)]

@@ -47,7 +47,7 @@ def benchmark_sha256(run_dir: str | os.PathLike[str]) -> str:
 
 
 def load_cross_run(a: PipelineRef, b: PipelineRef) -> tuple[pd.DataFrame, str, str]:
-    """One frame holding pipeline ``a`` of its run and ``b`` of its run, relabelled so they
+    """One DataFrame holding pipeline ``a`` of its run and ``b`` of its run, relabelled so they
     differ, and the two labels (``RUN:PIPE``, or the pipeline names when they already differ
     and come from one run). Raises ValueError, showing both hashes, when the runs were made on
     different benchmark files; FileNotFoundError for a missing folder or pipeline.
@@ -65,11 +65,11 @@ def load_cross_run(a: PipelineRef, b: PipelineRef) -> tuple[pd.DataFrame, str, s
         label_a, label_b = str(a), str(b)
     if label_a == label_b:
         raise ValueError(f"{a} is compared with itself")
-    frames = []
+    dfs = []
     for ref, label in ((a, label_a), (b, label_b)):
-        frame = load_run(ref.run_dir, pipelines=[ref.pipeline])
-        frames.append(frame.assign(pipeline=label))
-    return pd.concat(frames, ignore_index=True), label_a, label_b
+        df = load_run(ref.run_dir, pipelines=[ref.pipeline])
+        dfs.append(df.assign(pipeline=label))
+    return pd.concat(dfs, ignore_index=True), label_a, label_b
 
 
 def pipeline_settings(manifest: dict[str, Any], pipeline: str) -> str:
@@ -134,12 +134,12 @@ def leaderboard(targets: list[str]) -> pd.DataFrame:
             run_dir, wanted = ref.run_dir, [ref.pipeline]
         manifest = read_manifest(run_dir)
         bench = manifest.get("benchmark") or {}
-        frame = load_run(run_dir, pipelines=wanted)
-        if frame.empty:
+        df = load_run(run_dir, pipelines=wanted)
+        if df.empty:
             raise ValueError(f"{run_dir}: no predictions to rank")
-        scores = scores_frame(score_tables(frame))
+        scores = scores_frame(score_tables(df))
         average = scores[scores["task"] == AVERAGE].set_index(["pipeline", "mode"])
-        for pipeline in dict.fromkeys(frame["pipeline"]):
+        for pipeline in dict.fromkeys(df["pipeline"]):
             rows.append(
                 {
                     "run": str(run_dir),

@@ -103,19 +103,19 @@ def tiny_pipelines(pipelines: list[str]) -> list[str]:
 
 
 def run_notes(
-    frame: pd.DataFrame, scores: pd.DataFrame, manifest: dict[str, Any] | None = None
+    df: pd.DataFrame, scores: pd.DataFrame, manifest: dict[str, Any] | None = None
 ) -> list[str]:
     """Plain-text notes on this run: random-weight pipelines, and every (pipeline, task) at
     0% Acc@0.5 (official) whose examples all fell in one failure category, with its meaning.
 
-    ``frame``: a :func:`~cot_ground.analysis.load.load_run` frame; ``scores``: the long score
+    ``df``: a :func:`~cot_ground.analysis.load.load_run` DataFrame; ``scores``: the long score
     table of :func:`~cot_ground.analysis.scores.scores_frame` (columns mode, pipeline, task,
     acc@0.5; extra columns are ignored); ``manifest``: ``run.json``, whose config names each
     pipeline's reasoner adapter (a ``rule-reasoner`` gets a note on why it cannot choose).
     """
     reasoners = _reasoner_adapters(manifest or {})
     notes = []
-    tiny = tiny_pipelines(list(dict.fromkeys(frame["pipeline"])))
+    tiny = tiny_pipelines(list(dict.fromkeys(df["pipeline"])))
     if tiny:
         notes.append(
             f"{', '.join(tiny)}: random weights; these scores only show that the code path runs."
@@ -127,7 +127,7 @@ def run_notes(
     for pipeline, task in zip(zero["pipeline"], zero["task"], strict=True):
         if pipeline in tiny:
             continue
-        rows = frame[(frame["pipeline"] == pipeline) & (frame["task"] == task)]
+        rows = df[(df["pipeline"] == pipeline) & (df["task"] == task)]
         categories = set(rows["failure"])
         if len(rows) and len(categories) == 1:
             category = categories.pop()
@@ -161,8 +161,8 @@ def terminal_lines(run_dir: str | os.PathLike[str]) -> list[str]:
     from cot_ground.analysis.load import load_run, read_manifest
     from cot_ground.analysis.scores import score_tables, scores_frame
 
-    frame = load_run(run_dir)
-    notes = run_notes(frame, scores_frame(score_tables(frame)), read_manifest(run_dir))
+    df = load_run(run_dir)
+    notes = run_notes(df, scores_frame(score_tables(df)), read_manifest(run_dir))
     return [
         "Acc@0.5: % of examples whose box has IoU >= 0.5 with the ground truth. official: only"
         " the box counts (public MIG-Bench rule); strict: the named image must also be the"

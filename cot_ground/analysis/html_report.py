@@ -59,12 +59,12 @@ class ReportTables:
 
 
 def render_report(
-    frame: pd.DataFrame, tables: ReportTables, sample_per_category: int = 3, seed: int = 0
+    df: pd.DataFrame, tables: ReportTables, sample_per_category: int = 3, seed: int = 0
 ) -> str:
     """The report page as one HTML string."""
     body = [
         f"<h1>cot-ground report: {_e(tables.manifest.get('name', ''))}</h1>",
-        guide_box(run_notes(frame, tables.scores, tables.manifest)),
+        guide_box(run_notes(df, tables.scores, tables.manifest)),
         _manifest_section(tables.manifest),
         *(f'<p class="warning">Warning: {_e(w)}</p>' for w in tables.warnings),
         "<h2>Acc@0.5 per task</h2><p>n: examples per cell; SPONTANEOUS and REFERENTIAL: the"
@@ -74,7 +74,7 @@ def render_report(
         caption = _caption(f"overview.{mode}")
         body.append(f"<h3>{_e(mode)}</h3>{caption}{html_table(overview.reset_index())}")
         if mode == "strict":
-            body.append(f"<p>{_e(strict_note(frame).replace('`', ''))}</p>")
+            body.append(f"<p>{_e(strict_note(df).replace('`', ''))}</p>")
     body.append("<h2>Charts</h2>")
     for title, path in tables.charts.items():
         uri = _data_uri(Path(path).read_bytes(), "image/png")
@@ -87,7 +87,7 @@ def render_report(
     if not tables.attribution.empty:
         shares = attribution_shares(tables.attribution)
         body.append("<h3>Shares (% of n)</h3>" + _caption("shares") + html_table(shares))
-    body.append(categories_table(frame))
+    body.append(categories_table(df))
     if not tables.proposal_recall.empty:
         body.append(
             "<h2>Proposal recall at IoU 0.5 (upper bound of the proposal-based graphs)</h2>"
@@ -115,7 +115,7 @@ def render_report(
         + html_table(tables.scores)
         + "</details>"
     )
-    body.append(examples_section(frame, sample_per_category, seed))
+    body.append(examples_section(df, sample_per_category, seed))
     title = _e(f"cot-ground report {tables.manifest.get('name', '')}")
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
@@ -124,7 +124,7 @@ def render_report(
 
 
 def sample_examples(
-    frame: pd.DataFrame, per_category: int, seed: int
+    df: pd.DataFrame, per_category: int, seed: int
 ) -> dict[tuple[str, str], pd.DataFrame]:
     """Seeded sample of rows per (pipeline, failure category), for the CoT pipelines.
 
@@ -132,9 +132,9 @@ def sample_examples(
     """
     if per_category <= 0:
         return {}
-    pool = frame[frame["kind"].isin(ATTRIBUTED_KINDS)]
+    pool = df[df["kind"].isin(ATTRIBUTED_KINDS)]
     if pool.empty:
-        pool = frame
+        pool = df
     out: dict[tuple[str, str], pd.DataFrame] = {}
     for pipeline in dict.fromkeys(pool["pipeline"]):
         rows = pool[pool["pipeline"] == pipeline].sort_values("example_id")
@@ -148,13 +148,13 @@ def sample_examples(
     return out
 
 
-def examples_section(frame: pd.DataFrame, per_category: int, seed: int) -> str:
+def examples_section(df: pd.DataFrame, per_category: int, seed: int) -> str:
     """Example cards: every image with the ground-truth, CoT and end-to-end boxes drawn."""
-    e2e = [p for p in dict.fromkeys(frame["pipeline"]) if _kind(frame, p) != "cot"]
+    e2e = [p for p in dict.fromkeys(df["pipeline"]) if _kind(df, p) != "cot"]
     colors = dict(zip(e2e, E2E_COLORS * (len(e2e) // len(E2E_COLORS) + 1), strict=False))
     legend = [f'<span style="color:{GT_COLOR}">■ ground truth</span>']
     legend.append(f'<span style="color:{COT_COLOR}">■ the card\'s pipeline</span>')
-    legend += [_swatch(c, p + _no_box_note(frame, p)) for p, c in colors.items()]
+    legend += [_swatch(c, p + _no_box_note(df, p)) for p, c in colors.items()]
     parts = [
         f'<h2 id="examples">Examples by failure category'
         f" ({per_category} per category, seed {seed})</h2>",
@@ -162,8 +162,8 @@ def examples_section(frame: pd.DataFrame, per_category: int, seed: int) -> str:
         "box that names no image is drawn on the target image.</p>",
         _caption("examples"),
     ]
-    by_id = {p: frame[frame["pipeline"] == p].set_index("example_id") for p in e2e}
-    samples = sample_examples(frame, per_category, seed)
+    by_id = {p: df[df["pipeline"] == p].set_index("example_id") for p in e2e}
+    samples = sample_examples(df, per_category, seed)
     if not samples:
         parts.append(_empty("examples"))
     for (pipeline, category), rows in samples.items():
@@ -192,13 +192,13 @@ def draw_image(path: str, boxes: Sequence[tuple[Box, str]], max_side: int = THUM
     return buf.getvalue()
 
 
-def html_table(frame: pd.DataFrame, digits: int = 2) -> str:
-    """An HTML table of ``frame`` with every cell escaped."""
-    if frame.empty:
+def html_table(df: pd.DataFrame, digits: int = 2) -> str:
+    """An HTML table of ``df`` with every cell escaped."""
+    if df.empty:
         return "<p>(none)</p>"
-    head = "".join(f"<th>{_e(c)}</th>" for c in frame.columns)
+    head = "".join(f"<th>{_e(c)}</th>" for c in df.columns)
     rows = []
-    for values in frame.itertuples(index=False):
+    for values in df.itertuples(index=False):
         cells = "".join(f"<td>{_e(_fmt(v, digits))}</td>" for v in values)
         rows.append(f"<tr>{cells}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
@@ -215,9 +215,9 @@ def guide_box(notes: Sequence[str]) -> str:
     return f'<aside class="guide"><h2>How to read this report</h2><ul>{items}</ul>{extra}</aside>'
 
 
-def categories_table(frame: pd.DataFrame) -> str:
-    """The failure categories that occur in ``frame`` with their meaning, in CATEGORIES order."""
-    present = set(frame["failure"])
+def categories_table(df: pd.DataFrame) -> str:
+    """The failure categories that occur in ``df`` with their meaning, in CATEGORIES order."""
+    present = set(df["failure"])
     rows = [(c, category_meaning(c)) for c in CATEGORIES if c in present]
     rows += [(c, category_meaning(c)) for c in sorted(present - set(CATEGORIES))]
     table = pd.DataFrame(rows, columns=["category", "meaning"])
@@ -241,8 +241,8 @@ def _swatch(color: str, label: str) -> str:
     return f'<span style="color:{color}">■</span> {_e(label)}'
 
 
-def _no_box_note(frame: pd.DataFrame, pipeline: str) -> str:
-    boxes = frame.loc[frame["pipeline"] == pipeline, "box"]
+def _no_box_note(df: pd.DataFrame, pipeline: str) -> str:
+    boxes = df.loc[df["pipeline"] == pipeline, "box"]
     return "" if boxes.map(lambda b: isinstance(b, list)).any() else " (drew no box in this run)"
 
 
@@ -281,6 +281,18 @@ def _manifest_value(key: str, value: Any) -> str:
     return "; ".join(parts)
 
 
+def _example_figure(path: str, boxes: list[tuple[Box, str]], caption: str) -> str:
+    """The picture at ``path`` with ``boxes`` drawn, captioned; a note when it cannot be read."""
+    try:
+        uri = _data_uri(draw_image(path, boxes), "image/jpeg")
+    except ImageLoadError as exc:
+        return f'<div class="missing">{_e(caption)}: {_e(exc)}</div>'
+    return (
+        f'<figure><img class="example" src="{uri}" alt="{_e(caption)}">'
+        f"<figcaption>{_e(caption)}</figcaption></figure>"
+    )
+
+
 def _example_card(row: Any, others: dict[str, pd.Series], colors: dict[str, str]) -> str:
     gt = Box.from_unit(row.gt_box)
     chosen = None if pd.isna(row.image_index) else int(row.image_index)
@@ -300,27 +312,10 @@ def _example_card(row: Any, others: dict[str, pd.Series], colors: dict[str, str]
         if chosen == index:
             tags.append("chosen")
         caption = f"image {index + 1}" + (f" ({', '.join(tags)})" if tags else "")
-        try:
-            uri = _data_uri(draw_image(path, boxes), "image/jpeg")
-        except ImageLoadError as exc:
-            figures.append(f'<div class="missing">{_e(caption)}: {_e(exc)}</div>')
-            continue
-        figures.append(
-            f'<figure><img class="example" src="{uri}" alt="{_e(caption)}">'
-            f"<figcaption>{_e(caption)}</figcaption></figure>"
-        )
+        figures.append(_example_figure(path, boxes, caption))
     # what a proposal-based graph showed its models: marked images, zoom and verify crops
     for path in getattr(row, "artifacts", None) or []:
-        caption = f"shown to the model: {Path(path).name}"
-        try:
-            uri = _data_uri(draw_image(path, []), "image/jpeg")
-        except ImageLoadError as exc:
-            figures.append(f'<div class="missing">{_e(caption)}: {_e(exc)}</div>')
-            continue
-        figures.append(
-            f'<figure><img class="example" src="{uri}" alt="{_e(caption)}">'
-            f"<figcaption>{_e(caption)}</figcaption></figure>"
-        )
+        figures.append(_example_figure(path, [], f"shown to the model: {Path(path).name}"))
     chosen_text = "none" if chosen is None else f"image {chosen + 1}"
     facts = [
         ("example", row.example_id),
@@ -354,8 +349,8 @@ def _manifest_section(manifest: dict[str, Any]) -> str:
     return f"<h2>Run</h2>{_caption('run')}<dl>{dl}</dl>"
 
 
-def _kind(frame: pd.DataFrame, pipeline: str) -> str:
-    return str(frame.loc[frame["pipeline"] == pipeline, "kind"].iloc[0])
+def _kind(df: pd.DataFrame, pipeline: str) -> str:
+    return str(df.loc[df["pipeline"] == pipeline, "kind"].iloc[0])
 
 
 def cut_text(text: str, pipeline: str, limit: int = MAX_TEXT_CHARS) -> str:

@@ -1,7 +1,7 @@
 """``load_run``: a run folder as one pandas DataFrame, one row per example × pipeline.
 
 Every later table (scores, failure attribution, paired comparisons, charts, the HTML report)
-is computed from this frame, so an ablation notebook sees exactly what the report sees. Its
+is computed from this DataFrame, so an ablation notebook sees exactly what the report sees. Its
 IoU, correctness and image columns come from :func:`cot_ground.scoring.score_row`, once per
 prediction.
 """
@@ -130,17 +130,15 @@ def load_run(path: str | os.PathLike[str], pipelines: list[str] | None = None) -
                     f"{folder.examples_path}"
                 )
             rows.append(prediction_row(example, pred, specs.get(pred.pipeline, {})))
-    frame = pd.DataFrame(rows, columns=_columns(rows))
-    frame["image_index"] = frame["image_index"].astype("Int64")
-    frame["image_stated"] = frame["image_stated"].astype(bool)
-    frame["image_correct"] = frame["image_correct"].astype(bool)
-    return frame.sort_values(["pipeline", "task", "example_id"], kind="stable").reset_index(
-        drop=True
-    )
+    df = pd.DataFrame(rows, columns=_columns(rows))
+    df["image_index"] = df["image_index"].astype("Int64")
+    df["image_stated"] = df["image_stated"].astype(bool)
+    df["image_correct"] = df["image_correct"].astype(bool)
+    return df.sort_values(["pipeline", "task", "example_id"], kind="stable").reset_index(drop=True)
 
 
 def prediction_row(example: Example, pred: Prediction, spec: dict[str, Any]) -> dict[str, Any]:
-    """The frame row of one prediction (``spec`` is its pipeline config from ``run.json``)."""
+    """The row of one prediction (``spec`` is its pipeline config from ``run.json``)."""
     step1_call, step1 = step1_steps(pred.trace)
     kind = spec.get("kind") or ("cot" if step1 is not None else "e2e")
     box = pred.box

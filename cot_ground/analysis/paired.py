@@ -89,7 +89,7 @@ def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float,
 
 
 def paired_comparison(
-    frame: pd.DataFrame,
+    df: pd.DataFrame,
     a: str,
     b: str,
     column: str = "correct_50",
@@ -98,14 +98,14 @@ def paired_comparison(
 ) -> list[PairedResult]:
     """Compare pipelines ``a`` and ``b`` on the examples both ran: one result per task, then
     ``POOLED`` and ``TASK_MEAN`` (see the module docstring). ``column`` is a 0/1 outcome
-    column of a :func:`~cot_ground.analysis.load.load_run` frame. Raises ValueError for an
+    column of a :func:`~cot_ground.analysis.load.load_run` DataFrame. Raises ValueError for an
     unknown pipeline or when the two share no example."""
     for name in (a, b):
-        if name not in set(frame["pipeline"]):
-            known = ", ".join(dict.fromkeys(frame["pipeline"])) or "none"
+        if name not in set(df["pipeline"]):
+            known = ", ".join(dict.fromkeys(df["pipeline"])) or "none"
             raise ValueError(f"pipeline {name!r} is not in the run (have: {known})")
-    left = frame.loc[frame["pipeline"] == a, ["example_id", "task", column]]
-    right = frame.loc[frame["pipeline"] == b, ["example_id", column]]
+    left = df.loc[df["pipeline"] == a, ["example_id", "task", column]]
+    right = df.loc[df["pipeline"] == b, ["example_id", column]]
     joined = left.merge(right, on="example_id", suffixes=("_a", "_b"))
     if joined.empty:
         raise ValueError(f"pipelines {a!r} and {b!r} share no example")

@@ -51,14 +51,14 @@ def trace_artifacts(trace: Sequence[TraceStep]) -> list[str]:
     return [path for entry in trace if entry.node in ARTIFACT_NODES for path in entry.images]
 
 
-def recall_table(frame: pd.DataFrame) -> pd.DataFrame:
+def recall_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per pipeline with proposals and per task: ``n``, ``proposal_recall_50`` (% of examples
     with a hit) and ``acc_50`` (% official Acc@0.5) side by side; an ``AVERAGE`` row per
     pipeline is the plain mean over tasks. Empty when no pipeline made proposals."""
     columns = ["pipeline", "task", "n", "proposal_recall_50", "acc_50"]
-    if "proposal_hit" not in frame:
+    if "proposal_hit" not in df:
         return pd.DataFrame(columns=columns)
-    sub = frame[frame["proposal_hit"].notna()]
+    sub = df[df["proposal_hit"].notna()]
     rows = []
     for pipeline in dict.fromkeys(sub["pipeline"]):
         mine = sub[sub["pipeline"] == pipeline]

@@ -53,24 +53,24 @@ def build_report(
     written, with a warning in ``ReportFiles.warnings``, ``scores.md``, ``scores.json`` and
     ``report.html``.
     """
-    frame = load_run(run_dir)
-    if frame.empty:
+    df = load_run(run_dir)
+    if df.empty:
         raise ValueError(f"run folder {run_dir} holds no predictions to report on")
     manifest = read_manifest(run_dir)
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / "report"
     out.mkdir(parents=True, exist_ok=True)
-    warnings = coverage_warnings(frame)
-    scores, score_files = write_scores(frame, out, warnings)
+    warnings = coverage_warnings(df)
+    scores, score_files = write_scores(df, out, warnings)
     result = ReportFiles(out_dir=out, scores=scores, warnings=warnings)
     result.files.update({f"scores.{k}": p for k, p in score_files.items()})
 
-    attribution = attribution_table(frame)
-    gain = oracle_gain(frame, pipeline_specs(manifest))
+    attribution = attribution_table(df)
+    gain = oracle_gain(df, pipeline_specs(manifest))
     paired = paired_frame(
         [
             r
-            for a, b in itertools.combinations(pipelines_of(frame), 2)
-            for r in paired_comparison(frame, a, b, seed=seed, n_boot=n_boot)
+            for a, b in itertools.combinations(pipelines_of(df), 2)
+            for r in paired_comparison(df, a, b, seed=seed, n_boot=n_boot)
         ]
     )
     for name, table in (("attribution", attribution), ("oracle_gain", gain), ("paired", paired)):
@@ -84,7 +84,7 @@ def build_report(
         )
         md.write_text(text + "\n", "utf-8")
         result.files[f"{name}.md"] = md
-    recall = recall_table(frame)
+    recall = recall_table(df)
     if not recall.empty:
         result.files["proposal_recall.csv"] = _write_csv(recall, out / "proposal_recall.csv")
         md = out / "proposal_recall.md"
@@ -114,7 +114,7 @@ def build_report(
         proposal_recall=recall,
     )
     page = out / "report.html"
-    page.write_text(render_report(frame, tables, sample_per_category, seed), encoding="utf-8")
+    page.write_text(render_report(df, tables, sample_per_category, seed), encoding="utf-8")
     result.files["report.html"] = page
     return result
 

@@ -1,7 +1,7 @@
 """Score tables per task × pipeline (Acc@0.3/0.5/0.7, mIoU; official and strict) and exports.
 
 Every figure is an aggregate of the columns of a :func:`~cot_ground.analysis.load.load_run`
-frame (``iou``, ``strict_iou``, ``image_stated``), which :func:`cot_ground.scoring.score_row`
+DataFrame (``iou``, ``strict_iou``, ``image_stated``), which :func:`cot_ground.scoring.score_row`
 filled once per prediction; nothing here scores a box again. Boxes are scored as recorded: a
 calibration named on a prediction was applied by the model adapter already, and is only
 reported here.
@@ -37,14 +37,14 @@ FIGURES: tuple[str, ...] = ("n", *METRICS, "image_stated")
 _IOU_COLUMN = {"official": "iou", "strict": "strict_iou"}
 
 
-def strict_note(frame: pd.DataFrame) -> str:
+def strict_note(df: pd.DataFrame) -> str:
     """One sentence on why strict Acc@0.5 differs from official in this run, and where.
 
     An answer official-correct at 0.5 is strict-wrong only when it names a wrong image, or
     names none where the question designates none (``group_grounding``); the sentence counts
     both per pipeline and task, from the ``load_run`` columns.
     """
-    lost = frame[frame["correct_50"] & ~frame["strict_correct_50"]]
+    lost = df[df["correct_50"] & ~df["strict_correct_50"]]
     where = []
     for (pipeline, task), part in lost.groupby(["pipeline", "task"], sort=False):
         causes = [
@@ -61,32 +61,30 @@ def strict_note(frame: pd.DataFrame) -> str:
     return (
         "Strict Acc@0.5 is below official only where an answer with a good box names a wrong"
         " image, or names no image although the question designates none (group_grounding;"
-        " `image_stated` is the share of answers that name one): here "
-        + "; ".join(where)
-        + "."
+        " `image_stated` is the share of answers that name one): here " + "; ".join(where) + "."
     )
 
 
-def pipeline_calibration(frame: pd.DataFrame, pipeline: str) -> str | None:
+def pipeline_calibration(df: pd.DataFrame, pipeline: str) -> str | None:
     """The one calibration a pipeline's predictions recorded; an error when they differ."""
-    values = {c for c in frame.loc[frame["pipeline"] == pipeline, "calibration"] if pd.notna(c)}
+    values = {c for c in df.loc[df["pipeline"] == pipeline, "calibration"] if pd.notna(c)}
     if len(values) > 1:
         raise ValueError(f"pipeline {pipeline!r} mixes calibrations: {sorted(values)}")
     return values.pop() if values else None
 
 
-def score_tables(frame: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
+def score_tables(df: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
     """``{mode: {pipeline: table}}`` for both scoring modes and every pipeline of a
-    :func:`~cot_ground.analysis.load.load_run` frame.
+    :func:`~cot_ground.analysis.load.load_run` DataFrame.
 
     A table has the shape of :func:`cot_ground.scoring.score_table`: ``mode``,
     ``calibration`` (the one the pipeline's boxes carry), ``tasks`` (``{task: {n, acc@0.3,
     acc@0.5, acc@0.7, miou, image_stated}}``), ``groups`` and ``average``.
     """
     out: dict[str, dict[str, dict[str, Any]]] = {mode: {} for mode in MODES}
-    for pipeline in pipelines_of(frame):
-        sub = frame[frame["pipeline"] == pipeline]
-        calibration = pipeline_calibration(frame, pipeline)
+    for pipeline in pipelines_of(df):
+        sub = df[df["pipeline"] == pipeline]
+        calibration = pipeline_calibration(df, pipeline)
         for mode in MODES:
             tasks = {
                 task: summarize(part[_IOU_COLUMN[mode]], part["image_stated"])
@@ -116,9 +114,9 @@ def scores_frame(tables: dict[str, dict[str, dict[str, Any]]]) -> pd.DataFrame:
             summary = [(GROUP_ROWS[g], figures) for g, figures in table["groups"].items()]
             for task, figures in [*table["tasks"].items(), *summary, (AVERAGE, table["average"])]:
                 rows.append({"mode": mode, "pipeline": pipeline, "task": task, **figures})
-    frame = pd.DataFrame(rows, columns=["mode", "pipeline", "task", *FIGURES])
-    frame["n"] = frame["n"].astype(int)
-    return frame
+    df = pd.DataFrame(rows, columns=["mode", "pipeline", "task", *FIGURES])
+    df["n"] = df["n"].astype(int)
+    return df
 
 
 def overview_frame(
@@ -173,7 +171,7 @@ def scores_markdown(scores: pd.DataFrame, warnings: Sequence[str] = (), note: st
 
 
 def write_scores(
-    frame: pd.DataFrame, out_dir: str | Path, warnings: Sequence[str] = ()
+    df: pd.DataFrame, out_dir: str | Path, warnings: Sequence[str] = ()
 ) -> tuple[pd.DataFrame, dict[str, Path]]:
     """Write ``scores.md``, ``scores.csv`` and ``scores.json`` into ``out_dir``.
 
@@ -183,10 +181,10 @@ def write_scores(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tables = score_tables(frame)
+    tables = score_tables(df)
     scores = scores_frame(tables)
     paths = {"md": out / "scores.md", "csv": out / "scores.csv", "json": out / "scores.json"}
-    markdown = scores_markdown(scores, warnings, strict_note(frame))
+    markdown = scores_markdown(scores, warnings, strict_note(df))
     paths["md"].write_text(markdown, encoding="utf-8")
     scores.to_csv(paths["csv"], index=False, float_format="%.4f")
     payload = {**tables, "warnings": list(warnings)}
@@ -194,13 +192,13 @@ def write_scores(
     return scores, paths
 
 
-def coverage_warnings(frame: pd.DataFrame) -> list[str]:
+def coverage_warnings(df: pd.DataFrame) -> list[str]:
     """One message when the pipelines of a run cover different example sets, else none.
 
     The message gives each pipeline's example count and how many examples some pipeline ran
     that it lacks; tables compare such pipelines on different examples.
     """
-    ids = {p: set(frame.loc[frame["pipeline"] == p, "example_id"]) for p in pipelines_of(frame)}
+    ids = {p: set(df.loc[df["pipeline"] == p, "example_id"]) for p in pipelines_of(df)}
     union = set().union(*ids.values()) if ids else set()
     short = {p: len(union - mine) for p, mine in ids.items()}
     if not any(short.values()):
@@ -215,18 +213,18 @@ def coverage_warnings(frame: pd.DataFrame) -> list[str]:
     ]
 
 
-def markdown_table(frame: pd.DataFrame, digits: int = 2) -> str:
-    """A pipe table of ``frame`` (floats rounded to ``digits``; missing values left blank)."""
-    cols = [str(c) for c in frame.columns]
+def markdown_table(df: pd.DataFrame, digits: int = 2) -> str:
+    """A pipe table of ``df`` (floats rounded to ``digits``; missing values left blank)."""
+    cols = [str(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for row in frame.itertuples(index=False):
+    for row in df.itertuples(index=False):
         lines.append("| " + " | ".join(_cell(v, digits) for v in row) + " |")
     return "\n".join(lines)
 
 
-def pipelines_of(frame: pd.DataFrame) -> list[str]:
+def pipelines_of(df: pd.DataFrame) -> list[str]:
     """Distinct pipeline names in first-appearance order."""
-    return list(dict.fromkeys(frame["pipeline"]))
+    return list(dict.fromkeys(df["pipeline"]))
 
 
 def _cell(value: Any, digits: int) -> str:

@@ -16,8 +16,8 @@ Difference from the public script: it renames groups one after another in place,
 (predicted 1 → 2, then 2 → 1) renames the first group twice and both end up as group 1; here
 the renaming is simultaneous (a swap stays a swap). ``match_groups=False`` skips the matching.
 
-Predictions are :class:`~cot_ground.records.ImageBox` lists per sample id (unit frame; a sample
-without an entry, or with an empty list, answered "no target").
+Predictions are :class:`~cot_ground.records.ImageBox` lists per sample id (normalized
+coordinates; a sample without an entry, or with an empty list, answered "no target").
 """
 
 from __future__ import annotations

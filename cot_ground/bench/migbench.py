@@ -40,7 +40,7 @@ class KnownFile:
 
 KNOWN_FILES: dict[str, KnownFile] = {
     "8f6e8fce3720dc6e17462533426d455463cda38b441edc2d70d65afa15681300": KnownFile(
-        "MIG_data.json (original release)", Frame.UNIT, 4295
+        "MIG_data.json (original release)", Frame.NORMALIZED, 4295
     ),
     "69aea94deef1bd2a9f5e117068b7a325a82bc9c0d11881f98f29338fbe779791": KnownFile(
         "revised_MIG_bench.json (revised release)", Frame.QWEN3_1000, 4276

@@ -182,7 +182,7 @@ def rescore_logs(
             row = ScoreRow(
                 task,
                 parsed.box,
-                Box.from_qwen1000(rec.groundtruth),
+                Box.from_thousandths(rec.groundtruth),
                 pred_image=parsed.image_index,
                 target_image=None if target is None else target[0],
                 question_designates_target=target is not None and target[1],
@@ -249,7 +249,7 @@ def _targets(log: ReleasedLog, examples: list[Example] | None) -> list[tuple[int
         )
     targets: list[tuple[int, bool] | None] = []
     for number, (rec, ex) in enumerate(zip(log.records, examples, strict=True)):
-        gt = Box.from_qwen1000(rec.groundtruth).to_list()
+        gt = Box.from_thousandths(rec.groundtruth).to_list()
         same_box = all(abs(a - b) < 1e-6 for a, b in zip(gt, ex.gt_box.to_list(), strict=True))
         if not same_box or not rec.question.startswith(ex.question.strip()):
             raise ReleasedLogError(

@@ -92,7 +92,7 @@ def scene_scale(photo: str) -> float:
 
 
 def unit_box(box: tuple[float, float, float, float], size: tuple[int, int]) -> Box:
-    """A pixel box on a picture of ``size`` in the unit frame (rounded to 4 decimals)."""
+    """A pixel box on a picture of ``size`` in normalized coordinates (rounded to 4 decimals)."""
     w, h = size
     x1, y1, x2, y2 = box
     return Box.from_unit([round(x1 / w, 4), round(y1 / h, 4), round(x2 / w, 4), round(y2 / h, 4)])
