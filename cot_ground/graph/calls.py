@@ -12,6 +12,9 @@ from cot_ground.records import ErrorCategory, ErrorInfo, TraceStep
 Req = TypeVar("Req")
 Res = TypeVar("Res")
 
+clock: Callable[[], float] = time.perf_counter
+"""Seconds source of every model call's ``wall_s`` (tests replace it with a scripted clock)."""
+
 
 def call_one(
     method: Callable[[list[Req]], Sequence[Res]], request: Req, *, adapter: str, node: str
@@ -23,7 +26,7 @@ def call_one(
     ``CacheError``) that category, any other exception a ``MODEL`` error naming the adapter;
     the caller records it.
     """
-    start = time.perf_counter()
+    start = clock()
     try:
         results = list(method([request]))
     except ImageLoadError as exc:
@@ -39,7 +42,7 @@ def call_one(
 
 
 def _since(start: float) -> float:
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def _error(category: ErrorCategory, message: str, node: str) -> ErrorInfo:
