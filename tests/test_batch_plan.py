@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from cot_ground.models.base import ChatRequest
-from cot_ground.models.batch_plan import plan_batches
+from cot_ground.models.batch_plan import in_batches, plan_batches
 from cot_ground.models.registry import build
 from cot_ground.models.settings import ModelSettings
 
@@ -119,3 +119,16 @@ def test_threaded_pre_processing_gives_the_same_tensors(tiny_qwen_paths, picture
         assert torch.equal(a[key], b[key]), key
     assert "preprocess_threads" not in threaded.settings
     assert threaded.settings == single.settings
+
+
+def test_in_batches_keeps_the_order_and_the_size_limit() -> None:
+    calls: list[list[int]] = []
+
+    def run(batch: list[int]) -> list[int]:
+        calls.append(batch)
+        return [10 * r for r in batch]
+
+    assert in_batches([1, 2, 3, 4, 5], 2, run) == [10, 20, 30, 40, 50]
+    assert calls == [[1, 2], [3, 4], [5]]
+    assert in_batches([1, 2], 0, run) == [10, 20] and calls[-2:] == [[1], [2]]
+    assert in_batches([], 3, run) == []

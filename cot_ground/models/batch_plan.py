@@ -11,7 +11,23 @@ with greedy decoding in float32 it does not change the answer either (left paddi
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import TypeVar
+
+Req = TypeVar("Req")
+Res = TypeVar("Res")
+
+
+def in_batches(
+    requests: Sequence[Req], size: int, run: Callable[[list[Req]], list[Res]]
+) -> list[Res]:
+    """``run`` on consecutive slices of at most ``size`` requests (at least 1), results in
+    order: the forward passes of adapters that do not bucket their requests."""
+    size = max(1, size)
+    out: list[Res] = []
+    for start in range(0, len(requests), size):
+        out += run(list(requests[start : start + size]))
+    return out
 
 
 def plan_batches(

@@ -30,14 +30,14 @@ from typing import Any
 from PIL import Image
 
 from cot_ground.models.base import GroundRequest, GroundResult
+from cot_ground.models.batch_plan import in_batches
 from cot_ground.models.box_syntax import BOX_SYNTAX
 from cot_ground.models.hf_loading import (
+    adapter_settings,
     input_device,
     load_processor,
     load_weights,
     open_images,
-    resolve_device,
-    resolve_dtype,
 )
 from cot_ground.models.open_vocab import checked_family
 from cot_ground.models.options import PROCESSOR_OPTIONS, resolve_options
@@ -82,25 +82,23 @@ class Florence2Grounder:
         # encoder positions the prompt takes with an empty phrase (image tokens, task words)
         blank = self.processor(text=[TASK], images=[Image.new("RGB", (8, 8))])
         self.overhead = len(blank["input_ids"][0])
-        device = resolve_device(settings.device)
         self.generate_kwargs: dict[str, Any] = {
             "max_new_tokens": settings.max_new_tokens,
             "do_sample": False,
             "num_beams": int(self.options["num_beams"]),
         }
-        self.settings: dict[str, Any] = {
-            "adapter": NAME,
-            "path": str(path),
-            "frame": SYNTAX.frame,
-            "task": TASK,
-            "device": device,
-            "dtype": str(resolve_dtype(settings.dtype, device)).removeprefix("torch."),
-            "device_map": settings.device_map,
-            "max_new_tokens": settings.max_new_tokens,
-            "num_beams": int(self.options["num_beams"]),
-            "max_candidates": self.options["max_candidates"],
-            "fast_image_processor": fast,
-        }
+        self.settings = adapter_settings(
+            NAME,
+            path,
+            settings,
+            {"frame": SYNTAX.frame, "task": TASK},
+            {
+                "max_new_tokens": settings.max_new_tokens,
+                "num_beams": int(self.options["num_beams"]),
+                "max_candidates": self.options["max_candidates"],
+                "fast_image_processor": fast,
+            },
+        )
 
     def prompt(self, request: GroundRequest) -> str:
         """The text given to the processor (before any cut to fit the encoder)."""
@@ -108,11 +106,7 @@ class Florence2Grounder:
 
     def ground(self, requests: list[GroundRequest]) -> list[GroundResult]:
         """One :class:`GroundResult` per request (status from the box syntax)."""
-        out: list[GroundResult] = []
-        size = max(1, int(self.options["batch_size"]))
-        for start in range(0, len(requests), size):
-            out += self._ground_batch(requests[start : start + size])
-        return out
+        return in_batches(requests, int(self.options["batch_size"]), self._ground_batch)
 
     def _fitted(self, request: GroundRequest) -> tuple[str, dict[str, int] | None]:
         """The prompt, cut so that image tokens + text fit the encoder, and the cut made."""

@@ -35,6 +35,7 @@ from cot_ground.models.base import GroundRequest, GroundResult
 from cot_ground.models.batch_plan import plan_batches
 from cot_ground.models.detections import DETECTOR_OPTIONS, ground_result, normalize_phrase
 from cot_ground.models.hf_loading import (
+    adapter_settings,
     check_model_folder,
     float32_when_auto,
     input_device,
@@ -42,7 +43,6 @@ from cot_ground.models.hf_loading import (
     load_weights,
     model_path,
     resolve_device,
-    resolve_dtype,
 )
 from cot_ground.models.options import PROCESSOR_OPTIONS, resolve_options
 from cot_ground.models.settings import ModelSettings
@@ -80,15 +80,13 @@ class GroundingDinoHF:
         tokenizer = self.processor.tokenizer
         self.special_ids = set(tokenizer.all_special_ids) | {tokenizer.convert_tokens_to_ids(".")}
         device = resolve_device(settings.device)
-        self.settings: dict[str, Any] = {
-            "adapter": name,
-            "path": str(path),
-            "frame": "unit",
-            "device": device,
-            "dtype": str(resolve_dtype(settings.dtype, device)).removeprefix("torch."),
-            "device_map": settings.device_map,
-            **{k: v for k, v in self.options.items() if k not in _UNRECORDED},
-        }
+        self.settings = adapter_settings(
+            name,
+            path,
+            settings,
+            {"frame": "unit"},
+            {k: v for k, v in self.options.items() if k not in _UNRECORDED},
+        )
         image_processor = self.processor.image_processor
         # the fast (torchvision) processor can resize and normalize on the GPU itself
         on_gpu = {"device": device} if fast and device.startswith("cuda") else {}

@@ -37,8 +37,10 @@ from cot_ground.models.base import (
     ModelLoadError,
     ReasonerResult,
 )
+from cot_ground.models.batch_plan import in_batches
 from cot_ground.models.box_syntax import BoxSyntax, box_syntax
 from cot_ground.models.hf_loading import (
+    adapter_settings,
     check_model_folder,
     input_device,
     load_processor,
@@ -46,8 +48,6 @@ from cot_ground.models.hf_loading import (
     model_path,
     open_images,
     read_model_type,
-    resolve_device,
-    resolve_dtype,
 )
 from cot_ground.models.options import PROCESSOR_OPTIONS, resolve_options
 from cot_ground.models.settings import ModelSettings
@@ -105,7 +105,6 @@ class ChatRunner:
                 f"(model_type {self.family!r} has none)"
             )
         self.model = load_weights(AutoModelForImageTextToText, path, settings)
-        device = resolve_device(settings.device)
         self.generate_kwargs: dict[str, Any] = {
             "max_new_tokens": settings.max_new_tokens,
             "do_sample": settings.do_sample,
@@ -113,18 +112,18 @@ class ChatRunner:
         if not settings.do_sample:  # silence sampling settings a checkpoint may carry
             self.generate_kwargs.update(temperature=None, top_p=None, top_k=None)
         self.stop_ids = self._stop_ids()
-        self.settings: dict[str, Any] = {
-            "adapter": name,
-            "path": str(path),
-            "family": self.family,
-            "chat_template_hash": text_hash(str(template)) if template else None,
-            "device": device,
-            "dtype": str(resolve_dtype(settings.dtype, device)).removeprefix("torch."),
-            "device_map": settings.device_map,
-            "max_new_tokens": settings.max_new_tokens,
-            "do_sample": settings.do_sample,
-            "fast_image_processor": fast,
-        }
+        template_hash = text_hash(str(template)) if template else None
+        self.settings = adapter_settings(
+            name,
+            path,
+            settings,
+            {"family": self.family, "chat_template_hash": template_hash},
+            {
+                "max_new_tokens": settings.max_new_tokens,
+                "do_sample": settings.do_sample,
+                "fast_image_processor": fast,
+            },
+        )
 
     def _stop_ids(self) -> set[int]:
         eos = self.model.generation_config.eos_token_id
@@ -158,11 +157,7 @@ class ChatRunner:
 
     def generate(self, requests: Sequence[tuple[Sequence[str], str]]) -> list[str]:
         """Greedy (or sampled) answers for ``(image paths, prompt)`` pairs, in order."""
-        out: list[str] = []
-        size = max(1, int(self.options["batch_size"]))
-        for start in range(0, len(requests), size):
-            out += self._generate_batch(requests[start : start + size])
-        return out
+        return in_batches(requests, int(self.options["batch_size"]), self._generate_batch)
 
     def _generate_batch(self, requests: Sequence[tuple[Sequence[str], str]]) -> list[str]:
         import torch

@@ -260,6 +260,29 @@ def resolve_dtype(dtype: str, device: str) -> Any:
     return getattr(torch, dtype)
 
 
+def adapter_settings(
+    name: str,
+    path: Path | str,
+    settings: ModelSettings,
+    identity: dict[str, Any],
+    rest: dict[str, Any],
+) -> dict[str, Any]:
+    """The ``settings`` an adapter records (traces, step-cache key): ``adapter`` (``name``),
+    ``path``, the ``identity`` entries (family, frame, ...), the resolved ``device`` and
+    ``dtype`` (``"bfloat16"``, ``"float32"``...), ``device_map``, then the ``rest`` (generation
+    and processing options), in that order."""
+    device = resolve_device(settings.device)
+    return {
+        "adapter": name,
+        "path": str(path),
+        **identity,
+        "device": device,
+        "dtype": str(resolve_dtype(settings.dtype, device)).removeprefix("torch."),
+        "device_map": settings.device_map,
+        **rest,
+    }
+
+
 def float32_when_auto(settings: ModelSettings) -> ModelSettings:
     """``settings`` with ``dtype="auto"`` read as float32, for the GroundingDINO family: in
     transformers 4.57 its attention fails in bfloat16 ("mat1 and mat2 must have the same dtype"),

@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from cot_ground.models.base import GroundRequest, GroundResult, ModelLoadError
+from cot_ground.models.batch_plan import in_batches
 from cot_ground.models.detections import rank_candidates
 from cot_ground.models.hf_loading import (
+    adapter_settings,
     check_model_folder,
     input_device,
     load_processor,
@@ -36,8 +38,6 @@ from cot_ground.models.hf_loading import (
     model_path,
     open_images,
     read_model_type,
-    resolve_device,
-    resolve_dtype,
 )
 from cot_ground.models.options import PROCESSOR_OPTIONS, resolve_options
 from cot_ground.models.settings import ModelSettings
@@ -103,17 +103,11 @@ class Owlv2Grounder:
         self.processor = load_processor(path, fast_image_processor=fast)
         self.model = load_weights(AutoModelForZeroShotObjectDetection, path, settings)
         self.max_text_len = int(self.model.config.text_config.max_position_embeddings)
-        device = resolve_device(settings.device)
-        self.settings: dict[str, Any] = {
-            "adapter": OWLV2,
-            "path": str(path),
-            "frame": "unit (from fractions of the padded square, × max(w, h) / w or h, clipped)",
-            "device": device,
-            "dtype": str(resolve_dtype(settings.dtype, device)).removeprefix("torch."),
-            "device_map": settings.device_map,
-            "max_text_len": self.max_text_len,
-            **{k: v for k, v in self.options.items() if k != "batch_size"},
-        }
+        frame = "unit (from fractions of the padded square, × max(w, h) / w or h, clipped)"
+        options = {k: v for k, v in self.options.items() if k != "batch_size"}
+        self.settings = adapter_settings(
+            OWLV2, path, settings, {"frame": frame}, {"max_text_len": self.max_text_len, **options}
+        )
 
     def prompt(self, request: GroundRequest) -> str:
         """The text query sent for ``request`` (before any cut to ``max_text_len`` tokens)."""
@@ -121,11 +115,7 @@ class Owlv2Grounder:
 
     def ground(self, requests: list[GroundRequest]) -> list[GroundResult]:
         """One :class:`GroundResult` per request, candidates best first."""
-        out: list[GroundResult] = []
-        size = max(1, int(self.options["batch_size"]))
-        for start in range(0, len(requests), size):
-            out += self._ground_batch(requests[start : start + size])
-        return out
+        return in_batches(requests, int(self.options["batch_size"]), self._ground_batch)
 
     def _ground_batch(self, requests: list[GroundRequest]) -> list[GroundResult]:
         import torch

@@ -48,6 +48,7 @@ from cot_ground.models.base import (
 )
 from cot_ground.models.batch_plan import plan_batches
 from cot_ground.models.hf_loading import (
+    adapter_settings,
     check_model_folder,
     input_device,
     load_processor,
@@ -55,8 +56,6 @@ from cot_ground.models.hf_loading import (
     model_path,
     open_images,
     read_model_type,
-    resolve_device,
-    resolve_dtype,
 )
 from cot_ground.models.options import PROCESSOR_OPTIONS, resolve_options
 from cot_ground.models.resize import Size, model_input_size, visual_tokens
@@ -134,7 +133,6 @@ class QwenVLRunner:
             if v is not None
         }
         size = getattr(image_processor, "size", None) or {}
-        device = resolve_device(settings.device)
         self.generate_kwargs: dict[str, Any] = {
             "max_new_tokens": settings.max_new_tokens,
             "do_sample": settings.do_sample,
@@ -144,20 +142,19 @@ class QwenVLRunner:
         if self.options["static_cache"]:  # on CUDA, transformers then compiles decoding
             self.generate_kwargs["cache_implementation"] = "static"
         self.stop_ids = self._stop_ids()
-        self.settings: dict[str, Any] = {
-            "adapter": name,
-            "path": str(path),
-            "family": self.family,
-            "frame": self.frame.value,
-            "device": device,
-            "dtype": str(resolve_dtype(settings.dtype, device)).removeprefix("torch."),
-            "device_map": settings.device_map,
-            "min_pixels": settings.min_pixels or size.get("shortest_edge"),
-            "max_pixels": settings.max_pixels or size.get("longest_edge"),
-            "max_new_tokens": settings.max_new_tokens,
-            "do_sample": settings.do_sample,
-            "fast_image_processor": fast,
-        }
+        self.settings = adapter_settings(
+            name,
+            path,
+            settings,
+            {"family": self.family, "frame": self.frame.value},
+            {
+                "min_pixels": settings.min_pixels or size.get("shortest_edge"),
+                "max_pixels": settings.max_pixels or size.get("longest_edge"),
+                "max_new_tokens": settings.max_new_tokens,
+                "do_sample": settings.do_sample,
+                "fast_image_processor": fast,
+            },
+        )
         if self.options["static_cache"]:
             self.settings["static_cache"] = True
 
