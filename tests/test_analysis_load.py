@@ -33,10 +33,12 @@ def test_one_row_per_example_and_pipeline(tmp_path):
     assert set(agent["kind"]) == {"cot"}
     assert set(frame.loc[frame["pipeline"] == "migician", "kind"]) == {"e2e"}
     assert agent["description"].eq("a red cup").all()
-    assert agent["time_total_s"].eq(0.75).all()
+    grounded = agent[agent["failure"] != "step1_format"]  # step 1 then step 2
+    assert grounded["time_total_s"].eq(0.75).all()
     assert agent["time_select_and_describe_s"].eq(0.5).all()
     assert "time_total_s" in frame and "time_total_s_s" not in frame
     failed = agent[agent["failure"] == "step1_format"].iloc[0]
+    assert failed["time_total_s"] == 0.5  # step 1 only
     assert failed["step1_text"].startswith("I think <script>")
     assert failed["step1_status"] == "malformed"
     assert failed["error_node"] == "parse_selection"

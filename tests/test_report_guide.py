@@ -7,6 +7,7 @@ import html
 from pathlib import Path
 
 import pytest
+from analysis_fixtures import GOOD, cot_prediction, e2e_prediction, make_example, write_run
 
 from cot_ground.analysis.attribution import CATEGORIES
 from cot_ground.analysis.guide import (
@@ -16,7 +17,6 @@ from cot_ground.analysis.guide import (
     HOW_TO_READ,
 )
 from cot_ground.analysis.report import build_report
-from tests.analysis_fixtures import GOOD, cot_prediction, e2e_prediction, make_example, write_run
 
 
 def test_every_failure_category_has_a_meaning() -> None:
