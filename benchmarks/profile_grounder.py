@@ -92,7 +92,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Time the four settings, then profile the one-thread call; return the result document."""
     import torch
-    from pyinstrument import Profiler
 
     from cot_ground.bench import load_benchmark
     from cot_ground.models.base import GroundRequest
@@ -157,25 +156,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ModelSettings(path=str(folder), device=args.device, dtype="float32",
                       options={"batch_size": args.batch_size, "preprocess_threads": 1}),
     )  # fmt: skip
+    profiler = _cold_profile(report, grounder, lambda: grounder.ground(requests))
+    if args.profile_html:
+        args.profile_html.write_text(profiler.output_html(), encoding="utf-8")
+    clear_cache()
+    return report.document
+
+
+def _cold_profile(report: LiveReport, grounder: Any, work: Any) -> Any:
+    """Profile ``work()`` with the grounder's and the image caches empty; the text goes into
+    ``report`` (``profile_text``) and to stdout. Returns the pyinstrument profiler."""
+    from pyinstrument import Profiler
+
     grounder.clear_cache()
     IMAGE_CACHE.clear()
     profiler = Profiler(interval=0.001)
     with profiler:
-        grounder.ground(requests)
+        work()
     text = profiler.output_text(unicode=False, color=False)
     report.set("profile_text", text)
-    if args.profile_html:
-        args.profile_html.write_text(profiler.output_html(), encoding="utf-8")
     print(text, flush=True)
-    clear_cache()
-    return report.document
+    return profiler
 
 
 def _preprocess_only(
     report: LiveReport, grounder: Any, pictures: list[str], threads: int
 ) -> dict[str, Any]:
     """Pre-processing alone, cold cache: 1 thread vs ``threads``, then a profile of 1 thread."""
-    from pyinstrument import Profiler
 
     grounder.pixel_values(pictures)  # first-call costs and file reads outside the timings
     for n in (1, threads):
@@ -193,14 +200,7 @@ def _preprocess_only(
         }
         report.add("rows", row, f"{row['setting']:<32} {row['ms_per_image']:8.1f} ms/image")
     grounder.options["preprocess_threads"] = 1
-    grounder.clear_cache()
-    IMAGE_CACHE.clear()
-    profiler = Profiler(interval=0.001)
-    with profiler:
-        grounder.pixel_values(pictures)
-    text = profiler.output_text(unicode=False, color=False)
-    report.set("profile_text", text)
-    print(text, flush=True)
+    _cold_profile(report, grounder, lambda: grounder.pixel_values(pictures))
     return report.document
 
 
