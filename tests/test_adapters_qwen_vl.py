@@ -113,8 +113,8 @@ def test_min_max_pixels_change_the_model_input(tiny_qwen_paths, images):
         "qwen-vl-reasoner",
         _settings(tiny_qwen_paths["qwen2_vl"], min_pixels=200 * 200, max_pixels=400 * 400),
     )
-    (w1, h1) = small.runner.input_sizes(images[:1])[0]
-    (w2, h2) = large.runner.input_sizes(images[:1])[0]
+    (w1, h1) = small.runner.input_sizes_wh(images[:1])[0]
+    (w2, h2) = large.runner.input_sizes_wh(images[:1])[0]
     assert w1 * h1 <= 56 * 56 < 200 * 200 <= w2 * h2
 
 
@@ -130,7 +130,7 @@ def test_qwen2_vl_frame_is_0_1000(tiny_qwen_paths):
 
 def test_qwen2_5_vl_frame_is_pixels_of_the_resized_input(tiny_qwen_paths, images):
     grounder = build("qwen-vl-grounder", _settings(tiny_qwen_paths["qwen2_5_vl"]))
-    w, h = grounder.runner.input_sizes(images[:1])[0]
+    w, h = grounder.runner.input_sizes_wh(images[:1])[0]
     original = Image.open(images[0]).size
     assert (w, h) != original and w % 14 == 0 and h % 14 == 0
     text = f'[{{"bbox_2d": [14, 28, {w // 2}, {h + 40}], "label": "cat"}}]'
@@ -141,7 +141,7 @@ def test_qwen2_5_vl_frame_is_pixels_of_the_resized_input(tiny_qwen_paths, images
     # the adapter's own ground() reports the same resized size it converts with
     request = GroundRequest(image=images[0], phrase="cat")
     gen = grounder.runner.generate([([images[0]], grounder.prompt(request))])[0]
-    assert gen.input_sizes == [(w, h)]
+    assert gen.input_sizes_wh == [(w, h)]
 
 
 def test_qwen3_vl_frame_is_0_1000_inclusive(tiny_qwen_paths):
@@ -166,7 +166,7 @@ def test_grounder_on_random_model_output(tiny_qwen_paths, images):
 
 def test_e2e_pixel_box_uses_the_named_image_size(tiny_qwen_paths, images):
     e2e = build("qwen-vl-e2e", _settings(tiny_qwen_paths["qwen2_5_vl"]))
-    sizes = e2e.runner.input_sizes(images)
+    sizes = e2e.runner.input_sizes_wh(images)
     w, h = sizes[1]
     r = e2e.result_from_text(f"It is in the second image. [0, 0, {w // 2}, {h // 2}]", sizes)
     assert r.image_index == 1 and r.status is ParseStatus.OK

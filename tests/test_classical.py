@@ -67,7 +67,7 @@ def test_rule_reasoner_reads_mig_bench_questions(question, n, image, reference, 
     result = _reason(question, n)
     assert result.status is ParseStatus.OK
     assert result.image_index == image
-    assert result.reference_image == reference
+    assert result.reference_index == reference
     if box is None:
         assert result.reference_box is None
     else:

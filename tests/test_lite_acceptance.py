@@ -50,7 +50,7 @@ def _predict(examples: list[Example]) -> list[tuple[int | None, Box | None]]:
         if step1.image_index is None:
             out.append((None, None))
             continue
-        ref = step1.reference_image
+        ref = step1.reference_index
         request = GroundRequest(
             image=ex.images[step1.image_index],
             phrase=step1.description or "",

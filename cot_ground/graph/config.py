@@ -6,7 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Mode = Literal["agent", "oracle-image", "paper", "multi-image"]
+CoTMode = Literal["agent", "oracle-image", "paper", "multi-image"]
+"""Which image the CoT graph's step 2 grounds in (``CoTConfig.mode``); not to be confused with
+the scoring mode (official/strict, :mod:`cot_ground.scoring`)."""
 AnswerForm = Literal["polling", "all"]
 FallbackPolicy = Literal["mllm-grounder", "next-image"]
 
@@ -16,7 +18,7 @@ class CoTConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    mode: Mode = Field(
+    mode: CoTMode = Field(
         default="agent",
         description="agent: step 1 picks the image; oracle-image: step 2 gets the ground-truth "
         "image; paper: the Migician paper's per-task image rules (cot_ground/tasks.py); "

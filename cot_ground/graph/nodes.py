@@ -206,7 +206,7 @@ class CoTNodes:
             step2_prompt=step2_prompt,
             step2_image=step2_image,
             step2_rule=rule_name,
-            reference_image=ref_image,
+            reference_index=ref_image,
             reference_box=ref_box,
         ).dump()
         return {
@@ -263,7 +263,7 @@ class CoTNodes:
     ) -> tuple[int | None, Box | None]:
         """Reference image and box for picture-based grounders: the reasoner's, else the table's."""
         rule = get_task(ex.task)
-        image = answer.reference_image
+        image = answer.reference_index
         if image is None or image == step2_image or not 0 <= image < len(ex.images):
             image = reference_image(rule, ex.question, len(ex.images), step2_image)
         box = answer.reference_box or reference_box(rule, ex.question)
@@ -284,7 +284,7 @@ class CoTNodes:
                 GROUND,
             )
         return self._ground_once(
-            state, self.grounder, sel.step2_image, sel.reference_image, GROUND, {}
+            state, self.grounder, sel.step2_image, sel.reference_index, GROUND, {}
         )
 
     def fallback(self, state: CoTState) -> dict[str, Any]:
@@ -298,7 +298,7 @@ class CoTNodes:
         if policy == "mllm-grounder":
             assert self.fallback_grounder is not None  # checked when the graph is built
             image, grounder = sel.step2_image, self.fallback_grounder
-            ref = sel.reference_image
+            ref = sel.reference_index
         else:  # next-image: the lowest-numbered image not tried yet
             tried = state.get("tried_images", [])
             untried = [i for i in range(len(ex.images)) if i not in tried]

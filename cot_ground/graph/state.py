@@ -65,7 +65,7 @@ class Step1Answer(StateValue):
     """``ok`` when the answer gives what its prompt's answer kind asks for."""
     reason: str | None = None
     """Why the answer is unreadable (shown in the trace and the error), when not ``ok``."""
-    reference_image: int | None = None
+    reference_index: int | None = None
     """0-based image whose content step 2 should match, offered by the reasoner (classical)."""
     reference_box: Box | None = None
     """Box on the reference image, offered by the reasoner."""
@@ -80,7 +80,7 @@ class Step1Answer(StateValue):
             description=result.description or "",
             status=ParseStatus.OK if beyond is not None else result.status,
             reason=None if beyond is not None else result.reason,
-            reference_image=result.reference_image,
+            reference_index=result.reference_index,
             reference_box=result.reference_box,
         )
 
@@ -100,7 +100,7 @@ class Selection(StateValue):
     """0-based image step 2 grounds in."""
     step2_rule: str
     """The rule that gave ``step2_image`` (``step1``, ``oracle``, ``paper:…``)."""
-    reference_image: int | None
+    reference_index: int | None
     """0-based reference image for picture-based grounders, or None."""
     reference_box: Box | None
     """Box on the reference image, or None."""

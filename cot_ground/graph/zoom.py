@@ -119,7 +119,7 @@ def build_zoom_graph(
         selection = final.get("selection") or {}
         phrase = selection.get("phrase") or final.get("phrase") or ex.question
         image = pred.get("image_index")
-        ref_image, ref_box = selection.get("reference_image"), selection.get("reference_box")
+        ref_image, ref_box = selection.get("reference_index"), selection.get("reference_box")
         if ref_image is None and image is not None:
             rule = get_task(ex.task)
             ref_image = reference_image(rule, ex.question, len(ex.images), image)

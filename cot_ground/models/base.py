@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 
 from cot_ground.boxes import Box, Frame
 from cot_ground.parsing import AnswerKind, parse_box, parse_step1
@@ -45,8 +45,11 @@ class ReasonerResult(BaseModel):
     description: str | None = None
     status: ParseStatus = ParseStatus.MALFORMED
     settings: dict[str, Any] = Field(default_factory=dict)
-    reference_image: int | None = Field(
-        default=None, description="image whose content step 2 should match (classical grounders)"
+    reference_index: int | None = Field(
+        default=None,
+        validation_alias=AliasChoices("reference_index", "reference_image"),
+        description="0-based image whose content step 2 should match (classical grounders); "
+        "read from 'reference_image' too (step-cache entries written before the rename)",
     )
     reference_box: Box | None = Field(
         default=None, description="box on the reference image, when the question gives one"

@@ -11,6 +11,9 @@ never guessed from the size of the numbers. Every parsed box is returned in the 
   centres (``(bin + 0.5) / 1000``, as transformers' ``Florence2PostProcessor.dequantize``).
 * ``paligemma``: ``<locY1><locX1><locY2><locX2>`` (four digits), **y first**, ÷ 1024 (the
   ``detect`` output; big_vision reads ``loc / 1024``).
+
+The Qwen-VL families write boxes in the syntaxes :func:`cot_ground.parsing.parse_box` reads, in
+the frame :data:`QWEN_FAMILY_FRAMES` names per family.
 """
 
 from __future__ import annotations
@@ -19,10 +22,18 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from cot_ground.boxes import Box
+from cot_ground.boxes import Box, Frame
 from cot_ground.records import ParseStatus
 
 _INT = r"\d+"
+
+QWEN_FAMILY_FRAMES: dict[str, Frame] = {
+    "qwen2_vl": Frame.QWEN1000,
+    "qwen2_5_vl": Frame.PIXELS,
+    "qwen3_vl": Frame.QWEN3_1000,
+}
+"""The frame each Qwen-VL family (``model_type``) states boxes in: Qwen2-VL integers in
+[0, 1000), Qwen2.5-VL absolute pixels of the resized input, Qwen3-VL integers in [0, 1000]."""
 
 
 @dataclass(frozen=True)

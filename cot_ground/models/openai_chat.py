@@ -43,8 +43,9 @@ from typing import Any
 from cot_ground.boxes import Frame
 from cot_ground.images import ImageLoadError, open_rgb
 from cot_ground.models.base import ChatRequest, EndToEndResult, ReasonerResult, results_or_raise
+from cot_ground.models.box_syntax import QWEN_FAMILY_FRAMES
 from cot_ground.models.options import resolve_options
-from cot_ground.models.resize import Size, family_factor, model_input_size, resize_to
+from cot_ground.models.resize import SizeWH, family_factor, model_input_size, resize_to
 from cot_ground.models.settings import ModelSettings
 from cot_ground.parsing import parse
 from cot_ground.redaction import redact, register_secret_env
@@ -114,21 +115,19 @@ class OpenAIChatClient:
                 resize="client",
             )
 
-    def input_sizes(self, paths: list[str]) -> list[Size]:
+    def input_sizes_wh(self, paths: list[str]) -> list[SizeWH]:
         """The (width, height) each image is sent at (client-side resize), in order; raises
         ``ValueError`` when no ``family`` is set (the server's size is unknown then)."""
         if self.pixel_range is None:
             raise ValueError(f"adapter {self.name!r}: input sizes are known only with a family")
-        return [
-            model_input_size(open_rgb(p).size, self.factor, *self.pixel_range) for p in paths
-        ]
+        return [model_input_size(open_rgb(p).size, self.factor, *self.pixel_range) for p in paths]
 
     def image_url(self, path: str) -> str:
         """The ``data:`` URL sent for one image: resized to the model's input size (PNG) when
         a family is set, else the file's own bytes."""
         if self.pixel_range is None:
             return image_data_url(path)
-        (size,) = self.input_sizes([path])
+        (size,) = self.input_sizes_wh([path])
         buffer = io.BytesIO()
         resize_to(open_rgb(path), size).save(buffer, format="PNG")
         return f"data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
@@ -302,12 +301,10 @@ class OpenAIEndToEnd:
     """End-to-end grounding through an endpoint (answer read by :func:`parse`)."""
 
     def __init__(self, settings: ModelSettings):
-        from cot_ground.models.qwen_vl import FAMILY_FRAMES
-
         self.client = OpenAIChatClient("openai-e2e", settings, {"frame": None})
         self.name = self.client.name
         family = self.client.family
-        default = FAMILY_FRAMES[family] if family else Frame.QWEN1000
+        default = QWEN_FAMILY_FRAMES[family] if family else Frame.QWEN1000
         self.frame = Frame(self.client.options["frame"] or default)
         if self.frame is Frame.PIXELS and family is None:
             raise ValueError(
@@ -323,11 +320,11 @@ class OpenAIEndToEnd:
             lambda i, text: self.result_from_text(text, self._input_sizes_wh(requests[i])),
         )
 
-    def _input_sizes_wh(self, request: ChatRequest) -> list[Size]:
+    def _input_sizes_wh(self, request: ChatRequest) -> list[SizeWH]:
         """The (w, h) each image was sent at; needed (and computed) only for the pixels frame."""
-        return self.client.input_sizes(request.images) if self.frame is Frame.PIXELS else []
+        return self.client.input_sizes_wh(request.images) if self.frame is Frame.PIXELS else []
 
-    def result_from_text(self, text: str, input_sizes_wh: Sequence[Size] = ()) -> EndToEndResult:
+    def result_from_text(self, text: str, input_sizes_wh: Sequence[SizeWH] = ()) -> EndToEndResult:
         """The result for an answer ``text``, read by :func:`cot_ground.parsing.parse` in the
         adapter's frame; ``input_sizes_wh``: the (w, h) each image was sent at (pixels frame).
         A pixel answer that names no image while the sizes differ places no box

@@ -47,6 +47,7 @@ from cot_ground.models.base import (
     ReasonerResult,
 )
 from cot_ground.models.batch_plan import plan_batches
+from cot_ground.models.box_syntax import QWEN_FAMILY_FRAMES
 from cot_ground.models.hf_loading import (
     adapter_settings,
     check_model_folder,
@@ -58,19 +59,13 @@ from cot_ground.models.hf_loading import (
     read_model_type,
 )
 from cot_ground.models.options import PROCESSOR_OPTIONS, resolve_options
-from cot_ground.models.resize import Size, model_input_size, visual_tokens
+from cot_ground.models.resize import SizeWH, model_input_size, visual_tokens
 from cot_ground.models.settings import ModelSettings
 from cot_ground.models.threaded_images import open_images_threaded, threaded
 from cot_ground.parsing import UNIT_FLOATS, parse, parse_box
 from cot_ground.paths import prompts_dir
 from cot_ground.records import Candidate, text_hash
 from cot_ground.scoring import apply_calibration
-
-FAMILY_FRAMES: dict[str, Frame] = {
-    "qwen2_vl": Frame.QWEN1000,
-    "qwen2_5_vl": Frame.PIXELS,
-    "qwen3_vl": Frame.QWEN3_1000,
-}
 
 # Forward passes per call (see ``generate``) and the optional static-KV-cache decoding path.
 BATCH_OPTIONS: dict[str, Any] = {
@@ -86,7 +81,7 @@ class Generation:
     """Decoded answer of one request and the resized (width, height) of each input image."""
 
     text: str
-    input_sizes: list[Size]
+    input_sizes_wh: list[SizeWH]
 
 
 class QwenVLRunner:
@@ -97,7 +92,7 @@ class QwenVLRunner:
         name: str,
         settings: ModelSettings,
         default_options: dict[str, Any],
-        families: Sequence[str] = tuple(FAMILY_FRAMES),
+        families: Sequence[str] = tuple(QWEN_FAMILY_FRAMES),
     ):
         from transformers import AutoModelForImageTextToText
 
@@ -114,7 +109,7 @@ class QwenVLRunner:
                 f"{path}: adapter {name!r} needs model_type {' or '.join(families)}, "
                 f"the checkpoint's config.json says {self.family!r}"
             )
-        self.frame = FAMILY_FRAMES[self.family]
+        self.frame = QWEN_FAMILY_FRAMES[self.family]
 
         self.processor = load_processor(path, fast_image_processor=fast, left_padding=True)
         self.shared_processor = self.processor  # keeps the shared one alive for other runners
@@ -186,14 +181,14 @@ class QwenVLRunner:
             **self.pixel_kwargs,
         )
 
-    def input_sizes(self, paths: Sequence[str]) -> list[Size]:
+    def input_sizes_wh(self, paths: Sequence[str]) -> list[SizeWH]:
         """Resized (width, height) the model sees for each image (processor only, no model)."""
-        return self._sizes(self.encode([(paths, "")]), [len(paths)])[0]
+        return self._sizes_wh(self.encode([(paths, "")]), [len(paths)])[0]
 
-    def _sizes(self, inputs: Any, counts: Sequence[int]) -> list[list[Size]]:
+    def _sizes_wh(self, inputs: Any, counts: Sequence[int]) -> list[list[SizeWH]]:
         grids = inputs.get("image_grid_thw")
         rows = [] if grids is None else grids.tolist()
-        sizes: list[list[Size]] = []
+        sizes: list[list[SizeWH]] = []
         start = 0
         for n in counts:
             sizes.append(
@@ -235,7 +230,7 @@ class QwenVLRunner:
         import torch
 
         inputs = self.encode(requests).to(input_device(self.model))
-        sizes = self._sizes(inputs, [len(paths) for paths, _ in requests])
+        sizes = self._sizes_wh(inputs, [len(paths) for paths, _ in requests])
         with torch.inference_mode():
             tokens = self.model.generate(**inputs, **self.generate_kwargs)
         new = tokens[:, inputs["input_ids"].shape[1] :].tolist()
@@ -315,11 +310,11 @@ class QwenVLGrounder:
     def ground(self, requests: list[GroundRequest]) -> list[GroundResult]:
         """One :class:`GroundResult` per request."""
         gens = self.runner.generate([([r.image], self.prompt(r)) for r in requests])
-        return [self.result_from_text(g.text, g.input_sizes[0]) for g in gens]
+        return [self.result_from_text(g.text, g.input_sizes_wh[0]) for g in gens]
 
-    def result_from_text(self, text: str, input_size: Size) -> GroundResult:
-        """Candidates read from ``text``; ``input_size`` is the resized (w, h) the model saw."""
-        parsed = parse_box(text, self.runner.frame, input_size, unit_floats=self.unit_floats)
+    def result_from_text(self, text: str, input_size_wh: SizeWH) -> GroundResult:
+        """Candidates read from ``text``; ``input_size_wh`` is the resized (w, h) the model saw."""
+        parsed = parse_box(text, self.runner.frame, input_size_wh, unit_floats=self.unit_floats)
         boxes = [_in_frame(b, self.runner.frame) for b in parsed.boxes]
         return GroundResult(
             candidates=[Candidate(box=b) for b in boxes],
@@ -346,14 +341,14 @@ class QwenVLEndToEnd:
         """One :class:`EndToEndResult` per request."""
         gens = self.runner.generate([(r.images, r.prompt) for r in requests])
         return [
-            self.result_from_text(g.text, g.input_sizes, r.prompt)
+            self.result_from_text(g.text, g.input_sizes_wh, r.prompt)
             for g, r in zip(gens, requests, strict=True)
         ]
 
     def result_from_text(
-        self, text: str, input_sizes: Sequence[Size], question: str | None = None
+        self, text: str, input_sizes_wh: Sequence[SizeWH], question: str | None = None
     ) -> EndToEndResult:
-        """Image index and first box of ``text``; ``input_sizes``: resized (w, h) per image;
+        """Image index and first box of ``text``; ``input_sizes_wh``: resized (w, h) per image;
         ``question``: the prompt answered (tells echoed reference images from a choice).
 
         Read by :func:`cot_ground.parsing.parse`: in the pixel frame the box is converted with
@@ -361,7 +356,7 @@ class QwenVLEndToEnd:
         size, the box cannot be placed and the status is ``malformed`` (no box is made up).
         """
         frame = self.runner.frame
-        parsed = parse(text, frame, input_sizes, unit_floats=self.unit_floats, question=question)
+        parsed = parse(text, frame, input_sizes_wh, unit_floats=self.unit_floats, question=question)
         box = _in_frame(parsed.box, frame) if parsed.box is not None else None
         if box is not None and self.calibration is not None:
             box = apply_calibration(box, self.calibration)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-Size = tuple[int, int]
+SizeWH = tuple[int, int]
 
 FAMILY_FACTORS: dict[str, int] = {"qwen2_vl": 28, "qwen2_5_vl": 28, "qwen3_vl": 32}
 
@@ -43,8 +43,8 @@ def family_factor(family: str) -> int:
         raise ValueError(f"unknown Qwen-VL family {family!r} (known: {known})") from None
 
 
-def model_input_size(size: Size, factor: int, min_pixels: int, max_pixels: int) -> Size:
-    """The resized ``(width, height)`` a Qwen-VL processor makes of an image of ``size``.
+def model_input_size(size_wh: SizeWH, factor: int, min_pixels: int, max_pixels: int) -> SizeWH:
+    """The resized ``(width, height)`` a Qwen-VL processor makes of an image of ``size_wh``.
 
     Raises ``ValueError`` for a non-positive pixel range, or (from ``smart_resize``) for an
     image whose aspect ratio exceeds 200 or whose side is below ``factor``.
@@ -53,20 +53,20 @@ def model_input_size(size: Size, factor: int, min_pixels: int, max_pixels: int) 
 
     if not 0 < min_pixels <= max_pixels:
         raise ValueError(f"need 0 < min_pixels <= max_pixels, got {min_pixels}, {max_pixels}")
-    width, height = size
+    width, height = size_wh
     h, w = smart_resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
     return int(w), int(h)
 
 
-def visual_tokens(input_size: Size, factor: int) -> int:
+def visual_tokens(input_size_wh: SizeWH, factor: int) -> int:
     """Language-model tokens one resized image (``model_input_size``) takes."""
-    width, height = input_size
+    width, height = input_size_wh
     return (width // factor) * (height // factor)
 
 
-def resize_to(image: Image.Image, input_size: Size) -> Image.Image:
-    """``image`` resized to ``input_size`` (bicubic, as the Qwen-VL processors resize); the
+def resize_to(image: Image.Image, input_size_wh: SizeWH) -> Image.Image:
+    """``image`` resized to ``input_size_wh`` (bicubic, as the Qwen-VL processors resize); the
     image itself when it already has that size."""
-    if image.size == tuple(input_size):
+    if image.size == tuple(input_size_wh):
         return image
-    return image.resize(tuple(input_size), Image.Resampling.BICUBIC)
+    return image.resize(tuple(input_size_wh), Image.Resampling.BICUBIC)

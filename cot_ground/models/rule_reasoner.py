@@ -4,7 +4,7 @@ It takes the question and the task from the request (``ChatRequest.question`` / 
 the CoT graph sends; else the question from the prompt's ``Task:`` line and the task recognised
 from its wording, :func:`cot_ground.tasks.task_of`) and answers which image holds the target
 with the loader's documented rule (:func:`cot_ground.bench.targets.target_image`), plus the
-picture step 2 should match (``reference_image``) and, when the question states one, the box on
+picture step 2 should match (``reference_index``) and, when the question states one, the box on
 it (``reference_box``). The answer is returned as a structured result for the request's
 ``answer_kind``; ``raw_text`` shows it as JSON (with the rule used) for the trace, and nothing
 reads it back.
@@ -116,7 +116,7 @@ class RuleReasoner:
             status=ParseStatus.OK if readable else status,
             reason=None if readable else reason,
             settings=self.settings,
-            reference_image=ref_image,
+            reference_index=ref_image,
             reference_box=ref_box,
         )
 
