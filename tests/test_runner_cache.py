@@ -81,3 +81,16 @@ def test_sampling_is_passed_through_uncached(tmp_path: Path) -> None:
     for _ in range(2):
         wrapped.reason([ChatRequest(images=images, prompt="q")])
     assert inner.seen == ["q", "q"] and cache.entries() == 0
+
+
+def test_key_v2_holds_how_the_answer_is_read(tmp_path: Path) -> None:
+    images, hasher, adapter = _images(tmp_path / "a"), FileHasher(), CountingReasoner()
+    base = ChatRequest(images=images, prompt="which?")
+    keys = {
+        cache_key(adapter, base.model_copy(update=change), hasher)
+        for change in ({}, {"answer_kind": "image"}, {"question": "q"}, {"task": "diff"})
+    }
+    assert len(keys) == 4
+    # an entry stored before reference_image was renamed still loads
+    old = ReasonerResult.model_validate({"raw_text": "x", "reference_image": 1})
+    assert old.reference_index == 1
