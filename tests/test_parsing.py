@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -235,8 +234,7 @@ def test_parser_never_raises_on_arbitrary_text(text: str) -> None:
         result = parse_box(text, frame, size)
         assert isinstance(result.status, ParseStatus)
         assert (result.box is None) == (
-            result.status
-            in (ParseStatus.NO_BOX, ParseStatus.MALFORMED, ParseStatus.FRAME_MISMATCH)
+            result.status in (ParseStatus.NO_BOX, ParseStatus.MALFORMED, ParseStatus.FRAME_MISMATCH)
         )
         for box in result.boxes:
             assert Box.from_frame(box.to_frame(frame, size), frame, size).to_list() == (
@@ -357,21 +355,25 @@ def test_parse_in_a_shared_size_and_in_integer_frames() -> None:
         parse("[1, 2, 3, 4]", Frame.PIXELS, [(10, 10)], unit_floats="guess")
 
 
+NO_BOX, MALFORMED, OK = ParseStatus.NO_BOX, ParseStatus.MALFORMED, ParseStatus.OK
+
+
 @pytest.mark.parametrize(
-    "text",
+    ("text", "box_status", "selection"),
     [
-        "top left (1,1) " * 500 + "\n" + "bottom right (1, " * 500,
-        "[" * 5000,
-        "(1," * 3000,
-        "<think>" * 2000,
-        "{" * 3000 + "}" * 3000,
-        "1th image " * 2000,
-        "[1, " + "1, " * 5000,
-        "<box>1 " * 3000,
+        ("top left (1,1) " * 500 + "\n" + "bottom right (1, " * 500, MALFORMED, (NO_BOX, None)),
+        ("[" * 5000, NO_BOX, (NO_BOX, None)),
+        ("(1," * 3000, NO_BOX, (NO_BOX, None)),
+        ("<think>" * 2000, NO_BOX, (NO_BOX, None)),
+        ("{" * 3000 + "}" * 3000, NO_BOX, (NO_BOX, None)),
+        ("1th image " * 2000, NO_BOX, (OK, 0)),
+        ("[1, " + "1, " * 5000, NO_BOX, (NO_BOX, None)),
+        ("<box>1 " * 3000, MALFORMED, (NO_BOX, None)),
     ],
 )
-def test_long_adversarial_text_parses_quickly(text: str) -> None:
-    start = time.process_time()
-    parse_box(text, Frame.QWEN1000)
-    parse_selection(text, n_images=4)
-    assert time.process_time() - start < 0.5
+def test_long_adversarial_text_gets_a_status(text, box_status, selection) -> None:
+    # how long these take is measured by benchmarks/adversarial_parsing.py, not asserted here
+    parsed = parse_box(text, Frame.QWEN1000)
+    assert parsed.status is box_status and parsed.box is None
+    chosen = parse_selection(text, n_images=4)
+    assert (chosen.status, chosen.image_index) == selection
