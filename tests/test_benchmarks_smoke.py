@@ -35,7 +35,8 @@ def test_overhead_workload_writes_json(tmp_path: Path, capsys) -> None:
         ("e2e", "runner", 2),
     ]
     for r in rows:
-        assert r["examples"] == 6 and r["ex_per_s"] > 0 and r["ms_per_example"] > 0
+        assert r["examples"] == 6  # rates are measured, not asserted (they depend on the machine)
+        assert all(isinstance(r[k], float) for k in ("ex_per_s", "ms_per_example"))
         assert r["images"]["decodes"] == r["images"]["distinct_files"]  # one decode per file
         if r["mode"] == "runner":
             assert r["identical_to_sequential"] == "6/6" and r["batches"]
@@ -55,9 +56,9 @@ def test_live_report_keeps_valid_json_after_every_measurement(tmp_path: Path, ca
     saved = json.loads(path.read_text())  # what a run killed now would leave
     assert saved["rows"][0]["a"] == 1 and "at_s" in saved["rows"][0]
     assert "first" in capsys.readouterr().out
-    budget = Budget(report, seconds=report.elapsed() + 5)
+    budget = Budget(report, seconds=report.elapsed() + 3600)  # no wall-clock race in the test
     assert budget.allows("small", 1.0)
-    assert not budget.allows("large", 60.0)
+    assert not budget.allows("large", 7200.0)
     assert not Budget(report, seconds=0).allows("anything", None)
     saved = json.loads(path.read_text())
     assert [s["what"] for s in saved["skipped"]] == ["large", "anything"]
