@@ -383,3 +383,16 @@ def test_new_variant_from_files_only_and_missing_task_file(tmp_path):
     pred = run(reasoner, ScriptedGrounder({}), make_example("region", 3), **config)
     assert pred.error.category is ErrorCategory.CONFIG
     assert str(variant / "region.yaml") in pred.error.message
+
+
+def test_a_run_context_replaces_the_build_config_and_is_checked():
+    ex = make_example(n_images=3, target=1)
+    reasoner = ScriptedReasoner(['{"image": 2, "description": "the white truck"}'])
+    grounder = ScriptedGrounder({ex.images[1]: [BOX]})
+    graph = build_cot_graph(reasoner, grounder)  # built with the default config (agent)
+    pred = run_example(graph, ex, context=CoTConfig(mode="oracle-image", max_retries=0))
+    assert pred.pipeline == "cot-oracle-image-structured" and pred.image_index == 1
+    assert pred.settings["mode"] == "oracle-image" and pred.box == BOX.box
+    assert run_example(graph, ex).pipeline == "cot-agent-structured"  # no context: as built
+    with pytest.raises(ValueError, match="mllm-grounder"):
+        run_example(graph, ex, context={"fallbacks": ["mllm-grounder"]})

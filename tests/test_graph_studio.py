@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from scripted_models import make_example
 
-from cot_ground.graph import run_example
+from cot_ground.graph import CoTConfig, run_example
 from cot_ground.models import registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,19 +47,24 @@ def test_langgraph_json_graphs_build_and_run(monkeypatch, scripted_registry):
         "COT_GROUND_GROUNDER_SETTINGS",
         json.dumps({"options": {"box": [0.1, 0.1, 0.4, 0.4], "images": ex.images}}),
     )
-    monkeypatch.setenv("COT_GROUND_COT_CONFIG", '{"mode": "paper", "prompt_variant": "paper"}')
     monkeypatch.setenv("COT_GROUND_E2E", "scripted-e2e")
     monkeypatch.setenv("COT_GROUND_E2E_SETTINGS", json.dumps({"options": {"box": [0, 0, 1, 1]}}))
 
-    cot = run_example(_factory(graphs["cot"])(), ex)
+    paper = CoTConfig(mode="paper", prompt_variant="paper")  # the run's settings (context)
+    cot = run_example(_factory(graphs["cot"])(), ex, context=paper)
     assert cot.pipeline == "cot-paper-paper" and cot.box is not None
     e2e = run_example(_factory(graphs["e2e"])(), ex)
     assert e2e.pipeline == "e2e-migician" and e2e.box is not None
 
 
-def test_bad_config_variable_names_itself(monkeypatch, scripted_registry):
+def test_bad_run_config_names_itself(monkeypatch, scripted_registry):
     monkeypatch.setenv("COT_GROUND_REASONER", "scripted-reasoner")
-    monkeypatch.setenv("COT_GROUND_COT_CONFIG", '{"mode": "telepathy"}')
+    monkeypatch.setenv("COT_GROUND_REASONER_SETTINGS", '{"dtype": 3}')
     graphs = json.loads((REPO / "langgraph.json").read_text())["graphs"]
-    with pytest.raises(ValueError, match="COT_GROUND_COT_CONFIG"):
+    with pytest.raises(ValueError, match="COT_GROUND_REASONER_SETTINGS"):
         _factory(graphs["cot"])()
+    answers = json.dumps({"options": {"answers": ["a car"]}})
+    monkeypatch.setenv("COT_GROUND_REASONER_SETTINGS", answers)
+    graph = _factory(graphs["cot"])()
+    with pytest.raises(ValueError, match="mode"):
+        run_example(graph, make_example("diff", 2), context={"mode": "telepathy"})

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
+
+from langgraph.runtime import Runtime
 
 from cot_ground.images import ImageLoadError
 from cot_ground.records import ErrorCategory, ErrorInfo, TraceStep
@@ -69,6 +72,25 @@ def model_step(
     raw = result.raw_text if result is not None else None
     settings = dict(adapter.settings)
     return step(node, raw_output=raw, settings=settings, wall_s=wall_s, error=error, **fields)
+
+
+def context_node(
+    nodes: Any, method: Callable[[Any, Any], dict[str, Any]], check: Callable[[Any], None]
+) -> Callable[..., dict[str, Any]]:
+    """The graph node running ``method(nodes, state)``, where ``nodes`` is a frozen dataclass
+    holding the build ``config``. A run that sends its own config as LangGraph's ``context``
+    gets ``nodes`` with that config, checked first by ``check`` (which raises for a config the
+    adapters cannot serve)."""
+
+    def node(state: Any, runtime: Runtime[Any]) -> dict[str, Any]:
+        context = runtime.context if runtime is not None else None
+        if context is None or context == nodes.config:
+            return method(nodes, state)
+        for_run = replace(nodes, config=context)
+        check(for_run)
+        return method(for_run, state)
+
+    return node
 
 
 def error_entry(category: ErrorCategory, message: str, node: str) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """``build_e2e_graph``: one model answers the multi-image question; same record and trace shape.
 
 predict → finalize. The prompt comes from ``prompts/e2e/<variant>/`` like the CoT prompts. The
-compiled graph carries its own ``recursion_limit`` (:data:`E2E_RECURSION_LIMIT`).
+compiled graph carries its own ``recursion_limit`` (:data:`E2E_RECURSION_LIMIT`). A run may send
+its own :class:`E2EConfig` as LangGraph's ``context`` (the graph's ``context_schema``); the
+config given to :func:`build_e2e_graph` is the default.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
-from cot_ground.graph.calls import call_one, figure_settings, model_step, step
+from cot_ground.graph.calls import call_one, context_node, figure_settings, model_step, step
 from cot_ground.graph.config import E2EConfig
 from cot_ground.graph.record import FINALIZE, prediction_record
 from cot_ground.graph.state import E2EState, example_of
@@ -114,6 +116,10 @@ class E2ENodes:
         )
 
 
+def _check_variant(nodes: E2ENodes) -> None:
+    variant_dir("e2e", nodes.config.prompt_variant, nodes.config.prompts_dir)
+
+
 def build_e2e_graph(
     model: EndToEndGrounder, *, config: E2EConfig | None = None, checkpointer: Any = None
 ) -> Any:
@@ -124,9 +130,9 @@ def build_e2e_graph(
         raise TypeError(f"model {name!r} does not implement EndToEndGrounder (needs predict(list))")
     variant_dir("e2e", config.prompt_variant, config.prompts_dir)
     nodes = E2ENodes(model, config)
-    graph = StateGraph(E2EState)
-    graph.add_node(PREDICT, nodes.predict)
-    graph.add_node(FINALIZE, nodes.finalize)
+    graph = StateGraph(E2EState, context_schema=E2EConfig)
+    graph.add_node(PREDICT, context_node(nodes, E2ENodes.predict, _check_variant))
+    graph.add_node(FINALIZE, context_node(nodes, E2ENodes.finalize, _check_variant))
     graph.add_edge(START, PREDICT)
     graph.add_edge(PREDICT, FINALIZE)
     graph.add_edge(FINALIZE, END)

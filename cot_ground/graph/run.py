@@ -42,13 +42,17 @@ def thread_config(example: Example, thread_id: str | None = None) -> dict[str, A
     return {"configurable": {"thread_id": thread_id or example.id}}
 
 
-def run_example(graph: Any, example: Example, *, thread_id: str | None = None) -> Prediction:
+def run_example(
+    graph: Any, example: Example, *, thread_id: str | None = None, context: Any = None
+) -> Prediction:
     """Run ``example`` to the end and return its :class:`Prediction`.
 
     With a checkpointer compiled in, the run is stored under ``thread_id`` (default: the
     example id) so it can be replayed with ``graph.get_state_history(thread_config(example))``;
     a second run on the same thread replaces the first (its history stays readable).
+    ``context``: the run's settings (the graph's config class, e.g. ``CoTConfig``, or its dict),
+    in place of those the graph was built with.
     """
     config = thread_config(example, thread_id) if graph.checkpointer else None
-    final = graph.invoke(initial_state(example), config=config)
+    final = graph.invoke(initial_state(example), config=config, context=context)
     return Prediction.model_validate(final["prediction"])
