@@ -23,7 +23,7 @@ from cot_ground.runner.config import parse_config
 from cot_ground.runner.fingerprint import prompt_files
 from cot_ground.runner.pipelines import SetupError
 from cot_ground.runner.resume import config_dump
-from cot_ground.runner.retry import failure_lines
+from cot_ground.runner.retry import failure_lines, retry_command
 from cot_ground.runner.run import run_experiment
 from cot_ground.runner.shard import merge_runs
 from cot_ground.runner.store import JsonlAppender, RunFolder, read_jsonl
@@ -245,3 +245,71 @@ def test_retry_categories_are_checked_on_the_command_line(tmp_path: Path) -> Non
     assert res.exit_code == 0, res.output
     session = RunFolder(tmp_path / "run").read_manifest()["sessions"][-1]
     assert session["retry_failed"] == ["format_failure", "no_box"]
+
+
+def test_retry_command_reproduces_the_recorded_selection(tmp_path: Path) -> None:
+    bench = rf.make_benchmark(tmp_path / "bench", n=8, corrupt=3)
+    config = tmp_path / "exp.yaml"
+    config.write_text(yaml.safe_dump(rf.experiment(bench, tmp_path / "run", tmp_path / "cache")))
+    cli = CliRunner()
+    first = cli.invoke(app, ["run", str(config), "--sample", "5", "--seed", "3"])
+    assert first.exit_code == 0, first.output
+    manifest = RunFolder(tmp_path / "run").read_manifest()
+    picked = {e["id"] for e in RunFolder(tmp_path / "run").read_examples()}
+    assert len(picked) == 5
+    command = retry_command(manifest, tmp_path / "run", ["image_error"])
+    assert "--sample 5 --seed 3 --retry-failed" in command
+
+    rf.reset()
+    again = cli.invoke(app, command.split()[1:])
+    assert again.exit_code == 0, again.output
+    after = RunFolder(tmp_path / "run")
+    assert {e["id"] for e in after.read_examples()} == picked  # the same 5 examples, no more
+    assert after.read_manifest()["benchmark"]["sample"] == 5
+    assert len(read_jsonl(tmp_path / "run/predictions/cot.jsonl")) == 5
+
+
+def test_retry_command_keeps_per_task_shard_and_unit_floats(tmp_path: Path) -> None:
+    bench = rf.make_benchmark(tmp_path / "bench", n=4)
+    experiment = rf.experiment(bench, tmp_path / "run", tmp_path / "cache")
+    experiment["models"]["box"] = {"adapter": "qwen-vl-grounder", "path": "unused"}
+    config = tmp_path / "exp.yaml"
+    config.write_text(yaml.safe_dump(experiment))
+    cfg = parse_config(experiment).with_unit_floats("fraction")
+    manifest = {
+        "config_file": str(config),
+        "config": cfg.model_dump(mode="json"),
+        "benchmark": {"tasks": ["common_object"], "per_task": 2, "sample": None, "seed": 0},
+        "shard": {"k": 2, "n": 3},
+    }
+    command = retry_command(manifest, tmp_path / "run", ["image_error"])
+    assert command.endswith(
+        "--tasks common_object --per-task 2 --shard 2/3 --unit-floats fraction --retry-failed"
+    )
+    # the config file itself says fraction: no override to repeat
+    config.write_text(yaml.safe_dump({**experiment, "unit_floats": "fraction"}))
+    assert "--unit-floats" not in retry_command(manifest, tmp_path / "run", ["image_error"])
+
+
+def test_resume_with_another_selection_is_refused_unless_allowed(tmp_path: Path) -> None:
+    bench = rf.make_benchmark(tmp_path / "bench", n=8)
+    base = rf.experiment(bench, tmp_path, tmp_path)["benchmark"]
+
+    def sampled(seed: int) -> dict:
+        return {"benchmark": {**base, "sample": 3, "seed": seed}}
+
+    _run(bench, tmp_path, config=sampled(1))
+    with pytest.raises(SetupError, match=r"another selection of examples \(sample 3 -> None") as e:
+        _run(bench, tmp_path)
+    assert "--sample 3 --seed 1" in str(e.value)
+    with pytest.raises(SetupError, match=r"seed 1 -> 2"):
+        _run(bench, tmp_path, config=sampled(2))
+    with pytest.raises(SetupError, match=r"tasks None -> \['common_object'\]"):
+        _run(bench, tmp_path, tasks=["common_object"], config=sampled(1))
+    _run(bench, tmp_path, config=sampled(1))  # the same selection resumes
+    manifest = RunFolder(tmp_path / "run").read_manifest()
+    assert manifest["benchmark"]["sample"] == 3 and len(manifest["sessions"]) == 2
+
+    _run(bench, tmp_path, allow_changed=True)
+    manifest = RunFolder(tmp_path / "run").read_manifest()
+    assert manifest["sessions"][-1]["selection_changed"] == ["sample 3 -> None", "seed 1 -> None"]

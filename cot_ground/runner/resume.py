@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cot_ground.records import Example
-from cot_ground.runner.config import ExperimentConfig, graph_config
+from cot_ground.runner.config import BenchmarkConfig, ExperimentConfig, graph_config
 from cot_ground.runner.fingerprint import (
     fingerprint_changes,
     pipeline_fingerprint,
@@ -64,6 +64,28 @@ def run_fingerprints(dump: dict[str, Any], examples: list[Example]) -> dict[str,
     return {name: pipeline_fingerprint(dump, name, tasks) for name in dump["pipelines"]}
 
 
+SELECTION_KEYS = ("tasks", "limit", "per_task", "sample", "seed")
+"""Keys of ``run.json`` ``benchmark`` that choose a run's examples."""
+
+
+def selection_of(benchmark: BenchmarkConfig | dict[str, Any]) -> dict[str, Any]:
+    """The example selection of a benchmark config (or a ``run.json`` ``benchmark`` entry), as
+    compared between sessions: tasks sorted, ``seed`` only with ``sample``."""
+    data = benchmark if isinstance(benchmark, dict) else benchmark.model_dump()
+    found = {k: data.get(k) for k in SELECTION_KEYS if k in data}
+    if "tasks" in found:
+        found["tasks"] = sorted(found["tasks"]) if found["tasks"] else None
+    if "seed" in found and not found.get("sample"):
+        found["seed"] = None
+    return found
+
+
+def selection_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``"KEY OLD -> NEW"`` for every selection key whose value differs (keys missing from
+    ``old``, a folder written before they existed, are not compared)."""
+    return [f"{k} {old[k]} -> {new.get(k)}" for k in old if old[k] != new.get(k)]
+
+
 def resume_problems(
     old: dict[str, Any],
     benchmark_sha: str,
@@ -71,10 +93,25 @@ def resume_problems(
     fingerprints: dict[str, dict[str, Any]],
     folder: Path,
     allow_changed: bool,
+    selection: dict[str, Any] | None = None,
 ) -> tuple[list[str], dict[str, list[str]]]:
     """(problems, allowed changes per pipeline) of resuming the run in ``folder`` (``old`` is its
-    manifest) with this benchmark, shard and fingerprints."""
+    manifest) with this benchmark, shard, fingerprints and example ``selection``
+    (:func:`selection_of`; a changed selection is a problem unless ``allow_changed``)."""
     problems: list[str] = []
+    if selection is not None and not allow_changed:
+        recorded = selection_of(old.get("benchmark") or {})
+        moved = selection_changes(recorded, selection)
+        if moved:
+            from cot_ground.runner.retry import selection_options
+
+            given = " ".join(selection_options(old.get("benchmark") or {})) or "no option"
+            problems.append(
+                f"run folder {folder} was run on another selection of examples"
+                f" ({'; '.join(moved)}); resuming would change which examples it holds."
+                f" Give the run's selection ({given}), choose another --out, or pass"
+                " --allow-changed (the change is then recorded in run.json)"
+            )
     old_sha = (old.get("benchmark") or {}).get("sha256")
     if old_sha != benchmark_sha:
         problems.append(
@@ -120,9 +157,15 @@ def folder_problems(
         return []
     shard_dict = {"k": shard[0], "n": shard[1]} if shard else None
     fingerprints = run_fingerprints(config_dump(resolved), examples)
-    return resume_problems(old, bench.sha256, shard_dict, fingerprints, folder.path, allow_changed)[
-        0
-    ]
+    return resume_problems(
+        old,
+        bench.sha256,
+        shard_dict,
+        fingerprints,
+        folder.path,
+        allow_changed,
+        selection_of(resolved.benchmark),
+    )[0]
 
 
 def merged_config(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

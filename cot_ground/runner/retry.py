@@ -39,19 +39,62 @@ def failure_counts(folder: RunFolder) -> dict[str, Counter[str]]:
     return counts
 
 
-def retry_command(manifest: dict[str, Any], run_dir: Path, categories: list[str]) -> str:
-    """The ``cot-ground run`` command that re-runs ``categories`` in ``run_dir``: the same config
-    file, selection (``--tasks``, ``--limit``, ``--shard``) and folder as the run."""
-    config = manifest.get("config_file") or "CONFIG"
-    words = ["cot-ground", "run", str(config), "--out", str(run_dir)]
-    bench = manifest.get("benchmark") or {}
+def selection_options(bench: dict[str, Any]) -> list[str]:
+    """``cot-ground run`` options that select the examples a ``run.json`` ``benchmark`` entry
+    records: ``--tasks``, ``--limit``, ``--per-task``, ``--sample`` with its ``--seed``."""
+    words: list[str] = []
     if bench.get("tasks"):
         words += ["--tasks", ",".join(bench["tasks"])]
-    if bench.get("limit"):
-        words += ["--limit", str(bench["limit"])]
+    for key, option in (("limit", "--limit"), ("per_task", "--per-task")):
+        if bench.get(key):
+            words += [option, str(bench[key])]
+    if bench.get("sample"):
+        words += ["--sample", str(bench["sample"]), "--seed", str(bench.get("seed") or 0)]
+    return words
+
+
+def unit_floats_override(manifest: dict[str, Any]) -> str | None:
+    """The ``--unit-floats`` value a run was given on the command line, read from its config
+    dump: every box-reading model holds the experiment's ``unit_floats`` (what the option sets)
+    and the config file, read again, does not already give them that value. None otherwise."""
+    from cot_ground.runner.config import UNIT_FLOATS_ADAPTERS, ConfigError, load_config
+
+    dump = manifest.get("config") or {}
+    value = dump.get("unit_floats")
+    models = [
+        m for m in (dump.get("models") or {}).values() if m.get("adapter") in UNIT_FLOATS_ADAPTERS
+    ]
+    if (
+        value is None
+        or not models
+        or any((m.get("options") or {}).get("unit_floats") != value for m in models)
+    ):
+        return None
+    try:
+        cfg = load_config(manifest.get("config_file") or "", defer_unset_env=True)
+    except (ConfigError, OSError, ValueError):
+        return value
+    same = cfg.unit_floats == value and all(
+        m.options.get("unit_floats") == value
+        for m in cfg.models.values()
+        if m.adapter in UNIT_FLOATS_ADAPTERS
+    )
+    return None if same else value
+
+
+def retry_command(manifest: dict[str, Any], run_dir: Path, categories: list[str]) -> str:
+    """The ``cot-ground run`` command that re-runs ``categories`` in ``run_dir``, built from its
+    ``run.json``: the same config file, selection (``--tasks``, ``--limit``, ``--per-task``,
+    ``--sample``/``--seed``, ``--shard``), ``--unit-floats`` override and folder as the run."""
+    config = manifest.get("config_file") or "CONFIG"
+    words = ["cot-ground", "run", str(config), "--out", str(run_dir)]
+    words += selection_options(manifest.get("benchmark") or {})
     shard = manifest.get("shard")
     if shard:
         words += ["--shard", f"{shard['k']}/{shard['n']}"]
+    unit_floats = unit_floats_override(manifest)
+    if unit_floats:
+        words += ["--unit-floats", unit_floats]
     words.append("--retry-failed")
     if not set(categories) <= set(TRANSIENT_CATEGORIES):  # the default covers the transient ones
         words += categories

@@ -16,7 +16,14 @@ from cot_ground.runner.execute import PipelineSummary
 from cot_ground.runner.fingerprint import merged_fingerprint, stored_fingerprints
 from cot_ground.runner.manifest import build_manifest, now_iso
 from cot_ground.runner.progress import Progress
-from cot_ground.runner.resume import config_dump, merged_config, resume_problems, run_fingerprints
+from cot_ground.runner.resume import (
+    config_dump,
+    merged_config,
+    resume_problems,
+    run_fingerprints,
+    selection_changes,
+    selection_of,
+)
 from cot_ground.runner.store import JsonlAppender, RunFolder, RunFolderError, read_jsonl
 
 if TYPE_CHECKING:
@@ -102,11 +109,17 @@ def open_manifest(
             manifest["fingerprints"],
             folder.path,
             allow_changed,
+            selection_of(manifest["benchmark"]),
         )
         if problems:
             raise RunFolderError("\n".join(problems))
         if changes and session is not None:
             session["changed"] = changes
+        moved = selection_changes(
+            selection_of(old.get("benchmark") or {}), selection_of(manifest["benchmark"])
+        )
+        if moved and session is not None:
+            session["selection_changed"] = moved
         fingerprints = stored_fingerprints(old)
         for name, fp in manifest["fingerprints"].items():
             fingerprints[name] = merged_fingerprint(fingerprints.get(name, {}), fp)
