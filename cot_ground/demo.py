@@ -20,6 +20,16 @@ from cot_ground.paths import experiments_dir
 
 CLASSICAL_CONFIG = "lite_classical.yaml"
 TINY_CONFIG = "tiny_models.yaml"
+DEMO_DIR_ENV = "COT_GROUND_DEMO_DIR"
+
+
+def default_demo_dir() -> Path:
+    """The demo's folder when none is named: ``$COT_GROUND_DEMO_DIR``, else ``~/cot-ground-demo``.
+
+    ``cot-ground demo`` and ``experiments/analysis_example.ipynb`` both use it, so the notebook
+    finds the demo's run wherever each was started.
+    """
+    return Path(os.environ.get(DEMO_DIR_ENV) or "~/cot-ground-demo").expanduser()
 
 
 @dataclass

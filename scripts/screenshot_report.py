@@ -2,7 +2,7 @@
 
 Usage (from the checkout, after ``pip install -e '.[dev]'``)::
 
-    python scripts/screenshot_report.py                     # demo in ./cot-ground-demo
+    python scripts/screenshot_report.py                     # demo in ~/cot-ground-demo
     python scripts/screenshot_report.py --demo-dir /tmp/d --out /tmp/shots --height 3000
 
 Runs ``cot-ground demo``'s code into ``--demo-dir`` when its run folder is missing (about a
@@ -63,16 +63,18 @@ def screenshot(browser: str, url: str, png: Path, width: int, height: int) -> Pa
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--demo-dir", type=Path, default=Path("cot-ground-demo"))
+    parser.add_argument(
+        "--demo-dir", type=Path, default=None, help="default: as cot-ground demo's --out"
+    )
     parser.add_argument("--out", type=Path, default=None, help="default: DEMO_DIR/screenshots")
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=2400)
     args = parser.parse_args(argv)
 
     from cot_ground.analysis.report import build_report
-    from cot_ground.demo import run_demo
+    from cot_ground.demo import default_demo_dir, run_demo
 
-    demo_dir = args.demo_dir.resolve()
+    demo_dir = (args.demo_dir or default_demo_dir()).resolve()
     run_dir = demo_dir / "run"
     if not (run_dir / "run.json").is_file():
         run_demo(demo_dir)

@@ -4,15 +4,35 @@ and reproduces the report's tables (its last checks compare them with the report
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nbformat
 import pytest
+from analysis_fixtures import GOOD, e2e_prediction, make_example, write_run
 from nbclient import NotebookClient
 
+from cot_ground.analysis.report import build_report
 from cot_ground.paths import experiments_dir
 
 NOTEBOOK = experiments_dir() / "analysis_example.ipynb"
+
+
+def _execute(monkeypatch: pytest.MonkeyPatch) -> tuple[str, list]:
+    """Run the notebook as shipped from experiments/; (its printed text, its error outputs)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    client = NotebookClient(
+        nb,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+    )
+    client.execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    return "\n".join(o.get("text", "") for o in outputs), [
+        o for o in outputs if o.output_type == "error"
+    ]
 
 
 def test_notebook_is_shipped_clean() -> None:
@@ -56,3 +76,37 @@ def test_notebook_runs_on_a_fresh_demo_folder(
     first_table = nb.cells[3].outputs[0]["data"]["text/plain"]
     assert "chosen_image" in first_table and "target_image_no" in first_table
     assert not list(NOTEBOOK.parent.glob("cot-ground-demo"))  # nothing written in experiments/
+
+
+@pytest.mark.slow
+def test_notebook_on_a_one_pipeline_run_and_a_stale_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    examples = [make_example(tmp_path, "common_object", k, n_images=2) for k in range(3)]
+    preds = [e2e_prediction(ex, "migician", box=GOOD) for ex in examples]
+    run_dir = write_run(
+        tmp_path / "run", examples, {"migician": preds}, {"migician": {"kind": "e2e"}}
+    )
+    build_report(run_dir)
+    monkeypatch.setenv("COT_GROUND_RUN", str(run_dir))
+
+    text, errors = _execute(monkeypatch)
+
+    assert not errors
+    assert "paired comparison skipped: the run has one pipeline (migician)" in text
+    for name in ("scores.csv", "attribution.csv"):
+        assert f"{name}: same" in text, name
+    assert "paired.csv: not compared (one pipeline, no pairs)" in text
+    assert "stale" not in text
+
+    # predictions rewritten after the report (as --retry-failed does): said, not compared
+    jsonl = run_dir / "predictions" / "migician.jsonl"
+    later = (run_dir / "report" / "scores.csv").stat().st_mtime + 10
+    os.utime(jsonl, (later, later))
+
+    text, errors = _execute(monkeypatch)
+
+    assert not errors
+    assert f"the report in {run_dir / 'report'} is older than the run's predictions" in text
+    assert "not compared: the report is stale" in text
+    assert "scores.csv: same" not in text

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cot_ground.cli.app import _register_commands, app
+from cot_ground.paths import experiments_dir
 
 _register_commands()
 
@@ -40,3 +41,31 @@ def test_demo_without_tiny_models_writes_the_report(
     again = CliRunner().invoke(app, args)  # a re-run reuses the benchmark and resumes
     assert again.exit_code == 0, again.output
     assert "MIG-Lite already built" in again.output
+
+
+@pytest.mark.parametrize("env", [True, False])
+def test_demo_default_folder_is_the_notebooks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: bool
+) -> None:
+    """Without --out the demo writes where experiments/analysis_example.ipynb looks:
+    $COT_GROUND_DEMO_DIR, else ~/cot-ground-demo (not the current folder)."""
+    import cot_ground.demo
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    if env:
+        monkeypatch.setenv("COT_GROUND_DEMO_DIR", str(tmp_path / "chosen"))
+    else:
+        monkeypatch.delenv("COT_GROUND_DEMO_DIR", raising=False)
+    seen: list[Path] = []
+
+    def record(out_dir, **_kw):
+        seen.append(Path(out_dir))
+        raise RuntimeError("stop after choosing the folder")
+
+    monkeypatch.setattr(cot_ground.demo, "run_demo", record)
+    CliRunner().invoke(app, ["demo"])
+    expected = tmp_path / "chosen" if env else tmp_path / "home" / "cot-ground-demo"
+    assert seen == [expected] == [cot_ground.demo.default_demo_dir()]
+    notebook = experiments_dir() / "analysis_example.ipynb"
+    assert "default_demo_dir()" in notebook.read_text(encoding="utf-8")  # the same default

@@ -11,9 +11,14 @@ from rich.markdown import Markdown
 
 
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="folder for the benchmark, run and report")] = (
-        Path("cot-ground-demo")
-    ),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="folder for the benchmark, run and report "
+            "(default: $COT_GROUND_DEMO_DIR, else ~/cot-ground-demo)",
+        ),
+    ] = None,
     per_task: Annotated[
         int, typer.Option("--per-task", min=1, help="MIG-Lite items per task")
     ] = 12,
@@ -27,12 +32,12 @@ def demo(
     MLLM code path on tiny random-weight models over the same examples, and writes the report.
     Re-running resumes and reuses what is already built.
     """
-    from cot_ground.demo import run_demo
+    from cot_ground.demo import default_demo_dir, run_demo
     from cot_ground.runner.progress import default_progress
 
     console = Console()
     result = run_demo(
-        out,
+        out if out is not None else default_demo_dir(),
         per_task=per_task,
         with_tiny_models=not no_tiny_models,
         progress=default_progress(),
