@@ -99,3 +99,46 @@ def test_a_run_refuses_outside_paths_unless_the_config_allows_them(tmp_path):
     finally:
         rf.reset()
         rf.unregister_fakes()
+
+
+def test_preflight_names_every_outside_path_and_missing_image_at_once(tmp_path):
+    import runner_fakes as rf
+
+    from cot_ground.runner.config import parse_config
+    from cot_ground.runner.pipelines import SetupError
+    from cot_ground.runner.run import run_experiment
+
+    rf.register_fakes()
+    rf.reset()
+    try:
+        bench = rf.make_benchmark(tmp_path / "root", n=5)
+        items = json.loads(bench.read_text())
+        items[1]["images"][0] = "../elsewhere/one.png"
+        items[3]["images"][1] = "/etc/hostname"
+        items[4]["images"][1] = "./images/gone.png"
+        bench.write_text(json.dumps(items))
+        (tmp_path / "root/images/item000_0.png").unlink()
+        config = rf.experiment(bench, tmp_path / "run", tmp_path / "cache")
+        with pytest.raises(SetupError) as err:
+            run_experiment(parse_config(config))
+        message = str(err.value)
+        assert "item 1: image path '../elsewhere/one.png' leaves" in message
+        assert "item 3: image path '/etc/hostname' leaves" in message
+        assert "item000_0.png" in message and "gone.png" in message
+        assert "2 of 6 image file(s)" in message  # items 0, 2 and 4 loaded; two files missing
+    finally:
+        rf.reset()
+        rf.unregister_fakes()
+
+
+def test_loader_names_every_bad_item(tmp_path):
+    path = _bench(tmp_path, ["../outside/x.jpg", "/etc/hostname"])
+    items = json.loads(path.read_text())
+    path.write_text(json.dumps([*items, _item(["../far/y.jpg", "MIG-Bench/b.jpg"])]))
+    with pytest.raises(BenchmarkError) as err:
+        load_benchmark(path, answer_frame="unit", require_images=True)
+    message = str(err.value)
+    assert "item 1: image path '../outside/x.jpg' leaves" in message
+    assert "; image path '/etc/hostname' leaves" in message  # both paths of item 1
+    assert "item 2: image path '../far/y.jpg' leaves" in message
+    assert message.count("item 0: image not found") == 2 and message.startswith("4 problem(s)")

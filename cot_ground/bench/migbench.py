@@ -52,6 +52,19 @@ class BenchmarkError(ValueError):
     """Bad benchmark input; the message names the file and the item."""
 
 
+class BenchmarkItemsError(BenchmarkError):
+    """Items of a selection that cannot be loaded, every one named (bad fields, image paths that
+    leave the root, missing images): ``problems`` holds one line per problem, ``examples`` the
+    items of the selection that did load (so a caller can check more of them)."""
+
+    def __init__(self, path: Path, problems: list[str], examples: list[Example]) -> None:
+        super().__init__(
+            f"{len(problems)} problem(s) in the items of {path}:\n" + "\n".join(problems)
+        )
+        self.problems = problems
+        self.examples = examples
+
+
 @dataclass
 class Benchmark:
     """A loaded annotation file: its examples and what identifies it."""
@@ -161,9 +174,11 @@ def load_benchmark(
     filter. ``per_task``: keep the first ``per_task`` items of every task. ``sample`` (with
     ``seed``): a reproducible sample stratified by task (:mod:`cot_ground.bench.selection`);
     at most one of ``limit``, ``per_task`` and ``sample``.
-    ``require_images``: fail on the first image that does not exist.
+    ``require_images``: refuse images that do not exist.
     ``allow_outside_root``: accept image paths that leave ``root`` (``../``, absolute paths);
-    refused by default (:func:`resolve_image`). Raises :class:`BenchmarkError` naming the item.
+    refused by default (:func:`resolve_image`). Raises :class:`BenchmarkItemsError` naming
+    every bad item of the selection at once (:class:`BenchmarkError` for a bad file or
+    selection).
     """
     path = Path(path)
     chosen = [n for n, v in (("limit", limit), ("per_task", per_task), ("sample", sample)) if v]
@@ -176,17 +191,30 @@ def load_benchmark(
             raise BenchmarkError(f"unknown task(s) {unknown}; known: {', '.join(TASKS)}")
     seen: Counter[str] = Counter()
     examples: list[Example] = []
+    problems: list[str] = []
+    failed = 0
     for number, item in enumerate(items):
         where = f"{path} item {number}"
         if tasks is not None and isinstance(item, dict) and item.get("task") not in tasks:
             continue
-        if limit is not None and len(examples) >= limit:
+        if limit is not None and len(examples) + failed >= limit:
             break
-        example = item_to_example(item, where, frame, root_dir, require_images, allow_outside_root)
+        try:
+            example = item_to_example(item, where, frame, root_dir, allow_outside_root)
+        except BenchmarkError as exc:
+            problems.append(str(exc))
+            failed += 1
+            continue
+        if require_images:
+            problems += [
+                f"{where}: image not found: {p}" for p in example.images if not os.path.isfile(p)
+            ]
         seen[example.id] += 1
         if seen[example.id] > 1:  # the published files repeat a few items verbatim
             example = example.model_copy(update={"id": f"{example.id}-{seen[example.id]}"})
         examples.append(example)
+    if problems:
+        raise BenchmarkItemsError(path, problems, examples)
     examples = select_examples(examples, per_task=per_task, sample=sample, seed=seed)
     return Benchmark(path=path, sha256=sha, answer_frame=frame, root=root_dir, examples=examples)
 
@@ -196,7 +224,6 @@ def item_to_example(
     where: str,
     frame: Frame,
     root: Path,
-    require_images: bool = False,
     allow_outside_root: bool = False,
 ) -> Example:
     """One annotation record as an :class:`Example` (``where`` names it in errors)."""
@@ -223,14 +250,14 @@ def item_to_example(
         index, rule = target_image(task, question, additional, len(images))
     except TargetRuleError as exc:
         raise BenchmarkError(f"{where}: {exc}") from exc
-    try:
-        resolved = [resolve_image(root, p, allow_outside_root) for p in images]
-    except ValueError as exc:
-        raise BenchmarkError(f"{where}: {exc}") from None
-    if require_images:
-        for p in resolved:
-            if not os.path.isfile(p):
-                raise BenchmarkError(f"{where}: image not found: {p}")
+    resolved, outside = [], []
+    for p in images:
+        try:
+            resolved.append(resolve_image(root, p, allow_outside_root))
+        except ValueError as exc:
+            outside.append(str(exc))
+    if outside:
+        raise BenchmarkError(f"{where}: {'; '.join(outside)}")
     return Example(
         id=example_id(task, images, question),
         task=task,

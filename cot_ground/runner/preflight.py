@@ -9,11 +9,12 @@
   for transformers checkpoints, the checkpoint and config of groundingdino-py, the API key
   variable of a served model); an adapter living outside cot-ground may give its factory a
   ``preflight`` attribute, a function ``(ModelSettings) -> list[str]``;
-* the benchmark file, its image root, and the selection (tasks, limit, shard) not being empty;
+* the benchmark file, its image root, every bad item of the selection (each image path that
+  leaves the root, each malformed field), and the selection (tasks, limit, shard) not being empty;
 * every image file of the selected examples exists (``os.stat``, no decoding);
 * the prompt files of every pipeline for every selected task;
 * the step-1 cache file opens (a corrupt one is moved aside with a warning);
-* an existing run folder was made by the same benchmark, shard and pipeline fingerprint
+* an existing run folder was made by the same benchmark, selection, shard and pipeline fingerprint
   (:mod:`cot_ground.runner.fingerprint`).
 
 Problems are collected, not raised one by one; :class:`PreflightError` lists them all and the
@@ -189,8 +190,11 @@ def benchmark_problems(
     config: ExperimentConfig, shard: tuple[int, int] | None
 ) -> tuple[Benchmark | None, list[Example], list[str]]:
     """(benchmark, selected examples, problems): the file loads, the root is a folder, and the
-    selection (tasks, limit, shard) holds at least one example."""
+    selection (tasks, limit, shard) holds at least one example. Every bad item is a problem of
+    its own (image paths leaving the root, bad fields); the items that did load are returned
+    with no benchmark, so their image files are checked too."""
     from cot_ground.bench import BenchmarkError
+    from cot_ground.bench.migbench import BenchmarkItemsError
     from cot_ground.runner.shard import select_shard
 
     bench_cfg = config.benchmark
@@ -201,6 +205,8 @@ def benchmark_problems(
         problems.append(f"benchmark.root: image folder not found: {bench_cfg.root}")
     try:
         bench = bench_cfg.load()
+    except BenchmarkItemsError as exc:
+        return None, exc.examples, [*problems, *(f"benchmark: {p}" for p in exc.problems)]
     except (BenchmarkError, OSError) as exc:
         return None, [], [*problems, f"benchmark: {exc}"]
     examples = list(bench.examples)
