@@ -64,3 +64,26 @@ def test_a_failed_build_leaves_the_old_one(tmp_path: Path, monkeypatch: pytest.M
         generate_lite(out, per_task=1, tasks=["diff"], force=True)
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lite"]
+
+
+def test_force_never_replaces_a_mig_bench_folder(tmp_path: Path) -> None:
+    bench = tmp_path / "MIG-Bench-download"
+    (bench / "images/common").mkdir(parents=True)
+    (bench / "MIG_data.json").write_text("[]", encoding="utf-8")
+    (bench / "images/common/case0_1.png").write_bytes(b"precious")
+    with pytest.raises(ValueError, match=r"not a MIG-Lite folder .*images.*choose another"):
+        generate_lite(bench, per_task=1, tasks=["diff"], force=True)
+    done = CliRunner().invoke(app, ["make-lite", str(bench), "--task", "diff", "--force"])
+    assert done.exit_code == 2 and "not a MIG-Lite folder" in done.output
+    assert (bench / "images/common/case0_1.png").read_bytes() == b"precious"
+
+    # a Lite build that other files joined, or an info file of something else: kept too
+    lite = tmp_path / "lite"
+    generate_lite(lite, per_task=1, tasks=["diff"])
+    (lite / "notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"holds notes\.txt"):
+        generate_lite(lite, per_task=1, tasks=["diff"], force=True)
+    (lite / "notes.txt").unlink()
+    (lite / "lite_info.json").write_text('{"benchmark": "other"}', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"lite_info\.json does not mark"):
+        generate_lite(lite, per_task=1, tasks=["diff"], force=True)

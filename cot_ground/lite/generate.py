@@ -58,8 +58,7 @@ def generate_lite(
     The files are written into a fresh folder beside ``out_dir`` and swapped in when complete,
     so ``out_dir`` never mixes two builds and an interrupted build leaves it as it was. A
     non-empty ``out_dir`` raises ``ValueError`` unless ``force`` is set, and even then only
-    an earlier MIG-Lite folder (one holding ``lite_info.json`` or ``MIG_data.json``) is
-    replaced.
+    an earlier MIG-Lite build (:func:`is_lite_build`) is replaced.
     """
     tasks = tuple(tasks) if tasks is not None else LITE_TASKS
     unknown = sorted(set(tasks) - set(LITE_TASKS))
@@ -88,8 +87,25 @@ def generate_lite(
     )
 
 
+LITE_ENTRIES = frozenset({DATA_FILE, INFO_FILE, IMAGE_DIR.split("/")[0]})
+"""What a MIG-Lite build holds at its top level (module docstring)."""
+
+
+def is_lite_build(folder: Path) -> bool:
+    """True when ``folder`` is a MIG-Lite build: its ``lite_info.json`` says
+    ``"benchmark": "MIG-Lite"`` and it holds nothing a build does not write."""
+    try:
+        info = json.loads((folder / INFO_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    marked = isinstance(info, dict) and info.get("benchmark") == "MIG-Lite"
+    return marked and {p.name for p in folder.iterdir()} <= LITE_ENTRIES
+
+
 def check_replaceable(out: Path, force: bool) -> None:
-    """Raise ``ValueError`` unless ``out`` is absent, empty, or (with ``force``) MIG-Lite."""
+    """Raise ``ValueError`` unless ``out`` is absent, empty, or (with ``force``) a MIG-Lite
+    build (:func:`is_lite_build`); a MIG-Bench download or any other folder is never
+    replaced."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} exists and is not a folder")
     if not out.is_dir() or not any(out.iterdir()):
@@ -100,10 +116,17 @@ def check_replaceable(out: Path, force: bool) -> None:
             f"{out} is not empty ({entries} entries); choose an empty folder, or give --force"
             " to replace an earlier MIG-Lite build"
         )
-    if not ((out / INFO_FILE).is_file() or (out / DATA_FILE).is_file()):
+    if not is_lite_build(out):
+        extra = sorted({p.name for p in out.iterdir()} - LITE_ENTRIES)
+        why = (
+            f"it holds {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}, which"
+            " make-lite does not write"
+            if extra
+            else f"its {INFO_FILE} does not mark a MIG-Lite build"
+        )
         raise ValueError(
-            f"{out} holds no {INFO_FILE} or {DATA_FILE}: not a MIG-Lite folder, so --force"
-            " does not replace it"
+            f"{out} is not a MIG-Lite folder ({why}), so --force does not replace it;"
+            " choose another folder"
         )
 
 
