@@ -5,10 +5,12 @@ gives each a role; the answer's image is the one its affirmed mentions name. Whe
 different images, the **last affirmed mention wins if a correction introduces it** ("… in
 image 2, actually image 3", "sorry", "I mean", "wait", "其实", "应该是"); without a correction
 the answer names several images (a comparison: "in the second image the legs are white, while
-in the first image …") and no choice is read. Roles:
+in the first image …") and no choice is read, unless the mentions stated as the answer ("the
+answer is image 2", "I choose image 2") all name one image. Roles:
 
 * ``negated``  -- a rejected image: "not in image 1", "rather than the first image",
-  "image 1 does not contain it", "不在第一张图片".
+  "image 1 does not contain it", "cannot be found in image 1", "absent / missing from image 1",
+  "不在第一张图片".
 * ``echo``     -- the question's own reference image repeated as part of a description: when
   the question names image *k* only as a reference (e.g. "the object in the first image …
   locate it in the 2th image"), a mention of *k* in the answer counts only when stated as the
@@ -17,7 +19,7 @@ in the first image …") and no choice is read. Roles:
 * ``affirmed`` -- every other mention.
 
 Spellings read: English ordinals ("second image", "the 3rd picture", "2th image", "the first
-input photo"), numbers ("image 2", "Image-2", "Image2", "picture #3", "img 2"), Chinese
+input photo"), numbers ("image 2", "Image-2", "Image2", "picture #3", "img 2", "image two"), Chinese
 ("第三张图片", "第3幅图", "第二个图像", "图3", "图片二", "图像 2"), full-width digits ("图３"), and
 an answer that is nothing but an ordinal or a number ("2th", "second", "2", "第二张").
 Not mentions: plurals and counts ("the first two images", "images 1 and 2"), region ordinals
@@ -37,7 +39,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Role = Literal["affirmed", "negated", "echo"]
-READER = "mentions-1"
+READER = "mentions-2"
 """Name of these reading rules, recorded in every prediction (``Prediction.settings``)."""
 
 _ORDINAL_WORDS = {
@@ -76,8 +78,21 @@ _ORDINAL_MENTION = re.compile(
 )
 # "the first one" after an image has been named ("not the second image but the first one")
 _ORDINAL_ONE = re.compile(rf"\b(?:{_ORD})\s+one\b", re.IGNORECASE)
+_NUMBER_WORDS = {
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+}
 _NUMBERED_MENTION = re.compile(
-    rf"\b{_NOUN}\s*[-_#:]?\s*(?:no\.\s*)?(?P<n>\d{{1,2}})\b(?!\s*(?:x|×|px|%|\.\d|-\d))",
+    rf"\b{_NOUN}\s*[-_#:]?\s*(?:no\.\s*)?"
+    rf"(?:(?P<n>\d{{1,2}})\b(?!\s*(?:x|×|px|%|\.\d|-\d))|(?P<w>{'|'.join(_NUMBER_WORDS)})\b)",
     re.IGNORECASE,
 )
 _CN_NUM = r"(?P<cn>[一二两三四五六七八九十]{1,2}|\d{1,2})"
@@ -104,7 +119,8 @@ _CORRECTION = re.compile(
 _SUBJECT_BEFORE = re.compile(r"^\s*(?:(?:and|but|so)\s+)?(?:the\s+)?$", re.IGNORECASE)
 _NEGATION_BEFORE = re.compile(
     r"\b(?:not|never|no|neither|nor|nothing|none|without|except|excluding|rather\s+than|"
-    r"instead\s+of|other\s+than|unlike)\b|n't\b|不在|不是|并非|而非|没有|并不",
+    r"instead\s+of|other\s+than|unlike|cannot|(?:absent|missing)\s+(?:from|in))\b|n't\b|"
+    r"不在|不是|并非|而非|没有|并不",
     re.IGNORECASE,
 )
 _NEGATION_AFTER = re.compile(
@@ -118,6 +134,11 @@ _CLAIM_BEFORE = re.compile(
     r"(?:\b(?:it'?s|it\s+is|is|are|was|were|located|found|lies|lie|appears?|exists?|shown|"
     r"seen|visible|present|answer|choose|chose|pick|select|selected|chosen)\s+"
     r"(?:(?:in|on|within|at|from|is)\s+)?(?:the\s+)?|在\s*|答案是?\s*)$",
+    re.IGNORECASE,
+)
+# a mention stated as the final answer ("the answer is image 2", "I choose image 2")
+_ANSWER_BEFORE = re.compile(
+    r"\b(?:(?:final\s+)?answer\s*(?:is|:)?|i\s+(?:choose|pick|select))\s+(?:the\s+)?$",
     re.IGNORECASE,
 )
 _BOX_SPAN = re.compile(r"<\|box_start\|>.*?<\|box_end\|>", re.DOTALL)
@@ -156,7 +177,8 @@ class ImageReading:
     rule: str
     """``bare`` (the text is only an ordinal), ``affirmed`` (every affirmed mention names one
     image), ``correction`` (the last affirmed mention, introduced by a correction),
-    ``several_images`` (affirmed mentions of different images, no correction), ``no_mention``,
+    ``stated_answer`` (affirmed mentions of different images, those stated as the answer name
+    one), ``several_images`` (affirmed mentions of different images, no correction), ``no_mention``,
     ``only_negated``, ``only_echo`` or ``none_affirmed`` (negated and echoed mentions)."""
     mentions: tuple[Mention, ...] = ()
 
@@ -180,9 +202,12 @@ def find_mentions(text: str) -> list[Mention]:
         found.append(Mention(n - 1, m.start(), m.end()))
     for pattern in (_NUMBERED_MENTION, _CN_ORDINAL, _CN_NUMBERED):
         for m in pattern.finditer(text):
-            found.append(
-                Mention(_number(m.groupdict().get("n") or m["cn"]) - 1, m.start(), m.end())
-            )
+            groups = m.groupdict()
+            if groups.get("w"):
+                n = _NUMBER_WORDS[groups["w"].lower()]
+            else:
+                n = _number(groups.get("n") or groups["cn"])
+            found.append(Mention(n - 1, m.start(), m.end()))
     if found:
         for m in _ORDINAL_ONE.finditer(text):
             n = _ORDINAL_WORDS[m["word"].lower()] if m["word"] else int(m["num"])
@@ -266,6 +291,10 @@ def read_image_choice(text: str, question: str | None = None) -> ImageReading:
                 index, rule = m.index, "correction"
             elif m.index != index:  # a second image without a correction
                 index, rule = m.index, "several_images"
+        if rule == "several_images":  # "Image 1: a cat. Image 2: a dog. The answer is image 2."
+            stated = {m.index for m in affirmed if _ANSWER_BEFORE.search(text, 0, m.start)}
+            if len(stated) == 1:
+                return ImageReading(stated.pop(), "stated_answer", mentions)
         return ImageReading(None if rule == "several_images" else index, rule, mentions)
     if not mentions:
         return ImageReading(None, "no_mention", mentions)
