@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,23 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MIGBENCH = REPO_ROOT.parent / "shared" / "migbench"
+
+
+@pytest.fixture
+def fakes() -> Iterator[None]:
+    """The adapters of ``tests/runner_fakes.py`` registered and their call log empty; after the
+    test, the ``cot_ground`` logger's handlers and level as before (the CLI sets them)."""
+    import runner_fakes as rf
+
+    rf.register_fakes()
+    rf.reset()
+    logger = logging.getLogger("cot_ground")
+    handlers, level = list(logger.handlers), logger.level
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    rf.reset()
+    rf.unregister_fakes()
 
 
 @pytest.fixture(scope="session")

@@ -72,63 +72,51 @@ def test_non_utf8_annotation_file_names_file_and_byte_offset(tmp_path):
     assert "Traceback" not in result.output
 
 
-def test_a_run_refuses_outside_paths_unless_the_config_allows_them(tmp_path):
+def test_a_run_refuses_outside_paths_unless_the_config_allows_them(tmp_path, fakes):
     import runner_fakes as rf
 
     from cot_ground.runner.config import parse_config
     from cot_ground.runner.pipelines import SetupError
     from cot_ground.runner.run import run_experiment
 
-    rf.register_fakes()
-    rf.reset()
-    try:
-        bench = rf.make_benchmark(tmp_path / "elsewhere", n=2)
-        items = json.loads(bench.read_text())
-        root = tmp_path / "root"
-        root.mkdir()
-        for item in items:  # the images stay in elsewhere/, outside root/
-            item["images"] = [f"../elsewhere/{p.removeprefix('./')}" for p in item["images"]]
-        path = root / "bench.json"
-        path.write_text(json.dumps(items))
-        config = rf.experiment(path, tmp_path / "run", tmp_path / "cache")
-        with pytest.raises(SetupError, match=r"bench\.json item 0: image path .* leaves"):
-            run_experiment(parse_config(config))
-        config["benchmark"]["allow_outside_root"] = True
-        summary = run_experiment(parse_config(config))
-        assert summary.pipelines["cot"].failed == 0
-    finally:
-        rf.reset()
-        rf.unregister_fakes()
+    bench = rf.make_benchmark(tmp_path / "elsewhere", n=2)
+    items = json.loads(bench.read_text())
+    root = tmp_path / "root"
+    root.mkdir()
+    for item in items:  # the images stay in elsewhere/, outside root/
+        item["images"] = [f"../elsewhere/{p.removeprefix('./')}" for p in item["images"]]
+    path = root / "bench.json"
+    path.write_text(json.dumps(items))
+    config = rf.experiment(path, tmp_path / "run", tmp_path / "cache")
+    with pytest.raises(SetupError, match=r"bench\.json item 0: image path .* leaves"):
+        run_experiment(parse_config(config))
+    config["benchmark"]["allow_outside_root"] = True
+    summary = run_experiment(parse_config(config))
+    assert summary.pipelines["cot"].failed == 0
 
 
-def test_preflight_names_every_outside_path_and_missing_image_at_once(tmp_path):
+def test_preflight_names_every_outside_path_and_missing_image_at_once(tmp_path, fakes):
     import runner_fakes as rf
 
     from cot_ground.runner.config import parse_config
     from cot_ground.runner.pipelines import SetupError
     from cot_ground.runner.run import run_experiment
 
-    rf.register_fakes()
-    rf.reset()
-    try:
-        bench = rf.make_benchmark(tmp_path / "root", n=5)
-        items = json.loads(bench.read_text())
-        items[1]["images"][0] = "../elsewhere/one.png"
-        items[3]["images"][1] = "/etc/hostname"
-        items[4]["images"][1] = "./images/gone.png"
-        bench.write_text(json.dumps(items))
-        (tmp_path / "root/images/item000_0.png").unlink()
-        config = rf.experiment(bench, tmp_path / "run", tmp_path / "cache")
-        with pytest.raises(SetupError) as err:
-            run_experiment(parse_config(config))
-        message = str(err.value)
-        assert "item 1: image path '../elsewhere/one.png' leaves" in message
-        assert "item 3: image path '/etc/hostname' leaves" in message
-        assert "item000_0.png" in message and "gone.png" in message
-        assert "2 of 6 image file(s)" in message  # items 0, 2 and 4 loaded; two files missing
-    finally:
-        rf.reset()
-        rf.unregister_fakes()
+    bench = rf.make_benchmark(tmp_path / "root", n=5)
+    items = json.loads(bench.read_text())
+    items[1]["images"][0] = "../elsewhere/one.png"
+    items[3]["images"][1] = "/etc/hostname"
+    items[4]["images"][1] = "./images/gone.png"
+    bench.write_text(json.dumps(items))
+    (tmp_path / "root/images/item000_0.png").unlink()
+    config = rf.experiment(bench, tmp_path / "run", tmp_path / "cache")
+    with pytest.raises(SetupError) as err:
+        run_experiment(parse_config(config))
+    message = str(err.value)
+    assert "item 1: image path '../elsewhere/one.png' leaves" in message
+    assert "item 3: image path '/etc/hostname' leaves" in message
+    assert "item000_0.png" in message and "gone.png" in message
+    assert "2 of 6 image file(s)" in message  # items 0, 2 and 4 loaded; two files missing
 
 
 def test_loader_names_every_bad_item(tmp_path):

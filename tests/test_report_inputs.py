@@ -31,17 +31,13 @@ def _bomb(path: Path) -> None:
 
 
 @pytest.fixture
-def run(tmp_path: Path) -> Path:
-    rf.register_fakes()
-    rf.reset()
+def run(tmp_path: Path, fakes: None) -> Path:
     bench = rf.make_benchmark(tmp_path / "bench", n=6, corrupt=3)
     _bomb(tmp_path / "bench/images/item001_1.png")
     config = rf.experiment(bench, tmp_path / "run", tmp_path / "cache")
     config["models"]["reasoner"]["options"]["description"] = LONG
     run_experiment(parse_config(config))
-    yield tmp_path / "run"
-    rf.reset()
-    rf.unregister_fakes()
+    return tmp_path / "run"
 
 
 @pytest.mark.slow

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pytest
@@ -16,17 +15,7 @@ from cot_ground.runner.store import RunFolder
 _register_commands()
 
 
-@pytest.fixture(autouse=True)
-def fakes():
-    rf.register_fakes()
-    rf.reset()
-    logger = logging.getLogger("cot_ground")
-    handlers, level = list(logger.handlers), logger.level
-    yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
-    rf.reset()
-    rf.unregister_fakes()
+pytestmark = pytest.mark.usefixtures("fakes")
 
 
 def _write_config(tmp_path: Path, **overrides) -> Path:

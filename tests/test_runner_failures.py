@@ -31,17 +31,7 @@ from cot_ground.runner.store import JsonlAppender, RunFolder, read_jsonl
 _register_commands()
 
 
-@pytest.fixture(autouse=True)
-def fakes():
-    rf.register_fakes()
-    rf.reset()
-    logger = logging.getLogger("cot_ground")
-    handlers, level = list(logger.handlers), logger.level
-    yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
-    rf.reset()
-    rf.unregister_fakes()
+pytestmark = pytest.mark.usefixtures("fakes")
 
 
 def _run(bench: Path, tmp: Path, out: str = "run", **kw):

@@ -92,13 +92,9 @@ def build_oom_e2e(settings: ModelSettings) -> OomEndToEnd:
 
 
 @pytest.fixture(autouse=True)
-def fakes():
-    rf.register_fakes()
+def oom_adapter(fakes):
     registry.register("oom-e2e", "e2e", "test_runner_oom:build_oom_e2e")
-    rf.reset()
     yield
-    rf.reset()
-    rf.unregister_fakes()
     registry.ADAPTERS.pop("oom-e2e", None)
 
 

@@ -4,7 +4,6 @@ empty selection (empty file, filters that select nothing, an empty shard) is ref
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
@@ -21,17 +20,7 @@ from cot_ground.runner.run import run_experiment
 _register_commands()
 
 
-@pytest.fixture(autouse=True)
-def fakes():
-    rf.register_fakes()
-    rf.reset()
-    logger = logging.getLogger("cot_ground")
-    handlers, level = list(logger.handlers), logger.level
-    yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
-    rf.reset()
-    rf.unregister_fakes()
+pytestmark = pytest.mark.usefixtures("fakes")
 
 
 def _incomplete_model(folder: Path) -> Path:

@@ -14,14 +14,7 @@ from cot_ground.runner.run import run_experiment
 from cot_ground.runner.shard import merge_runs
 from cot_ground.runner.store import RunFolder, RunFolderError, read_jsonl
 
-
-@pytest.fixture(autouse=True)
-def fakes():
-    rf.register_fakes()
-    rf.reset()
-    yield
-    rf.reset()
-    rf.unregister_fakes()
+pytestmark = pytest.mark.usefixtures("fakes")
 
 
 @pytest.fixture
