@@ -7,13 +7,13 @@ import io
 import json
 import re
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from chat_server import JsonHandler, completion, serving
 from PIL import Image
 
 from cot_ground.images import ImageLoadError, open_rgb
@@ -34,7 +34,7 @@ class ChatServer:
         self.delay_s = 0.0
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 server.requests.append(
@@ -42,36 +42,9 @@ class ChatServer:
                 )
                 time.sleep(server.delay_s)
                 if server.failures:
-                    self._send(server.failures.pop(0), {"error": {"message": "scripted failure"}})
+                    self.reply(server.failures.pop(0), {"error": {"message": "scripted failure"}})
                     return
-                self._send(
-                    200,
-                    {
-                        "id": "chatcmpl-test",
-                        "object": "chat.completion",
-                        "created": 0,
-                        "model": body["model"],
-                        "choices": [
-                            {
-                                "index": 0,
-                                "message": {"role": "assistant", "content": server.reply},
-                                "finish_reason": "stop",
-                            }
-                        ],
-                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-                    },
-                )
-
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
+                self.reply(200, completion(server.reply, body["model"]))
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
@@ -80,11 +53,8 @@ class ChatServer:
 @pytest.fixture
 def server() -> Iterator[ChatServer]:
     chat = ChatServer()
-    thread = threading.Thread(target=chat.httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield chat
-    chat.httpd.shutdown()
-    chat.httpd.server_close()
+    with serving(chat.httpd):
+        yield chat
 
 
 @pytest.fixture(scope="module")

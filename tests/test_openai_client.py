@@ -10,11 +10,12 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from chat_server import JsonHandler, completion, serving
 from PIL import Image
 
 from cot_ground.models.base import ChatRequest, RequestErrors
@@ -28,24 +29,6 @@ KEY = "sk-test-0123456789abcdef"
 ANSWER = "In the first image: [100, 200, 300, 400]"
 
 
-def _completion(text: str) -> bytes:
-    return json.dumps(
-        {
-            "id": "chatcmpl-test",
-            "object": "chat.completion",
-            "created": 0,
-            "model": "served-vlm",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
-                }
-            ],
-        }
-    ).encode()
-
-
 class Server:
     """``/MODE/v1/chat/completions`` for MODE in ok, error500, busy429 (429 for the first
     ``busy_first`` requests, then ok), hang (never answers), drip (a valid answer, one byte
@@ -57,7 +40,7 @@ class Server:
         self.release = threading.Event()  # ends every hanging or dripping handler
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers["Content-Length"]))
                 mode = self.path.strip("/").split("/")[0]
@@ -66,35 +49,22 @@ class Server:
                     server.release.wait()
                     return
                 if mode == "error500":
-                    return self._send(500, b'{"error": {"message": "internal"}}')
+                    return self.reply(500, {"error": {"message": "internal"}})
                 if mode == "busy429" and server.counts[mode] <= server.busy_first:
-                    return self._send(429, b'{"error": {"message": "slow down"}}')
+                    return self.reply(429, {"error": {"message": "slow down"}})
                 if mode == "echo401":
                     auth = self.headers.get("Authorization", "")
                     body = {"error": {"message": f"invalid key {KEY}; you sent {auth}"}}
-                    return self._send(401, json.dumps(body).encode())
-                body = _completion(ANSWER)
+                    return self.reply(401, body)
+                body = json.dumps(completion(ANSWER, "served-vlm")).encode()
                 if mode != "drip":
-                    return self._send(200, body)
-                self._head(200, len(body))
+                    return self.reply(200, body)
+                self.head(200, len(body))
                 for byte in body:
                     if server.release.wait(0.1):
                         return
                     self.wfile.write(bytes([byte]))
                     self.wfile.flush()
-
-            def _head(self, status: int, length: int) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(length))
-                self.end_headers()
-
-            def _send(self, status: int, body: bytes) -> None:
-                self._head(status, len(body))
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
 
         class Quiet(ThreadingHTTPServer):
             daemon_threads = True
@@ -112,12 +82,9 @@ class Server:
 @pytest.fixture
 def server() -> Iterator[Server]:
     srv = Server()
-    thread = threading.Thread(target=srv.httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield srv
-    srv.release.set()
-    srv.httpd.shutdown()
-    srv.httpd.server_close()
+    with serving(srv.httpd):
+        yield srv
+        srv.release.set()
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,13 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
 import pytest
+from chat_server import JsonHandler, completion, serving
 from PIL import Image
 
 from cot_ground.models.base import ChatRequest
@@ -71,7 +71,7 @@ class QwenServer:
         self.reply = "ok"
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 sizes = []
@@ -88,28 +88,9 @@ class QwenServer:
                     if model_input_size(s, server.factor, MIN_PIXELS, MAX_PIXELS) != s
                 ]
                 if again:
-                    self._send(409, {"error": {"message": f"would resize {again}"}})
+                    self.reply(409, {"error": {"message": f"would resize {again}"}})
                     return
-                message = {"role": "assistant", "content": server.reply}
-                self._send(
-                    200,
-                    {
-                        "id": "x", "object": "chat.completion", "created": 0,
-                        "model": body["model"],
-                        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-                    },
-                )  # fmt: skip
-
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
+                self.reply(200, completion(server.reply, body["model"]))
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
@@ -117,11 +98,8 @@ class QwenServer:
 
 def _serve(factor: int) -> Iterator[QwenServer]:
     server = QwenServer(factor)
-    thread = threading.Thread(target=server.httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
+    with serving(server.httpd):
+        yield server
 
 
 @pytest.fixture
