@@ -17,6 +17,7 @@ from cot_ground.bench.released import (
     rescore_logs,
 )
 from cot_ground.cli import bench_cmds
+from cot_ground.tasks import TASK_ORDER
 
 TOLERANCE = 0.1  # percentage points
 
@@ -233,6 +234,37 @@ def test_synthetic_log_is_rescored_and_disagreements_counted(tmp_path: Path) -> 
     assert diff["agreement"]["both_no_box"] == 1
     assert diff["decision_changes"] == 1
     assert diff["status"] == {"ok": 2, "no_box": 1}
+
+
+def test_rescore_table_none_counts_every_answer_without_a_box(tmp_path: Path) -> None:
+    """The table's ``none`` column counts no_box, malformed and frame_mismatch answers alike,
+    and a subset of the tasks is said, with the means labelled by the tasks they cover."""
+    records = [
+        _rec("(100,100),(500,500)", [100, 100, 500, 500], [100, 100, 500, 500], 1.0),
+        _rec("no idea", [0, 0, 0, 0], [100, 100, 500, 500], 0.0),
+        _rec("(0.1,0.1),(0.5,0.5)", [0, 0, 0, 0], [100, 100, 500, 500], 0.0),  # unit floats
+    ]
+    path = _log(tmp_path, records, _summary(3, 1, 1.0))
+    result = rescore_logs([path])
+    diff = result["tasks"]["diff"]
+    assert diff["status"] == {"ok": 1, "no_box": 1, "frame_mismatch": 1}
+    assert diff["no_box"] == 2
+    assert result["missing_tasks"] == [t for t in TASK_ORDER if t != "diff"]
+    assert result["average"]["tasks"] == ["diff"]
+
+    app = typer.Typer()
+    bench_cmds.register(app)
+    table = CliRunner().invoke(app, ["rescore", str(path)], env={"COLUMNS": "250"})
+
+    assert table.exit_code == 0, table.output
+    row = next(
+        line.split() for line in table.output.splitlines() if line.strip().startswith("diff")
+    )
+    assert row[-2:] == ["0", "2"]  # several, none
+    assert "average (1 of 10 tasks)" in table.output
+    assert "spontaneous (1 of 3 tasks)" in table.output
+    absent = " ".join(table.output.split())
+    assert f"tasks absent: {', '.join(result['missing_tasks'])}" in absent
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,7 @@ from cot_ground.scoring import (
     score_row,
     score_table,
 )
-from cot_ground.tasks import TASK_GROUPS, question_designates_target
+from cot_ground.tasks import TASK_GROUPS, TASK_ORDER, question_designates_target
 
 RECORD_FIELDS: tuple[str, ...] = ("task", "answer", "filter_answer", "iou", "groundtruth")
 SUMMARY_FIELDS: tuple[str, ...] = ("IOU@0.3", "IOU@0.5", "IOU@0.7", "AVE_IOU", "TOTAL")
@@ -152,10 +152,14 @@ def rescore_logs(
     ``image_stated`` = percentage of answers that name an image) where each task also has
     ``strict`` (``{acc@0.3, acc@0.5, acc@0.7, miou}``, or None when its target images are
     unknown), ``logged`` (the file's own figures), ``status`` (parse status counts),
+    ``no_box`` (answers from which no box was read, whatever their status: ``no_box``,
+    ``malformed``, ``frame_mismatch``),
     ``agreement`` (see :data:`AGREEMENT_KINDS`), ``decision_changes`` (items whose Acc@0.5
     outcome differs from the log) and ``file``; ``average`` and each group also have
-    ``strict`` (None unless every task of it has one) and ``logged``; ``strict_unknown`` lists
-    the tasks without strict figures (their target images need ``bench``). Raises
+    ``strict`` (None unless every task of it has one), ``logged`` and ``tasks`` (the tasks it
+    averages over); ``strict_unknown`` lists the tasks without strict figures (their target
+    images need ``bench``); ``missing_tasks`` the MIG-Bench tasks no log was given for (the
+    group means and the average are then over fewer tasks than the benchmark's). Raises
     :class:`ReleasedLogError` for unreadable logs, a task given twice, or logs that do not
     match ``bench``.
     """
@@ -174,6 +178,7 @@ def rescore_logs(
     extra: dict[str, dict[str, Any]] = {}
     for task, log in by_task.items():
         status: Counter[str] = Counter()
+        no_box = 0
         agree: Counter[str] = Counter({k: 0 for k in AGREEMENT_KINDS})
         changes = 0
         targets = _targets(log, examples.get(task))
@@ -191,11 +196,13 @@ def rescore_logs(
             if target is not None:
                 strict_rows.append(row)
             status[parsed.status.value] += 1
+            no_box += parsed.box is None
             agree[agreement(parsed.box, rec.filter_answer, calibration)] += 1
             changes += score_row(row, calibration).correct(0.5) != (rec.iou >= 0.5)
         extra[task] = {
             "logged": log.logged,
             "status": dict(status),
+            "no_box": no_box,
             "agreement": dict(agree),
             "decision_changes": changes,
             "file": str(log.path),
@@ -213,11 +220,13 @@ def rescore_logs(
         complete = all(table["tasks"][t]["strict"] is not None for t in members)
         info["strict"] = _metrics(strict_info) if complete else None
         info["logged"] = average_over_tasks([by_task[t].logged for t in members])
+        info["tasks"] = members
     table["frame"] = Frame(frame).value
     table["unit_floats"] = unit_floats
     table["image_reader"] = READER
     table["bench"] = None if bench is None else str(bench)
     table["strict_unknown"] = [t for t, info in table["tasks"].items() if info["strict"] is None]
+    table["missing_tasks"] = [t for t in TASK_ORDER if t not in by_task]
     return table
 
 

@@ -17,6 +17,7 @@ from cot_ground.bench.validate import validate_benchmark
 from cot_ground.boxes import Frame
 from cot_ground.cli.common import fail
 from cot_ground.scoring import CALIBRATIONS
+from cot_ground.tasks import TASK_GROUPS, TASK_ORDER
 
 
 def rescore(
@@ -79,7 +80,9 @@ def _print_rescore(result: dict[str, Any]) -> None:
     )
     caption = (
         "strict @0.5: the named image must be the target (an answer naming none: the image the"
-        " question designates); stated: % of answers naming an image"
+        " question designates); stated: % of answers naming an image; several: answers with"
+        " several boxes (the first is scored); none: answers from which no box was read (no_box,"
+        " malformed, frame_mismatch: see --json status)"
     )
     if result["average"]["strict"] is None:
         caption += "; strict group_grounding needs --bench (the annotation file)"
@@ -89,14 +92,29 @@ def _print_rescore(result: dict[str, Any]) -> None:
     for col in (*columns, "stated %", "several", "none"):
         table.add_column(col, justify="right")
     for task, s in result["tasks"].items():
-        st = s["status"]
-        unread = st.get("no_box", 0) + st.get("malformed", 0)
-        table.add_row(task, *_figures(s), str(st.get("several_boxes", 0)), str(unread))
+        several = s["status"].get("several_boxes", 0)
+        table.add_row(task, *_figures(s), str(several), str(s["no_box"]))
     table.add_section()
+    missing = result["missing_tasks"]
     for name, s in result["groups"].items():
-        table.add_row(name, *_figures(s), "", "")
-    table.add_row("average", *_figures(result["average"]), "", "")
-    Console().print(table)
+        label = _partial(name, s["tasks"], len(TASK_GROUPS[name]), missing)
+        table.add_row(label, *_figures(s), "", "")
+    average = result["average"]
+    label = _partial("average", average["tasks"], len(TASK_ORDER), missing)
+    table.add_row(label, *_figures(average), "", "")
+    console = Console()
+    console.print(table)
+    if missing:
+        console.print(
+            f"tasks absent: {', '.join(missing)}; the group means and the average are over the"
+            " tasks given only, not MIG-Bench's",
+            highlight=False,
+        )
+
+
+def _partial(name: str, tasks: list[str], of: int, missing: list[str]) -> str:
+    """Row label of a mean, with the number of tasks it covers when some are absent."""
+    return f"{name} ({len(tasks)} of {of} tasks)" if missing and len(tasks) < of else name
 
 
 def _figures(s: dict[str, Any]) -> list[str]:
