@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cot_ground.boxes import Box
-from cot_ground.redaction import redact
+from cot_ground.redaction import redact, redact_data
 
 
 class ParseStatus(str, Enum):
@@ -97,11 +97,17 @@ class TraceStep(BaseModel):
     parsed: dict[str, Any] = Field(default_factory=dict)
     candidates: list[Candidate] = Field(default_factory=list)
     settings: dict[str, Any] = Field(
-        default_factory=dict, description="model and generation settings"
+        default_factory=dict,
+        description="model and generation settings, secrets redacted (URL passwords, keys)",
     )
     wall_s: float = 0.0
     cached: bool = False
     error: ErrorInfo | None = None
+
+    @field_validator("settings")
+    @classmethod
+    def _redacted(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        return redact_data(settings)
 
 
 class ImageBox(BaseModel):
@@ -146,6 +152,11 @@ class Prediction(BaseModel):
         default=None,
         description="multi-box answer (MC-Bench); [] means 'no target'; None: single-box form",
     )
+
+    @field_validator("settings")
+    @classmethod
+    def _redacted(cls, settings: dict[str, Any]) -> dict[str, Any]:
+        return redact_data(settings)
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

@@ -1,8 +1,11 @@
 """Keeping secrets out of everything cot-ground stores: error messages are redacted first.
 
 A secret is the value of an environment variable named as one (``register_secret_env``; the
-OpenAI-compatible adapters register their ``api_key_env``), or any ``Bearer`` token. Values are
-read from the environment at each call, so a key set after registration is redacted too.
+OpenAI-compatible adapters register their ``api_key_env``), any ``Bearer`` token, or the user
+information of a URL (``http://user:password@host/v1`` becomes ``http://[redacted]@host/v1``).
+Values are read from the environment at each call, so a key set after registration is redacted
+too. :func:`redact_data` applies :func:`redact` to every string of a JSON-like value (a config
+dump, a manifest).
 """
 
 from __future__ import annotations
@@ -10,9 +13,11 @@ from __future__ import annotations
 import os
 import re
 import threading
+from typing import Any
 
 REDACTED = "[redacted]"
 _BEARER = re.compile(r"(Bearer\s+)[^\s\"',;]+", re.IGNORECASE)
+_URL_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/?#\s@\"']+@", re.IGNORECASE)
 _MIN_SECRET_LEN = 4  # shorter values (say "1") would redact ordinary text
 _SECRET_ENVS: set[str] = set()
 _LOCK = threading.Lock()
@@ -33,9 +38,22 @@ def secret_values() -> list[str]:
 
 
 def redact(text: str, extra: list[str] | tuple[str, ...] = ()) -> str:
-    """``text`` with every registered secret value, every value in ``extra`` and every
-    ``Bearer`` token replaced by ``[redacted]``."""
+    """``text`` with every registered secret value, every value in ``extra``, every ``Bearer``
+    token and the user information of every URL replaced by ``[redacted]``."""
     values = {*secret_values(), *(v for v in extra if len(v) >= _MIN_SECRET_LEN)}
     for value in sorted(values, key=len, reverse=True):
         text = text.replace(value, REDACTED)
+    text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
     return _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
+
+
+def redact_data(value: Any) -> Any:
+    """``value`` (dicts, lists, strings, numbers) with :func:`redact` applied to every string,
+    keys included; other values unchanged."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact_data(k): redact_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_data(v) for v in value]
+    return value

@@ -43,6 +43,7 @@ from typing import Any
 
 from cot_ground.models.base import ChatRequest, Reasoner, ReasonerResult
 from cot_ground.records import ErrorCategory, file_sha256
+from cot_ground.redaction import redact_data
 
 log = logging.getLogger(__name__)
 
@@ -186,11 +187,12 @@ class StepCache:
         return found
 
     def put_many(self, items: dict[str, dict[str, Any]]) -> None:
-        """Store ``items`` (an existing key keeps its first value)."""
+        """Store ``items`` (an existing key keeps its first value), secrets redacted
+        (:func:`cot_ground.redaction.redact_data`: a password in a ``base_url`` setting)."""
         if not items:
             return
         now = time.time()
-        rows = [(k, json.dumps(v, ensure_ascii=False), now) for k, v in items.items()]
+        rows = [(k, json.dumps(redact_data(v), ensure_ascii=False), now) for k, v in items.items()]
         with self._lock:
             try:
                 self._db.executemany("INSERT OR IGNORE INTO step1 VALUES (?, ?, ?)", rows)

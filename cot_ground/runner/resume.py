@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cot_ground.records import Example
+from cot_ground.redaction import redact_data
 from cot_ground.runner.config import BenchmarkConfig, ExperimentConfig, graph_config
 from cot_ground.runner.fingerprint import (
     fingerprint_changes,
@@ -50,12 +51,13 @@ def resolve_config(
 
 
 def config_dump(resolved: ExperimentConfig) -> dict[str, Any]:
-    """The resolved config as JSON, each pipeline with its graph defaults filled in."""
+    """The resolved config as JSON, each pipeline with its graph defaults filled in and secrets
+    redacted (:func:`cot_ground.redaction.redact_data`: a password in a ``base_url``)."""
     dump = resolved.model_dump(mode="json")
     for name, pipe_cfg in resolved.pipelines.items():
         defaults = graph_config(name, pipe_cfg).model_dump(mode="json", exclude={"pipeline"})
         dump["pipelines"][name] = {**defaults, **dump["pipelines"][name]}
-    return dump
+    return redact_data(dump)
 
 
 def run_fingerprints(dump: dict[str, Any], examples: list[Example]) -> dict[str, dict[str, Any]]:

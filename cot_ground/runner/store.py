@@ -35,6 +35,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from cot_ground.redaction import redact_data
+
 log = logging.getLogger(__name__)
 
 FSYNC_INTERVAL_S = 1.0
@@ -255,11 +257,12 @@ class RunFolder:
             raise RunFolderError(f"{self.manifest_path} is not valid JSON: {exc}") from None
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
-        """Replace ``run.json`` atomically (write a temporary file, fsync, rename)."""
+        """Replace ``run.json`` atomically (write a temporary file, fsync, rename); secrets in
+        it are redacted (:func:`cot_ground.redaction.redact_data`)."""
         self.path.mkdir(parents=True, exist_ok=True)
         tmp = self.manifest_path.with_suffix(".json.tmp")
         with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(manifest, fh, indent=2, ensure_ascii=False, default=str)
+            json.dump(redact_data(manifest), fh, indent=2, ensure_ascii=False, default=str)
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
