@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from test_graph_designated_image import TargetNamingReasoner, run_nodes
+from test_graph_designated_image import TargetNamingReasoner, assert_every_example_scores_100
 
 from cot_ground.bench.migbench import load_benchmark
 from cot_ground.graph import CoTConfig
 from cot_ground.graph.nodes import CoTNodes
 from cot_ground.models.base import ChatRequest, EndToEndResult
 from cot_ground.records import Example, ParseStatus
-from cot_ground.scoring import ScoreRow, score_row, score_table
 
 
 class GroundTruthMultiImage:
@@ -57,25 +56,4 @@ def test_true_answers_score_100_in_both_answer_forms(migbench_dir: Path, file: s
         reasoner, grounder = TargetNamingReasoner("paper"), GroundTruthMultiImage()
         config = CoTConfig(mode="multi-image", prompt_variant="paper", answer_form=form)
         nodes = CoTNodes(reasoner, grounder, config)  # an EndToEndGrounder in this mode
-        rows, wrong = [], []
-        for ex in examples:
-            reasoner.example = grounder.example = ex
-            pred = run_nodes(nodes, ex)
-            row = ScoreRow.from_prediction(pred, ex)
-            score = score_row(row)
-            if pred.image_index != ex.target_image or not score.image_correct:
-                wrong.append((ex.task, ex.target_rule, pred.image_index, ex.target_image))
-            if ex.gt_box.is_inverted or ex.gt_box.area <= 0:
-                continue
-            if not (score.correct(0.5, "official") and score.correct(0.5, "strict")):
-                wrong.append((ex.task, "iou", pred.box, ex.gt_box))
-            rows.append(row)
-        assert len(rows) > len(examples) - 20
-        assert wrong == [], f"{file} {form}: {len(wrong)} wrong, e.g. {wrong[:5]}"
-        for mode in ("official", "strict"):
-            table = score_table(rows, mode=mode)
-            assert len(table["tasks"]) == 10
-            assert {t: s["acc@0.5"] for t, s in table["tasks"].items()} == dict.fromkeys(
-                table["tasks"], 100.0
-            )
-            assert table["average"]["acc@0.5"] == 100.0
+        assert_every_example_scores_100(nodes, (reasoner, grounder), examples, f"{file} {form}")
