@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import AliasChoices, BaseModel, Field
 
 from cot_ground.boxes import Box, Frame
-from cot_ground.parsing import AnswerKind, parse_box, parse_step1
+from cot_ground.parsing import AnswerKind, BoxParse, parse_box, parse_step1
 from cot_ground.records import Candidate, ParseStatus
 
 
@@ -63,9 +63,7 @@ class ReasonerResult(BaseModel):
     )
 
     @classmethod
-    def from_text(
-        cls, text: str, request: ChatRequest, settings: dict[str, Any]
-    ) -> ReasonerResult:
+    def from_text(cls, text: str, request: ChatRequest, settings: dict[str, Any]) -> ReasonerResult:
         """The result for an answer ``text`` to ``request``, read once with
         :func:`~cot_ground.parsing.parse_step1` for the request's ``answer_kind``, images and
         ``question`` (the status says when it is unreadable, ``reason`` why)."""
@@ -124,10 +122,18 @@ class EndToEndResult(BaseModel):
         """The result for an answer ``text`` stating its box in ``frame`` (not ``pixels``),
         read with :func:`~cot_ground.parsing.parse_box` (the status says when it is unreadable)."""
         parsed = parse_box(text, frame)
+        return cls.from_parse(text, parsed, parsed.box, settings)
+
+    @classmethod
+    def from_parse(
+        cls, text: str, parsed: BoxParse, box: Box | None, settings: dict[str, Any]
+    ) -> EndToEndResult:
+        """The result for ``text`` read as ``parsed`` (image index and status), with ``box``:
+        the parsed box as the adapter places it (clipped, calibrated), or None."""
         return cls(
             raw_text=text,
             image_index=parsed.image_index,
-            box=parsed.box,
+            box=box,
             status=parsed.status,
             settings=dict(settings),
         )

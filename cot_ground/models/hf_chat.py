@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from cot_ground.boxes import Frame
+from cot_ground.mentions import image_choice
 from cot_ground.models.base import (
     ChatRequest,
     EndToEndResult,
@@ -51,7 +51,7 @@ from cot_ground.models.hf_loading import (
 )
 from cot_ground.models.options import PROCESSOR_OPTIONS, resolve_options
 from cot_ground.models.settings import ModelSettings
-from cot_ground.parsing import answer_text, parse_box
+from cot_ground.parsing import answer_text
 from cot_ground.records import Candidate, text_hash
 
 # processors that take the images of a whole batch as one flat list (the others: one list per
@@ -258,11 +258,11 @@ class ChatEndToEnd:
         """Image index (from the words of the answer) and the first box of ``text``."""
         body = answer_text(text)
         boxes, status = self.syntax.parse(body)
-        # the image named in the words around the box (the probe frame is unused: boxes removed)
-        words = parse_box(self.syntax.span.sub(" ", body), Frame.QWEN1000)
+        # the image named in the words around the boxes
+        index = image_choice(answer_text(self.syntax.span.sub(" ", body)))
         return EndToEndResult(
             raw_text=text,
-            image_index=words.image_index,
+            image_index=index,
             box=boxes[0] if boxes else None,
             status=status,
             settings=dict(self.settings),

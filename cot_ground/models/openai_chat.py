@@ -333,13 +333,7 @@ class OpenAIEndToEnd:
         box = parsed.box
         if box is not None and self.frame is Frame.PIXELS:
             box = box.clipped()
-        return EndToEndResult(
-            raw_text=text,
-            image_index=parsed.image_index,
-            box=box,
-            status=parsed.status,
-            settings=dict(self.settings),
-        )
+        return EndToEndResult.from_parse(text, parsed, box, self.settings)
 
 
 def per_request(outcomes: list[str | Exception], build: Callable[[int, str], Any]) -> list[Any]:

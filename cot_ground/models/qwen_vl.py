@@ -360,13 +360,7 @@ class QwenVLEndToEnd:
         box = _in_frame(parsed.box, frame) if parsed.box is not None else None
         if box is not None and self.calibration is not None:
             box = apply_calibration(box, self.calibration)
-        return EndToEndResult(
-            raw_text=text,
-            image_index=parsed.image_index,
-            box=box,
-            status=parsed.status,
-            settings=dict(self.settings),
-        )
+        return EndToEndResult.from_parse(text, parsed, box, self.settings)
 
 
 def _in_frame(box: Box, frame: Frame) -> Box:
