@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from scripted_models import ScriptedGrounder, ScriptedReasoner
+from scripted_models import ScriptedGrounder, ScriptedReasoner, example_on
 
 from cot_ground.boxes import Box
 from cot_ground.graph import CoTConfig, E2EConfig, calls, run_example
 from cot_ground.graph.assemble import build_graph
 from cot_ground.models.base import EndToEndResult
-from cot_ground.records import Candidate, Example, ParseStatus, Prediction, example_id
+from cot_ground.records import Candidate, Example, ParseStatus, Prediction
 
 GT = Box.from_unit([0.2, 0.2, 0.6, 0.6])
 GOOD = Box.from_unit([0.22, 0.2, 0.6, 0.62])  # IoU ~0.91 with GT
@@ -48,14 +48,7 @@ def make_example(folder: Path, task: str, k: int, n_images: int = 3, target: int
     """An example of ``task`` with ``n_images`` real pictures and target image ``target``."""
     images = write_images(folder / "images", f"{task}{k}", n_images, seed=k)
     question = f"Find the object ({task} #{k})."
-    return Example(
-        id=example_id(task, images, question),
-        task=task,
-        images=images,
-        question=question,
-        gt_box=GT,
-        target_image=target,
-    )
+    return example_on(task, images, question, GT, target)
 
 
 class ScriptedClock:

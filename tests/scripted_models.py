@@ -41,12 +41,18 @@ def make_example(
     """An example whose image paths need not exist (scripted adapters never open them)."""
     images = [f"{folder}/{task}_{i}.png" for i in range(n_images)]
     question = question if question is not None else QUESTIONS.get(task, f"Find it ({task}).")
+    return example_on(task, images, question, Box.from_unit([0.1, 0.1, 0.5, 0.5]), target)
+
+
+def example_on(task: str, images: list[str], question: str, gt_box: Box, target: int) -> Example:
+    """The example of ``task`` asking ``question`` on ``images``, with its id computed as the
+    benchmark loaders compute it."""
     return Example(
         id=example_id(task, images, question),
         task=task,
-        images=images,
+        images=list(images),
         question=question,
-        gt_box=Box.from_unit([0.1, 0.1, 0.5, 0.5]),
+        gt_box=gt_box,
         target_image=target,
     )
 

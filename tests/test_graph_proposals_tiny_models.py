@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import skimage
+from scripted_models import example_on
 
 from cot_ground.boxes import Box
 from cot_ground.graph import (
@@ -27,7 +28,7 @@ from cot_ground.graph import (
 )
 from cot_ground.models.registry import build
 from cot_ground.models.settings import ModelSettings
-from cot_ground.records import Example, example_id
+from cot_ground.records import Example
 
 pytestmark = pytest.mark.slow
 
@@ -39,14 +40,7 @@ def example() -> Example:
         "Please find the bounding box coordinates for the area described by: "
         "<|object_ref_start|>the cat<|object_ref_end|>."
     )
-    return Example(
-        id=example_id("group_grounding", images, question),
-        task="group_grounding",
-        images=images,
-        question=question,
-        gt_box=Box.from_unit([0.1, 0.1, 0.9, 0.9]),
-        target_image=1,
-    )
+    return example_on("group_grounding", images, question, Box.from_unit([0.1, 0.1, 0.9, 0.9]), 1)
 
 
 @pytest.fixture(scope="module")

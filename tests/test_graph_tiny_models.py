@@ -10,12 +10,13 @@ import os
 
 import pytest
 import skimage
+from scripted_models import example_on
 
 from cot_ground.boxes import Box
 from cot_ground.graph import CoTConfig, build_cot_graph, build_e2e_graph, run_example
 from cot_ground.models.registry import build
 from cot_ground.models.settings import ModelSettings
-from cot_ground.records import Example, example_id
+from cot_ground.records import Example
 
 pytestmark = pytest.mark.slow
 
@@ -28,14 +29,7 @@ def example() -> Example:
     question = (
         "Compare these two images carefully and give me the coordinates of their difference. "
     )
-    return Example(
-        id=example_id("diff", images, question),
-        task="diff",
-        images=images,
-        question=question,
-        gt_box=Box.from_unit([0.2, 0.2, 0.6, 0.6]),
-        target_image=1,
-    )
+    return example_on("diff", images, question, Box.from_unit([0.2, 0.2, 0.6, 0.6]), 1)
 
 
 def _qwen(tiny_qwen_paths) -> ModelSettings:
