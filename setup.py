@@ -5,8 +5,13 @@ wheel carries them as ``cot_ground/_data/prompts`` and ``cot_ground/_data/experi
 :mod:`cot_ground.paths` finds with :mod:`importlib.resources`. Editable installs read the
 checkout's folders directly, so nothing is copied for them. Everything else is in
 ``pyproject.toml``.
+
+The build folder (``build/lib``) outlives a build, and ``build_py`` only adds files to it: a
+module or prompt deleted from the checkout would still ship. So the package's build copy is
+removed before each (non-editable) build.
 """
 
+import shutil
 from pathlib import Path
 
 from setuptools import setup
@@ -16,9 +21,12 @@ DATA_FOLDERS = ("prompts", "experiments")
 
 
 class BuildPyWithData(build_py):
-    """``build_py`` that also copies the data folders into ``cot_ground/_data/``."""
+    """``build_py`` that starts from an empty ``cot_ground/`` in the build folder (no stale
+    files) and also copies the data folders into ``cot_ground/_data/``."""
 
     def run(self) -> None:
+        if not self.editable_mode:
+            shutil.rmtree(Path(self.build_lib) / "cot_ground", ignore_errors=True)
         super().run()
         if self.editable_mode:
             return

@@ -3,6 +3,7 @@ them there (importlib.resources) rather than in a checkout; COT_GROUND_PROMPTS s
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,6 +14,7 @@ import pytest
 from cot_ground import paths
 
 REPO = Path(__file__).resolve().parents[1]
+GROUND_FILE = sorted(p.name for p in (REPO / "prompts/ground").iterdir())[0]
 
 
 def test_checkout_lookup_and_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,3 +92,33 @@ def test_unpacked_wheel_reads_its_own_data(wheel: Path, tmp_path: Path) -> None:
     assert experiments_dir == str(site / "cot_ground" / "_data" / "experiments")
     assert checkout == "None"
     assert prompt_file.startswith(prompts_dir)
+
+
+@pytest.mark.slow
+def test_a_file_deleted_from_the_checkout_does_not_ship(tmp_path: Path) -> None:
+    """A build folder left by an earlier build (``build/lib``) holds a module and a prompt file
+    that the checkout no longer has: the wheel carries neither."""
+    src = tmp_path / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("cot_ground", *paths.DATA_FOLDERS):
+        shutil.copytree(REPO / name, src / name, ignore=ignore)
+    for name in ("pyproject.toml", "setup.py", "README.md", "MANIFEST.in"):
+        shutil.copy2(REPO / name, src / name)
+    stale = ["cot_ground/graph/deleted_module.py", "cot_ground/_data/prompts/deleted.yaml"]
+    for name in stale:
+        (src / "build/lib" / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / "build/lib" / name).write_text("# from an earlier build\n")
+    out = tmp_path / "dist"
+    pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+    subprocess.run(
+        [*pip, "-w", str(out), str(src)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    names = set(zipfile.ZipFile(next(out.glob("cot_ground-*.whl"))).namelist())
+    assert (
+        "cot_ground/graph/cot.py" in names
+        and f"cot_ground/_data/prompts/ground/{GROUND_FILE}" in names
+    )
+    assert [n for n in stale if n in names] == []
