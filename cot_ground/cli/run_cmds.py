@@ -236,29 +236,68 @@ def _box_text(box: dict[str, Any] | None) -> str:
     return "[" + ", ".join(f"{box[k]:.3f}" for k in ("x1", "y1", "x2", "y2")) + "]"
 
 
-def _trace_step(entry: dict[str, Any]) -> Panel:
+# trace fields holding 0-based positions in the example's images (as recorded); `show` labels
+# them "(0-based)" where every number it prints itself is 1-based ("image 2")
+ZERO_BASED_FIELDS = frozenset(
+    {"image_index", "step2_image", "reference_image", "reference_index", "targeted_image",
+     "target_image", "tried_images"}
+)  # fmt: skip
+
+
+def _label_zero_based(value: Any) -> Any:
+    """``value`` (a trace's parsed data) with each 0-based image field renamed
+    ``NAME (0-based)``; a proposal's ``image`` too (``{"id", "image", "mark", ...}``)."""
+    if isinstance(value, list):
+        return [_label_zero_based(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    proposal = "mark" in value and isinstance(value.get("image"), int)
+    out = {}
+    for key, v in value.items():
+        numbers = isinstance(v, int) or (isinstance(v, list) and all(isinstance(i, int) for i in v))
+        zero_based = key in ZERO_BASED_FIELDS or (proposal and key == "image")
+        out[f"{key} (0-based)" if zero_based and numbers else key] = _label_zero_based(v)
+    return out
+
+
+def _image_names(paths: list[str], example_images: list[str]) -> str:
+    """A step's input images: "image K (file)" for the example's own (K 1-based), else the
+    file name (a drawn or cropped picture the run made)."""
+    names = []
+    for p in paths:
+        name = Path(p).name
+        names.append(
+            f"image {example_images.index(p) + 1} ({name})" if p in example_images else name
+        )
+    return ", ".join(names)
+
+
+def _trace_step(entry: dict[str, Any], pipeline: str, example_images: list[str]) -> Panel:
+    from cot_ground.analysis.html_report import cut_text
+
     parts: list[Any] = []
     head = Text(f"wall {entry.get('wall_s', 0.0):.3f}s")
     if entry.get("cached"):
         head.append("  cached", style="green")
     if entry.get("images"):
-        names = ", ".join(f"{i + 1}:{Path(p).name}" for i, p in enumerate(entry["images"]))
-        head.append(f"  images {names}")
+        head.append(f"  input {_image_names(entry['images'], example_images)}")
     parts.append(head)
     if entry.get("prompt"):
         parts.append(Text("prompt:", style="bold"))
-        parts.append(Text(entry["prompt"], style="cyan"))
+        parts.append(Text(cut_text(entry["prompt"], pipeline), style="cyan"))
     if entry.get("raw_output") is not None:
         parts.append(Text("raw output:", style="bold"))
-        parts.append(Text(entry["raw_output"], style="magenta"))
+        parts.append(Text(cut_text(entry["raw_output"], pipeline), style="magenta"))
     if entry.get("parsed"):
-        parts.append(Text("parsed: " + json.dumps(entry["parsed"], ensure_ascii=False)))
+        parsed = json.dumps(_label_zero_based(entry["parsed"]), ensure_ascii=False)
+        parts.append(Text("parsed: " + cut_text(parsed, pipeline)))
     for c in entry.get("candidates") or []:
         score = f"{c['score']:.3f}" if c.get("score") is not None else "-"
         parts.append(Text(f"candidate {_box_text(c['box'])} score {score} {c.get('label') or ''}"))
     if entry.get("error"):
         err = entry["error"]
-        parts.append(Text(f"error {err['category']}: {err['message']}", style="red"))
+        message = cut_text(err["message"], pipeline)
+        parts.append(Text(f"error {err['category']}: {message}", style="red"))
     title = f"{entry['node']}" + (f" (attempt {entry['attempt']})" if entry.get("attempt") else "")
     return Panel(Group(*parts), title=title, title_align="left")
 
@@ -272,7 +311,13 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="print the raw records as JSON")] = False,
 ) -> None:
     """Show one example of a run: its images, question and ground truth, then for each pipeline
-    the prediction and the full trace (prompts, raw outputs, parsed values, candidates)."""
+    the prediction and the full trace (prompts, raw outputs, parsed values, candidates).
+
+    Images are numbered from 1 ("image 2"); recorded 0-based fields are labelled "(0-based)".
+    Texts longer than the HTML report's limit are cut with a note naming the JSONL file that
+    holds them in full (``--json`` prints the records uncut).
+    """
+    from cot_ground.analysis.html_report import cut_text
     from cot_ground.records import Example, Prediction
     from cot_ground.runner.store import RunFolder
     from cot_ground.scoring import ScoreRow, score_row
@@ -297,6 +342,7 @@ def show(
     info.add_row("id", example["id"])
     info.add_row("task", example["task"])
     info.add_row("question", Text(example["question"]))
+    info.add_row("numbering", "images from 1; recorded fields marked (0-based) count from 0")
     for i, path in enumerate(example["images"]):
         text = Text(path)
         if i == example["target_image"]:
@@ -312,7 +358,7 @@ def show(
         image = rec.get("image_index")
         summary = Table.grid(padding=(0, 1))
         summary.add_row("status", rec.get("status", "-"))
-        summary.add_row("image", str(image + 1) if image is not None else "-")
+        summary.add_row("chosen", f"image {image + 1}" if image is not None else "-")
         summary.add_row("box", _box_text(rec.get("box")))
         score = score_row(ScoreRow.from_prediction(Prediction.model_validate(rec), scored))
         summary.add_row("IoU", f"{score.iou:.3f} (strict {score.strict_iou:.3f})")
@@ -322,8 +368,9 @@ def show(
             summary.add_row("timing", ", ".join(f"{k} {v:.3f}s" for k, v in rec["timing"].items()))
         if rec.get("error"):
             err = rec["error"]
-            summary.add_row("error", Text(f"{err['category']}: {err['message']}", style="red"))
-        steps = [_trace_step(e) for e in rec.get("trace") or []]
+            message = cut_text(err["message"], name)
+            summary.add_row("error", Text(f"{err['category']}: {message}", style="red"))
+        steps = [_trace_step(e, name, example["images"]) for e in rec.get("trace") or []]
         console.print(Panel(Group(summary, *steps), title=f"pipeline {name}", title_align="left"))
 
 
