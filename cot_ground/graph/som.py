@@ -26,7 +26,7 @@ from cot_ground.graph.choices import Choice, parse_id_choice, parse_mark_choice
 from cot_ground.graph.proposals import artifacts_root, draw_marks, on_image, propose
 from cot_ground.graph.record import FINALIZE, outcome_status, prediction_record
 from cot_ground.graph.selection_config import PerceptionConfig, SoMConfig
-from cot_ground.graph.state import example_of, extend_trace
+from cot_ground.graph.state import ResolvedChoice, example_of, extend_trace
 from cot_ground.images import ImageLoadError
 from cot_ground.models.base import ChatRequest, Grounder, Reasoner
 from cot_ground.models.registry import require_role
@@ -205,8 +205,9 @@ class SelectorNodes:
         }
         resolved, category, why = self._resolve(choice, proposals, len(ex.images))
         if resolved is not None:
-            parsed.update(resolved)
-            return {"choice": resolved, "trace": [step(PARSE, attempt=attempt - 1, parsed=parsed)]}
+            chosen = resolved.dump()
+            parsed.update(chosen)
+            return {"choice": chosen, "trace": [step(PARSE, attempt=attempt - 1, parsed=parsed)]}
         parsed["reason"] = why
         if attempt <= self.config.max_retries:
             parsed["next"] = "retry"
@@ -223,14 +224,11 @@ class SelectorNodes:
 
     def _resolve(
         self, choice: Choice, proposals: list[dict[str, Any]], n_images: int
-    ) -> tuple[dict[str, Any] | None, ErrorCategory, str]:
+    ) -> tuple[ResolvedChoice | None, ErrorCategory, str]:
         """(resolved choice or None, error category if it stays unusable, why)."""
         if choice.kind == "none":
-            return (
-                {"kind": "none", "image": None, "box": None, "proposal": None, "rule": "none"},
-                ErrorCategory.FORMAT,
-                "",
-            )
+            none = ResolvedChoice(kind="none", image=None, box=None, proposal=None, rule="none")
+            return none, ErrorCategory.FORMAT, ""
         if choice.image is not None and not 0 <= choice.image < n_images:
             return (
                 None,
@@ -238,17 +236,10 @@ class SelectorNodes:
                 f"image {choice.image + 1} does not exist (1 to {n_images})",
             )
         if choice.kind == "box":
-            return (
-                {
-                    "kind": "box",
-                    "image": choice.image,
-                    "box": choice.box.model_dump(),
-                    "proposal": None,
-                    "rule": "reasoner-box",
-                },
-                ErrorCategory.FORMAT,
-                "",
+            stated = ResolvedChoice(
+                kind="box", image=choice.image, box=choice.box, proposal=None, rule="reasoner-box"
             )
+            return stated, ErrorCategory.FORMAT, ""
         if choice.proposal_id is not None:
             found = [p for p in proposals if p["id"] == choice.proposal_id]
             if not found:
@@ -257,7 +248,7 @@ class SelectorNodes:
                     ErrorCategory.INDEX,
                     f"id {choice.proposal_id} is not listed (1 to {len(proposals)})",
                 )
-            return _picked(found[0], "id"), ErrorCategory.FORMAT, ""
+            return ResolvedChoice.of_proposal(found[0], "id"), ErrorCategory.FORMAT, ""
         if choice.kind == "choice" and choice.mark is not None:
             image = choice.image
             if image is None:
@@ -276,7 +267,8 @@ class SelectorNodes:
                     ErrorCategory.INDEX,
                     f"mark {choice.mark} is not on image {image + 1} (it has {len(marks)} mark(s))",
                 )
-            return _picked(marks[choice.mark - 1], "mark"), ErrorCategory.FORMAT, ""
+            marked = ResolvedChoice.of_proposal(marks[choice.mark - 1], "mark")
+            return marked, ErrorCategory.FORMAT, ""
         if choice.image is not None and self.config.unmarked_choice == "top-proposal":
             marks = on_image(proposals, choice.image)
             if marks:
@@ -287,7 +279,7 @@ class SelectorNodes:
                         -p["mark"],
                     ),
                 )
-                return _picked(best, "top-proposal"), ErrorCategory.FORMAT, ""
+                return ResolvedChoice.of_proposal(best, "top-proposal"), ErrorCategory.FORMAT, ""
             return None, ErrorCategory.FORMAT, f"image {choice.image + 1} has no proposals"
         return None, ErrorCategory.FORMAT, choice.why or "unreadable choice"
 
@@ -296,9 +288,9 @@ class SelectorNodes:
         """Write the prediction record (with the whole trace)."""
         ex = example_of(state)
         error = state.get("error")
-        choice = state.get("choice")
-        box = Box.model_validate(choice["box"]) if choice and choice.get("box") else None
-        image = choice.get("image") if choice else None
+        choice = ResolvedChoice.read(state.get("choice"))
+        box = choice.box if choice else None
+        image = choice.image if choice else None
         boxes = None
         status = outcome_status(box, error)
         if error is None and box is None:
@@ -319,7 +311,7 @@ class SelectorNodes:
             status=status,
             raw_text=state.get("choice_raw"),
             error=error,
-            summary={"choice": choice},
+            summary={"choice": choice.dump() if choice else None},
             boxes=boxes,
         )
 
@@ -340,10 +332,6 @@ def _listed(p: dict[str, Any], frame: Frame) -> str:
     )
     label = f", {p['label']}" if p.get("label") else ""
     return f"id {p['id']}: image {p['image'] + 1}{label}, [{text}]"
-
-
-def _picked(p: dict[str, Any], rule: str) -> dict[str, Any]:
-    return {"kind": "proposal", "image": p["image"], "box": p["box"], "proposal": p, "rule": rule}
 
 
 # ---------------------------------------------------------------------------- routers

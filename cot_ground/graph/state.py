@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Annotated, Any, Self, TypedDict
+from typing import Annotated, Any, Literal, Self, TypedDict
 
 from pydantic import BaseModel, ConfigDict
 
@@ -134,6 +134,33 @@ class Grounding(StateValue):
             raw_text=result.raw_text if result else None,
             status=result.status if result else ParseStatus.NO_BOX,
             node=node,
+        )
+
+
+class ResolvedChoice(StateValue):
+    """What a Set-of-Mark or perception-prompt answer resolved to (``parse_choice``)."""
+
+    kind: Literal["none", "box", "proposal"]
+    """``proposal`` (a listed proposal), ``box`` (a box the reasoner stated) or ``none``."""
+    image: int | None
+    """0-based image of the box, None for ``none``."""
+    box: Box | None
+    """The chosen box (unit frame), None for ``none``."""
+    proposal: dict[str, Any] | None
+    """The chosen proposal dict (:mod:`cot_ground.graph.proposals`), for ``proposal``."""
+    rule: str
+    """How the answer was read: ``mark``, ``id``, ``top-proposal``, ``reasoner-box``,
+    ``none``."""
+
+    @classmethod
+    def of_proposal(cls, proposal: dict[str, Any], rule: str) -> ResolvedChoice:
+        """The choice of ``proposal`` (read by ``rule``)."""
+        return cls(
+            kind="proposal",
+            image=proposal["image"],
+            box=proposal["box"],
+            proposal=proposal,
+            rule=rule,
         )
 
 
