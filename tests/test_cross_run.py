@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cot_ground.analysis.cross_run import PipelineRef, benchmark_sha256, leaderboard
+from cot_ground.analysis.cross_run import (
+    PipelineRef,
+    benchmark_sha256,
+    leaderboard,
+    leaderboard_warnings,
+)
 from cot_ground.cli.app import _register_commands, app
 from cot_ground.paths import experiments_dir
 
@@ -94,3 +99,19 @@ def test_leaderboard_lists_every_run_with_its_settings(runs) -> None:
     done = CliRunner().invoke(app, ["leaderboard", str(runs["all"]), str(runs["other"])])
     assert done.exit_code == 0, done.output
     assert "2 different benchmark files" in done.output.replace("\n", " ")
+
+
+@pytest.mark.slow
+def test_leaderboard_warns_when_runs_differ_in_size_or_selection(runs) -> None:
+    same = leaderboard([str(runs["all"])])
+    assert leaderboard_warnings(same) == []
+    table = leaderboard([str(runs["all"]), str(runs["sample"])])
+    assert sorted(table["n"]) == [6, 14]
+    (warning,) = leaderboard_warnings(table)
+    assert "n = 6, 14" in warning and "sample=6 seed=3" in warning and "all" in warning
+
+    done = CliRunner().invoke(app, ["leaderboard", str(runs["all"]), str(runs["sample"])])
+    assert done.exit_code == 0, done.output
+    text = " ".join(done.output.split())
+    assert "warning: the rows are scored on different examples (n = 6, 14" in text
+    assert "warning" not in CliRunner().invoke(app, ["leaderboard", str(runs["all"])]).output

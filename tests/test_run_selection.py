@@ -4,6 +4,7 @@ task, reproducible), recorded in run.json; at most one of --limit / --per-task /
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -107,3 +108,12 @@ def test_benchmark_has_len_and_a_short_repr(lite: Path) -> None:
     text = repr(bench)
     assert text.startswith("Benchmark('MIG_data.json', 28 examples, sha256=")
     assert len(text) < 120 and bench.examples[0].question not in text
+
+
+def test_a_sample_larger_than_the_benchmark_warns(lite: Path, caplog) -> None:
+    examples = _load(lite).examples
+    with caplog.at_level(logging.WARNING, logger="cot_ground.bench.selection"):
+        assert len(stratified_sample(examples, 5, seed=0)) == 5 and not caplog.records
+        taken = stratified_sample(examples, 10_000, seed=0)
+    assert len(taken) == len(examples)
+    assert f"sample=10000 asks for more than the {len(examples)} example(s)" in caplog.text

@@ -156,3 +156,24 @@ def leaderboard(targets: list[str]) -> pd.DataFrame:
             )
     table = pd.DataFrame(rows, columns=list(LEADERBOARD_COLUMNS))
     return table.sort_values("official", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def leaderboard_warnings(table: pd.DataFrame) -> list[str]:
+    """Lines warning that the rows of a :func:`leaderboard` table were scored on different
+    example sets (different ``n`` or selection) or benchmark files; empty when all match."""
+    lines = []
+    shas = list(dict.fromkeys(table["sha256"]))
+    if len(shas) > 1:
+        lines.append(
+            f"{len(shas)} different benchmark files ({', '.join(shas)}): compare rows of one"
+            " sha256 only"
+        )
+    sizes = sorted(set(table["n"]))
+    selections = list(dict.fromkeys(table["selection"]))
+    if len(sizes) > 1 or len(selections) > 1:
+        lines.append(
+            f"the rows are scored on different examples (n = {', '.join(map(str, sizes))};"
+            f" selections: {' | '.join(selections)}): their ranks are not a like-for-like"
+            " comparison"
+        )
+    return lines

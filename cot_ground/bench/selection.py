@@ -10,6 +10,7 @@ same examples on any machine. Both keep the file order of what they select.
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Sequence
 
@@ -17,6 +18,8 @@ import numpy as np
 
 from cot_ground.records import Example
 from cot_ground.tasks import order_key
+
+log = logging.getLogger(__name__)
 
 
 def first_per_task(examples: Sequence[Example], per_task: int) -> list[Example]:
@@ -47,9 +50,18 @@ def stratified_counts(sizes: dict[str, int], total: int) -> dict[str, int]:
 
 def stratified_sample(examples: Sequence[Example], sample: int, seed: int) -> list[Example]:
     """``sample`` examples drawn per task in proportion to task size, reproducibly from
-    ``seed``, in file order (all of them when ``sample`` is at least their number)."""
+    ``seed``, in file order (all of them when ``sample`` is at least their number, with a
+    warning: nothing is sampled then)."""
     if sample < 1:
         raise ValueError(f"sample must be at least 1, got {sample}")
+    if sample > len(examples):
+        log.warning(
+            "sample=%d asks for more than the %d example(s) selected: all %d are taken,"
+            " none is sampled",
+            sample,
+            len(examples),
+            len(examples),
+        )
     positions: dict[str, list[int]] = {}
     for i, example in enumerate(examples):
         positions.setdefault(example.task, []).append(i)

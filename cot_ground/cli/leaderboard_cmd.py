@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cot_ground.cli.common import fail
@@ -22,20 +23,25 @@ def leaderboard(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """Rank the pipelines of several runs: Acc@0.5 official and strict (mean over tasks) and
-    mIoU, with each run's benchmark (sha256), example selection and pipeline settings.
+    mIoU, with each run's number of examples (n), benchmark (sha256), example selection and
+    pipeline settings. A warning follows when the rows differ in n or selection.
 
     Pipelines on different benchmark files (different sha256) are listed but are not
     comparable example by example; `cot-ground compare RUN_A:PIPE RUN_B:PIPE` pairs them
     when the files match.
     """
     from cot_ground.analysis.cross_run import leaderboard as build_leaderboard
+    from cot_ground.analysis.cross_run import leaderboard_warnings
 
     try:
         table = build_leaderboard(targets)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc), code=1)
+    warnings = leaderboard_warnings(table)
     if as_json:
         typer.echo(json.dumps(table.to_dict("records"), indent=2))
+        for line in warnings:
+            typer.echo(f"warning: {line}", err=True)
         return
     shas = set(table["sha256"])
     caption = "Acc@0.5 and mIoU in %, mean over tasks; official: only the box counts; strict:"
@@ -58,7 +64,10 @@ def leaderboard(
             row.sha256,
             f"{row.selection}; {row.settings}",
         )
-    Console().print(out)
+    console = Console()
+    console.print(out)
+    for line in warnings:
+        console.print(f"[yellow]warning[/yellow]: {escape(line)}", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
