@@ -3,7 +3,9 @@
 Plain text (the HTML page escapes it; markdown files and the terminal print it as is):
 
 - :data:`CATEGORY_MEANINGS`: one line per failure category of
-  :data:`cot_ground.analysis.attribution.CATEGORIES`;
+  :data:`cot_ground.analysis.attribution.CATEGORIES` (CoT wording), with
+  :data:`KIND_MEANINGS` where a category means something else for another pipeline kind, and
+  :func:`category_meaning` choosing by kind and zoom-in;
 - :data:`HOW_TO_READ`: the short box at the top of the report;
 - :data:`CAPTIONS`: one line under each table and chart;
 - :data:`EMPTY_REASONS`: what an empty table means;
@@ -17,6 +19,8 @@ import os
 from typing import Any
 
 import pandas as pd
+
+from cot_ground.analysis.attribution import CATEGORIES
 
 TINY_PREFIX = "tiny_"
 
@@ -40,6 +44,35 @@ CATEGORY_MEANINGS: dict[str, str] = {
     "config_error": "the pipeline was misconfigured for this example (infrastructure failure)",
 }
 
+KIND_MEANINGS: dict[str, dict[str, str]] = {
+    "e2e": {
+        "no_box": "the end-to-end answer held no box",
+    },
+    "som": {
+        "no_box": "Set-of-Mark: proposals were drawn, but the reasoner answered that no mark fits",
+        "format_failure": "Set-of-Mark: the reasoner's answer named no usable image and mark"
+        " after every retry",
+    },
+    "perception-prompt": {
+        "no_box": "perception-prompt: proposals were listed, but the reasoner answered that none"
+        " fits",
+        "format_failure": "perception-prompt: the reasoner's answer named no usable proposal id"
+        " or box after every retry",
+    },
+    "verify": {
+        "no_box": "verify: the grounder proposed boxes (one would have been right), but the"
+        " reasoner said yes to none of the cropped proposals it was asked about",
+        "format_failure": "verify: step 1 (the reasoner's image choice and description) could"
+        " not be parsed after every retry",
+        "wrong_mark": "verify: the reasoner said yes to a wrong proposal although one would have"
+        " been right",
+    },
+}
+"""Meanings that differ from :data:`CATEGORY_MEANINGS` per pipeline kind (``kind:`` of the
+pipeline config; ``cot`` uses :data:`CATEGORY_MEANINGS` as is)."""
+ZOOM_NOTE = " (after zoom-in: the trace's zoom step holds the box before and after)"
+_ZOOM_CATEGORIES = frozenset({"success", "low_iou", "wrong_mark"})
+
 HOW_TO_READ: tuple[str, ...] = (
     "Acc@0.5: the share of examples (%) whose predicted box overlaps the ground-truth box with"
     " IoU ≥ 0.5; AVERAGE is the plain mean over tasks.",
@@ -51,9 +84,10 @@ HOW_TO_READ: tuple[str, ...] = (
     " step.",
     "Failure categories say why an example was not a success (first rule that applies):"
     " step1_format = step 1 gave no usable image choice; wrong_image = the named image is not"
-    " the target; no_box = the grounder found nothing; low_iou = a box, IoU < 0.5;"
-    " format_failure = an end-to-end answer had no readable box. The full list is under"
-    " Failure attribution.",
+    " the target; no_box = no box (CoT: the grounder found nothing; som, perception-prompt,"
+    " verify: no proposal was chosen); low_iou = a box, IoU < 0.5; format_failure = an answer"
+    " could not be read (end-to-end: no readable box; som, perception-prompt: no usable mark"
+    " or id; verify: step 1). Their meaning per pipeline is under Failure attribution.",
     "Pipelines named tiny_* run tiny models with random weights: they prove the MLLM code path"
     " runs end to end; their scores mean nothing.",
     "Image numbers shown here start at 1.",
@@ -92,9 +126,39 @@ EMPTY_REASONS: dict[str, str] = {
 }
 
 
-def category_meaning(category: str) -> str:
-    """The one-line meaning of ``category`` (a pointer to docs/analysis.md when unknown)."""
-    return CATEGORY_MEANINGS.get(category, "see docs/analysis.md, Failure categories")
+def category_meaning(category: str, kind: str | None = None, zoom: bool = False) -> str:
+    """The one-line meaning of ``category`` for a pipeline of ``kind`` (``cot``, ``e2e``,
+    ``som``, ``perception-prompt``, ``verify``; None: the CoT wording), noting zoom-in when the
+    pipeline has it; a pointer to docs/analysis.md when the category is unknown."""
+    meaning = (KIND_MEANINGS.get(kind or "") or {}).get(category) or CATEGORY_MEANINGS.get(
+        category, "see docs/analysis.md, Failure categories"
+    )
+    return meaning + ZOOM_NOTE if zoom and category in _ZOOM_CATEGORIES else meaning
+
+
+def zoomed_pipelines(manifest: dict[str, Any] | None) -> set[str]:
+    """The pipelines whose config in ``run.json`` has zoom-in (``zoom:``)."""
+    pipes = ((manifest or {}).get("config") or {}).get("pipelines") or {}
+    return {str(k) for k, v in pipes.items() if isinstance(v, dict) and v.get("zoom")}
+
+
+def category_rows(df: pd.DataFrame, manifest: dict[str, Any] | None = None) -> pd.DataFrame:
+    """The failure categories present in ``df`` (a :func:`~cot_ground.analysis.load.load_run`
+    frame), one row per category and meaning: columns ``category, pipelines, meaning``, in
+    ``categories`` order (then unknown ones by name); the meaning follows each pipeline's kind
+    and zoom-in (:func:`category_meaning`)."""
+    zoomed = zoomed_pipelines(manifest)
+    present = set(df["failure"])
+    order = [c for c in CATEGORIES if c in present] + sorted(present - set(CATEGORIES))
+    rows = []
+    for category in order:
+        sub = df[df["failure"] == category]
+        by_meaning: dict[str, list[str]] = {}
+        for pipeline, kind in dict.fromkeys(zip(sub["pipeline"], sub["kind"], strict=True)):
+            meaning = category_meaning(category, kind, pipeline in zoomed)
+            by_meaning.setdefault(meaning, []).append(str(pipeline))
+        rows += [(category, ", ".join(p), m) for m, p in by_meaning.items()]
+    return pd.DataFrame(rows, columns=["category", "pipelines", "meaning"])
 
 
 def tiny_pipelines(pipelines: list[str]) -> list[str]:
@@ -114,6 +178,7 @@ def run_notes(
     pipeline's reasoner adapter (a ``rule-reasoner`` gets a note on why it cannot choose).
     """
     reasoners = _reasoner_adapters(manifest or {})
+    zoomed = zoomed_pipelines(manifest)
     notes = []
     tiny = tiny_pipelines(list(dict.fromkeys(df["pipeline"])))
     if tiny:
@@ -131,6 +196,7 @@ def run_notes(
         categories = set(rows["failure"])
         if len(rows) and len(categories) == 1:
             category = categories.pop()
+            meaning = category_meaning(category, rows["kind"].iloc[0], pipeline in zoomed)
             why = ""
             if category == "step1_format" and reasoners.get(pipeline) == "rule-reasoner":
                 why = (
@@ -139,7 +205,7 @@ def run_notes(
                 )
             notes.append(
                 f"{pipeline} scores 0 on {task}: all {len(rows)} examples are {category}"
-                f" ({category_meaning(category)}).{why}"
+                f" ({meaning}).{why}"
             )
     return notes
 

@@ -25,7 +25,7 @@ from cot_ground.analysis.guide import (
     CAPTIONS,
     EMPTY_REASONS,
     HOW_TO_READ,
-    category_meaning,
+    category_rows,
     run_notes,
 )
 from cot_ground.analysis.scores import strict_note
@@ -87,7 +87,7 @@ def render_report(
     if not tables.attribution.empty:
         shares = attribution_shares(tables.attribution)
         body.append("<h3>Shares (% of n)</h3>" + _caption("shares") + html_table(shares))
-    body.append(categories_table(df))
+    body.append(categories_table(df, tables.manifest))
     if not tables.proposal_recall.empty:
         body.append(
             "<h2>Proposal recall at IoU 0.5 (upper bound of the proposal-based graphs)</h2>"
@@ -215,12 +215,10 @@ def guide_box(notes: Sequence[str]) -> str:
     return f'<aside class="guide"><h2>How to read this report</h2><ul>{items}</ul>{extra}</aside>'
 
 
-def categories_table(df: pd.DataFrame) -> str:
-    """The failure categories that occur in ``df`` with their meaning, in CATEGORIES order."""
-    present = set(df["failure"])
-    rows = [(c, category_meaning(c)) for c in CATEGORIES if c in present]
-    rows += [(c, category_meaning(c)) for c in sorted(present - set(CATEGORIES))]
-    table = pd.DataFrame(rows, columns=["category", "meaning"])
+def categories_table(df: pd.DataFrame, manifest: dict[str, Any] | None = None) -> str:
+    """The failure categories that occur in ``df`` with their meaning for the pipelines they
+    occur in (by kind and zoom-in; :func:`~cot_ground.analysis.guide.category_rows`)."""
+    table = category_rows(df, manifest)
     return "<h3>Failure categories</h3>" + _caption("categories") + html_table(table)
 
 
