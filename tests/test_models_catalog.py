@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pytest
 from typer.testing import CliRunner
 
 from cot_ground.cli.app import _register_commands, app
@@ -41,3 +42,27 @@ def test_models_command_prints_the_table():
     assert res.exit_code == 0
     for name in ADAPTERS:
         assert name in res.output
+
+
+@pytest.mark.parametrize("columns", ["200", "100"])
+def test_models_command_cuts_no_checkpoint_id(columns: str) -> None:
+    """Long cells wrap: each row's checkpoints cell, read back from the printed table, holds
+    the whole text (no "…")."""
+    _register_commands()
+    res = CliRunner().invoke(app, ["models"], env={"COLUMNS": columns})
+    assert res.exit_code == 0
+    assert "…" not in res.output
+    lines = res.output.splitlines()
+    header = next(line for line in lines if line.startswith("┃"))
+    bars = [i for i, ch in enumerate(header) if ch == "┃"]
+    column = [title for _, title in COLUMNS].index("checkpoints")
+    left, right = bars[column] + 1, bars[column + 1]
+    cells, piece = [], ""
+    for line in lines[lines.index(header) + 2 :]:
+        if line.startswith("│"):
+            piece += "".join(line[left:right].split())
+        elif piece:
+            cells.append(piece)
+            piece = ""
+    expected = ["".join(row["checkpoints"].replace("`", "").split()) for row in model_table()]
+    assert cells == expected

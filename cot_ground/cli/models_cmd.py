@@ -25,7 +25,8 @@ def models(
         return
     table = Table(show_lines=True)
     for _, title in COLUMNS:
-        table.add_column(title)
+        # a checkpoint id longer than its column wraps onto the next line instead of being cut
+        table.add_column(title, overflow="fold")
     for row in model_table():
         table.add_row(*(escape(row[field].replace("`", "")) for field, _ in COLUMNS))
     Console().print(table)
