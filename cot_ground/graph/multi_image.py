@@ -33,6 +33,7 @@ from cot_ground.models.base import ChatRequest, EndToEndGrounder
 from cot_ground.parsing import answer_text, parse_box
 from cot_ground.prompts import PromptError, RenderedPrompt, load_prompts
 from cot_ground.records import Candidate, ErrorCategory, ErrorInfo, Example, ParseStatus
+from cot_ground.scoring import apply_calibration
 from cot_ground.tasks import ALL_FORM_TASKS
 
 PROMPT_KIND = "multi-image"
@@ -185,7 +186,5 @@ def _targeted_box(
     if box is None:
         return None, ParseStatus.NO_BOX
     if settings.get("calibration"):
-        from cot_ground.scoring import apply_calibration
-
         box = apply_calibration(box, settings["calibration"])
     return box, ParseStatus.OK

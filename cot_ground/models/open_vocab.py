@@ -29,6 +29,7 @@ from typing import Any
 from cot_ground.models.base import GroundRequest, GroundResult, ModelLoadError
 from cot_ground.models.batch_plan import in_batches
 from cot_ground.models.detections import rank_candidates
+from cot_ground.models.gdino_hf import GroundingDinoHF
 from cot_ground.models.hf_loading import (
     adapter_settings,
     check_model_folder,
@@ -70,8 +71,6 @@ def checked_family(settings: ModelSettings, adapter: str, model_type: str) -> Pa
 
 def build_mm_gdino(settings: ModelSettings) -> Any:
     """Registry factory for ``mm-gdino-hf`` (MM-GroundingDINO / LLMDet checkpoints)."""
-    from cot_ground.models.gdino_hf import GroundingDinoHF
-
     checked_family(settings, MM_GDINO, "mm-grounding-dino")
     return GroundingDinoHF(settings, name=MM_GDINO)
 
