@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
@@ -18,8 +19,9 @@ from cot_ground.paths import experiments_dir
 NOTEBOOK = experiments_dir() / "analysis_example.ipynb"
 
 
-def _execute(monkeypatch: pytest.MonkeyPatch) -> tuple[str, list]:
-    """Run the notebook as shipped from experiments/; (its printed text, its error outputs)."""
+def _execute(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, str, list]:
+    """Run the notebook as shipped from experiments/; (the executed notebook, its printed text,
+    its error outputs)."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = NotebookClient(
@@ -30,9 +32,8 @@ def _execute(monkeypatch: pytest.MonkeyPatch) -> tuple[str, list]:
     )
     client.execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
-    return "\n".join(o.get("text", "") for o in outputs), [
-        o for o in outputs if o.output_type == "error"
-    ]
+    text = "\n".join(o.get("text", "") for o in outputs)
+    return nb, text, [o for o in outputs if o.output_type == "error"]
 
 
 def test_notebook_is_shipped_clean() -> None:
@@ -50,27 +51,13 @@ def test_notebook_runs_on_a_fresh_demo_folder(
     monkeypatch.delenv("COT_GROUND_RUN", raising=False)
     monkeypatch.setenv("COT_GROUND_DEMO_DIR", str(demo_dir))
     monkeypatch.setenv("COT_GROUND_DEMO_PER_TASK", "2")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = NotebookClient(
-        nb,
-        timeout=600,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
-    )
 
-    client.execute()
+    nb, text, errors = _execute(monkeypatch)
 
     assert (demo_dir / "run" / "run.json").is_file()  # created because it was missing
-    text = "\n".join(
-        out.get("text", "") for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
-    )
     assert f"run folder: {demo_dir.resolve() / 'run'}" in text
     for name in ("scores.csv", "attribution.csv", "paired.csv"):
         assert f"{name}: same" in text, name
-    errors = [
-        o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"
-    ]
     assert not errors
     # people see 1-based image numbers: the first table shows chosen_image / target_image_no
     first_table = nb.cells[3].outputs[0]["data"]["text/plain"]
@@ -90,7 +77,7 @@ def test_notebook_on_a_one_pipeline_run_and_a_stale_report(
     build_report(run_dir)
     monkeypatch.setenv("COT_GROUND_RUN", str(run_dir))
 
-    text, errors = _execute(monkeypatch)
+    _, text, errors = _execute(monkeypatch)
 
     assert not errors
     assert "paired comparison skipped: the run has one pipeline (migician)" in text
@@ -104,7 +91,7 @@ def test_notebook_on_a_one_pipeline_run_and_a_stale_report(
     later = (run_dir / "report" / "scores.csv").stat().st_mtime + 10
     os.utime(jsonl, (later, later))
 
-    text, errors = _execute(monkeypatch)
+    _, text, errors = _execute(monkeypatch)
 
     assert not errors
     assert f"the report in {run_dir / 'report'} is older than the run's predictions" in text
