@@ -39,3 +39,28 @@ def test_gdino_processor_choice_is_explicit_and_recorded(
     assert "fast processor" not in capfd.readouterr().err
     assert adapter.settings["fast_image_processor"] is False
     assert not type(adapter.processor.image_processor).__name__.endswith("Fast")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fast", [False, True])
+@pytest.mark.parametrize("family", ["owlv2", "florence2"])
+def test_owlv2_and_florence2_choose_the_processor_without_a_notice(
+    tmp_path: Path, family: str, fast: bool, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """No "slow image processor as `use_fast` is unset" notice: the choice is explicit."""
+    import logging
+
+    from cot_ground.testing.tiny_grounders import build_tiny_grounder
+
+    path = build_tiny_grounder(tmp_path / family, family)  # a new folder: nothing cached
+    logging.Logger.warning_once.cache_clear()  # transformers prints each notice once a process
+    options = {"fast_image_processor": True} if fast else {}
+    capfd.readouterr()
+
+    adapter = build(family, ModelSettings(path=str(path), device="cpu", options=options))
+
+    err = capfd.readouterr().err
+    assert "use_fast" not in err and "fast processor" not in err, err
+    assert adapter.settings["fast_image_processor"] is fast
+    name = type(adapter.processor.image_processor).__name__
+    assert name.endswith("Fast") is fast, name

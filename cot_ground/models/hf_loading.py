@@ -337,8 +337,8 @@ def load_processor(path: Path, *, fast_image_processor: bool, left_padding: bool
     def _load() -> Any:
         try:
             # the image processor is replaced right below (use_fast on the processor would
-            # also pick the pure-Python tokenizer), so transformers' notice that the default
-            # became "fast" does not apply and is dropped
+            # also pick the pure-Python tokenizer), so transformers' notices about the image
+            # processor it picks while use_fast is unset do not apply and are dropped
             with _fast_default_notice_dropped():
                 processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
             processor.image_processor = AutoImageProcessor.from_pretrained(
@@ -353,20 +353,36 @@ def load_processor(path: Path, *, fast_image_processor: bool, left_padding: bool
     return shared(("processor", str(path), fast_image_processor, left_padding), _load)
 
 
-class _DropFastDefaultNotice(logging.Filter):
+# transformers' notices about the image processor it picks while ``use_fast`` is unset ("fast
+# by default", "slow image processor as `use_fast` is unset"), from the auto image processor
+# (Florence-2...) or a processor with a slow/fast pair (OWLv2...)
+_PROCESSOR_NOTICES = (
+    "as a fast processor by default",
+    "Using a slow image processor as `use_fast`",
+)
+_PROCESSOR_LOGGERS = (
+    "transformers.models.auto.image_processing_auto",
+    "transformers.processing_utils",
+)
+
+
+class _DropProcessorNotices(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return "as a fast processor by default" not in record.getMessage()
+        message = record.getMessage()
+        return not any(text in message for text in _PROCESSOR_NOTICES)
 
 
 @contextlib.contextmanager
 def _fast_default_notice_dropped() -> Iterator[None]:
-    logger = logging.getLogger("transformers.models.auto.image_processing_auto")
-    notice = _DropFastDefaultNotice()
-    logger.addFilter(notice)
+    loggers = [logging.getLogger(name) for name in _PROCESSOR_LOGGERS]
+    notice = _DropProcessorNotices()
+    for logger in loggers:
+        logger.addFilter(notice)
     try:
         yield
     finally:
-        logger.removeFilter(notice)
+        for logger in loggers:
+            logger.removeFilter(notice)
 
 
 def shared(key: tuple[Any, ...], loader: Callable[[], T]) -> T:
