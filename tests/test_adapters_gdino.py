@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from noise_pictures import noise_pictures
 
 from cot_ground.images import ImageLoadError
 from cot_ground.models.base import Grounder, GroundRequest, ModelLoadError
@@ -21,14 +20,9 @@ from cot_ground.records import ParseStatus
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     """Two noise pictures of one size and one of another."""
-    folder = tmp_path_factory.mktemp("gdino-images")
-    rng = np.random.default_rng(1)
-    paths = []
-    for i, (w, h) in enumerate([(200, 120), (200, 120), (90, 150)]):
-        path = folder / f"{i}.png"
-        Image.fromarray((rng.random((h, w, 3)) * 255).astype("uint8")).save(path)
-        paths.append(str(path))
-    return paths
+    return noise_pictures(
+        tmp_path_factory.mktemp("gdino-images"), [(200, 120), (200, 120), (90, 150)], seed=1
+    )
 
 
 def _requests(images: list[str]) -> list[GroundRequest]:

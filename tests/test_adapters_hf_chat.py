@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+from noise_pictures import noise_pictures
 
 from cot_ground.models.base import (
     ChatRequest,
@@ -29,14 +28,11 @@ IMAGE_TOKEN = {"internvl": "<IMG_CONTEXT>", "llava_onevision": "<image>", "idefi
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     """Noise pictures: three of different sizes, then two of the same size."""
-    folder = tmp_path_factory.mktemp("chat-images")
-    rng = np.random.default_rng(1)
-    paths = []
-    for i, (w, h) in enumerate([(60, 40), (40, 80), (50, 50), (48, 48), (48, 48)]):
-        path = folder / f"{i}.png"
-        Image.fromarray((rng.random((h, w, 3)) * 255).astype("uint8")).save(path)
-        paths.append(str(path))
-    return paths
+    return noise_pictures(
+        tmp_path_factory.mktemp("chat-images"),
+        [(60, 40), (40, 80), (50, 50), (48, 48), (48, 48)],
+        seed=1,
+    )
 
 
 def _settings(path: Path, **kw: object) -> ModelSettings:

@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-from PIL import Image
+from noise_pictures import noise_pictures
 
 from cot_ground.models.base import Grounder, GroundRequest, ModelLoadError
 from cot_ground.models.open_vocab import owlv2_query, square_to_image
@@ -20,14 +19,9 @@ LONG_PHRASE = " ".join(["the small red car parked beside the old wooden fence"] 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     """Noise pictures of three sizes (the first two the same size)."""
-    folder = tmp_path_factory.mktemp("grounder-images")
-    rng = np.random.default_rng(2)
-    paths = []
-    for i, (w, h) in enumerate([(120, 80), (120, 80), (64, 128)]):
-        path = folder / f"{i}.png"
-        Image.fromarray((rng.random((h, w, 3)) * 255).astype("uint8")).save(path)
-        paths.append(str(path))
-    return paths
+    return noise_pictures(
+        tmp_path_factory.mktemp("grounder-images"), [(120, 80), (120, 80), (64, 128)], seed=2
+    )
 
 
 def _grounder(tiny_grounder_paths, name: str, **options: object):

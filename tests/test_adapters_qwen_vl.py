@@ -6,8 +6,8 @@ import re
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
+from noise_pictures import noise_pictures
 from PIL import Image
 
 from cot_ground.images import ImageLoadError
@@ -31,14 +31,9 @@ FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     """Three noise pictures of different sizes."""
-    folder = tmp_path_factory.mktemp("qwen-images")
-    rng = np.random.default_rng(0)
-    paths = []
-    for i, (w, h) in enumerate([(200, 120), (96, 160), (300, 300)]):
-        path = folder / f"{i}.png"
-        Image.fromarray((rng.random((h, w, 3)) * 255).astype("uint8")).save(path)
-        paths.append(str(path))
-    return paths
+    return noise_pictures(
+        tmp_path_factory.mktemp("qwen-images"), [(200, 120), (96, 160), (300, 300)], seed=0
+    )
 
 
 def _settings(path: Path, **kw: object) -> ModelSettings:

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from noise_pictures import noise_pictures
 
 from cot_ground.models.base import ChatRequest
 from cot_ground.models.batch_plan import in_batches, plan_batches
@@ -34,14 +33,11 @@ def test_plan_buckets_by_key_and_respects_both_limits() -> None:
 
 @pytest.fixture(scope="module")
 def pictures(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    folder = tmp_path_factory.mktemp("plan-images")
-    rng = np.random.default_rng(1)
-    paths = []
-    for i, (w, h) in enumerate([(200, 120), (96, 160), (300, 300), (64, 64)]):
-        path = folder / f"{i}.png"
-        Image.fromarray((rng.random((h, w, 3)) * 255).astype("uint8")).save(path)
-        paths.append(str(path))
-    return paths
+    return noise_pictures(
+        tmp_path_factory.mktemp("plan-images"),
+        [(200, 120), (96, 160), (300, 300), (64, 64)],
+        seed=1,
+    )
 
 
 def _requests(pictures: list[str]) -> list[ChatRequest]:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from noise_pictures import noise_pictures
 from PIL import Image
 
 from cot_ground.images import ImageLoadError
@@ -24,14 +24,11 @@ pytestmark = pytest.mark.slow
 def pictures(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     """200×120 and 250×150 share a pre-processed shape (160×96 for the tiny processor);
     96×160 does not."""
-    folder = tmp_path_factory.mktemp("gdino-batching")
-    rng = np.random.default_rng(2)
-    paths = []
-    for i, (w, h) in enumerate([(200, 120), (250, 150), (96, 160), (200, 120)]):
-        path = folder / f"{i}.png"
-        Image.fromarray((rng.random((h, w, 3)) * 255).astype("uint8")).save(path)
-        paths.append(str(path))
-    return paths
+    return noise_pictures(
+        tmp_path_factory.mktemp("gdino-batching"),
+        [(200, 120), (250, 150), (96, 160), (200, 120)],
+        seed=2,
+    )
 
 
 def _grounder(path: Path, **options: object):

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-from PIL import Image
+from noise_pictures import noise_pictures
 from scripted_models import ScriptedReasoner, make_example
 
 from cot_ground.graph import CoTConfig, build_cot_graph, run_example
@@ -22,10 +21,8 @@ LONG = " ".join(WORDS[i % len(WORDS)] for i in range(130))  # a 130-word descrip
 
 @pytest.fixture(scope="module")
 def picture(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = tmp_path_factory.mktemp("long-phrase") / "a.png"
-    rng = np.random.default_rng(3)
-    Image.fromarray((rng.random((80, 120, 3)) * 255).astype("uint8")).save(path)
-    return str(path)
+    [path] = noise_pictures(tmp_path_factory.mktemp("long-phrase"), [(120, 80)], seed=3)
+    return path
 
 
 @pytest.mark.slow
