@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from adapter_checks import assert_batched_reasoning_is_one_at_a_time
 from noise_pictures import noise_pictures
 
 from cot_ground.models.base import (
@@ -66,13 +67,7 @@ def test_batched_greedy_generation_equals_one_at_a_time(tiny_chat_paths, images,
         ChatRequest(images=images[:3], prompt="Find the dog in the picture and describe it."),
         ChatRequest(images=images[2:3], prompt="x"),
     ]
-    batched = reasoner.reason(requests)
-    single = [reasoner.reason([r])[0] for r in requests]
-    assert [b.raw_text for b in batched] == [s.raw_text for s in single]
-    assert any(b.raw_text for b in batched)
-    assert all(
-        isinstance(b.status, ParseStatus) and b.settings == reasoner.settings for b in batched
-    )
+    assert_batched_reasoning_is_one_at_a_time(reasoner, requests)
 
 
 def _force(runner, answers: list[str]):
