@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from repo_paths import REPO
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -15,7 +16,7 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 # spinning OpenMP workers made CPU forward passes 10-50x slower (set before torch is imported).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = REPO
 SHARED_MIGBENCH = REPO_ROOT.parent / "shared" / "migbench"
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from repo_paths import REPO
 
 from cot_ground.graph import (
     build_cot_graph,
@@ -16,7 +15,7 @@ from cot_ground.graph import (
 )
 from tests.scripted_models import ScriptedEndToEnd, ScriptedGrounder, ScriptedReasoner
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "graph.md"
+DOC = REPO / "docs" / "graph.md"
 
 
 def _graphs() -> dict[str, object]:

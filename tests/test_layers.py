@@ -11,7 +11,9 @@ from collections import defaultdict
 from functools import cache
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "cot_ground"
+from repo_paths import REPO
+
+PACKAGE = REPO / "cot_ground"
 
 # Low to high. A module may import its own layer or a lower one; two packages of one layer may
 # not import each other. benchmarks/ and scripts/ sit above all of them and are not checked.

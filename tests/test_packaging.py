@@ -10,10 +10,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from repo_paths import REPO
 
 from cot_ground import paths
 
-REPO = Path(__file__).resolve().parents[1]
 GROUND_FILE = sorted(p.name for p in (REPO / "prompts/ground").iterdir())[0]
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
+from repo_paths import REPO, TESTS
 from scripted_models import make_example
 
 from cot_ground.graph.nodes import step1_variables, step2_texts
@@ -27,7 +27,7 @@ from cot_ground.prompts import (
 from cot_ground.records import text_hash
 from cot_ground.tasks import TASKS
 
-SNAPSHOTS = Path(__file__).parent / "snapshots" / "prompts"
+SNAPSHOTS = TESTS / "snapshots" / "prompts"
 UPDATE = os.environ.get("UPDATE_SNAPSHOTS") == "1"
 
 # one question of each MIG-Bench task, in the benchmark's own wording, with its image count
@@ -60,7 +60,7 @@ def _render_case(kind: str, variant: str, task: str) -> str:
             if step2 is not None:  # the variant's own step-2 prompt for MLLM grounders
                 parts["step2"] = step2
     except PromptError as exc:  # a variant without this task is frozen as such
-        root = str(Path(__file__).resolve().parents[1])
+        root = str(REPO)
         return f"=== error\n{str(exc).replace(root, '<repo>')}\n"
     return "".join(f"=== {name}\n{text}\n" for name, text in parts.items())
 

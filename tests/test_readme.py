@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from repo_paths import REPO
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = REPO / "README.md"
 
 
 def python_blocks(text: str) -> list[str]:

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from repo_paths import REPO
 from scripted_models import make_example
 
 from cot_ground.graph import CoTConfig, run_example
 from cot_ground.models import registry
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _factory(spec: str):

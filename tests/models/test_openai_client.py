@@ -11,12 +11,12 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
 from chat_server import JsonHandler, completion, serving
 from PIL import Image
+from repo_paths import TESTS
 
 from cot_ground.models.base import ChatRequest, RequestErrors
 from cot_ground.models.openai_chat import EndpointError
@@ -196,7 +196,7 @@ def test_redaction_of_bearer_tokens_and_registered_secrets(monkeypatch):
 
 def test_a_run_against_an_echoing_server_stores_no_key(server, tmp_path, monkeypatch, caplog):
     """The whole runner (JSONL, trace, run.json, report, logs) on a 401 server that echoes."""
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(TESTS))
     import runner_fakes as rf
 
     from cot_ground.runner.config import parse_config

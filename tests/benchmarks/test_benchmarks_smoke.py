@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks` lives at the root
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `benchmarks` lives at the root
 
 from benchmarks.run import main
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import runner_fakes as rf
+from repo_paths import EXPERIMENTS
 
 from cot_ground.runner.config import load_config
 from cot_ground.runner.run import run_experiment
@@ -13,7 +14,7 @@ from cot_ground.runner.store import RunFolder
 
 pytestmark = pytest.mark.slow
 
-EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "tiny_models.yaml"
+EXPERIMENT = EXPERIMENTS / "tiny_models.yaml"
 
 
 def test_tiny_models_experiment_runs_batched_and_resumes(

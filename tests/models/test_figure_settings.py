@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from repo_paths import EXPERIMENTS
 from scripted_models import ScriptedEndToEnd, make_example
 
 from cot_ground.boxes import Box
@@ -18,7 +19,6 @@ from cot_ground.models.settings import ModelSettings
 from cot_ground.records import ParseStatus
 from cot_ground.runner.config import UNIT_FLOATS_ADAPTERS, parse_config
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 PUBLIC_MAX_NEW_TOKENS = 128  # MIG-Bench evaluation scripts: step 1, step 2 and end to end
 
 

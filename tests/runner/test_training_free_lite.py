@@ -7,14 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+from repo_paths import EXPERIMENTS
 
 from cot_ground.analysis.load import load_run
 from cot_ground.analysis.report import build_report
 from cot_ground.lite import LITE_TASKS, generate_lite
 from cot_ground.runner.config import load_config
 from cot_ground.runner.run import run_experiment
-
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
 @pytest.mark.slow

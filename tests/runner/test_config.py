@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from repo_paths import EXPERIMENTS
 
 from cot_ground.runner.config import ConfigError, expand_env, load_config, parse_config
-
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
 def _config(**overrides):

@@ -23,13 +23,14 @@ import json
 from pathlib import Path
 
 import pytest
+from repo_paths import TESTS
 
 from cot_ground.bench.mcbench import MCBenchError, load_mcbench
 from cot_ground.bench.mcbench_metrics import as_image_boxes, mcbench_metrics
 from cot_ground.boxes import Box
 from cot_ground.records import ImageBox, Prediction
 
-FIXTURE = Path(__file__).parent / "fixtures" / "mc-bench_fixture.json"
+FIXTURE = TESTS / "fixtures" / "mc-bench_fixture.json"
 
 
 def _box(image: int, coords: list[float], score: float, group: int = 1) -> ImageBox:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from langgraph.checkpoint.memory import InMemorySaver
+from repo_paths import TESTS
 from scripted_models import (
     ScriptedEndToEnd,
     ScriptedGrounder,
@@ -85,7 +85,7 @@ print(len(pred.trace), pred.error.category.value)
 
 
 def test_longest_chain_runs_under_the_old_default_limit_of_25() -> None:
-    code = _LONG_RUN.format(tests=str(Path(__file__).parent), good=GOOD)
+    code = _LONG_RUN.format(tests=str(TESTS), good=GOOD)
     env = {**os.environ, "LANGGRAPH_DEFAULT_RECURSION_LIMIT": "25"}
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
