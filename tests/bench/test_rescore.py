@@ -160,6 +160,7 @@ def test_strict_and_image_stated_per_task(migician_calibrated: dict, migbench_di
 
 
 @pytest.mark.shared
+@pytest.mark.slow
 def test_strict_group_grounding_with_the_annotation_file(
     migician: list[Path], qwen2_vl: list[Path], migbench_dir: Path
 ) -> None:

@@ -27,6 +27,9 @@ TASKS = ("region", "refer_grounding", "diff")
 FLOOR = {"region": 0.9, "refer_grounding": 0.9, "diff": 0.8}
 PER_TASK = 25
 
+# every test builds or reads the 25-per-task MIG-Lite of the module fixture (or its own): > 2 s
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def examples(tmp_path_factory: pytest.TempPathFactory) -> list[Example]:

@@ -34,6 +34,7 @@ def test_out_of_memory_is_recognised() -> None:
     assert not is_out_of_memory(MemoryError())
 
 
+@pytest.mark.slow
 def test_batches_split_in_halves_until_they_fit(caplog: pytest.LogCaptureFixture) -> None:
     calls: list[list[int]] = []
 
@@ -98,6 +99,7 @@ def oom_adapter(fakes):
     registry.ADAPTERS.pop("oom-e2e", None)
 
 
+@pytest.mark.slow
 def test_a_run_survives_out_of_memory(tmp_path: Path) -> None:
     bench = rf.make_benchmark(tmp_path / "bench", n=10)
     config = rf.experiment(
