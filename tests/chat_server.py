@@ -45,6 +45,17 @@ class JsonHandler(BaseHTTPRequestHandler):
         pass
 
 
+class QuietServer(ThreadingHTTPServer):
+    """A threaded server whose handler threads die with the test and print nothing: a client
+    that gave up closes its socket mid-answer, and the traceback of that broken pipe would
+    otherwise land in whatever output a later test captures."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass
+
+
 @contextlib.contextmanager
 def serving(httpd: ThreadingHTTPServer) -> Iterator[None]:
     """Serve ``httpd`` from a thread while the block runs; shut it down and close it after."""

@@ -9,11 +9,10 @@ import re
 import socket
 import time
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from chat_server import JsonHandler, completion, serving
+from chat_server import JsonHandler, QuietServer, completion, serving
 from PIL import Image
 
 from cot_ground.images import ImageLoadError, open_rgb
@@ -46,7 +45,7 @@ class ChatServer:
                     return
                 self.reply(200, completion(server.reply, body["model"]))
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 
 

@@ -10,11 +10,10 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from chat_server import JsonHandler, completion, serving
+from chat_server import JsonHandler, QuietServer, completion, serving
 from PIL import Image
 from repo_paths import TESTS
 
@@ -66,13 +65,7 @@ class Server:
                     self.wfile.write(bytes([byte]))
                     self.wfile.flush()
 
-        class Quiet(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass  # a client that gave up closes the socket mid-answer: expected here
-
-        self.httpd = Quiet(("127.0.0.1", 0), Handler)
+        self.httpd = QuietServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
     def url(self, mode: str) -> str:

@@ -8,12 +8,11 @@ import base64
 import io
 import json
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
 import pytest
-from chat_server import JsonHandler, completion, serving
+from chat_server import JsonHandler, QuietServer, completion, serving
 from PIL import Image
 
 from cot_ground.models.base import ChatRequest
@@ -92,7 +91,7 @@ class QwenServer:
                     return
                 self.reply(200, completion(server.reply, body["model"]))
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
 
 
