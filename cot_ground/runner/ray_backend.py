@@ -97,6 +97,7 @@ class Replica:
         cwd: str,
         batch_size: int,
         use_cache: bool,
+        artifacts_dir: str,
     ) -> None:
         if os.path.isdir(cwd):  # relative model paths mean the same as on the driver
             os.chdir(cwd)
@@ -108,7 +109,14 @@ class Replica:
         cache_cfg = self.config.cache
         self.cache = StepCache(cache_cfg.dir, timeout_s=cache_cfg.timeout_s) if enabled else None
         self.pipes = {
-            name: build_pipeline(name, pipe, built, batch_size=batch_size, cache=self.cache)
+            name: build_pipeline(
+                name,
+                pipe,
+                built,
+                batch_size=batch_size,
+                cache=self.cache,
+                artifacts_dir=artifacts_dir,
+            )
             for name, pipe in self.config.pipelines.items()
         }
 
@@ -176,10 +184,17 @@ def connect(address: str | None, num_cpus: int | None) -> bool:
 
 
 def start_replicas(
-    config: ExperimentConfig, workers: int | None, batch_size: int, use_cache: bool
+    config: ExperimentConfig,
+    workers: int | None,
+    batch_size: int,
+    use_cache: bool,
+    artifacts_dir: str,
 ) -> tuple[list[Any], list[dict[str, Any]]]:
     """Start the replicas (one GPU each when the cluster has GPUs, else one CPU each) and wait
-    until every one has built its models. Raises :class:`SetupError` with the first failure."""
+    until every one has built its models. ``artifacts_dir``: where proposal graphs save the
+    pictures they showed their models (the run folder's ``artifacts/``; on a cluster of several
+    machines it must be on a file system they share). Raises :class:`SetupError` with the first
+    failure."""
     ray = _import_ray()
     gpus = int(ray.cluster_resources().get("GPU", 0))
     n = workers or gpus or DEFAULT_CPU_WORKERS
@@ -191,6 +206,7 @@ def start_replicas(
         os.getcwd(),
         batch_size,
         use_cache,
+        artifacts_dir,
     )
     actors = [actor_cls.remote(*args) for _ in range(n)]
     try:
@@ -297,7 +313,8 @@ def run_experiment_ray(
     started = connect(address, workers)
     actors: list[Any] = []
     try:
-        actors, infos = start_replicas(resolved, workers, resolved.batch_size, use_cache)
+        artifacts = str(folder.path.resolve() / "artifacts")
+        actors, infos = start_replicas(resolved, workers, resolved.batch_size, use_cache, artifacts)
         session = _Session(shard, address, progress, retry_failed, allow_changed)
         return _drive(resolved, bench, examples, actors, infos, session)
     finally:

@@ -59,6 +59,20 @@ def test_ray_backend_matches_the_plain_runner_and_resumes(tmp_path: Path) -> Non
             assert _outcomes(tmp_path / "ray", "cot") == _outcomes(tmp_path / "plain", "cot")
             assert len(RunFolder(tmp_path / "ray").read_manifest()["sessions"]) == 2
 
+            # proposal graphs on replicas save the pictures they showed beside the run
+            marked = rf.experiment(bench, tmp_path / "som", tmp_path / "cache")
+            marked["pipelines"] = {
+                "som": {
+                    "kind": "som",
+                    "reasoner": "reasoner",
+                    "grounder": "grounder",
+                    "unmarked_choice": "top-proposal",
+                }
+            }
+            run_experiment_ray(parse_config(marked), workers=1, batch_size=2, limit=3)
+            saved = list((tmp_path / "som" / "artifacts" / "som").glob("*/image*_marks.png"))
+            assert len({p.parent.name for p in saved}) == 3
+
             # a model folder that does not exist fails in the replica, before any folder is made
             broken = rf.experiment(bench, tmp_path / "broken", tmp_path / "cache")
             broken["models"]["grounder"]["path"] = str(tmp_path / "missing-weights")
