@@ -11,11 +11,15 @@ of the top ``verify_top`` proposals is cropped (``crop_expand`` context, saved a
 "Is this the {description}?" about the crop alone. The answer is the highest-scoring "yes":
 
 * when the reasoner exposes ``yes_logprob(requests) -> list[float]`` (natural-log probability
-  of answering "yes"), proposals with P(yes) > 0.5 qualify and the highest log-probability wins;
+  of answering "yes"; the Qwen-VL and transformers-chat reasoners do, see
+  :mod:`cot_ground.models.yes_score`), proposals with P(yes) > 0.5 qualify and the highest
+  log-probability wins;
 * otherwise a proposal qualifies when its answer text starts with "yes", and the grounder's
   ranking breaks ties (the first such proposal wins).
 
-No qualifying proposal is a recorded ``no_box``.
+No qualifying proposal is a recorded ``no_box``. The verify step's trace names the rule
+(``parsed["rule"]`` and ``settings["verify_rule"]``: ``yes_logprob`` or ``answer_text``) and,
+when the scorer says, which token ids it summed (``settings["yes_tokens"]``).
 """
 
 from __future__ import annotations
@@ -157,6 +161,10 @@ class VerifyNodes:
             )
             k += 1
         chosen = _best_yes(verdicts, by_logprob=logprobs is not None)
+        settings = dict(self.reasoner.settings)
+        settings["verify_rule"] = "yes_logprob" if logprobs is not None else "answer_text"
+        if logprobs is not None and getattr(scorer, "yes_tokens", None) is not None:
+            settings["yes_tokens"] = scorer.yes_tokens  # which token ids were summed
         return {
             "verdicts": verdicts,
             "chosen": chosen,
@@ -172,7 +180,7 @@ class VerifyNodes:
                         "chosen_id": chosen["id"] if chosen else None,
                         "rule": "yes_logprob" if logprobs is not None else "answer_text",
                     },
-                    settings=dict(self.reasoner.settings),
+                    settings=settings,
                     wall_s=wall,
                 )
             ],

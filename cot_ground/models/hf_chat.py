@@ -51,6 +51,7 @@ from cot_ground.models.hf_loading import (
 )
 from cot_ground.models.options import PROCESSOR_OPTIONS, resolve_options
 from cot_ground.models.settings import ModelSettings
+from cot_ground.models.yes_score import YesTokens, combine, score_rows
 from cot_ground.parsing import answer_text
 from cot_ground.records import Candidate, text_hash
 
@@ -112,6 +113,7 @@ class ChatRunner:
         if not settings.do_sample:  # silence sampling settings a checkpoint may carry
             self.generate_kwargs.update(temperature=None, top_p=None, top_k=None)
         self.stop_ids = self._stop_ids()
+        self.yes_tokens = YesTokens.of(self.processor.tokenizer)
         template_hash = text_hash(str(template)) if template else None
         self.settings = adapter_settings(
             name,
@@ -144,9 +146,15 @@ class ChatRunner:
             messages, add_generation_prompt=True, tokenize=False
         )
 
-    def encode(self, requests: Sequence[tuple[Sequence[str], str]]) -> Any:
-        """Processor inputs (left-padded token ids, pixels) for ``(image paths, prompt)`` pairs."""
+    def encode(
+        self, requests: Sequence[tuple[Sequence[str], str]], answer_prefixes: Sequence[str] = ()
+    ) -> Any:
+        """Processor inputs (left-padded token ids, pixels) for ``(image paths, prompt)`` pairs;
+        ``answer_prefixes`` (one per request, when given): text placed after the generation
+        prompt, as if the model had started its answer with it."""
         texts = [self.chat_text(len(paths), prompt) for paths, prompt in requests]
+        if answer_prefixes:
+            texts = [t + a for t, a in zip(texts, answer_prefixes, strict=True)]
         per_request = [open_images(paths) for paths, _ in requests]
         images: Any
         if self.family in FLAT_IMAGE_FAMILIES:
@@ -159,12 +167,35 @@ class ChatRunner:
         """Greedy (or sampled) answers for ``(image paths, prompt)`` pairs, in order."""
         return in_batches(requests, int(self.options["batch_size"]), self._generate_batch)
 
+    def yes_logprob(self, requests: Sequence[tuple[Sequence[str], str]]) -> list[float]:
+        """Natural-log probability that the answer to each ``(image paths, prompt)`` pair starts
+        with "yes" (:mod:`cot_ground.models.yes_score`: which token ids, how they are summed);
+        forward passes of at most ``batch_size`` rows, no generation."""
+        suffixes = self.yes_tokens.suffixes()
+        rows = [(paths, prompt, s) for paths, prompt in requests for s in suffixes]
+        scores = in_batches(rows, int(self.options["batch_size"]), self._yes_batch)
+        n = len(suffixes)
+        ids = [self.yes_tokens.suffix_ids(s) for s in suffixes]
+        return [combine(scores[i * n : (i + 1) * n], ids) for i in range(len(requests))]
+
+    def _yes_batch(self, rows: Sequence[tuple[Sequence[str], str, str]]) -> list[Any]:
+        inputs = self._inputs([(paths, prompt) for paths, prompt, _ in rows], [r[2] for r in rows])
+        suffixes = [self.yes_tokens.suffix_ids(r[2]) for r in rows]
+        return score_rows(self.model, inputs, suffixes, self.yes_tokens)
+
+    def _inputs(
+        self, requests: Sequence[tuple[Sequence[str], str]], answer_prefixes: Sequence[str] = ()
+    ) -> Any:
+        """:meth:`encode` on the model's device, pixels in the model's dtype."""
+        inputs = self.encode(requests, answer_prefixes).to(input_device(self.model))
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        return inputs
+
     def _generate_batch(self, requests: Sequence[tuple[Sequence[str], str]]) -> list[str]:
         import torch
 
-        inputs = self.encode(requests).to(input_device(self.model))
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        inputs = self._inputs(requests)
         with torch.inference_mode():
             tokens = self.model.generate(**inputs, **self.generate_kwargs)
         new = tokens[:, inputs["input_ids"].shape[1] :].tolist()
@@ -190,6 +221,16 @@ class ChatReasoner:
             ReasonerResult.from_text(t, r, self.settings)
             for t, r in zip(texts, requests, strict=True)
         ]
+
+    def yes_logprob(self, requests: list[ChatRequest]) -> list[float]:
+        """Natural-log P(the answer starts with "yes") per request, ≤ 0
+        (:meth:`ChatRunner.yes_logprob`); the verify graph's log-probability rule."""
+        return self.runner.yes_logprob([(r.images, r.prompt) for r in requests])
+
+    @property
+    def yes_tokens(self) -> dict[str, Any]:
+        """Which token ids :meth:`yes_logprob` sums (:meth:`YesTokens.describe`)."""
+        return self.runner.yes_tokens.describe()
 
 
 def _syntax_of(runner: ChatRunner) -> BoxSyntax:

@@ -62,6 +62,7 @@ from cot_ground.models.options import PROCESSOR_OPTIONS, resolve_options
 from cot_ground.models.resize import SizeWH, model_input_size, visual_tokens
 from cot_ground.models.settings import ModelSettings
 from cot_ground.models.threaded_images import open_images_threaded, threaded
+from cot_ground.models.yes_score import YesTokens, combine, score_rows
 from cot_ground.parsing import UNIT_FLOATS, parse, parse_box
 from cot_ground.paths import prompts_dir
 from cot_ground.records import Candidate, text_hash
@@ -137,6 +138,7 @@ class QwenVLRunner:
         if self.options["static_cache"]:  # on CUDA, transformers then compiles decoding
             self.generate_kwargs["cache_implementation"] = "static"
         self.stop_ids = self._stop_ids()
+        self.yes_tokens = YesTokens.of(self.processor.tokenizer)
         self.settings = adapter_settings(
             name,
             path,
@@ -168,9 +170,15 @@ class QwenVLRunner:
             messages, add_generation_prompt=True, tokenize=False
         )
 
-    def encode(self, requests: Sequence[tuple[Sequence[str], str]]) -> Any:
-        """Processor inputs (token ids, pixels, image grids) for ``(image paths, prompt)`` pairs."""
+    def encode(
+        self, requests: Sequence[tuple[Sequence[str], str]], answer_prefixes: Sequence[str] = ()
+    ) -> Any:
+        """Processor inputs (token ids, pixels, image grids) for ``(image paths, prompt)`` pairs;
+        ``answer_prefixes`` (one per request, when given): text placed after the generation
+        prompt, as if the model had started its answer with it."""
         texts = [self.chat_text(len(paths), prompt) for paths, prompt in requests]
+        if answer_prefixes:
+            texts = [t + a for t, a in zip(texts, answer_prefixes, strict=True)]
         paths = [p for request_paths, _ in requests for p in request_paths]
         images = open_images_threaded(paths, self.options["preprocess_threads"])
         return self.processor(
@@ -212,19 +220,42 @@ class QwenVLRunner:
         Forward passes follow :func:`~cot_ground.models.batch_plan.plan_batches`: bucketed by
         image count, visual tokens and prompt length, at most ``batch_size`` requests and at
         most ``max_batch_visual_tokens`` visual tokens each (when set)."""
-        tokens = [self.visual_tokens(paths) for paths, _ in requests]
-        keys = [(len(p), t, len(text)) for (p, text), t in zip(requests, tokens, strict=True)]
+        return self._planned(requests, self._generate_batch)
+
+    def _planned(self, requests: Sequence[Any], run: Any) -> list[Any]:
+        """``run`` on the forward passes of ``requests`` (tuples starting ``(image paths,
+        text)``), planned as in :meth:`generate`; results in the caller's order."""
+        tokens = [self.visual_tokens(r[0]) for r in requests]
+        keys = [(len(r[0]), t, len(r[1])) for r, t in zip(requests, tokens, strict=True)]
         plan = plan_batches(
             keys,
             tokens,
             max(1, int(self.options["batch_size"])),
             self.options["max_batch_visual_tokens"],
         )
-        out: dict[int, Generation] = {}
+        out: dict[int, Any] = {}
         for members in plan:
-            results = self._generate_batch([requests[i] for i in members])
+            results = run([requests[i] for i in members])
             out.update(zip(members, results, strict=True))
         return [out[i] for i in range(len(requests))]
+
+    def yes_logprob(self, requests: Sequence[tuple[Sequence[str], str]]) -> list[float]:
+        """Natural-log probability that the answer to each ``(image paths, prompt)`` pair starts
+        with "yes" (:mod:`cot_ground.models.yes_score`: which token ids, how they are summed);
+        forward passes planned as in :meth:`generate`, no generation."""
+        suffixes = self.yes_tokens.suffixes()
+        # (image paths, text to plan by, prompt, appended answer prefix)
+        rows = [(p, prompt + s, prompt, s) for p, prompt in requests for s in suffixes]
+        scores = self._planned(rows, self._yes_batch)
+        n = len(suffixes)
+        ids = [self.yes_tokens.suffix_ids(s) for s in suffixes]
+        return [combine(scores[i * n : (i + 1) * n], ids) for i in range(len(requests))]
+
+    def _yes_batch(self, rows: Sequence[tuple[Any, ...]]) -> list[tuple[float, float]]:
+        inputs = self.encode([(r[0], r[2]) for r in rows], [r[3] for r in rows])
+        inputs = inputs.to(input_device(self.model))
+        suffixes = [self.yes_tokens.suffix_ids(r[3]) for r in rows]
+        return score_rows(self.model, inputs, suffixes, self.yes_tokens)
 
     def _generate_batch(self, requests: Sequence[tuple[Sequence[str], str]]) -> list[Generation]:
         import torch
@@ -274,6 +305,16 @@ class QwenVLReasoner:
     def result_from_text(self, text: str, request: ChatRequest) -> ReasonerResult:
         """The result for an answer ``text`` to ``request``."""
         return ReasonerResult.from_text(text, request, self.settings)
+
+    def yes_logprob(self, requests: list[ChatRequest]) -> list[float]:
+        """Natural-log P(the answer starts with "yes") per request, ≤ 0
+        (:meth:`QwenVLRunner.yes_logprob`); the verify graph's log-probability rule."""
+        return self.runner.yes_logprob([(r.images, r.prompt) for r in requests])
+
+    @property
+    def yes_tokens(self) -> dict[str, Any]:
+        """Which token ids :meth:`yes_logprob` sums (:meth:`YesTokens.describe`)."""
+        return self.runner.yes_tokens.describe()
 
 
 class QwenVLGrounder:

@@ -253,10 +253,14 @@ class _Proxy:
 
 
 class BatchingReasoner(_Proxy):
-    """A Reasoner whose calls are batched across examples."""
+    """A Reasoner whose calls are batched across examples; an adapter's ``yes_logprob`` (the
+    verify graph's scorer) gets a queue of its own, so it too runs one batch at a time."""
 
     def __init__(self, inner: Any, coordinator: BatchCoordinator) -> None:
         super().__init__(inner, coordinator, "reason")
+        if callable(getattr(inner, "yes_logprob", None)):
+            queue = coordinator.queue(f"{inner.name}.yes_logprob", inner.yes_logprob)
+            self.yes_logprob = lambda requests: coordinator.submit(queue, list(requests))
 
     def reason(self, requests: list[Any]) -> list[Any]:
         """Results for ``requests``, computed in a batch shared with other examples."""

@@ -234,6 +234,9 @@ class CachedReasoner:
         self.hasher = hasher or cache.hasher
         self.name = inner.name
         self.settings = inner.settings
+        if callable(getattr(inner, "yes_logprob", None)):  # verify's scorer, never cached
+            self.yes_logprob = inner.yes_logprob
+            self.yes_tokens = getattr(inner, "yes_tokens", None)
 
     def reason(self, requests: list[ChatRequest]) -> list[ReasonerResult]:
         """Cached answers where present; one call of ``inner`` for the misses, then stored."""
