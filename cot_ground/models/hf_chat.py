@@ -10,7 +10,8 @@ list per request). Batches are left-padded and decoded greedily (unless ``do_sam
 answer is the new tokens up to the first end-of-sequence or pad token.
 
 * Reasoner (``hf-chat-reasoner``): any such checkpoint; the answer is read once with
-  :func:`~cot_ground.parsing.parse_step1` (the request's answer kind and question).
+  :func:`~cot_ground.parsing.parse_step1` (the request's answer kind and question); its
+  ``yes_logprob`` gives the verify graph log P("yes") (:mod:`cot_ground.models.yes_score`).
 * Grounder / end-to-end (``hf-chat-grounder``, ``hf-chat-e2e``): only families listed in
   :data:`cot_ground.models.box_syntax.BOX_SYNTAX` (``model_type`` from ``config.json``); others
   are refused at build time, since their box frame is not stated. PaliGemma

@@ -26,7 +26,8 @@ grounder and end-to-end ``unit_floats`` (``reject``, the default, or ``fraction`
 four numbers in [0, 1] with a fraction is read in the integer frames
 (:func:`cot_ground.parsing.parse_box`), recorded in ``settings``. The end-to-end adapter reads
 the image an answer names with the request's prompt as the question
-(:func:`cot_ground.mentions.read_image_choice`).
+(:func:`cot_ground.mentions.read_image_choice`). The reasoner's ``yes_logprob`` gives the verify
+graph log P("yes") from forward passes (:mod:`cot_ground.models.yes_score`).
 """
 
 from __future__ import annotations
