@@ -21,6 +21,20 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler that writes to ``sys.stderr`` as it is when each record is emitted, so a
+    caller that swaps stderr for a while (a test's CLI runner) leaves no handler on a closed
+    stream behind."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def _setup_logging() -> None:
     """Warnings through rich on a terminal; INFO lines (progress) on stderr otherwise."""
     root = logging.getLogger("cot_ground")
@@ -31,7 +45,7 @@ def _setup_logging() -> None:
         handler: logging.Handler = RichHandler(console=err_console, show_path=False)
         handler.setLevel(logging.WARNING)
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         handler.setLevel(logging.INFO)
     handler._cot_ground_cli = True  # type: ignore[attr-defined]

@@ -123,11 +123,13 @@ class BatchCoordinator:
         return q
 
     def batch_sizes(self) -> dict[str, list[int]]:
-        """Sizes of every batch sent so far, per queue name (queues of one name are merged)."""
+        """Sizes of every batch sent so far, per queue name (queues of one name are merged; a
+        queue that sent nothing, such as an unused ``yes_logprob``, is left out)."""
         out: dict[str, list[int]] = {}
         with self._lock:
             for q in self._queues:
-                out.setdefault(q.name, []).extend(q.batch_sizes)
+                if q.batch_sizes:
+                    out.setdefault(q.name, []).extend(q.batch_sizes)
         return out
 
     def oom_splits(self) -> dict[str, list[int]]:
