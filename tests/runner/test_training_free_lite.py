@@ -63,6 +63,7 @@ def test_training_free_config_validates(monkeypatch) -> None:
         "som": "som",
         "perception_prompt": "perception-prompt",
         "som_zoom": "som",
+        "verify": "verify",
         "migician": "e2e",
     }
     assert config.pipelines["som_zoom"].zoom == {
