@@ -152,7 +152,7 @@ def rescore_logs(
     ``image_stated`` = percentage of answers that name an image) where each task also has
     ``strict`` (``{acc@0.3, acc@0.5, acc@0.7, miou}``, or None when its target images are
     unknown), ``logged`` (the file's own figures), ``status`` (parse status counts),
-    ``no_box`` (answers from which no box was read, whatever their status: ``no_box``,
+    ``without_box`` (answers from which no box was read, whatever their status: ``no_box``,
     ``malformed``, ``frame_mismatch``),
     ``agreement`` (see :data:`AGREEMENT_KINDS`), ``decision_changes`` (items whose Acc@0.5
     outcome differs from the log) and ``file``; ``average`` and each group also have
@@ -178,7 +178,7 @@ def rescore_logs(
     extra: dict[str, dict[str, Any]] = {}
     for task, log in by_task.items():
         status: Counter[str] = Counter()
-        no_box = 0
+        without_box = 0
         agree: Counter[str] = Counter({k: 0 for k in AGREEMENT_KINDS})
         changes = 0
         targets = _targets(log, examples.get(task))
@@ -196,13 +196,13 @@ def rescore_logs(
             if target is not None:
                 strict_rows.append(row)
             status[parsed.status.value] += 1
-            no_box += parsed.box is None
+            without_box += parsed.box is None
             agree[agreement(parsed.box, rec.filter_answer, calibration)] += 1
             changes += score_row(row, calibration).correct(0.5) != (rec.iou >= 0.5)
         extra[task] = {
             "logged": log.logged,
             "status": dict(status),
-            "no_box": no_box,
+            "without_box": without_box,
             "agreement": dict(agree),
             "decision_changes": changes,
             "file": str(log.path),

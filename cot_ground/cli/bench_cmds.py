@@ -93,7 +93,7 @@ def _print_rescore(result: dict[str, Any]) -> None:
         table.add_column(col, justify="right")
     for task, s in result["tasks"].items():
         several = s["status"].get("several_boxes", 0)
-        table.add_row(task, *_figures(s), str(several), str(s["no_box"]))
+        table.add_row(task, *_figures(s), str(several), str(s["without_box"]))
     table.add_section()
     missing = result["missing_tasks"]
     for name, s in result["groups"].items():

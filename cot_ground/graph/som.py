@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal
 
 from langgraph.graph import END, START, StateGraph
+from typing_extensions import TypedDict
 
 from cot_ground.boxes import Box, Frame
 from cot_ground.graph.calls import call_one, error_entry, step

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Annotated, Any, Literal, Self, TypedDict
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
+from typing_extensions import Self, TypedDict
 
 from cot_ground.boxes import Box
 from cot_ground.models.base import GroundResult, ReasonerResult

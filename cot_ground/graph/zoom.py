@@ -16,9 +16,10 @@ crop (unit frame of the crop) maps back exactly: ``x = (left + u * (right - left
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, Literal
 
 from langgraph.graph import END, START, StateGraph
+from typing_extensions import TypedDict
 
 from cot_ground.boxes import Box
 from cot_ground.graph.calls import call_one, stage_timing, step

@@ -249,7 +249,7 @@ def test_rescore_table_none_counts_every_answer_without_a_box(tmp_path: Path) ->
     result = rescore_logs([path])
     diff = result["tasks"]["diff"]
     assert diff["status"] == {"ok": 1, "no_box": 1, "frame_mismatch": 1}
-    assert diff["no_box"] == 2
+    assert diff["without_box"] == 2
     assert result["missing_tasks"] == [t for t in TASK_ORDER if t != "diff"]
     assert result["average"]["tasks"] == ["diff"]
 

@@ -54,6 +54,12 @@ def test_langgraph_json_graphs_build_and_run(monkeypatch, scripted_registry):
     e2e = run_example(_factory(graphs["e2e"])(), ex)
     assert e2e.pipeline == "e2e-migician" and e2e.box is not None
 
+    # LangGraph's server and Studio build their input forms from these schemas
+    for name in ("cot", "e2e"):
+        graph = _factory(graphs[name])()
+        assert "example" in graph.get_input_jsonschema()["properties"]
+        assert "prediction" in graph.get_output_jsonschema()["properties"]
+
 
 def test_bad_run_config_names_itself(monkeypatch, scripted_registry):
     monkeypatch.setenv("COT_GROUND_REASONER", "scripted-reasoner")
