@@ -73,17 +73,25 @@ def load_cross_run(a: PipelineRef, b: PipelineRef) -> tuple[pd.DataFrame, str, s
 
 
 def pipeline_settings(manifest: dict[str, Any], pipeline: str) -> str:
-    """A short line of what defines ``pipeline`` in a run: its kind, mode, prompt variant and
-    the adapter of every model it uses (from ``run.json``'s config)."""
+    """A short line of what defines ``pipeline`` in a run: its kind, mode, prompt variant, the
+    graph options that tell training-free variants apart (answer form, proposals per image,
+    verified proposals, unmarked choice, zoom-in) and the adapter of every model it uses (from
+    ``run.json``'s config)."""
     spec = pipeline_specs(manifest).get(pipeline, {})
     models = (manifest.get("config") or {}).get("models") or {}
-    parts = [f"{k}={spec[k]}" for k in ("kind", "mode", "prompt_variant") if spec.get(k)]
-    for role in ("reasoner", "grounder", "fallback_grounder", "model"):
+    parts = [f"{k}={spec[k]}" for k in (*_DEFINING_KEYS, *_GRAPH_KEYS) if spec.get(k)]
+    if spec.get("zoom"):
+        parts.append("zoom=" + ",".join(f"{k}:{v}" for k, v in sorted(spec["zoom"].items())))
+    for role in ("reasoner", "grounder", "fallback_grounder", "zoom_grounder", "model"):
         key = spec.get(role)
         if key:
             adapter = (models.get(key) or {}).get("adapter", "?")
             parts.append(f"{role}={adapter}")
     return " ".join(parts)
+
+
+_DEFINING_KEYS = ("kind", "mode", "prompt_variant")
+_GRAPH_KEYS = ("answer_form", "top_k", "verify_top", "unmarked_choice")
 
 
 def selection_text(manifest: dict[str, Any]) -> str:

@@ -185,8 +185,12 @@ def run(
         fail(str(exc), code=getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         fail("interrupted; every line written so far is kept, re-run to resume", code=130)
-    table = Table(title=f"run {summary.out}")
-    for col in ("pipeline", "examples", "before", "retried", "written", "failed", "ex/s"):
+    table = Table(
+        title=f"run {summary.out}",
+        caption="this session: before = already done, retried, written and failed now; the lines"
+        " below count the failed records of the whole run folder",
+    )
+    for col in ("pipeline", "examples", "before", "retried", "written", "failed now", "ex/s"):
         table.add_column(col, justify="left" if col == "pipeline" else "right")
     for name, s in summary.pipelines.items():
         rate = f"{s.written / s.wall_s:.2f}" if s.wall_s > 0 and s.written else "-"

@@ -14,6 +14,7 @@ from cot_ground.analysis.cross_run import (
     benchmark_sha256,
     leaderboard,
     leaderboard_warnings,
+    pipeline_settings,
 )
 from cot_ground.cli.app import _register_commands, app
 from cot_ground.paths import experiments_dir
@@ -115,3 +116,17 @@ def test_leaderboard_warns_when_runs_differ_in_size_or_selection(runs) -> None:
     text = " ".join(done.output.split())
     assert "warning: the rows are scored on different examples (n = 6, 14" in text
     assert "warning" not in CliRunner().invoke(app, ["leaderboard", str(runs["all"])]).output
+
+
+def test_leaderboard_settings_tell_zoom_and_proposal_variants_apart() -> None:
+    models = {"rules": {"adapter": "rule-reasoner"}, "det": {"adapter": "classical-grounder"}}
+    som = {"kind": "som", "reasoner": "rules", "grounder": "det", "top_k": 3}
+    manifest = {
+        "config": {
+            "models": models,
+            "pipelines": {"som": som, "som_zoom": {**som, "zoom": {"rounds": 1, "expand": 2.0}}},
+        }
+    }
+    plain, zoomed = (pipeline_settings(manifest, p) for p in ("som", "som_zoom"))
+    assert plain == "kind=som top_k=3 reasoner=rule-reasoner grounder=classical-grounder"
+    assert zoomed == plain.replace("top_k=3", "top_k=3 zoom=expand:2.0,rounds:1")

@@ -233,6 +233,8 @@ def test_retry_categories_are_checked_on_the_command_line(tmp_path: Path) -> Non
     assert rf.CALLS == []
     res = cli.invoke(app, ["run", str(config), "--retry-failed", "no_box", "format_failure"])
     assert res.exit_code == 0, res.output
+    out = " ".join(res.output.split())  # the table counts this session, the lines the folder
+    assert "failed now" in out and "count the failed records of the whole run folder" in out
     session = RunFolder(tmp_path / "run").read_manifest()["sessions"][-1]
     assert session["retry_failed"] == ["format_failure", "no_box"]
 
