@@ -23,13 +23,13 @@ benchmark's repository (github.com/XuYunqiu/MC-Bench), unzip it, and pass the fo
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cot_ground.bench.migbench import read_json
 from cot_ground.boxes import Box
 from cot_ground.records import file_sha256
 
@@ -111,17 +111,13 @@ def load_mcbench(
     """Read an MC-Bench annotation file. Image paths are ``images_root / file_name`` (kept
     relative when ``images_root`` is None; images are not opened here).
 
-    Raises :class:`MCBenchError` naming the file and the item for a missing file, invalid JSON,
+    Raises :class:`MCBenchError` naming the file and the item for a missing file, bytes that are
+    not UTF-8 (with their byte offset), invalid JSON,
     a missing key, an unknown image or description id, or a box that is not 4 numbers with
     positive width and height.
     """
     path = Path(file)
-    if not path.is_file():
-        raise MCBenchError(f"MC-Bench annotation file not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise MCBenchError(f"{path} is not valid JSON: {exc}") from None
+    data = read_json(path, MCBenchError, "MC-Bench annotation file")
     if not isinstance(data, dict):
         raise MCBenchError(f"{path}: expected a JSON object with descriptions, images, annotations")
     for key in ("descriptions", "images", "annotations"):
