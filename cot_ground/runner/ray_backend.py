@@ -45,10 +45,8 @@ from cot_ground.runner.execute import (
 )
 from cot_ground.runner.manifest import now_iso
 from cot_ground.runner.pipelines import SetupError, build_adapters, build_pipeline
-from cot_ground.runner.preflight import preflight
 from cot_ground.runner.progress import LogProgress, Progress
-from cot_ground.runner.resume import folder_problems, resolve_config
-from cot_ground.runner.run import RunSummary
+from cot_ground.runner.run import RunSummary, checked_setup
 from cot_ground.runner.session import close_session, open_manifest, pipeline_session
 from cot_ground.runner.store import JsonlAppender, RunFolder, RunFolderError
 
@@ -301,13 +299,8 @@ def run_experiment_ray(
     :class:`ReplicasLost` when every replica died during the run."""
     if workers is not None and workers < 1:
         raise SetupError(f"--ray-workers must be at least 1, got {workers}")
-    resolved = resolve_config(config, limit=limit, tasks=tasks, batch_size=batch_size, out=out)
-    folder = RunFolder(resolved.output or resolved.output_dir())
-    bench, examples = preflight(
-        resolved,
-        shard,
-        use_cache=use_cache,
-        run_folder=lambda b, exs: folder_problems(folder, resolved, b, exs, shard, allow_changed),
+    resolved, folder, bench, examples = checked_setup(
+        config, limit, tasks, shard, batch_size, out, use_cache, allow_changed
     )
     ray = _import_ray()
     started = connect(address, workers)
@@ -316,7 +309,7 @@ def run_experiment_ray(
         artifacts = str(folder.path.resolve() / "artifacts")
         actors, infos = start_replicas(resolved, workers, resolved.batch_size, use_cache, artifacts)
         session = _Session(shard, address, progress, retry_failed, allow_changed)
-        return _drive(resolved, bench, examples, actors, infos, session)
+        return _drive(resolved, folder, bench, examples, actors, infos, session)
     finally:
         for a in actors:
             ray.kill(a)
@@ -337,6 +330,7 @@ class _Session:
 
 def _drive(
     resolved: ExperimentConfig,
+    folder: RunFolder,
     bench: Any,
     examples: list[Example],
     actors: list[Any],
@@ -345,7 +339,6 @@ def _drive(
 ) -> RunSummary:
     """The run-folder side of :func:`run_experiment_ray` (the replicas are up)."""
     ray = _import_ray()
-    folder = RunFolder(resolved.output or resolved.output_dir())
     address = opts.address or os.environ.get("RAY_ADDRESS") or "local"
     ray_info = {"address": address, "replicas": infos}
     session: dict[str, Any] = {

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cot_ground.images import IMAGE_CACHE
+from cot_ground.records import Example
 from cot_ground.runner.cache import CacheError, StepCache
 from cot_ground.runner.config import ExperimentConfig
 from cot_ground.runner.execute import Interrupt, PipelineSummary, run_pipeline_examples
@@ -60,6 +61,30 @@ def open_cache(resolved: ExperimentConfig, use_cache: bool) -> StepCache | None:
         raise SetupError(str(exc)) from exc
 
 
+def checked_setup(
+    config: ExperimentConfig,
+    limit: int | None,
+    tasks: list[str] | None,
+    shard: tuple[int, int] | None,
+    batch_size: int | None,
+    out: str | Path | None,
+    use_cache: bool,
+    allow_changed: bool,
+) -> tuple[ExperimentConfig, RunFolder, Any, list[Example]]:
+    """``(resolved config, run folder, benchmark, selected examples)`` of a run, after the
+    pre-flight check (the run folder's included) that both backends make before any model
+    loads; raises :class:`~cot_ground.runner.preflight.PreflightError` listing every problem."""
+    resolved = resolve_config(config, limit=limit, tasks=tasks, batch_size=batch_size, out=out)
+    folder = RunFolder(resolved.output or resolved.output_dir())
+    bench, examples = preflight(
+        resolved,
+        shard,
+        use_cache=use_cache,
+        run_folder=lambda b, exs: folder_problems(folder, resolved, b, exs, shard, allow_changed),
+    )
+    return resolved, folder, bench, examples
+
+
 def run_experiment(
     config: ExperimentConfig,
     *,
@@ -82,13 +107,8 @@ def run_experiment(
     ``RunFolderError``) before any model loads. Returns per-pipeline counts, batch sizes and
     cache statistics.
     """
-    resolved = resolve_config(config, limit=limit, tasks=tasks, batch_size=batch_size, out=out)
-    folder = RunFolder(resolved.output or resolved.output_dir())
-    bench, examples = preflight(
-        resolved,
-        shard,
-        use_cache=use_cache,
-        run_folder=lambda b, exs: folder_problems(folder, resolved, b, exs, shard, allow_changed),
+    resolved, folder, bench, examples = checked_setup(
+        config, limit, tasks, shard, batch_size, out, use_cache, allow_changed
     )
     adapters = build_adapters(resolved)
     cache = open_cache(resolved, use_cache)
