@@ -27,6 +27,7 @@ from cot_ground.tasks import TASK_ORDER
 TASKS: tuple[str, ...] = TASK_ORDER
 BENCH_FOLDER = "MIG-Bench"  # the first component of every image path in the published files
 REQUIRED_FIELDS: tuple[str, ...] = ("task", "images", "question", "answer")
+BUILD_INFO_FILE = "lite_info.json"  # a build's facts beside its annotation file
 
 
 @dataclass(frozen=True)
@@ -129,17 +130,41 @@ def read_items(path: str | Path) -> list[dict[str, Any]]:
     return items
 
 
+def stated_frame(sha256: str, path: Path) -> Frame | None:
+    """The frame a build states for exactly this file, else ``None``.
+
+    A build (MIG-Lite) writes :data:`BUILD_INFO_FILE` beside its annotation file with
+    ``data_sha256`` (the sha256 of that file) and ``answer_frame``; the frame counts only while
+    the file is byte for byte the one the build wrote. A sidecar that cannot be read, or that
+    names another file or an unknown frame, states nothing."""
+    try:
+        info = json.loads((path.parent / BUILD_INFO_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(info, dict) or info.get("data_sha256") != sha256:
+        return None
+    try:
+        return Frame(info.get("answer_frame"))
+    except ValueError:
+        return None
+
+
 def resolve_frame(sha256: str, path: Path, answer_frame: Frame | str | None) -> Frame:
-    """The explicit frame, else the frame of a known file; an unknown file needs one."""
+    """The explicit frame, else the frame of a known file, else the frame its build states
+    (:func:`stated_frame`); any other file needs one."""
     if answer_frame is not None:
         return Frame(answer_frame)
     known = KNOWN_FILES.get(sha256)
-    if known is None:
+    if known is not None:
+        return known.answer_frame
+    stated = stated_frame(sha256, path)
+    if stated is None:
         raise BenchmarkError(
-            f"{path}: unknown annotation file (sha256 {sha256[:12]}...); state the frame of its "
-            f"boxes with answer_frame= / --answer-frame ({', '.join(f.value for f in Frame)})"
+            f"{path}: unknown annotation file (sha256 {sha256[:12]}...) and no "
+            f"{BUILD_INFO_FILE} beside it stating the frame of this file; state the frame of "
+            f"its boxes with answer_frame= / --answer-frame ({', '.join(f.value for f in Frame)})"
         )
-    return known.answer_frame
+    return stated
 
 
 def open_annotations(

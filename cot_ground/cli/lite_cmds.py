@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from cot_ground.bench.migbench import BUILD_INFO_FILE
 from cot_ground.cli.common import fail
 from cot_ground.lite import DEFAULT_DIFFICULTY, DEFAULT_PER_TASK, LITE_TASKS, generate_lite
 
@@ -44,8 +45,8 @@ def make_lite(
     for name, count in build.counts.items():
         console.print(f"  {name}: {count}")
     console.print(
-        f"load with: load_benchmark('{build.data_file}', root='{build.out_dir}', "
-        "answer_frame='unit')",
+        f"load with: load_benchmark('{build.data_file}', root='{build.out_dir}') "
+        f"(answer frame 'unit', stated in {build.out_dir / BUILD_INFO_FILE})",
         highlight=False,
     )
 

@@ -6,9 +6,12 @@
                                                additional_info, need_format}; answer in the
                                                unit frame, image paths relative to OUT_DIR
     OUT_DIR/MIG-Bench/images/<task>/<group>_<k>.jpg
-    OUT_DIR/lite_info.json                     seed, difficulty, perturbation strengths, counts
+    OUT_DIR/lite_info.json                     seed, difficulty, perturbation strengths, counts,
+                                               answer frame and the sha256 of MIG_data.json
 
-Load it with ``load_benchmark(OUT_DIR / "MIG_data.json", root=OUT_DIR, answer_frame="unit")``.
+Load it with ``load_benchmark(OUT_DIR / "MIG_data.json", root=OUT_DIR)``: the frame comes
+from ``lite_info.json`` while ``MIG_data.json`` is the file the build wrote
+(:func:`cot_ground.bench.migbench.stated_frame`).
 Group ``g`` of task ``t`` draws from ``numpy.random.default_rng([seed, index of t, g])``, so
 the same seed writes byte-identical files, whatever tasks or counts are asked for.
 """
@@ -24,12 +27,13 @@ from typing import Any
 
 import numpy as np
 
+from cot_ground.bench.migbench import BUILD_INFO_FILE as INFO_FILE
 from cot_ground.lite.builders import BUILDERS, LITE_TASKS, SCENE_SIDE, BuildContext
 from cot_ground.lite.perturb import DEFAULT_DIFFICULTY, Perturbation
+from cot_ground.records import file_sha256
 
 DEFAULT_PER_TASK = 20
 DATA_FILE = "MIG_data.json"
-INFO_FILE = "lite_info.json"
 IMAGE_DIR = "MIG-Bench/images"
 
 
@@ -194,6 +198,7 @@ def _write(
         "perturbation": perturbation.to_dict(),
         "scene_side": SCENE_SIDE,
         "answer_frame": "unit",
+        "data_sha256": file_sha256(data_file),
         "counts": counts,
         "images": n_images,
     }

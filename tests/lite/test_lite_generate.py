@@ -11,7 +11,9 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from cot_ground.bench import load_benchmark
+from cot_ground.bench import BenchmarkError, load_benchmark
+from cot_ground.bench.validate import validate_benchmark
+from cot_ground.boxes import Frame
 from cot_ground.cli.lite_cmds import register
 from cot_ground.lite import LITE_TASKS, generate_lite
 from cot_ground.lite.sources import PHOTOS, data_dir, load_table
@@ -75,6 +77,32 @@ def test_loader_target_image_is_the_generated_one(lite, task: str) -> None:
     assert len(pairs) == 6
     for example, target in pairs:
         assert example.target_image == target, (example.question, example.target_rule)
+
+
+def test_build_states_its_frame_for_its_own_file_only(lite, tmp_path: Path) -> None:
+    info = json.loads((lite.out_dir / "lite_info.json").read_text())
+    assert info["answer_frame"] == "unit"
+    stated = load_benchmark(lite.data_file, root=lite.out_dir)
+    assert stated.answer_frame is Frame.UNIT
+    assert stated.manifest()["answer_frame"] == "unit"
+    explicit = load_benchmark(lite.data_file, root=lite.out_dir, answer_frame="unit")
+    assert [e.gt_box for e in stated.examples] == [e.gt_box for e in explicit.examples]
+    assert validate_benchmark(lite.data_file, root=lite.out_dir)["answer_frame"] == "unit"
+    # a copy whose items were edited is no longer the file the build wrote: no frame is stated
+    copy = tmp_path / "edited"
+    copy.mkdir()
+    (copy / "lite_info.json").write_text(json.dumps(info), encoding="utf-8")
+    records = json.loads(lite.data_file.read_text())
+    (copy / "MIG_data.json").write_text(json.dumps(records[:-1]), encoding="utf-8")
+    with pytest.raises(BenchmarkError, match=r"no lite_info\.json beside it stating"):
+        load_benchmark(copy / "MIG_data.json", root=lite.out_dir)
+    # a sidecar naming an unknown frame states nothing either
+    (copy / "MIG_data.json").write_bytes(lite.data_file.read_bytes())
+    (copy / "lite_info.json").write_text(
+        json.dumps({**info, "answer_frame": "inches"}), encoding="utf-8"
+    )
+    with pytest.raises(BenchmarkError, match="answer_frame"):
+        load_benchmark(copy / "MIG_data.json", root=lite.out_dir)
 
 
 def test_same_seed_gives_identical_files_other_seed_differs(tmp_path: Path) -> None:
