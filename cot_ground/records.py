@@ -159,6 +159,11 @@ class Prediction(BaseModel):
         return redact_data(settings)
 
 
+BUILD_INFO_FILE = "lite_info.json"
+"""A generated benchmark's facts, beside its annotation file: ``answer_frame`` and
+``data_sha256`` (the sha256 of the annotation file it was written with), among others."""
+
+
 def file_sha256(path: str | os.PathLike[str]) -> str:
     """Hex sha256 of a file's bytes (benchmark files, image files for cache keys)."""
     digest = hashlib.sha256()

@@ -21,13 +21,12 @@ from typing import Any
 from cot_ground.bench.selection import select_examples
 from cot_ground.bench.targets import TargetRuleError, target_image
 from cot_ground.boxes import Box, Frame
-from cot_ground.records import Example, example_id, file_sha256
+from cot_ground.records import BUILD_INFO_FILE, Example, example_id, file_sha256
 from cot_ground.tasks import TASK_ORDER
 
 TASKS: tuple[str, ...] = TASK_ORDER
 BENCH_FOLDER = "MIG-Bench"  # the first component of every image path in the published files
 REQUIRED_FIELDS: tuple[str, ...] = ("task", "images", "question", "answer")
-BUILD_INFO_FILE = "lite_info.json"  # a build's facts beside its annotation file
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from cot_ground.bench.migbench import BUILD_INFO_FILE
 from cot_ground.cli.common import fail
 from cot_ground.lite import DEFAULT_DIFFICULTY, DEFAULT_PER_TASK, LITE_TASKS, generate_lite
+from cot_ground.records import BUILD_INFO_FILE
 
 
 def make_lite(

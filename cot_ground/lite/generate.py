@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from cot_ground.bench.migbench import BUILD_INFO_FILE as INFO_FILE
 from cot_ground.lite.builders import BUILDERS, LITE_TASKS, SCENE_SIDE, BuildContext
 from cot_ground.lite.perturb import DEFAULT_DIFFICULTY, Perturbation
+from cot_ground.records import BUILD_INFO_FILE as INFO_FILE
 from cot_ground.records import file_sha256
 
 DEFAULT_PER_TASK = 20
