@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cot_ground.boxes import Box
-from cot_ground.redaction import redact, redact_data
+from cot_ground.redaction import redact, redact_data, redact_text
 
 
 class ParseStatus(str, Enum):
@@ -69,7 +69,12 @@ class Candidate(BaseModel):
 
     box: Box
     score: float | None = None
-    label: str | None = None
+    label: str | None = Field(default=None, description="the phrase grounded, secrets redacted")
+
+    @field_validator("label")
+    @classmethod
+    def _redacted(cls, label: str | None) -> str | None:
+        return redact_text(label)
 
 
 class ErrorInfo(BaseModel):
@@ -86,15 +91,22 @@ class ErrorInfo(BaseModel):
 
 
 class TraceStep(BaseModel):
-    """What one graph node did for one example: enough to explain a failure without re-running."""
+    """What one graph node did for one example: enough to explain a failure without re-running.
+
+    Every text a model saw or wrote (``prompt``, ``raw_output``, the strings of ``parsed``, a
+    candidate's ``label``) and ``settings`` are redacted when the step is made
+    (:mod:`cot_ground.redaction`), so a secret a model or server echoes never reaches a record.
+    """
 
     node: str
     attempt: int = 0
-    prompt: str | None = None
+    prompt: str | None = Field(default=None, description="the prompt sent, secrets redacted")
     prompt_hash: str | None = None
     images: list[str] = Field(default_factory=list, description="image paths the model saw")
-    raw_output: str | None = None
-    parsed: dict[str, Any] = Field(default_factory=dict)
+    raw_output: str | None = Field(default=None, description="the model's text, secrets redacted")
+    parsed: dict[str, Any] = Field(
+        default_factory=dict, description="what was read from the text, secrets redacted"
+    )
     candidates: list[Candidate] = Field(default_factory=list)
     settings: dict[str, Any] = Field(
         default_factory=dict,
@@ -104,10 +116,15 @@ class TraceStep(BaseModel):
     cached: bool = False
     error: ErrorInfo | None = None
 
-    @field_validator("settings")
+    @field_validator("prompt", "raw_output")
     @classmethod
-    def _redacted(cls, settings: dict[str, Any]) -> dict[str, Any]:
-        return redact_data(settings)
+    def _redacted_text(cls, text: str | None) -> str | None:
+        return redact_text(text)
+
+    @field_validator("settings", "parsed")
+    @classmethod
+    def _redacted(cls, data: dict[str, Any]) -> dict[str, Any]:
+        return redact_data(data)
 
 
 class ImageBox(BaseModel):
@@ -126,6 +143,10 @@ class Prediction(BaseModel):
     Single-box benchmarks (MIG-Bench) use ``image_index`` + ``box`` and leave ``boxes`` None.
     Multi-box benchmarks (MC-Bench) use ``boxes``: several boxes over several images, or an
     empty list for an answer of "no target".
+
+    ``raw_text``, ``settings``, the error message and the trace are redacted when the record is
+    made (:mod:`cot_ground.redaction`): what a run folder, ``show`` and the report hold is the
+    redacted text.
     """
 
     example_id: str
@@ -134,7 +155,9 @@ class Prediction(BaseModel):
     image_index: int | None = Field(default=None, description="0-based image the answer names")
     box: Box | None = Field(default=None, description="predicted box in the unit frame")
     status: ParseStatus = ParseStatus.MALFORMED
-    raw_text: str | None = Field(default=None, description="raw text of the answering model")
+    raw_text: str | None = Field(
+        default=None, description="raw text of the answering model, secrets redacted"
+    )
     prompt_variant: str | None = None
     prompt_hash: str | None = None
     calibration: str | None = Field(default=None, description="named box calibration applied")
@@ -152,6 +175,11 @@ class Prediction(BaseModel):
         default=None,
         description="multi-box answer (MC-Bench); [] means 'no target'; None: single-box form",
     )
+
+    @field_validator("raw_text")
+    @classmethod
+    def _redacted_text(cls, text: str | None) -> str | None:
+        return redact_text(text)
 
     @field_validator("settings")
     @classmethod

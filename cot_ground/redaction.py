@@ -1,4 +1,7 @@
-"""Keeping secrets out of everything cot-ground stores: error messages are redacted first.
+"""Keeping secrets out of everything cot-ground stores: error messages, settings and every model
+text of a record (:mod:`cot_ground.records`: raw outputs, prompts, parsed descriptions, labels)
+are redacted when the record is made, so a served model or server that echoes its API key
+never puts it in a run folder, the step-1 cache, ``show`` or a report.
 
 A secret is the value of an environment variable named as one (``register_secret_env``; the
 OpenAI-compatible adapters register their ``api_key_env``), any ``Bearer`` token, or the user
@@ -16,7 +19,8 @@ import threading
 from typing import Any
 
 REDACTED = "[redacted]"
-_BEARER = re.compile(r"(Bearer\s+)[^\s\"',;]+", re.IGNORECASE)
+# a bearer token's characters (RFC 6750 b64token): "Bearer [redacted])" is left as it is
+_BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9\-._~+/]+=*", re.IGNORECASE)
 _URL_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/?#\s@\"']+@", re.IGNORECASE)
 _MIN_SECRET_LEN = 4  # shorter values (say "1") would redact ordinary text
 _SECRET_ENVS: set[str] = set()
@@ -45,6 +49,11 @@ def redact(text: str, extra: list[str] | tuple[str, ...] = ()) -> str:
         text = text.replace(value, REDACTED)
     text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
     return _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
+
+
+def redact_text(text: str | None) -> str | None:
+    """:func:`redact` for an optional text (None stays None): a model's answer, a prompt."""
+    return None if text is None else redact(text)
 
 
 def redact_data(value: Any) -> Any:

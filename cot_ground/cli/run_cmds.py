@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -236,6 +237,27 @@ def merge(
         console.print(f"[yellow]missing shards[/yellow]: {merged['missing_shards']}")
 
 
+# C0 controls but newline and tab, DEL and C1 controls: a terminal acts on them (ESC starts a
+# colour or cursor sequence, U+009B is CSI on some terminals)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """``text`` with every control character but newline and tab written out as its Python
+    escape (ESC as ``\\x1b``, CR as ``\\r``), so a model's text printed by ``show`` shows what
+    it holds and cannot move the cursor, recolour or retitle the terminal."""
+    return _CONTROL.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
+def _json_text(data: Any) -> Text:
+    """``data`` as indented, highlighted JSON whose control characters are all ``\\uXXXX``
+    escapes (``json`` escapes only U+0000..U+001F; DEL and C1 controls are escaped here)."""
+    from rich.highlighter import JSONHighlighter
+
+    dumped = json.dumps(data, indent=2, ensure_ascii=False)
+    return JSONHighlighter()(_CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", dumped))
+
+
 def _find_example(examples: list[dict[str, Any]], wanted: str) -> dict[str, Any]:
     exact = [e for e in examples if e["id"] == wanted]
     if exact:
@@ -287,7 +309,7 @@ def _image_names(paths: list[str], example_images: list[str]) -> str:
         names.append(
             f"image {example_images.index(p) + 1} ({name})" if p in example_images else name
         )
-    return ", ".join(names)
+    return visible(", ".join(names))
 
 
 def _trace_step(entry: dict[str, Any], pipeline: str, example_images: list[str]) -> Panel:
@@ -302,22 +324,24 @@ def _trace_step(entry: dict[str, Any], pipeline: str, example_images: list[str])
     parts.append(head)
     if entry.get("prompt"):
         parts.append(Text("prompt:", style="bold"))
-        parts.append(Text(cut_text(entry["prompt"], pipeline), style="cyan"))
+        parts.append(Text(visible(cut_text(entry["prompt"], pipeline)), style="cyan"))
     if entry.get("raw_output") is not None:
         parts.append(Text("raw output:", style="bold"))
-        parts.append(Text(cut_text(entry["raw_output"], pipeline), style="magenta"))
+        parts.append(Text(visible(cut_text(entry["raw_output"], pipeline)), style="magenta"))
     if entry.get("parsed"):
         parsed = json.dumps(_label_zero_based(entry["parsed"]), ensure_ascii=False)
-        parts.append(Text("parsed: " + cut_text(parsed, pipeline)))
+        parts.append(Text("parsed: " + visible(cut_text(parsed, pipeline))))
     for c in entry.get("candidates") or []:
         score = f"{c['score']:.3f}" if c.get("score") is not None else "-"
-        parts.append(Text(f"candidate {_box_text(c['box'])} score {score} {c.get('label') or ''}"))
+        label = visible(c.get("label") or "")
+        parts.append(Text(f"candidate {_box_text(c['box'])} score {score} {label}"))
     if entry.get("error"):
         err = entry["error"]
-        message = cut_text(err["message"], pipeline)
+        message = visible(cut_text(err["message"], pipeline))
         parts.append(Text(f"error {err['category']}: {message}", style="red"))
-    title = f"{entry['node']}" + (f" (attempt {entry['attempt']})" if entry.get("attempt") else "")
-    return Panel(Group(*parts), title=title, title_align="left")
+    title = visible(str(entry["node"]))
+    title += f" (attempt {entry['attempt']})" if entry.get("attempt") else ""
+    return Panel(Group(*parts), title=Text(title), title_align="left")
 
 
 def show(
@@ -333,7 +357,8 @@ def show(
 
     Images are numbered from 1 ("image 2"); recorded 0-based fields are labelled "(0-based)".
     Texts longer than the HTML report's limit are cut with a note naming the JSONL file that
-    holds them in full (``--json`` prints the records uncut).
+    holds them in full (``--json`` prints the records uncut). Control characters in recorded
+    texts (a model's escape sequences) are printed as escapes (``\\x1b``), never sent raw.
     """
     from cot_ground.analysis.html_report import cut_text
     from cot_ground.records import Example, Prediction
@@ -353,16 +378,16 @@ def show(
         if found:
             records[name] = found[0]
     if as_json:
-        console.print_json(json.dumps({"example": example, "predictions": records}))
+        console.print(_json_text({"example": example, "predictions": records}), soft_wrap=True)
         return
     scored = Example.model_validate(example)
     info = Table.grid(padding=(0, 1))
-    info.add_row("id", example["id"])
-    info.add_row("task", example["task"])
-    info.add_row("question", Text(example["question"]))
+    info.add_row("id", Text(visible(str(example["id"]))))
+    info.add_row("task", Text(visible(str(example["task"]))))
+    info.add_row("question", Text(visible(example["question"])))
     info.add_row("numbering", "images from 1; recorded fields marked (0-based) count from 0")
     for i, path in enumerate(example["images"]):
-        text = Text(path)
+        text = Text(visible(path))
         if i == example["target_image"]:
             text.append("  <- target", style="bold green")
         info.add_row(f"image {i + 1}", text)
@@ -375,21 +400,23 @@ def show(
     for name, rec in records.items():
         image = rec.get("image_index")
         summary = Table.grid(padding=(0, 1))
-        summary.add_row("status", rec.get("status", "-"))
+        summary.add_row("status", Text(visible(str(rec.get("status", "-")))))
         summary.add_row("chosen", f"image {image + 1}" if image is not None else "-")
         summary.add_row("box", _box_text(rec.get("box")))
         score = score_row(ScoreRow.from_prediction(Prediction.model_validate(rec), scored))
         summary.add_row("IoU", f"{score.iou:.3f} (strict {score.strict_iou:.3f})")
         if rec.get("fallbacks"):
-            summary.add_row("fallbacks", ", ".join(rec["fallbacks"]))
+            summary.add_row("fallbacks", Text(visible(", ".join(rec["fallbacks"]))))
         if rec.get("timing"):
-            summary.add_row("timing", ", ".join(f"{k} {v:.3f}s" for k, v in rec["timing"].items()))
+            timing = ", ".join(f"{k} {v:.3f}s" for k, v in rec["timing"].items())
+            summary.add_row("timing", Text(visible(timing)))
         if rec.get("error"):
             err = rec["error"]
-            message = cut_text(err["message"], name)
+            message = visible(cut_text(err["message"], name))
             summary.add_row("error", Text(f"{err['category']}: {message}", style="red"))
         steps = [_trace_step(e, name, example["images"]) for e in rec.get("trace") or []]
-        console.print(Panel(Group(summary, *steps), title=f"pipeline {name}", title_align="left"))
+        title = Text(f"pipeline {visible(name)}")
+        console.print(Panel(Group(summary, *steps), title=title, title_align="left"))
 
 
 def register(app: typer.Typer) -> None:

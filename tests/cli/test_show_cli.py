@@ -39,3 +39,31 @@ def test_show_cuts_long_texts_and_numbers_images_from_one(tmp_path: Path) -> Non
 
     raw = CliRunner().invoke(app, ["show", str(run), ex.id, "--json"])
     assert raw.exit_code == 0 and "x" * (MAX_TEXT_CHARS + 1000) in raw.output  # --json is uncut
+
+
+def test_show_prints_control_characters_as_escapes(tmp_path: Path) -> None:
+    """A model's text holding terminal escape sequences reaches the screen as visible escapes,
+    in the panels and in --json (newline and tab stay as they are)."""
+    ex = make_example(tmp_path, "common_object", 0, n_images=3, target=1)
+    answer = {"image": 2, "description": "a \x1b[31mred\x1b[0m cup\x9b2J"}
+    step1_text = "look\x1b]0;pwned\x07 here\ttab\n" + json.dumps(answer)
+    pred = cot_prediction(ex, "cot", image_index=1, box=GOOD, step1_text=step1_text)
+    run = write_run(tmp_path / "run", [ex], {"cot": [pred]}, {"cot": {"kind": "cot"}})
+
+    shown = CliRunner().invoke(app, ["show", str(run), ex.id], env={"COLUMNS": "200"})
+
+    assert shown.exit_code == 0, shown.output
+    text = shown.output
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", text)  # no raw control character
+    flat = re.sub(r"[\s│]+", " ", text)
+    assert r"look\x1b]0;pwned\x07 here" in flat  # the raw output, escapes written out
+    assert r'"description": "a \u001b[31mred\u001b[0m cup\x9b2J"' in flat  # parsed (JSON)
+    assert r"a \x1b[31mred\x1b[0m cup\x9b2J" in flat  # the description grounded in step 2
+    assert "here tab" in flat  # a tab is no control to escape
+
+    raw = CliRunner().invoke(app, ["show", str(run), ex.id, "--json"])
+    assert raw.exit_code == 0, raw.output
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", raw.output)
+    assert r"cup\u009b2J" in raw.output and r"\u001b[31mred" in raw.output
+    step1 = json.loads(raw.output)["predictions"]["cot"]["trace"][0]
+    assert step1["raw_output"] == step1_text  # --json stays exact JSON of the record
