@@ -239,18 +239,64 @@ def empty_selection(file: str, loaded: int, bench_cfg: Any, shard: tuple[int, in
     )
 
 
-def image_problems(examples: list[Example], root: str | None) -> list[str]:
-    """One problem summarising the image files of ``examples`` that do not exist (stat only)."""
+def image_problems(
+    examples: list[Example], root: str | None, file: str | os.PathLike[str] | None = None
+) -> list[str]:
+    """One problem summarising the image files of ``examples`` that do not exist (stat only):
+    how many, then (up to :data:`SHOWN_PATHS`) each missing file with the annotation item that
+    names it, ``item N (task): path`` (N: 0-based position in ``file``, as the loader's
+    messages count; the example id when ``file`` is not given or cannot be matched)."""
     paths = list(dict.fromkeys(p for ex in examples for p in ex.images))
     missing = [p for p in paths if not os.path.isfile(p)]
     if not missing:
         return []
-    shown = ", ".join(missing[:SHOWN_PATHS]) + (" ..." if len(missing) > SHOWN_PATHS else "")
+    users: dict[str, list[Example]] = {}
+    for ex in examples:
+        for p in dict.fromkeys(ex.images):
+            users.setdefault(p, []).append(ex)
+    numbers = item_numbers(file) if file is not None else {}
+    shown = []
+    for p in missing[:SHOWN_PATHS]:
+        first, *others = users[p]
+        where = f"item {numbers[first.id]}" if first.id in numbers else f"example {first.id}"
+        more = f" and {len(others)} other item(s)" if others else ""
+        shown.append(f"{where} ({first.task}){more}: {p}")
+    listed = "; ".join(shown) + (
+        f"; ... ({len(missing) - SHOWN_PATHS} more)" if len(missing) > SHOWN_PATHS else ""
+    )
     hint = f" under benchmark.root {root}" if root else ""
+    named = f" {file}" if file is not None else ""
     return [
         f"images: {len(missing)} of {len(paths)} image file(s) of the selected examples do not"
-        f" exist{hint} (check benchmark.root, e.g. MIGBENCH_ROOT): {shown}"
+        f" exist{hint} (check benchmark.root, e.g. MIGBENCH_ROOT); in{named or ' the file'}:"
+        f" {listed}"
     ]
+
+
+def item_numbers(file: str | os.PathLike[str]) -> dict[str, int]:
+    """Example id → 0-based position of its item in the annotation file ``file``, with the
+    loader's ids (:func:`cot_ground.bench.migbench.load_benchmark`: a repeated item's k-th copy
+    is ``ID-k``); empty when the file cannot be read."""
+    from collections import Counter
+
+    from cot_ground.bench import BenchmarkError
+    from cot_ground.bench.migbench import read_items
+    from cot_ground.records import example_id
+
+    try:
+        items = read_items(file)
+    except (BenchmarkError, OSError):
+        return {}
+    seen: Counter[str] = Counter()
+    numbers: dict[str, int] = {}
+    for number, item in enumerate(items):
+        try:
+            base = example_id(item["task"], item["images"], item["question"])
+        except (KeyError, TypeError, ValueError):
+            continue  # a malformed item is reported by the loader
+        seen[base] += 1
+        numbers[base if seen[base] == 1 else f"{base}-{seen[base]}"] = number
+    return numbers
 
 
 def prompt_problems(config: ExperimentConfig, tasks: set[str]) -> list[str]:
@@ -305,7 +351,7 @@ def preflight(
     problems += model_problems(config)
     bench, examples, found = benchmark_problems(config, shard)
     problems += found
-    problems += image_problems(examples, config.benchmark.root)
+    problems += image_problems(examples, config.benchmark.root, config.benchmark.file)
     problems += prompt_problems(config, {ex.task for ex in examples})
     problems += cache_problems(config, use_cache)
     if bench is not None and examples and run_folder is not None:

@@ -56,15 +56,6 @@ def echo_server() -> Iterator[EchoServer]:
         yield server
 
 
-@pytest.fixture
-def fakes() -> Iterator[None]:
-    rf.register_fakes()
-    rf.reset()
-    yield
-    rf.reset()
-    rf.unregister_fakes()
-
-
 def _served(adapter: str, url: str, **options: Any) -> dict[str, Any]:
     opts = {"base_url": url, "model": "echo", "api_key_env": "MY_API_KEY", "max_retries": 0}
     return {"adapter": adapter, "max_new_tokens": 64, "options": {**opts, **options}}
