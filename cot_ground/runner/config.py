@@ -313,24 +313,38 @@ class ExperimentConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_references(self) -> ExperimentConfig:
-        if not self.pipelines:
-            raise ValueError("pipelines: at least one pipeline is required")
-        for name, pipe in self.pipelines.items():
-            if not re.match(_NAME, name):
-                raise ValueError(
-                    f"pipelines.{name}: pipeline names may hold letters, digits, '_', '.', '-'"
-                )
-            for key, ref in pipe.model_refs().items():
-                if ref not in self.models:
-                    known = ", ".join(sorted(self.models)) or "none"
-                    raise ValueError(
-                        f"pipelines.{name}.{key}: unknown model {ref!r} (models: {known})"
-                    )
+        problems = reference_problems(self.pipelines, set(self.models))
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     def output_dir(self) -> Path:
         """The run folder: ``output`` or ``runs/<name>``."""
         return Path(self.output) if self.output else Path("runs") / self.name
+
+
+def reference_problems(pipelines: dict[str, Any], models: set[str]) -> list[str]:
+    """Every pipeline name that is not allowed and every model key a pipeline names that is
+    not in ``models``, one line each (empty ``pipelines``: the one line saying so)."""
+    if not pipelines:
+        return ["pipelines: at least one pipeline is required"]
+    problems = []
+    known = ", ".join(sorted(models)) or "none"
+    for name, pipe in pipelines.items():
+        if not re.match(_NAME, name):
+            problems.append(
+                f"pipelines.{name}: pipeline names may hold letters, digits, '_', '.', '-'"
+            )
+        try:
+            refs = pipe.model_refs()
+        except AttributeError:  # a required key is missing: reported as such
+            refs = {}
+        problems += [
+            f"pipelines.{name}.{key}: unknown model {ref!r} (models: {known})"
+            for key, ref in refs.items()
+            if ref not in models
+        ]
+    return problems
 
 
 def expand_env(value: Any, where: str = "", unset: list[str] | None = None) -> Any:
@@ -382,7 +396,7 @@ def _format_errors(exc: ValidationError, source: str, prefix: str = "") -> str:
     for err in exc.errors():
         key = ".".join(p for p in (prefix, _format_loc(tuple(err["loc"]))) if p)
         if not key:
-            lines.append("  " + err["msg"].removeprefix("Value error, "))
+            lines += ["  " + line for line in err["msg"].removeprefix("Value error, ").splitlines()]
         elif err["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key")
         elif err["type"] == "missing":
@@ -405,24 +419,57 @@ def parse_config(
     expanded = expand_env(data, unset=unset)
     if unset and not defer_unset_env:
         raise ConfigError("\n".join([f"invalid experiment config {source}:", *map(_indent, unset)]))
+    problems: list[str] = []
+    config: ExperimentConfig | None = None
     try:
         config = ExperimentConfig.model_validate(expanded)
+        pipelines: dict[str, Any] = dict(config.pipelines)
     except ValidationError as exc:
-        lines = _format_errors(exc, source).splitlines()
-        raise ConfigError("\n".join([lines[0], *map(_indent, unset), *lines[1:]])) from None
-    config._unset_env = unset
-    problems: list[str] = []
-    for name, pipe in config.pipelines.items():
+        problems += _format_errors(exc, source).splitlines()[1:]
+        # the checks that run only on a valid config, run on what can be read of it, so that
+        # every problem is reported at once
+        pipelines = _pipelines_as_written(expanded.get("pipelines"))
+        models = expanded.get("models")
+        if isinstance(models, dict) and isinstance(expanded.get("pipelines"), dict):
+            problems += map(_indent, reference_problems(pipelines, set(models)))
+    for name, pipe in pipelines.items():
         try:
             graph_config(name, pipe)
         except ValidationError as exc:
             problems.extend(_format_errors(exc, source, f"pipelines.{name}").splitlines()[1:])
-        except ValueError as exc:
-            problems.append(f"  {exc}")
-    if problems:
+        except (TypeError, ValueError) as exc:
+            problems.extend(_indent(line) for line in str(exc).splitlines())
+    if problems or config is None:
         header = f"invalid experiment config {source}:"
-        raise ConfigError("\n".join([header, *map(_indent, unset), *problems]))
+        lines = list(dict.fromkeys(problems))  # a reference problem may be found twice
+        raise ConfigError("\n".join([header, *map(_indent, unset), *lines]))
+    config._unset_env = unset
     return config
+
+
+def _pipelines_as_written(data: Any) -> dict[str, Any]:
+    """The pipelines of an invalid config, each as its config class (validated when it is
+    valid, else built without validation from its keys); entries without a known ``kind``
+    are left out (their error says so)."""
+    from pydantic import TypeAdapter
+
+    classes: dict[str, type[BaseModel]] = {
+        "cot": CoTPipelineConfig,
+        "e2e": E2EPipelineConfig,
+        **dict.fromkeys(("som", "perception-prompt", "verify"), ProposalPipelineConfig),
+    }
+    out: dict[str, Any] = {}
+    for name, raw in (data or {}).items() if isinstance(data, dict) else ():
+        if not isinstance(raw, dict) or raw.get("kind") not in classes:
+            continue
+        try:
+            out[str(name)] = TypeAdapter(PipelineConfig).validate_python(raw)
+        except ValidationError:
+            fields = dict(raw)
+            if not isinstance(fields.get("zoom", {}), dict):
+                fields["zoom"] = None  # a zoom that is no mapping is reported as such
+            out[str(name)] = classes[raw["kind"]].model_construct(**fields)
+    return out
 
 
 def _indent(line: str) -> str:

@@ -65,6 +65,38 @@ def test_unknown_key_in_a_file_names_file_and_key(tmp_path: Path) -> None:
         load_config(path)
 
 
+def test_every_config_error_is_reported_in_one_pass(tmp_path: Path) -> None:
+    """Errors of the pipelines' graph fields and unknown models come with the errors of the
+    rest of the file, not after they are fixed."""
+    path = tmp_path / "exp.yaml"
+    data = _config(bogus_top=1)
+    data["models"]["r"]["max_new_token"] = 5
+    data["pipelines"]["cot"]["modee"] = "agent"
+    data["pipelines"]["e2e"] = {"kind": "e2e", "model": "nowhere", "prompt_variantt": "paper"}
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    lines = str(info.value).splitlines()
+    assert lines[0] == f"invalid experiment config {path}:"
+    assert sorted(lines[1:]) == [
+        "  bogus_top: unknown key",
+        "  models.r.max_new_token: unknown key",
+        "  pipelines.cot.modee: unknown key",
+        "  pipelines.e2e.model: unknown model 'nowhere' (models: g, r)",
+        "  pipelines.e2e.prompt_variantt: unknown key",
+    ]
+    # a valid file but for two unknown models: both named, each once, with the graph errors
+    data = _config()
+    data["pipelines"]["cot"].update(reasoner="a", grounder="b", modee="agent")
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "exp.yaml")
+    assert sorted(str(info.value).splitlines()[1:]) == [
+        "  pipelines.cot.grounder: unknown model 'b' (models: g, r)",
+        "  pipelines.cot.modee: unknown key",
+        "  pipelines.cot.reasoner: unknown model 'a' (models: g, r)",
+    ]
+
+
 def test_env_vars_expand_with_defaults_and_name_what_is_missing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
