@@ -11,14 +11,25 @@ import gc
 import sys
 
 
+ALLOCATION_FAILURES = ("CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED")
+"""Status names in a ``RuntimeError`` that say a CUDA library could not allocate its own
+memory (the cuBLAS handle and workspace, cuDNN's workspace). torch raises them instead of
+``OutOfMemoryError`` when the caching allocator holds the memory the library needs, which is
+memory pressure like any other: freeing the cache and a smaller batch leave it room."""
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
-    """True for ``torch.OutOfMemoryError`` (CUDA, and the ``RuntimeError`` other torch backends
-    raise with "out of memory" in the message)."""
+    """True for ``torch.OutOfMemoryError`` (CUDA), the ``RuntimeError`` other torch backends
+    raise with "out of memory" in the message, and a ``RuntimeError`` naming a CUDA library's
+    failed allocation (:data:`ALLOCATION_FAILURES`)."""
     torch = sys.modules.get("torch")
     oom_type = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
     if oom_type is not None and isinstance(exc, oom_type):
         return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    if not isinstance(exc, RuntimeError):
+        return False
+    message = str(exc)
+    return "out of memory" in message.lower() or any(s in message for s in ALLOCATION_FAILURES)
 
 
 def free_accelerator_memory() -> None:

@@ -31,6 +31,12 @@ def test_out_of_memory_is_recognised() -> None:
     assert is_out_of_memory(_oom(2))
     assert is_out_of_memory(RuntimeError("MPS backend out of memory"))
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
+    # cuBLAS / cuDNN could not allocate their workspace: memory pressure, split like an OOM
+    cublas = "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"
+    assert is_out_of_memory(RuntimeError(cublas))
+    assert is_out_of_memory(RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"))
+    assert not is_out_of_memory(RuntimeError("CUDA error: CUBLAS_STATUS_EXECUTION_FAILED"))
+    assert not is_out_of_memory(ValueError(cublas))
     assert not is_out_of_memory(MemoryError())
 
 
