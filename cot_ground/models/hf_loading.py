@@ -38,6 +38,7 @@ from PIL import Image
 from cot_ground.images import open_rgb
 from cot_ground.models.base import ModelLoadError
 from cot_ground.models.settings import ModelSettings
+from cot_ground.models.weights_identity import weights_digest
 
 T = TypeVar("T")
 
@@ -268,19 +269,37 @@ def adapter_settings(
     rest: dict[str, Any],
 ) -> dict[str, Any]:
     """The ``settings`` an adapter records (traces, step-cache key): ``adapter`` (``name``),
-    ``path``, the ``identity`` entries (family, frame, ...), the resolved ``device`` and
-    ``dtype`` (``"bfloat16"``, ``"float32"``...), ``device_map``, then the ``rest`` (generation
-    and processing options), in that order."""
+    ``path`` (the local folder loaded), ``weights_digest`` (what that folder holds:
+    :func:`~cot_ground.models.weights_identity.weights_digest`, computed here, once per adapter
+    load; None only when ``path`` is not a folder), ``commit`` (the resolved Hub commit when
+    ``settings.path`` is a Hub id, else None), the ``identity`` entries (family, frame, ...), the
+    resolved ``device`` and ``dtype`` (``"bfloat16"``, ``"float32"``...), ``device_map``, then the
+    ``rest`` (generation and processing options), in that order. Other weights written to the
+    same folder change ``weights_digest``, so the step-1 cache misses instead of serving their
+    predecessor's answers. Raises ``OSError`` when a file of the folder cannot be read."""
     device = resolve_device(settings.device)
     return {
         "adapter": name,
         "path": str(path),
+        "weights_digest": weights_digest(path),
+        "commit": _hub_commit(settings.path, Path(path)),
         **identity,
         "device": device,
         "dtype": str(resolve_dtype(settings.dtype, device)).removeprefix("torch."),
         "device_map": settings.device_map,
         **rest,
     }
+
+
+def _hub_commit(spec: str | None, path: Path) -> str | None:
+    """The commit of the snapshot ``path`` that Hub id ``spec`` resolved to (its folder name, as
+    :func:`resolve_model_source` records it); None when ``spec`` names a local folder."""
+    if not spec:
+        return None
+    expanded = expand_path(spec)
+    if Path(expanded).exists() or parse_hub_id(expanded) is None:
+        return None
+    return path.name
 
 
 def float32_when_auto(settings: ModelSettings) -> ModelSettings:

@@ -1,31 +1,48 @@
 """Step-1 cache: reasoner answers reused across runs that change only step 2.
 
-Key recipe (version 2). The key is the sha256 of the canonical JSON (sorted keys, no spaces) of::
+Key recipe (version 3). The key is the sha256 of the canonical JSON (sorted keys, no spaces) of::
 
-    {"v": 2,
+    {"v": 3,
      "adapter": <adapter.name>,
-     "settings": <adapter.settings>,          # weights path, dtype, pixels, generation settings
+     "settings": <adapter.settings>,   # weights path and weights_digest, dtype, pixels, generation
      "prompt": sha256(<exact prompt text, UTF-8>),
      "images": [sha256(<file bytes>) for each image, in prompt order],
-     "answer_kind": <request.answer_kind>,    # how the stored answer was read (parse_step1)
-     "question": <request.question>,          # (version 2: results hold the parse)
+     "answer_kind": <request.answer_kind>,
+     "question": <request.question>,
      "task": <request.task>}
 
-Version 1 (no answer_kind/question/task) stored the same answers; its entries simply miss once.
-
+The key names everything the reasoner is given: the adapter, its settings (for an HF adapter
+they hold ``weights_digest``, the content of its model folder, so other weights written to the
+same folder miss: :func:`cot_ground.models.hf_loading.adapter_settings`), the prompt, the images
+and the rest of the request (answer kind, question, task: a reasoner may use them).
 Image paths do not enter the key (moving the benchmark keeps the cache valid); their *content*
 does, so an edited image misses. Only deterministic calls are cached: an adapter whose
-``settings`` say ``do_sample: true`` is passed straight through. Values are
-``ReasonerResult.model_dump(mode="json")``; a hit comes back with ``cached=True``.
+``settings`` say ``do_sample: true`` is passed straight through.
+
+Values are the model's raw text, ``{"raw_text": ...}``, never its parse: every hit is read
+again with the current reader, :meth:`ReasonerResult.from_text` (``parse_step1`` with the
+request's answer kind, images and question; image mentions by ``cot_ground.mentions``), and
+comes back with ``cached=True``. So a reader or parser upgrade applies to cached answers at
+once, and the ``image_reader`` a record names is the one that read its answer. This was
+chosen over keying on reader versions, which would miss after every upgrade and rely on each
+change bumping a version. An answer is stored only when reading its text with the current
+reader gives back exactly the adapter's result; a result that is not a reading of its text (the
+rule reasoner's, built from the question; it costs no model call) is passed through, never
+cached.
+
+Version 2 stored the parsed result under keys without ``weights_digest``; version 1 also had no
+answer kind, question or task. Entries of older versions simply miss once. Changing the
+recipe means bumping ``v``.
 
 Storage: one SQLite file ``step1.sqlite`` in the cache folder (WAL mode, so several shards on one
-machine can share it). Changing the recipe means bumping ``v``.
+machine can share it).
 
 Failures: a file that is not a database, or fails SQLite's ``quick_check`` when opened (a
 truncated or overwritten file), is moved aside to ``step1.sqlite.corrupt-<time>`` with a warning
-and a new cache is started. A read or write that fails during a run (a locked or broken file)
-raises :class:`CacheError` naming the file and the ways out; the example is recorded with the
-category ``cache_error`` (never ``model_error``), which ``--retry-failed`` re-runs.
+and a new cache is started. A read or write that fails during a run (a locked or broken file, a
+stored value without its text) raises :class:`CacheError` naming the file and the ways out; the
+example is recorded with the category ``cache_error`` (never ``model_error``), which
+``--retry-failed`` re-runs.
 """
 
 from __future__ import annotations
@@ -47,7 +64,7 @@ from cot_ground.redaction import redact_data
 
 log = logging.getLogger(__name__)
 
-KEY_VERSION = 2
+KEY_VERSION = 3
 DB_NAME = "step1.sqlite"
 
 
@@ -239,7 +256,9 @@ class CachedReasoner:
             self.yes_tokens = getattr(inner, "yes_tokens", None)
 
     def reason(self, requests: list[ChatRequest]) -> list[ReasonerResult]:
-        """Cached answers where present; one call of ``inner`` for the misses, then stored."""
+        """Cached answers (their stored text read by the current reader) where present; one
+        call of ``inner`` for the misses, whose texts are then stored (those that are a
+        reading of their text, see the module docstring)."""
         if not is_deterministic(self.inner):
             return self.inner.reason(requests)
         try:
@@ -252,7 +271,7 @@ class CachedReasoner:
         missing: list[int] = []
         for i, key in enumerate(keys):
             if key in stored:
-                results[i] = ReasonerResult.model_validate({**stored[key], "cached": True})
+                results[i] = self._reread(stored[key], requests[i])
             else:
                 missing.append(i)
         self.cache.count(hits=len(requests) - len(missing), misses=len(missing))
@@ -266,6 +285,22 @@ class CachedReasoner:
             to_store = {}
             for i, result in zip(missing, fresh, strict=True):
                 results[i] = result
-                to_store[keys[i]] = result.model_dump(mode="json", exclude={"cached"})
+                if _is_reading_of_text(result, requests[i]):
+                    to_store[keys[i]] = {"raw_text": result.raw_text}
             self.cache.put_many(to_store)
         return [r for r in results if r is not None]
+
+    def _reread(self, value: dict[str, Any], request: ChatRequest) -> ReasonerResult:
+        """The stored answer text read now, as the adapter reads a fresh answer."""
+        text = value.get("raw_text")
+        if not isinstance(text, str):
+            raise CacheError(self.cache.path, ValueError("a stored answer has no raw_text"))
+        fresh = ReasonerResult.from_text(text, request, self.inner.settings)
+        return fresh.model_copy(update={"cached": True})
+
+
+def _is_reading_of_text(result: ReasonerResult, request: ChatRequest) -> bool:
+    """True when reading ``result.raw_text`` for ``request`` with the current reader gives back
+    ``result`` (what a hit will rebuild), False for a result built otherwise."""
+    again = ReasonerResult.from_text(result.raw_text, request, result.settings)
+    return again.model_dump(exclude={"cached"}) == result.model_dump(exclude={"cached"})

@@ -9,11 +9,12 @@ from typing import Any
 from PIL import Image
 
 from cot_ground.models.base import ChatRequest, ReasonerResult
-from cot_ground.records import ParseStatus
 from cot_ground.runner.cache import CachedReasoner, FileHasher, StepCache, cache_key
 
 
 class CountingReasoner:
+    """Answers every prompt with a fixed text, read as the real adapters read theirs."""
+
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
         self.name = "counting"
         self.settings = settings or {"do_sample": False, "max_new_tokens": 8}
@@ -22,8 +23,7 @@ class CountingReasoner:
     def reason(self, requests: list[ChatRequest]) -> list[ReasonerResult]:
         self.seen.extend(r.prompt for r in requests)
         return [
-            ReasonerResult(raw_text=f"answer to {r.prompt}", image_index=1, status=ParseStatus.OK)
-            for r in requests
+            ReasonerResult.from_text(f"answer to {r.prompt}", r, self.settings) for r in requests
         ]
 
 
