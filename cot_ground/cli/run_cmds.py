@@ -75,7 +75,9 @@ def run(
         int | None,
         typer.Option("--sample", min=1, help="N examples drawn with --seed, stratified by task"),
     ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="seed of --sample (default 0)")] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", min=0, help="seed of --sample (default 0)")
+    ] = None,
     tasks: Annotated[
         str | None, typer.Option("--tasks", help="comma-separated tasks, e.g. diff,region")
     ] = None,
@@ -134,6 +136,7 @@ def run(
     changed pipeline) is reported at once before any model loads (exit status 2). Ctrl-C stops
     after the examples in flight are written (press again to quit at once).
     """
+    from cot_ground.parsing import UNIT_FLOATS
     from cot_ground.records import ErrorCategory
     from cot_ground.runner.config import ConfigError, load_config
     from cot_ground.runner.pipelines import SetupError
@@ -151,17 +154,30 @@ def run(
     if unknown:
         fail(f"--retry-failed: unknown category {', '.join(unknown)} (known: {', '.join(known)})")
     retry = (categories or list(TRANSIENT_CATEGORIES)) if retry_failed else []
+    # the options alone first, each message naming its option, then the config file
+    if unit_floats is not None and unit_floats not in UNIT_FLOATS:
+        fail(f"--unit-floats: unknown value {unit_floats!r} (allowed: {', '.join(UNIT_FLOATS)})")
+    selections = [f"--{n}" for n, v in (("limit", limit), ("per-task", per_task),
+                                        ("sample", sample)) if v is not None]  # fmt: skip
+    if len(selections) > 1:
+        fail(f"give at most one of --limit, --per-task and --sample (got {' '.join(selections)})")
+    if seed is not None and sample is None:
+        fail("--seed applies to --sample only")
+    task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks is not None else None
+    if task_list == []:
+        fail(f"--tasks names no task ({tasks!r}); give a comma-separated list, e.g. diff,region")
     try:
+        shard_kn = parse_shard(shard) if shard else None
         cfg = load_config(config, defer_unset_env=True)
         if unit_floats is not None:
             cfg = cfg.with_unit_floats(unit_floats)
-        if seed is not None and sample is None:
-            raise ValueError("--seed applies to --sample only")
         cfg = cfg.with_selection(limit=limit, per_task=per_task, sample=sample, seed=seed)
-        shard_kn = parse_shard(shard) if shard else None
     except (ConfigError, ValueError) as exc:
         fail(str(exc))
-    task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
+    run_dir = out if out is not None else cfg.output_dir()
+    existing = next(p for p in (run_dir.absolute(), *run_dir.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        fail(f"run folder {run_dir}: {existing} exists and is not a folder; choose another --out")
     backend: Any = run_experiment
     if ray or ray_address:
         from functools import partial

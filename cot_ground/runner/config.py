@@ -66,7 +66,7 @@ class BenchmarkConfig(_Strict):
     sample: int | None = Field(
         default=None, ge=1, description="N examples drawn with `seed`, stratified by task"
     )
-    seed: int = Field(default=0, description="seed of `sample`")
+    seed: int = Field(default=0, ge=0, description="seed of `sample`")
 
     @model_validator(mode="after")
     def _one_selection(self) -> BenchmarkConfig:
@@ -274,7 +274,13 @@ class ExperimentConfig(_Strict):
 
     def with_unit_floats(self, value: str) -> ExperimentConfig:
         """A copy where ``unit_floats`` is ``value`` for the experiment and for every model in
-        :data:`UNIT_FLOATS_ADAPTERS` (the ``--unit-floats`` option of ``cot-ground run``)."""
+        :data:`UNIT_FLOATS_ADAPTERS` (the ``--unit-floats`` option of ``cot-ground run``).
+        Raises ``ValueError`` naming the allowed values for any other ``value``."""
+        from cot_ground.parsing import UNIT_FLOATS
+
+        if value not in UNIT_FLOATS:
+            allowed = ", ".join(UNIT_FLOATS)
+            raise ValueError(f"unit_floats: unknown value {value!r} (allowed: {allowed})")
         models = {
             key: model.model_copy(update={"options": {**model.options, "unit_floats": value}})
             if model.adapter in UNIT_FLOATS_ADAPTERS

@@ -99,7 +99,7 @@ def test_run_cli_records_the_selection_in_run_json(
 
     both = CliRunner().invoke(app, ["run", config, "--limit", "2", "--per-task", "1"])
     assert both.exit_code == 2
-    assert "at most one of limit, per_task and sample" in both.output
+    assert "at most one of --limit, --per-task and --sample" in both.output  # the options named
 
 
 def test_benchmark_has_len_and_a_short_repr(lite: Path) -> None:
