@@ -4,15 +4,23 @@ A pipeline's fingerprint holds
 
 * ``prompt_files``: ``{path: sha256}`` of every prompt file it reads for the tasks it ran (the
   step-1 / end-to-end prompt set of its variant, and the grounding prompt file of a
-  ``qwen-vl-grounder``), paths relative to the prompt folder when inside it;
+  ``qwen-vl-grounder``, found as the adapter finds it), paths relative to the prompt folder when
+  inside it. A file looked up and absent (a task without its own ``<task>.yaml`` reads
+  ``_all.yaml`` only) is recorded as ``None``;
 * ``config``: the pipeline's resolved config (mode, prompt variant, retries, fallbacks, parser
   options) and the full config of every model it uses (adapter, weights path, generation lengths,
-  pixels, adapter options).
+  pixels, adapter options);
+* ``models_weights``: ``{model key: digest}`` of the weights every model it uses reads
+  (:func:`cot_ground.models.weights_identity.weights_digest` of the local folder, a Hub id's
+  cached snapshot included); models without weights (served models, classical baselines) and
+  weights not on this machine yet are left out.
 
 Resuming a run folder compares the new fingerprint with the stored one: a prompt file whose
-content changed, or any changed config key, refuses the resume naming each change, unless the
-caller allows changes (``--allow-changed``); then the changes are recorded in the session. A
-prompt file seen for the first time (a task not run before) is no change.
+content changed, that was removed, or that appeared for a task already run, a changed config key,
+or other weights under a model key, refuses the resume naming each change, unless the caller
+allows changes (``--allow-changed``); then the changes are recorded in the session. A prompt file
+seen for the first time (a task not run before), and a key a fingerprint written by an older
+version lacks, are no change.
 """
 
 from __future__ import annotations
@@ -57,8 +65,57 @@ def _display(path: Path, root: Path) -> str:
         return str(path.resolve())
 
 
-def prompt_files(config: dict[str, Any], name: str, tasks: set[str]) -> dict[str, str]:
-    """``{path: sha256}`` of the prompt files pipeline ``name`` reads for ``tasks``."""
+def local_model_folder(spec: str | None) -> Path | None:
+    """The local folder model path ``spec`` names, found without downloading: an existing
+    folder, or a Hub id's snapshot in the Hub cache (as
+    :func:`cot_ground.models.hf_loading.resolve_model_source` finds it offline). None when there
+    is none on this machine (no path, an unset variable, a Hub id not cached yet)."""
+    from cot_ground.models.base import ModelLoadError
+    from cot_ground.models.hf_loading import expand_path, hub_cache_dir, parse_hub_id
+
+    if not spec:
+        return None
+    try:
+        expanded = expand_path(spec)
+    except ModelLoadError:
+        return None
+    hub = parse_hub_id(expanded)
+    if Path(expanded).exists() or hub is None:
+        return Path(expanded).resolve() if Path(expanded).is_dir() else None
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(
+        hub[0], "config.json", cache_dir=hub_cache_dir(), revision=hub[1]
+    )
+    return Path(cached).parent if isinstance(cached, str) else None
+
+
+def grounder_prompt_file(model: dict[str, Any]) -> Path | None:
+    """The grounding prompt file a ``qwen-vl-grounder`` model config (a dump) reads: its
+    ``options.prompt_file``, else ``<cot_ground.paths.prompts_dir()>/ground/<family>.txt`` with
+    the family (``model_type``) read from the checkpoint's ``config.json``, the lookup of
+    :class:`cot_ground.models.qwen_vl.QwenVLGrounder` (a pipeline's ``prompts_dir`` plays no
+    part). None when the checkpoint is not on this machine yet."""
+    from cot_ground.models.base import ModelLoadError
+    from cot_ground.models.hf_loading import read_model_type
+    from cot_ground.paths import prompts_dir
+
+    chosen = (model.get("options") or {}).get("prompt_file")
+    if chosen:
+        return Path(chosen)
+    folder = local_model_folder(model.get("path"))
+    if folder is None:
+        return None
+    try:
+        family = read_model_type(folder)
+    except ModelLoadError:
+        return None
+    return prompts_dir() / "ground" / f"{family}.txt"
+
+
+def prompt_files(config: dict[str, Any], name: str, tasks: set[str]) -> dict[str, str | None]:
+    """``{path: sha256}`` of the prompt files pipeline ``name`` reads for ``tasks``; ``None`` for
+    a file looked up and absent (``_all.yaml`` or a ``<task>.yaml`` the variant lacks)."""
     from cot_ground.paths import prompts_dir
     from cot_ground.prompts import SHARED_FILE, variant_dir
 
@@ -67,22 +124,47 @@ def prompt_files(config: dict[str, Any], name: str, tasks: set[str]) -> dict[str
     files: list[Path] = []
     for kind, variant in prompt_sets(pipe):
         folder = variant_dir(kind, variant, root)
-        for file_name in [SHARED_FILE, *(f"{t}.yaml" for t in sorted(tasks))]:
-            if (folder / file_name).is_file():
-                files.append(folder / file_name)
+        files += [folder / f for f in [SHARED_FILE, *(f"{t}.yaml" for t in sorted(tasks))]]
     for model in pipeline_definition(config, name)["models"].values():
         if model.get("adapter") == "qwen-vl-grounder":
-            chosen = (model.get("options") or {}).get("prompt_file")
-            ground = root / "ground"
-            files += [Path(chosen)] if chosen else sorted(ground.glob("*.txt"))
-    return {_display(p, root): file_sha256(p) for p in files if p.is_file()}
+            chosen = grounder_prompt_file(model)
+            files += [chosen] if chosen is not None else []
+    return {_display(p, root): file_sha256(p) if p.is_file() else None for p in files}
 
 
-def pipeline_fingerprint(config: dict[str, Any], name: str, tasks: set[str]) -> dict[str, Any]:
-    """The fingerprint of pipeline ``name`` (module docstring) over ``tasks``."""
+def weights_digests(config: dict[str, Any]) -> dict[str, str]:
+    """``{model key: weights digest}`` of every model of ``config`` (a dump) whose weights are
+    on this machine (:func:`local_model_folder`); others are left out."""
+    from cot_ground.models.weights_identity import weights_digest
+
+    out: dict[str, str] = {}
+    for key, model in (config.get("models") or {}).items():
+        folder = local_model_folder(model.get("path")) if isinstance(model, dict) else None
+        if folder is None:
+            continue
+        try:
+            digest = weights_digest(folder)
+        except OSError:  # an unreadable folder: the adapter's load reports it
+            continue
+        if digest is not None:
+            out[key] = digest
+    return out
+
+
+def pipeline_fingerprint(
+    config: dict[str, Any],
+    name: str,
+    tasks: set[str],
+    digests: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The fingerprint of pipeline ``name`` (module docstring) over ``tasks``; ``digests``:
+    :func:`weights_digests` of ``config`` when already computed."""
+    definition = pipeline_definition(config, name)
+    digests = weights_digests(config) if digests is None else digests
     return {
         "prompt_files": prompt_files(config, name, tasks),
-        "config": pipeline_definition(config, name),
+        "config": definition,
+        "models_weights": {k: digests[k] for k in sorted(definition["models"]) if k in digests},
     }
 
 
@@ -99,21 +181,47 @@ def _changed_keys(old: Any, new: Any, where: str) -> list[str]:
     return [] if old == new else [where]
 
 
+def prompt_file_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """``"prompt file X"`` (content changed), ``"prompt file X removed"`` and ``"prompt file X
+    added for a task already run"`` for each file both maps looked up (a file only one of them
+    looked up, e.g. for a task the other did not run, is not compared)."""
+    changes = []
+    for path in sorted(set(before) & set(after)):
+        old, new = before[path], after[path]
+        if old == new:
+            continue
+        if new is None:
+            changes.append(f"prompt file {path} removed")
+        elif old is None:
+            changes.append(f"prompt file {path} added for a task already run")
+        else:
+            changes.append(f"prompt file {path}")
+    return changes
+
+
 def fingerprint_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """What differs between two fingerprints of one pipeline: ``"prompt file X"`` for each file
-    whose content changed, ``"config K"`` for each changed key (dotted)."""
-    before, after = old.get("prompt_files") or {}, new.get("prompt_files") or {}
-    both = sorted(set(before) & set(after))
-    changes = [f"prompt file {p}" for p in both if before[p] != after[p]]
+    """What differs between two fingerprints of one pipeline: the prompt files of
+    :func:`prompt_file_changes`, ``"config K"`` for each changed key (dotted), ``"model weights
+    K"`` for each model key whose weights digest differs (parts or keys ``old`` lacks, a
+    fingerprint of an older version, are not compared)."""
+    changes = prompt_file_changes(old.get("prompt_files") or {}, new.get("prompt_files") or {})
     if "config" in old:
         changes += [f"config {k}" for k in _changed_keys(old["config"], new["config"], "")]
+    before, after = old.get("models_weights") or {}, new.get("models_weights") or {}
+    changes += [
+        f"model weights {k} (digest {before[k][:12]}... -> {after[k][:12]}...)"
+        for k in sorted(set(before) & set(after))
+        if before[k] != after[k]
+    ]
     return changes
 
 
 def merged_fingerprint(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """``new`` plus the prompt files only ``old`` knew (tasks of earlier sessions)."""
+    """``new`` plus the prompt files and weight digests only ``old`` knew (tasks of earlier
+    sessions, weights not on this machine now)."""
     files = {**(old.get("prompt_files") or {}), **(new.get("prompt_files") or {})}
-    return {**new, "prompt_files": dict(sorted(files.items()))}
+    weights = {**(old.get("models_weights") or {}), **(new.get("models_weights") or {})}
+    return {**new, "prompt_files": dict(sorted(files.items())), "models_weights": weights}
 
 
 def stored_fingerprints(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:

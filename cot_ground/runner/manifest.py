@@ -88,11 +88,14 @@ def device_info() -> dict[str, Any]:
 
 def model_sources(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per model key of ``config``: the weights it names, resolved (local folder; for a Hub id
-    the id, requested revision, commit hash and snapshot folder). Models without a ``path``
-    (served models, classical baselines) are left out; an unresolvable path is recorded with
-    its error (the adapter build reports it)."""
+    the id, requested revision, commit hash and snapshot folder) and ``weights_digest``
+    (:func:`cot_ground.models.weights_identity.weights_digest` of that folder; None when it is
+    not a folder, ``"unreadable: ERROR"`` when a file of it cannot be read). Models without
+    a ``path`` (served models, classical baselines) are left out; an unresolvable path is
+    recorded with its error (the adapter build reports it)."""
     from cot_ground.models.base import ModelLoadError
     from cot_ground.models.hf_loading import resolve_model_source
+    from cot_ground.models.weights_identity import weights_digest
 
     out: dict[str, dict[str, Any]] = {}
     for key, model in (config.get("models") or {}).items():
@@ -100,10 +103,47 @@ def model_sources(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if not path:
             continue
         try:
-            out[key] = {"spec": path, **resolve_model_source(path).record()}
+            source = resolve_model_source(path)
         except ModelLoadError as exc:
             out[key] = {"spec": path, "error": str(exc)}
+            continue
+        try:
+            digest = weights_digest(source.path)
+        except OSError as exc:  # an unreadable file: the adapter's load reports it
+            digest = f"unreadable: {exc}"
+        out[key] = {"spec": path, **source.record(), "weights_digest": digest}
     return out
+
+
+ENVIRONMENT_KEYS = ("git", "packages", "models")
+"""Keys of ``run.json`` (top level: the latest session) and of each session entry that say which
+code, packages and model weights a session ran with."""
+
+
+def environment_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs in :data:`ENVIRONMENT_KEYS` between two sessions' records: ``"git commit A ->
+    B"``, ``"git dirty A -> B"``, ``"package P A -> B"``, ``"model K FIELD A -> B"`` (a model
+    key or field one of them lacks is not compared)."""
+    changes: list[str] = []
+    old_git, new_git = old.get("git") or {}, new.get("git") or {}
+    for key in ("commit", "dirty"):
+        if key in old_git and old_git[key] != new_git.get(key):
+            changes.append(f"git {key} {old_git[key]} -> {new_git.get(key)}")
+    old_pkg, new_pkg = old.get("packages") or {}, new.get("packages") or {}
+    changes += [
+        f"package {name} {old_pkg[name]} -> {new_pkg[name]}"
+        for name in sorted(set(old_pkg) & set(new_pkg))
+        if old_pkg[name] != new_pkg[name]
+    ]
+    old_models, new_models = old.get("models") or {}, new.get("models") or {}
+    for key in sorted(set(old_models) & set(new_models)):
+        before, after = old_models[key], new_models[key]
+        changes += [
+            f"model {key} {name} {before[name]} -> {after[name]}"
+            for name in sorted(set(before) & set(after))
+            if before[name] != after[name]
+        ]
+    return changes
 
 
 def image_settings() -> dict[str, Any]:

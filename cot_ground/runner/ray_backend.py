@@ -367,7 +367,14 @@ def _drive(
         try:
             for name in resolved.pipelines:
                 writing = pipeline_session(
-                    folder, name, examples, summaries, progress, opts.retry_failed
+                    folder,
+                    name,
+                    examples,
+                    summaries,
+                    progress,
+                    opts.retry_failed,
+                    manifest,
+                    session,
                 )
                 with writing as (store, todo, summary):
                     _stream(

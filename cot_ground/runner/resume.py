@@ -1,9 +1,11 @@
 """Resuming a run folder: the command-line overrides, the config dump and the fingerprints that
-decide whether a run folder can take this run (same benchmark, shard and unchanged pipelines).
+decide whether a run folder can take this run (same benchmark file and ground-truth settings,
+same shard and selection, unchanged pipelines).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +16,7 @@ from cot_ground.runner.fingerprint import (
     fingerprint_changes,
     pipeline_fingerprint,
     stored_fingerprints,
+    weights_digests,
 )
 from cot_ground.runner.store import RunFolder, RunFolderError
 
@@ -63,11 +66,26 @@ def config_dump(resolved: ExperimentConfig) -> dict[str, Any]:
 def run_fingerprints(dump: dict[str, Any], examples: list[Example]) -> dict[str, dict[str, Any]]:
     """Fingerprint of every pipeline of ``dump`` over the tasks of ``examples``."""
     tasks = {ex.task for ex in examples}
-    return {name: pipeline_fingerprint(dump, name, tasks) for name in dump["pipelines"]}
+    digests = weights_digests(dump)
+    return {name: pipeline_fingerprint(dump, name, tasks, digests) for name in dump["pipelines"]}
 
 
 SELECTION_KEYS = ("tasks", "limit", "per_task", "sample", "seed")
 """Keys of ``run.json`` ``benchmark`` that choose a run's examples."""
+
+GROUND_TRUTH_KEYS = ("answer_frame", "root", "allow_outside_root")
+"""Keys of ``run.json`` ``benchmark`` besides the file's sha256 that change the ground truth a
+run is scored on: the frame the file's boxes are read in, the folder its image paths resolve
+against, and whether paths leaving that folder are accepted."""
+
+
+def benchmark_record(bench: Benchmark, config: BenchmarkConfig) -> dict[str, Any]:
+    """``run.json`` ``benchmark``: the loaded file's record (path, sha256, answer frame, image
+    root...), the example selection and ``allow_outside_root``."""
+    return {
+        **bench.manifest(),
+        **config.model_dump(include=set(SELECTION_KEYS) | {"allow_outside_root"}),
+    }
 
 
 def selection_of(benchmark: BenchmarkConfig | dict[str, Any]) -> dict[str, Any]:
@@ -88,58 +106,86 @@ def selection_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [f"{k} {old[k]} -> {new.get(k)}" for k in old if old[k] != new.get(k)]
 
 
+def ground_truth_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """``"KEY OLD -> NEW"`` for every :data:`GROUND_TRUTH_KEYS` key of two ``run.json``
+    ``benchmark`` entries whose value differs (a key ``old`` lacks is not compared)."""
+    return [
+        f"{k} {old[k]} -> {new.get(k)}"
+        for k in GROUND_TRUTH_KEYS
+        if k in old and old[k] != new.get(k)
+    ]
+
+
+@dataclass
+class ResumeCheck:
+    """What resuming a run folder with this run would change: ``problems`` (refusals, one line
+    each) and the changes allowed with ``--allow-changed``, recorded in the session."""
+
+    problems: list[str] = field(default_factory=list)
+    changed: dict[str, list[str]] = field(default_factory=dict)  # per pipeline
+    selection_changed: list[str] = field(default_factory=list)
+    benchmark_changed: list[str] = field(default_factory=list)
+
+
 def resume_problems(
     old: dict[str, Any],
-    benchmark_sha: str,
+    benchmark: dict[str, Any],
     shard: dict[str, int] | None,
     fingerprints: dict[str, dict[str, Any]],
     folder: Path,
     allow_changed: bool,
-    selection: dict[str, Any] | None = None,
-) -> tuple[list[str], dict[str, list[str]]]:
-    """(problems, allowed changes per pipeline) of resuming the run in ``folder`` (``old`` is its
-    manifest) with this benchmark, shard, fingerprints and example ``selection``
-    (:func:`selection_of`; a changed selection is a problem unless ``allow_changed``)."""
-    problems: list[str] = []
-    if selection is not None and not allow_changed:
-        recorded = selection_of(old.get("benchmark") or {})
-        moved = selection_changes(recorded, selection)
-        if moved:
-            from cot_ground.runner.retry import selection_options
+) -> ResumeCheck:
+    """Whether the run in ``folder`` (``old`` is its manifest) can take a run on ``benchmark``
+    (:func:`benchmark_record`), ``shard`` and ``fingerprints``. Another benchmark file or shard
+    is always refused; another example selection, another ground-truth setting
+    (:data:`GROUND_TRUTH_KEYS`) or a changed pipeline fingerprint is refused unless
+    ``allow_changed``."""
+    check = ResumeCheck()
+    recorded = old.get("benchmark") or {}
+    check.selection_changed = selection_changes(selection_of(recorded), selection_of(benchmark))
+    if check.selection_changed and not allow_changed:
+        from cot_ground.runner.retry import selection_options
 
-            given = " ".join(selection_options(old.get("benchmark") or {})) or "no option"
-            problems.append(
-                f"run folder {folder} was run on another selection of examples"
-                f" ({'; '.join(moved)}); resuming would change which examples it holds."
-                f" Give the run's selection ({given}), choose another --out, or pass"
-                " --allow-changed (the change is then recorded in run.json)"
-            )
-    old_sha = (old.get("benchmark") or {}).get("sha256")
-    if old_sha != benchmark_sha:
-        problems.append(
+        given = " ".join(selection_options(recorded)) or "no option"
+        check.problems.append(
+            f"run folder {folder} was run on another selection of examples"
+            f" ({'; '.join(check.selection_changed)}); resuming would change which examples it"
+            f" holds. Give the run's selection ({given}), choose another --out, or pass"
+            " --allow-changed (the change is then recorded in run.json)"
+        )
+    old_sha, sha = recorded.get("sha256"), str(benchmark.get("sha256"))
+    if old_sha != sha:
+        check.problems.append(
             f"run folder {folder} holds results on another benchmark file (sha256"
-            f" {str(old_sha)[:12]}... vs {benchmark_sha[:12]}...); choose another --out"
+            f" {str(old_sha)[:12]}... vs {sha[:12]}...); choose another --out"
+        )
+    check.benchmark_changed = ground_truth_changes(recorded, benchmark)
+    if check.benchmark_changed and not allow_changed:
+        check.problems.append(
+            f"run folder {folder} was run with other benchmark settings"
+            f" ({'; '.join(f'benchmark.{c}' for c in check.benchmark_changed)}); its examples"
+            " would keep the ground truth read with the old ones. Restore them, choose another"
+            " --out, or pass --allow-changed (the change is then recorded in run.json)"
         )
     if old.get("shard") != shard:
-        problems.append(
+        check.problems.append(
             f"run folder {folder} was run as shard {old.get('shard')}, not {shard};"
             " choose another --out"
         )
     stored = stored_fingerprints(old)
-    changes: dict[str, list[str]] = {}
     for name in sorted(set(stored) & set(fingerprints)):
         found = fingerprint_changes(stored[name], fingerprints[name])
         if found:
-            changes[name] = found
-    if changes and not allow_changed:
-        for name, found in changes.items():
-            problems.append(
+            check.changed[name] = found
+    if check.changed and not allow_changed:
+        for name, found in check.changed.items():
+            check.problems.append(
                 f"run folder {folder}: pipeline {name!r} has changed since its records were"
                 f" written ({'; '.join(found)}); resuming would mix both in one run. Restore"
                 " them, rename the pipeline, choose another --out, or pass --allow-changed"
                 " (the change is then recorded in run.json)"
             )
-    return problems, changes
+    return check
 
 
 def folder_problems(
@@ -161,13 +207,12 @@ def folder_problems(
     fingerprints = run_fingerprints(config_dump(resolved), examples)
     return resume_problems(
         old,
-        bench.sha256,
+        benchmark_record(bench, resolved.benchmark),
         shard_dict,
         fingerprints,
         folder.path,
         allow_changed,
-        selection_of(resolved.benchmark),
-    )[0]
+    ).problems
 
 
 def merged_config(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

@@ -126,6 +126,7 @@ def run_experiment(
         manifest = open_manifest(
             folder, resolved, bench, examples, shard, allow_changed=allow_changed, session=session
         )
+        error: str | None = None
         try:
             for name, pipe_cfg in resolved.pipelines.items():
                 pipe = build_pipeline(
@@ -137,7 +138,7 @@ def run_experiment(
                     artifacts_dir=str(folder.path / "artifacts"),
                 )
                 writing = pipeline_session(
-                    folder, name, examples, summaries, progress, retry_failed
+                    folder, name, examples, summaries, progress, retry_failed, manifest, session
                 )
                 with writing as (store, todo, summary):
                     run_pipeline_examples(
@@ -147,6 +148,9 @@ def run_experiment(
                     summary.oom_splits = pipe.coordinator.oom_splits()
                 if interrupt.stop.is_set():
                     break
+        except Exception as exc:  # recorded as the session's error, then raised
+            error = f"{type(exc).__name__}: {exc}"
+            raise
         finally:
             progress.close()
             cache_info = (
@@ -155,7 +159,14 @@ def run_experiment(
                 else None
             )
             close_session(
-                folder, manifest, session, summaries, resolved, interrupt.stop.is_set(), cache_info
+                folder,
+                manifest,
+                session,
+                summaries,
+                resolved,
+                interrupt.stop.is_set(),
+                cache_info,
+                error,
             )
             if cache is not None:
                 cache.close()

@@ -1,11 +1,20 @@
 """Session bookkeeping of a run folder: ``run.json`` and ``examples.jsonl`` opened for a new or
-resumed run, each pipeline's predictions file opened with what is left to run, and the session
-recorded when it ends.
+resumed run, each pipeline's predictions file opened with what is left to run, and the session.
+
+A session's entry in ``run.json`` ``sessions`` is written when it starts (``status``
+``"running"``, ``ended`` null, the code, packages and model weights it runs with), gets each
+pipeline's ``records_before`` (lines in its file) when that pipeline starts, and is completed
+when the session ends (``"finished"``, ``"interrupted"`` or ``"failed"``). An entry still
+``"running"`` when the next session opens the folder belonged to a process that was killed:
+it is marked ``"killed"``, and the records it added are the lines of each predictions file
+after its ``records_before`` (up to the next session's; a ``--retry-failed`` record replaces
+its old line in place instead).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Collection, Iterator
 from typing import TYPE_CHECKING, Any
@@ -14,20 +23,26 @@ from cot_ground.records import Example
 from cot_ground.runner.config import ExperimentConfig
 from cot_ground.runner.execute import PipelineSummary
 from cot_ground.runner.fingerprint import merged_fingerprint, stored_fingerprints
-from cot_ground.runner.manifest import build_manifest, now_iso
+from cot_ground.runner.manifest import (
+    ENVIRONMENT_KEYS,
+    build_manifest,
+    environment_changes,
+    now_iso,
+)
 from cot_ground.runner.progress import Progress
 from cot_ground.runner.resume import (
+    benchmark_record,
     config_dump,
     merged_config,
     resume_problems,
     run_fingerprints,
-    selection_changes,
-    selection_of,
 )
 from cot_ground.runner.store import JsonlAppender, RunFolder, RunFolderError, read_jsonl
 
 if TYPE_CHECKING:
     from cot_ground.bench import Benchmark
+
+log = logging.getLogger("cot_ground.run")
 
 
 @contextlib.contextmanager
@@ -38,11 +53,17 @@ def pipeline_session(
     summaries: dict[str, PipelineSummary],
     progress: Progress,
     retry: Collection[str] = (),
+    manifest: dict[str, Any] | None = None,
+    session: dict[str, Any] | None = None,
 ) -> Iterator[tuple[JsonlAppender, list[Example], PipelineSummary]]:
     """Open ``name``'s predictions file; yield it, the examples to run (not in it yet, plus those
     whose record failed with a category in ``retry``: their new records replace the old lines)
-    and the summary (added to ``summaries``); time the block and report the pipeline finished."""
+    and the summary (added to ``summaries``); time the block and report the pipeline finished.
+    With ``manifest`` and ``session`` (:func:`open_manifest`'s), the pipeline's
+    ``records_before`` (lines in its file) is written into the session's entry of ``run.json``
+    before its first example runs."""
     with JsonlAppender(folder.predictions_path(name), "example_id") as store:
+        lines = len(store.ids)  # one line per record: new records are appended after these
         failed: set[str] = set()
         if retry:
             wanted = {ex.id for ex in examples}
@@ -56,6 +77,9 @@ def pipeline_session(
         summary = PipelineSummary(total=len(examples), done_before=len(examples) - len(todo))
         summary.retried = len(failed)
         summaries[name] = summary
+        if manifest is not None and session is not None:
+            session.setdefault("pipelines", {})[name] = {"records_before": lines}
+            folder.write_manifest(manifest)
         progress.start(name, summary.total, summary.done_before)
         t0 = time.perf_counter()
         yield store, todo, summary
@@ -79,61 +103,81 @@ def open_manifest(
     allow_changed: bool = False,
     session: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write ``run.json`` and ``examples.jsonl`` for a (new or resumed) run; returns the manifest.
+    """Write ``run.json`` (with ``session``'s entry, status ``"running"``) and ``examples.jsonl``
+    for a (new or resumed) run; returns the manifest.
 
     Call with the folder locked. A resumed run must be compatible with the folder's manifest
-    (same benchmark and shard; unchanged fingerprints unless ``allow_changed``, in which case
-    the changes go into ``session["changed"]``); its config is merged in and its earlier
-    sessions are kept. Raises ``RunFolderError`` naming every incompatibility.
+    (:func:`~cot_ground.runner.resume.resume_problems`: same benchmark file and shard; the same
+    selection, ground-truth settings and fingerprints unless ``allow_changed``, in which case
+    the changes go into ``session``: ``changed``, ``selection_changed``,
+    ``benchmark_changed``); its config is merged in and its earlier sessions are kept (one
+    left ``"running"`` by a killed process is marked ``"killed"``). Other code, packages or
+    model weights than the last session's are logged as a warning and recorded in
+    ``session["environment_changed"]``. The top-level ``git``, ``packages``, ``device`` and
+    ``benchmark`` describe the latest session (``models``: the latest known source of every
+    model of the merged config). Raises ``RunFolderError`` naming every incompatibility.
     """
     dump = config_dump(resolved)
-    bench_cfg = resolved.benchmark
     manifest = build_manifest(
         config=dump,
-        benchmark={
-            **bench.manifest(),
-            **bench_cfg.model_dump(include={"tasks", "limit", "per_task", "sample", "seed"}),
-        },
+        benchmark=benchmark_record(bench, resolved.benchmark),
         shard={"k": shard[0], "n": shard[1]} if shard else None,
         n_examples=len(examples),
     )
     manifest["config_file"] = resolved.source
     manifest["fingerprints"] = run_fingerprints(dump, examples)
     manifest.update(extra or {})
+    session = session if session is not None else {"started": manifest["started"]}
+    session.update({"status": "running", "ended": None})
+    session.update({key: manifest[key] for key in ENVIRONMENT_KEYS})
     old = folder.read_manifest()
     if old is not None:
-        problems, changes = resume_problems(
+        check = resume_problems(
             old,
-            manifest["benchmark"]["sha256"],
+            manifest["benchmark"],
             manifest["shard"],
             manifest["fingerprints"],
             folder.path,
             allow_changed,
-            selection_of(manifest["benchmark"]),
         )
-        if problems:
-            raise RunFolderError("\n".join(problems))
-        if changes and session is not None:
-            session["changed"] = changes
-        moved = selection_changes(
-            selection_of(old.get("benchmark") or {}), selection_of(manifest["benchmark"])
-        )
-        if moved and session is not None:
-            session["selection_changed"] = moved
+        if check.problems:
+            raise RunFolderError("\n".join(check.problems))
+        for key in ("changed", "selection_changed", "benchmark_changed"):
+            if getattr(check, key):
+                session[key] = getattr(check, key)
+        moved = environment_changes(old, manifest)
+        if moved:
+            session["environment_changed"] = moved
+            log.warning(
+                "resuming %s with other code, packages or models than its last session (%s);"
+                " its records so far came from those (recorded in run.json, sessions)",
+                folder.path,
+                "; ".join(moved),
+            )
         fingerprints = stored_fingerprints(old)
         for name, fp in manifest["fingerprints"].items():
             fingerprints[name] = merged_fingerprint(fingerprints.get(name, {}), fp)
         manifest["fingerprints"] = fingerprints
         manifest["config"] = merged_config(old["config"], dump)
         manifest["pipelines"] = sorted(manifest["config"]["pipelines"])
+        manifest["models"] = {**(old.get("models") or {}), **manifest["models"]}
         manifest["started"] = old.get("started", manifest["started"])
-        manifest["sessions"] = list(old.get("sessions", []))
+        manifest["sessions"] = [_closed(s) for s in old.get("sessions", [])]
+    manifest["sessions"].append(session)
     with JsonlAppender(folder.examples_path, "id") as ex_store:
         for ex in examples:
             ex_store.append(ex.model_dump(mode="json"))
         manifest["n_examples"] = len(ex_store.ids)
     folder.write_manifest(manifest)
     return manifest
+
+
+def _closed(session: dict[str, Any]) -> dict[str, Any]:
+    """An earlier session's entry; one still ``"running"`` (its process was killed before it
+    could close it) marked ``"killed"``."""
+    if session.get("status") == "running" and session.get("ended") is None:
+        return {**session, "status": "killed"}
+    return session
 
 
 def close_session(
@@ -146,16 +190,21 @@ def close_session(
     cache_info: dict[str, Any] | None,
     error: str | None = None,
 ) -> None:
-    """Record this session (counts, batch sizes, cache statistics, the error that stopped it)
-    in ``run.json``."""
+    """Complete this session's entry in ``run.json`` (end time, status ``"failed"`` with the
+    error that stopped it, ``"interrupted"`` after Ctrl-C, else ``"finished"``; counts, batch
+    sizes, cache statistics)."""
+    status = "failed" if error else "interrupted" if interrupted else "finished"
+    opened = session.get("pipelines") or {}
     session.update(
         {
             "ended": now_iso(),
+            "status": status,
             "interrupted": interrupted,
             "error": error,
             "batch_size": resolved.batch_size,
             "pipelines": {
                 n: {
+                    **opened.get(n, {}),
                     "written": s.written,
                     "failed": s.failed,
                     "retried": s.retried,
@@ -170,6 +219,7 @@ def close_session(
             "cache": cache_info,
         }
     )
-    manifest["sessions"].append(session)
+    if not any(entry is session for entry in manifest["sessions"]):
+        manifest["sessions"].append(session)
     manifest["ended"] = session["ended"]
     folder.write_manifest(manifest)
