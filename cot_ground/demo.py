@@ -1,6 +1,7 @@
 """``cot-ground demo``: the whole library on a fresh machine, with no weights and no network.
 
-Builds MIG-Lite (unless already built), builds the tiny random-weight Qwen2-VL and
+Builds MIG-Lite (unless already built with the ``per_task`` asked for; a build of another size
+is replaced, and the run folder made on it with it), builds the tiny random-weight Qwen2-VL and
 GroundingDino models (unless already built), runs the classical CoT pipeline and the MLLM code
 path on the tiny models over the same examples into one run folder, and writes the report.
 The pipelines come from the shipped configs ``experiments/lite_classical.yaml`` and
@@ -9,7 +10,9 @@ The pipelines come from the shipped configs ``experiments/lite_classical.yaml`` 
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,11 @@ def default_demo_dir() -> Path:
     finds the demo's run wherever each was started.
     """
     return Path(os.environ.get(DEMO_DIR_ENV) or "~/cot-ground-demo").expanduser()
+
+
+class DemoFolderError(ValueError):
+    """A folder inside the demo's folder is not the demo's own, so the demo does not replace
+    it; the message names it and the way out."""
 
 
 @dataclass
@@ -72,6 +80,69 @@ def build_tiny_models(folder: Path) -> Path:
     return folder
 
 
+def built_per_task(lite_dir: Path) -> int | None:
+    """Items per task of the MIG-Lite build in ``lite_dir`` (its ``lite_info.json``), or None
+    when there is no readable build there."""
+    from cot_ground.records import BUILD_INFO_FILE
+
+    try:
+        info = json.loads((lite_dir / BUILD_INFO_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = info.get("per_task") if isinstance(info, dict) else None
+    return value if isinstance(value, int) else None
+
+
+def check_demo_run(run_dir: Path) -> None:
+    """Raise :class:`DemoFolderError` unless ``run_dir`` is absent or a run folder the demo wrote
+    (``run.json`` names the run ``demo``): any other folder or file is never deleted."""
+    if not run_dir.exists():
+        return
+    try:
+        manifest = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = None
+    if not (run_dir.is_dir() and isinstance(manifest, dict) and manifest.get("name") == "demo"):
+        raise DemoFolderError(
+            f"{run_dir} is not a run folder of the demo (no run.json naming the run 'demo'), so"
+            " the demo does not replace it; move it away or give another --out"
+        )
+
+
+def prepare_lite(lite_dir: Path, run_dir: Path, per_task: int, log: Any = print) -> None:
+    """MIG-Lite with ``per_task`` items per task in ``lite_dir``: reused when already built so,
+    else built. An earlier build of another size is replaced
+    (:func:`cot_ground.lite.generate_lite` with ``force``: only a MIG-Lite build is), and the
+    demo's run folder ``run_dir`` made on it is deleted (:func:`check_demo_run`), since its
+    records came from the other benchmark file; both are checked before either is touched. The
+    step-1 cache is kept: it is keyed by the images' content, which the same seed writes
+    identically whatever the size. Raises :class:`DemoFolderError` when ``lite_dir`` or
+    ``run_dir`` is not the demo's own (:func:`cot_ground.lite.generate.check_replaceable`,
+    :func:`check_demo_run`)."""
+    from cot_ground.lite import generate_lite
+    from cot_ground.lite.generate import check_replaceable
+
+    built = built_per_task(lite_dir)
+    if (lite_dir / "MIG_data.json").is_file() and built == per_task:
+        log(f"MIG-Lite already built in {lite_dir} ({per_task} items per task)")
+        return
+    if not (lite_dir / "MIG_data.json").is_file():
+        log(f"building MIG-Lite ({per_task} items per task) in {lite_dir}")
+        generate_lite(lite_dir, per_task=per_task)
+        return
+    had = f"{built} items per task" if built is not None else "an unknown number of items per task"
+    try:
+        check_replaceable(lite_dir, force=True)
+    except ValueError as exc:
+        raise DemoFolderError(f"{exc} (the demo keeps MIG-Lite in it)") from None
+    check_demo_run(run_dir)
+    log(f"MIG-Lite in {lite_dir} has {had}, {per_task} asked for: rebuilding it")
+    generate_lite(lite_dir, per_task=per_task, force=True)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+        log(f"removed the earlier run folder {run_dir} (its records came from the old build)")
+
+
 def run_demo(
     out_dir: str | os.PathLike[str],
     *,
@@ -80,23 +151,21 @@ def run_demo(
     progress: Any = None,
     log: Any = print,
 ) -> DemoResult:
-    """Run the demo into ``out_dir`` (resumes whatever an earlier demo left there)."""
+    """Run the demo into ``out_dir``: resumes whatever an earlier demo with the same
+    ``per_task`` left there, and starts again from a new MIG-Lite build and run folder when
+    ``per_task`` differs (:func:`prepare_lite`). Raises :class:`DemoFolderError` when the
+    MIG-Lite or run folder in ``out_dir`` is not the demo's own (it is never replaced)."""
     from cot_ground.analysis.report import build_report
-    from cot_ground.lite import generate_lite
     from cot_ground.runner.run import run_experiment
 
     out = Path(out_dir).resolve()
     lite_dir = out / "mig-lite"
-    if (lite_dir / "MIG_data.json").is_file():
-        log(f"MIG-Lite already built in {lite_dir}")
-    else:
-        log(f"building MIG-Lite ({per_task} items per task) in {lite_dir}")
-        generate_lite(lite_dir, per_task=per_task)
+    run_dir = out / "run"
+    prepare_lite(lite_dir, run_dir, per_task, log)
     tiny_dir = None
     if with_tiny_models:
         log(f"building tiny random-weight models in {out / 'tiny-models'}")
         tiny_dir = build_tiny_models(out / "tiny-models")
-    run_dir = out / "run"
     config = demo_config(lite_dir, tiny_dir, run_dir)
     run_experiment(config, progress=progress)
     log("writing the report")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markdown import Markdown
+from rich.markup import escape
 
 
 def demo(
@@ -30,19 +31,24 @@ def demo(
 
     Builds MIG-Lite from scikit-image's photographs, runs the classical CoT pipeline and the
     MLLM code path on tiny random-weight models over the same examples, and writes the report.
-    Re-running resumes and reuses what is already built.
+    Re-running resumes and reuses what is already built; another --per-task rebuilds MIG-Lite
+    and starts a new run folder.
     """
-    from cot_ground.demo import default_demo_dir, run_demo
+    from cot_ground.cli.common import fail
+    from cot_ground.demo import DemoFolderError, default_demo_dir, run_demo
     from cot_ground.runner.progress import default_progress
 
     console = Console()
-    result = run_demo(
-        out if out is not None else default_demo_dir(),
-        per_task=per_task,
-        with_tiny_models=not no_tiny_models,
-        progress=default_progress(),
-        log=lambda msg: console.print(f"[bold]demo[/bold] {msg}", highlight=False),
-    )
+    try:
+        result = run_demo(
+            out if out is not None else default_demo_dir(),
+            per_task=per_task,
+            with_tiny_models=not no_tiny_models,
+            progress=default_progress(),
+            log=lambda msg: console.print(f"[bold]demo[/bold] {escape(msg)}", highlight=False),
+        )
+    except DemoFolderError as exc:
+        fail(str(exc))
     sections = result.scores_md.read_text(encoding="utf-8").split("\n## ")
     console.print(Markdown("## " + sections[1].strip()))  # the Acc@0.5 (official) table
     from cot_ground.analysis.guide import terminal_lines

@@ -69,3 +69,65 @@ def test_demo_default_folder_is_the_notebooks(
     assert seen == [expected] == [cot_ground.demo.default_demo_dir()]
     notebook = experiments_dir() / "analysis_example.ipynb"
     assert "default_demo_dir()" in notebook.read_text(encoding="utf-8")  # the same default
+
+
+@pytest.mark.slow
+def test_demo_rebuilds_mig_lite_for_another_per_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--per-task N after a demo of another size rebuilds MIG-Lite and starts a new run folder:
+    the run holds the new build's examples only, never the old run's records."""
+    import json
+
+    from cot_ground.lite.builders import LITE_TASKS
+
+    monkeypatch.chdir(tmp_path)
+    for var in ("MIG_LITE_DIR", "COT_GROUND_TINY_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    out = tmp_path / "demo"
+    base = ["demo", "--out", str(out), "--no-tiny-models", "--per-task"]
+    first = CliRunner().invoke(app, [*base, "2"])
+    assert first.exit_code == 0, first.output
+
+    again = CliRunner().invoke(app, [*base, "1"], env={"COLUMNS": "300"})
+
+    assert again.exit_code == 0, again.output
+    assert "has 2 items per task, 1 asked for: rebuilding it" in again.output
+    assert "removed the earlier run folder" in again.output
+    info = json.loads((out / "mig-lite" / "lite_info.json").read_text())
+    assert info["per_task"] == 1 and sum(info["counts"].values()) == len(LITE_TASKS)
+    run = out / "run"
+    examples = [json.loads(x)["id"] for x in (run / "examples.jsonl").read_text().splitlines()]
+    records = (run / "predictions" / "classical_cot.jsonl").read_text().splitlines()
+    assert len(examples) == len(LITE_TASKS)
+    assert sorted(json.loads(x)["example_id"] for x in records) == sorted(examples)
+    assert len(json.loads((run / "run.json").read_text())["sessions"]) == 1  # a new run
+
+
+def test_demo_never_replaces_a_folder_that_is_not_its_own(tmp_path: Path) -> None:
+    """Another --per-task with a foreign run folder (or a MIG-Lite folder the user added to)
+    is refused before anything is touched."""
+    import json
+
+    from cot_ground.lite import generate_lite
+
+    out = tmp_path / "demo"
+    generate_lite(out / "mig-lite", per_task=1, tasks=["diff"])
+    (out / "run").mkdir()
+    (out / "run" / "notes.txt").write_text("mine")
+    args = ["demo", "--out", str(out), "--no-tiny-models", "--per-task", "2"]
+
+    refused = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
+
+    assert refused.exit_code == 2, refused.output
+    assert "is not a run folder of the demo" in refused.output
+    assert (out / "run" / "notes.txt").read_text() == "mine"
+    assert json.loads((out / "mig-lite" / "lite_info.json").read_text())["per_task"] == 1
+
+    (out / "run" / "notes.txt").unlink()
+    (out / "run").rmdir()
+    (out / "mig-lite" / "mine.txt").write_text("mine")
+    refused = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
+    assert refused.exit_code == 2, refused.output
+    assert "is not a MIG-Lite folder" in refused.output and "mine.txt" in refused.output
+    assert (out / "mig-lite" / "mine.txt").is_file()
