@@ -118,7 +118,11 @@ def build_qwen_tokenizer(folder: Path) -> Any:
 
 
 def build_qwen(folder: Path, device: str, smoke: bool, new_tokens: int) -> Path:
-    """Save a random-weight Qwen2-VL-7B-shaped checkpoint (config, weights, processor)."""
+    """Save a random-weight Qwen2-VL-7B-shaped checkpoint (config, weights, processor); a
+    finished build is only given ``new_tokens`` (nothing is imported or loaded then)."""
+    if done(folder):
+        fix_generation_length(folder, new_tokens)
+        return folder
     import torch
     from transformers import (
         AutoConfig,
@@ -131,42 +135,44 @@ def build_qwen(folder: Path, device: str, smoke: bool, new_tokens: int) -> Path:
 
     from cot_ground.testing.tiny_models import QWEN_CHAT_TEMPLATE
 
-    if not done(folder):
-        folder.mkdir(parents=True, exist_ok=True)
-        tokenizer = build_qwen_tokenizer(folder)
-        text = {**QWEN2_VL_7B_TEXT, **(QWEN_SMOKE_TEXT if smoke else {})}
-        vision = {**QWEN2_VL_7B_VISION, **(QWEN_SMOKE_VISION if smoke else {})}
-        config = AutoConfig.for_model(
-            "qwen2_vl",
-            text_config=text,
-            vision_config=vision,
-            tie_word_embeddings=False,
-            image_token_id=tokenizer.convert_tokens_to_ids("<|image_pad|>"),
-            video_token_id=tokenizer.convert_tokens_to_ids("<|video_pad|>"),
-            vision_start_token_id=tokenizer.convert_tokens_to_ids("<|vision_start|>"),
-            vision_end_token_id=tokenizer.convert_tokens_to_ids("<|vision_end|>"),
-        )
-        torch.manual_seed(0)
-        dtype = torch.float32 if smoke else torch.bfloat16
-        with torch.device(device):
-            model = AutoModelForImageTextToText.from_config(config, torch_dtype=dtype)
-        model.generation_config = GenerationConfig(
-            eos_token_id=text["eos_token_id"], pad_token_id=text["pad_token_id"], do_sample=False
-        )
-        model.save_pretrained(folder)
-        del model
-        image = Qwen2VLImageProcessor(patch_size=14, merge_size=2, temporal_patch_size=2)
-        video = Qwen2VLVideoProcessor(patch_size=14, merge_size=2)
-        Qwen2VLProcessor(image, tokenizer, video, chat_template=QWEN_CHAT_TEMPLATE).save_pretrained(
-            folder
-        )
-        finish(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_qwen_tokenizer(folder)
+    text = {**QWEN2_VL_7B_TEXT, **(QWEN_SMOKE_TEXT if smoke else {})}
+    vision = {**QWEN2_VL_7B_VISION, **(QWEN_SMOKE_VISION if smoke else {})}
+    config = AutoConfig.for_model(
+        "qwen2_vl",
+        text_config=text,
+        vision_config=vision,
+        tie_word_embeddings=False,
+        image_token_id=tokenizer.convert_tokens_to_ids("<|image_pad|>"),
+        video_token_id=tokenizer.convert_tokens_to_ids("<|video_pad|>"),
+        vision_start_token_id=tokenizer.convert_tokens_to_ids("<|vision_start|>"),
+        vision_end_token_id=tokenizer.convert_tokens_to_ids("<|vision_end|>"),
+    )
+    torch.manual_seed(0)
+    dtype = torch.float32 if smoke else torch.bfloat16
+    with torch.device(device):
+        model = AutoModelForImageTextToText.from_config(config, torch_dtype=dtype)
+    model.generation_config = GenerationConfig(
+        eos_token_id=text["eos_token_id"], pad_token_id=text["pad_token_id"], do_sample=False
+    )
+    model.save_pretrained(folder)
+    del model
+    image = Qwen2VLImageProcessor(patch_size=14, merge_size=2, temporal_patch_size=2)
+    video = Qwen2VLVideoProcessor(patch_size=14, merge_size=2)
+    Qwen2VLProcessor(image, tokenizer, video, chat_template=QWEN_CHAT_TEMPLATE).save_pretrained(
+        folder
+    )
+    finish(folder)
     fix_generation_length(folder, new_tokens)
     return folder
 
 
 def build_gdino(folder: Path, size: str, device: str, smoke: bool) -> Path:
-    """Save a random-weight GroundingDINO (Swin-T or Swin-B, BERT-base text) with processor."""
+    """Save a random-weight GroundingDINO (Swin-T or Swin-B, BERT-base text) with processor (a
+    finished build is returned at once, nothing imported)."""
+    if done(folder):
+        return folder
     import torch
     from transformers import (
         BertConfig,
@@ -180,8 +186,6 @@ def build_gdino(folder: Path, size: str, device: str, smoke: bool) -> Path:
 
     from cot_ground.testing.tiny_models import bert_vocab
 
-    if done(folder):
-        return folder
     folder.mkdir(parents=True, exist_ok=True)
     # BERT's special ids (101, 102, 1012, 1029) where GroundingDINO wants them
     vocab = bert_vocab()
@@ -205,22 +209,3 @@ def build_gdino(folder: Path, size: str, device: str, smoke: bool) -> Path:
     )
     GroundingDinoProcessor(image_processor, tokenizer).save_pretrained(folder)
     return finish(folder)
-
-
-def upscale_images(data_file: Path, side: int) -> None:
-    """Resize every picture of a MIG-Lite folder so its long side is ``side`` pixels (once)."""
-    from PIL import Image
-
-    from cot_ground.images import decode_rgb
-
-    marker = data_file.parent / f".upscaled-{side}"
-    if marker.is_file():
-        return
-    for path in sorted((data_file.parent / "MIG-Bench").rglob("*.jpg")):
-        im = decode_rgb(path)
-        scale = side / max(im.size)
-        resized = im.resize(
-            (round(im.width * scale), round(im.height * scale)), Image.Resampling.BICUBIC
-        )
-        resized.save(path, format="JPEG", quality=90)
-    marker.write_text("ok\n")

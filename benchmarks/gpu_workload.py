@@ -3,11 +3,13 @@
 ``python -m benchmarks.gpu_workload [--dtype bfloat16|float32] [--json FILE] [--smoke]``
 
 Builds (once, cached under ``--models-dir``) checkpoints with the exact shapes of
-Qwen2-VL-7B-Instruct and GroundingDINO tiny or base (:mod:`benchmarks.gpu_checkpoints`), then
-measures, in this order, each as soon as it is done: one printed line, and the JSON file
-rewritten with everything so far (a killed run keeps what it measured):
+Qwen2-VL-7B-Instruct and GroundingDINO tiny or base (:mod:`benchmarks.gpu_checkpoints`) and a
+MIG-Lite build with a copy of its pictures at ``--image-side`` px (:mod:`benchmarks.workloads`;
+the build itself is never edited), then measures, in this order, each as soon as it is done:
+one printed line, and the JSON file rewritten with everything so far (a killed run keeps what
+it measured):
 
-1. checkpoint build and load times;
+1. checkpoint build times (a cached checkpoint reports only the check) and load times;
 2. per pipeline (CoT in paper mode, end-to-end): the sequential batch-1 loop (the public
    evaluation's loop) on ``--seq-examples`` examples spread over the tasks, then the runner at
    each ``--batch-sizes`` on ``--examples`` examples: ex/s, × sequential, peak GPU memory,
@@ -18,21 +20,30 @@ rewritten with everything so far (a killed run keeps what it measured):
    image × ``--memory-images`` images × ``--memory-batches`` requests; an out-of-memory point is
    recorded and ends its row), for the ``max_pixels`` / batch-size guidance of docs/scaling.md;
 4. with ``--static-cache``: the end-to-end runner with a static KV cache (compiled decoding on
-   CUDA) against the plain path, same batch size;
+   CUDA) against the plain path at ``--static-batch``, outputs compared with the plain path's.
+   When ``--batch-sizes`` lacks that size the plain path is measured first as its own row
+   (mode ``plain-kv``, compared with the sequential loop; never counted as a runner row);
 5. unless the main dtype is float32 or ``--no-fp32-check``: the model reloaded in float32 with
    TF32 off, sequential vs runner at ``--check-batch`` on ``--check-examples`` examples
    (identical outputs expected).
 
-Every later measurement starts only when its estimate (from the rates measured so far) fits in
-``--budget-s`` seconds counted from the start; the rest are listed as skipped.
+Every load, warm-up and measurement starts only when its estimate fits in ``--budget-s``
+seconds counted from the start; what does not fit is listed under ``skipped``. Estimates come
+from what was measured: ex/s of the loops so far (1 ex/s before any), and for a reload the
+first load's time (doubled for a float32 reload after a bf16 load) plus its warm-up and the
+measurements it is for. Warm-up times are recorded under ``warmups``; the torch.compile time of
+the static-cache warm-up is not known before it is paid.
 
 The default is sized for one H200 in one 8-minute call, from the first measurements there
-(benchmarks/RESULTS.md, H200 2026-11): building the 16.6 GB checkpoint ≈ 120 s (first run only),
-loading it ≈ 15-20 s; sequential 1.1-1.4 ex/s, so 8 examples × 2 pipelines ≈ 14 s; the runner
-reached 3.3-3.8 ex/s at batch 16, so 64 examples at batch 16, 32 and 64 × 2 pipelines ≤ 120 s
-even if batching gained nothing past 16; 6 memory points ≤ 30 s; the float32 check (reload ≈ 30
-s, 8 examples × 2 loops × 2 pipelines at ≈ 1.3 ex/s) ≈ 55 s. Worst case ≈ 370 s, so
-``--budget-s 330`` (the default) keeps the run under 6 minutes by skipping what would not fit.
+(benchmarks/RESULTS.md §0): building the 16.6 GB checkpoint ≈ 120 s (first run only), loading
+it ≈ 15-20 s; warm-up of both pipelines on 2 examples each ≈ 4 s; sequential 1.1-1.4 ex/s, so
+8 examples × 2 pipelines ≈ 14 s; the runner reached 3.3-3.8 ex/s at batch 16, so 64 examples
+at batch 16, 32 and 64 × 2 pipelines ≤ 120 s even if batching gained nothing past 16; 6 memory
+points ≤ 30 s; the float32 check (reload ≈ 30-40 s, then per pipeline 1 warm-up example and
+8 examples × 2 loops at ≈ 1.3 ex/s) ≈ 65 s. Worst case ≈ 375 s, so ``--budget-s 330`` (the
+default) keeps the run under 6 minutes by skipping what would not fit (the float32 check is
+the first to go: its reload starts only with room for itself and the first pipeline's check,
+≈ 45 s).
 ``--smoke`` runs the same code on CPU with shrunken shapes, a tiny default size and float32
 unless ``--dtype`` says otherwise (it checks the script, it does not time anything). A phase
 that fails is recorded under ``errors`` and the run goes on with the next one.
@@ -42,9 +53,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -58,11 +71,12 @@ from benchmarks.compare import (
     plateau,
     prepare,
 )
-from benchmarks.gpu_checkpoints import build_gdino, build_qwen, upscale_images
+from benchmarks.gpu_checkpoints import build_gdino, build_qwen
 from benchmarks.live_report import Budget, LiveReport
 from benchmarks.measure import environment, max_rss_mib
 from benchmarks.run import PIPELINES, parse_batch_sizes, parse_pipelines
 from benchmarks.workloads import MODEL_TASKS, lite_benchmark, model_config
+from cot_ground.testing.tiny_parts import done
 
 ADAPTER_METHODS = ("reason", "ground", "predict")
 TARGETS = {"speedup": 6.0, "grounder_share": 0.15, "cot_over_e2e": 1.2}
@@ -161,6 +175,7 @@ class Workload:
         self.budget = Budget(report, args.budget_s)
         self.device = "cpu" if args.smoke else "cuda"
         self.rates: dict[str, float] = {}  # best ex/s seen per pipeline (for estimates)
+        self.first_load: tuple[str, float] | None = None  # (dtype, seconds) of the first load
 
     # ------------------------------------------------------------------ setup
     def checkpoints(self) -> tuple[Path, Path, Path]:
@@ -169,30 +184,36 @@ class Workload:
         root = a.models_dir / ("smoke" if a.smoke else "full")
         qwen_dir = root / "qwen2-vl-7b-shape"
         gdino_dir = root / f"gdino-{a.grounder}-shape"
-        with self._build(qwen_dir):
-            build_qwen(qwen_dir, self.device, a.smoke, a.new_tokens)
-        with self._build(gdino_dir):
-            build_gdino(gdino_dir, a.grounder, self.device, a.smoke)
+        self._build(qwen_dir, lambda: build_qwen(qwen_dir, self.device, a.smoke, a.new_tokens))
+        self._build(gdino_dir, lambda: build_gdino(gdino_dir, a.grounder, self.device, a.smoke))
         cuda = _cuda()
         if cuda is not None:
             cuda.empty_cache()
         t0 = time.perf_counter()
-        data = lite_benchmark(root / "lite", a.examples, MODEL_TASKS)
-        upscale_images(data, a.image_side)
-        self.report.say(f"MIG-Lite data ready: {time.perf_counter() - t0:.1f} s")
+        data = lite_benchmark(root / "lite", a.examples, MODEL_TASKS, image_side=a.image_side)
+        self.report.say(
+            f"MIG-Lite data ready ({data.parent.name}: pictures at {a.image_side} px on their "
+            f"long side): {time.perf_counter() - t0:.1f} s"
+        )
         return qwen_dir, gdino_dir, data
 
-    @contextmanager
-    def _build(self, folder: Path) -> Any:
-        """Time the block that builds ``folder`` (instant when it holds a finished build)."""
-        cached = (folder / ".complete").is_file()
+    def _build(self, folder: Path, build: Callable[[], Any]) -> None:
+        """Run ``build`` for ``folder`` and report its seconds: only the check when ``folder``
+        holds a finished build (``cached``), otherwise the build itself (transformers is
+        imported before the clock starts)."""
+        cached = done(folder)
+        if not cached:
+            import transformers  # noqa: F401  (its import time is not the build's)
         t0 = time.perf_counter()
-        yield
-        seconds = round(time.perf_counter() - t0, 2)
+        build()
+        seconds = round(time.perf_counter() - t0, 3)
         self.report.add(
             "checkpoints",
             {"what": "build", "checkpoint": folder.name, "cached": cached, "seconds": seconds},
-            f"build {folder.name}: {seconds:.1f} s ({'cached' if cached else 'built'})",
+            f"checkpoint {folder.name}: cached, a finished build was found (checked in "
+            f"{seconds:.2f} s)"
+            if cached
+            else f"checkpoint {folder.name}: built in {seconds:.1f} s",
         )
 
     def load(self, paths: tuple[Path, Path, Path], dtype: str, n: int, batch: int, **qwen: Any):
@@ -215,12 +236,44 @@ class Workload:
         t0 = time.perf_counter()
         setup = prepare(config, tempfile.mkdtemp(prefix="cot-ground-gpu-", dir=a.work_dir))
         seconds = round(time.perf_counter() - t0, 2)
+        self.first_load = self.first_load or (dtype, seconds)
         self.report.add(
             "checkpoints",
             {"what": "load", "dtype": dtype, "options": qwen, "seconds": seconds},
             f"load both models ({dtype}{', ' + str(qwen) if qwen else ''}): {seconds:.1f} s",
         )
         return setup, CallTimes(setup.adapters)
+
+    # ------------------------------------------------------------------ estimates
+    def seconds_for(self, pipeline: str, n: int, batched: bool) -> float:
+        """Estimated seconds for ``n`` examples of ``pipeline``: at the best runner rate
+        measured so far (``batched``) or the sequential rate, 1 ex/s when none was measured."""
+        rate = (self.rates.get(pipeline) if batched else None) or self.rates.get(f"{pipeline}-seq")
+        return n / (rate or 1.0)
+
+    def load_estimate(self, dtype: str) -> float:
+        """Estimated seconds to (re)load both models in ``dtype``: the first load's time,
+        doubled for float32 after a narrower first load (twice the bytes to convert and move);
+        0 before any load."""
+        if self.first_load is None:
+            return 0.0
+        first_dtype, seconds = self.first_load
+        return seconds * (2 if dtype == "float32" and first_dtype != "float32" else 1)
+
+    def reload_fits(self, what: str, dtype: str, then_s: float) -> bool:
+        """Whether a reload in ``dtype`` plus ``then_s`` seconds of work after it fit in the
+        budget (otherwise ``what`` is recorded as skipped, and nothing is freed or loaded)."""
+        return self.budget.allows(what, self.load_estimate(dtype) + then_s)
+
+    def warm_up(self, what: str, run: Callable[[], Any]) -> None:
+        """Run ``run`` (first-call costs: kernels, allocator, compilation) outside every
+        timing; its seconds go under ``warmups``."""
+        t0 = time.perf_counter()
+        run()
+        seconds = round(time.perf_counter() - t0, 2)
+        self.report.add(
+            "warmups", {"what": what, "seconds": seconds}, f"warm-up {what}: {seconds:.1f} s"
+        )
 
     # ------------------------------------------------------------------ measurements
     def sequential(
@@ -229,7 +282,7 @@ class Workload:
         """The batch-1 loop on ``k`` examples spread over ``setup``'s; (row, records), or None
         when the budget has no room for it."""
         sub = Setup(setup.config, _spread(setup.examples, k), setup.adapters, setup.work_dir)
-        estimate = len(sub.examples) / self.rates.get(f"{pipeline}-seq", 1.0)
+        estimate = self.seconds_for(pipeline, len(sub.examples), batched=False)
         if not self.budget.allows(f"{pipeline} sequential ({dtype})", estimate):
             return None
         with times.measuring() as inside:
@@ -253,9 +306,9 @@ class Workload:
         reference: tuple[dict[str, Any], list[dict[str, Any]]] | None,
         label: str = "runner",
     ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-        """The runner at ``batch``; compared with ``reference`` (row, records) when given."""
-        rate = self.rates.get(pipeline) or self.rates.get(f"{pipeline}-seq")
-        estimate = len(setup.examples) / rate if rate else None
+        """The runner at ``batch``, recorded with mode ``label``; compared with ``reference``
+        (row, records) when given: outputs, and the ex/s ratio when both rates are known."""
+        estimate = self.seconds_for(pipeline, len(setup.examples), batched=True)
         if not self.budget.allows(f"{pipeline} {label} b={batch} ({dtype})", estimate):
             return None
         clear_adapter_caches(setup.adapters)
@@ -275,8 +328,9 @@ class Workload:
             if ref_row["ex_per_s"] and row["ex_per_s"]:
                 row["speedup_vs_reference"] = round(row["ex_per_s"] / ref_row["ex_per_s"], 3)
             kind = "identical" if dtype == "float32" else "agree"
+            ratio = row.get("speedup_vs_reference")
             text = (
-                f" x{row.get('speedup_vs_reference', 0):.2f} vs {ref_row['mode']},"
+                f" x{_ratio(ratio)} vs {ref_row['mode']} b={ref_row['batch_size']},"
                 f" {kind} {same}/{total}"
             )
         self.report.add(
@@ -285,6 +339,116 @@ class Workload:
             f"{text}{_shares(row)}{_memory(row)}",
         )  # fmt: skip
         return row, records
+
+    # ------------------------------------------------------------------ phases
+    def measure_all(self, paths: tuple[Path, Path, Path]) -> None:
+        """Every phase after the checkpoints, each started only when the budget allows it (a
+        failing phase is recorded and the next one runs)."""
+        a = self.args
+        if not self.budget.allows(f"load both models ({a.dtype}) and every measurement", None):
+            return
+        top = max(a.batch_sizes + ([a.static_batch] if a.static_cache else []))
+        setup, times = self.load(paths, a.dtype, a.examples, top)
+        rows: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+        seqs: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+        with guarded(self.report, "main"):
+            warm = Setup(setup.config, setup.examples[:2], setup.adapters, setup.work_dir)
+            first_calls = sum(self.seconds_for(p, len(warm.examples), False) for p in a.pipelines)
+            if self.budget.allows("warm-up of every pipeline", first_calls):
+                self.warm_up(
+                    f"{'/'.join(a.pipelines)} sequential on {len(warm.examples)} examples",
+                    lambda: [measure_sequential(warm, p, repeats=1, warmup=0) for p in a.pipelines],
+                )
+            for p in a.pipelines:
+                seq = self.sequential(setup, times, p, a.dtype, a.seq_examples)
+                if seq is not None:
+                    seqs[p] = seq
+                for b in a.batch_sizes:
+                    measured = self.runner(setup, times, p, b, a.dtype, seq)
+                    if measured is not None:
+                        rows[f"{p}-{b}"] = measured
+        if not a.no_memory_sweep:
+            with guarded(self.report, "memory sweep"):
+                self.memory_sweep(paths, setup, a.dtype)
+        if a.static_cache and "e2e" in a.pipelines:
+            with guarded(self.report, "static KV cache"):
+                plain = rows.get(f"e2e-{a.static_batch}")
+                setup, times = self.static_cache(paths, setup, times, top, plain, seqs.get("e2e"))
+        if a.dtype != "float32" and not a.no_fp32_check:
+            with guarded(self.report, "float32 check"):
+                setup, times = self.float32_check(paths, setup, times)
+        _free(setup, times)
+
+    def static_cache(
+        self,
+        paths: tuple[Path, Path, Path],
+        setup: Setup,
+        times: CallTimes,
+        top: int,
+        plain: tuple[dict[str, Any], list[dict[str, Any]]] | None,
+        sequential: tuple[dict[str, Any], list[dict[str, Any]]] | None,
+    ) -> tuple[Setup, CallTimes]:
+        """The end-to-end runner with a static KV cache against the plain path at
+        ``--static-batch``; the adapters in use afterwards.
+
+        ``plain`` is the main phase's runner row at that batch size; without one the plain
+        path is measured here as its own row (mode ``plain-kv``, compared with ``sequential``
+        where there is one). The reload, the compile warm-up and the measurement start only
+        when their estimate fits the budget; the compile time itself is unknown until paid
+        (it is recorded under ``warmups``)."""
+        a = self.args
+        b = a.static_batch
+        if plain is None:
+            plain = self.runner(setup, times, "e2e", b, a.dtype, sequential, label="plain-kv")
+        if plain is None:  # the budget had no room for it: nothing to compare with
+            return setup, times
+        n = len(setup.examples)
+        then = self.seconds_for("e2e", min(b, n), True) + self.seconds_for("e2e", n, True)
+        what = f"e2e static-kv b={b} ({a.dtype}): reload, compile warm-up, measurement"
+        if not self.reload_fits(what, a.dtype, then):
+            return setup, times
+        _free(setup, times)
+        setup, times = self.load(paths, a.dtype, a.examples, top, static_cache=True)
+        # compiles for this batch size outside the timing (new input lengths may recompile)
+        warm = Setup(setup.config, setup.examples[:b], setup.adapters, setup.work_dir)
+        self.warm_up(
+            f"e2e static-kv b={b} (compiles on CUDA)",
+            lambda: measure_runner(warm, "e2e", b, repeats=1, warmup=0),
+        )
+        self.runner(setup, times, "e2e", b, a.dtype, plain, label="static-kv")
+        return setup, times
+
+    def float32_check(
+        self, paths: tuple[Path, Path, Path], setup: Setup, times: CallTimes
+    ) -> tuple[Setup, CallTimes]:
+        """The models reloaded in float32 with TF32 off, sequential vs runner at
+        ``--check-batch`` on ``--check-examples`` per pipeline; the adapters in use afterwards.
+        The reload starts only when it fits the budget with the first pipeline's warm-up and
+        both loops; each further pipeline only when its own three fit."""
+        a = self.args
+        k, b = a.check_examples, a.check_batch
+
+        def plan(p: str) -> float:  # warm-up (1 example), sequential and runner on k
+            return self.seconds_for(p, 1 + k, False) + self.seconds_for(p, k, True)
+
+        first = a.pipelines[0]
+        what = f"float32 check: reload, then {first} warm-up, sequential, runner b={b}"
+        if not self.reload_fits(what, "float32", plan(first)):
+            return setup, times
+        _free(setup, times)
+        self.report.set("tf32_in_check", _set_tf32(False))
+        setup, times = self.load(paths, "float32", k, b)
+        warm = Setup(setup.config, setup.examples[:1], setup.adapters, setup.work_dir)
+        for p in a.pipelines:
+            if not self.budget.allows(f"{p} float32 check (warm-up, sequential, b={b})", plan(p)):
+                break
+            self.warm_up(
+                f"{p} float32 sequential on 1 example",
+                lambda p=p: measure_sequential(warm, p, repeats=1, warmup=0),
+            )
+            seq = self.sequential(setup, times, p, "float32", k)
+            self.runner(setup, times, p, b, "float32", seq)
+        return setup, times
 
     def memory_sweep(self, paths: tuple[Path, Path, Path], setup: Setup, dtype: str) -> None:
         """Peak GPU memory of one end-to-end forward pass (prefill + ``--new-tokens``) against
@@ -358,6 +522,11 @@ def grounder_share(row: dict[str, Any], inside: dict[str, float]) -> float | Non
     return round(ground / wall, 3) if wall and ground else None
 
 
+def _ratio(value: float | None) -> str:
+    """A speed ratio for a printed line; ``?`` when it is unknown (never a made-up 0)."""
+    return "?" if value is None else f"{value:.2f}"
+
+
 def _shares(row: dict[str, Any]) -> str:
     share = row.get("grounder_share")
     return f", grounder {100 * share:.0f}% of wall" if share is not None else ""
@@ -381,7 +550,9 @@ def _free(setup: Setup, times: CallTimes) -> None:
 
 
 def summarize(rows: list[dict[str, Any]], pipelines: list[str], dtype: str) -> dict[str, Any]:
-    """Best runner batch per pipeline in ``dtype`` and the issue's targets, met or not."""
+    """Best runner batch per pipeline in ``dtype`` (rows of mode ``runner`` only: not the
+    static-KV rows or their plain reference) and the issue's targets: met, not met, or None
+    when nothing was compared."""
     out: dict[str, Any] = {"dtype": dtype, "targets": TARGETS}
     best: dict[str, dict[str, Any]] = {}
     for p in pipelines:
@@ -389,13 +560,14 @@ def summarize(rows: list[dict[str, Any]], pipelines: list[str], dtype: str) -> d
         runner = [r for r in mine if r["mode"] == "runner" and r.get("ex_per_s")]
         if runner:
             best[p] = max(runner, key=lambda r: r["ex_per_s"])
+            speedup = best[p].get("speedup_vs_reference")
             out[p] = {
                 "best_batch": best[p]["batch_size"],
                 "ex_per_s": best[p]["ex_per_s"],
-                "speedup": best[p].get("speedup_vs_reference"),
+                "speedup": speedup,  # None: no sequential rate to compare with
+                "speedup_met": None if speedup is None else speedup >= TARGETS["speedup"],
                 "plateau_after_batch": plateau(mine),
             }
-            out[p]["speedup_met"] = (out[p]["speedup"] or 0) >= TARGETS["speedup"]
     if "cot" in best:
         share = best["cot"].get("grounder_share")
         out["grounder_share"] = {"value": share, "met": share is not None and share <= 0.15}
@@ -411,10 +583,10 @@ def _table(summary: dict[str, Any], smoke: bool) -> str:
     for p in PIPELINES:
         if p in summary:
             s = summary[p]
+            verdict = {True: "met", False: "not met", None: "not compared"}[s["speedup_met"]]
             lines.append(
                 f"  {p}: best batch {s['best_batch']}, {s['ex_per_s']:.2f} ex/s, "
-                f"x{s['speedup'] or 0:.2f} sequential (target >= 6: "
-                f"{'met' if s['speedup_met'] else 'not met'})"
+                f"x{_ratio(s['speedup'])} sequential (target >= 6: {verdict})"
             )
     for key, what in (("grounder_share", "grounder share of CoT wall"), ("cot_over_e2e",
                       "CoT / end-to-end cost per example")):  # fmt: skip
@@ -517,12 +689,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import torch
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     if not args.smoke and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run on a GPU machine, or pass --smoke to check the code")
     with tempfile.TemporaryDirectory(prefix="cot-ground-gpu-bench-") as tmp:
         args.work_dir = args.work_dir or Path(tmp)
-        return _run(args)
+        return _run(args, argv)
 
 
 @contextmanager
@@ -542,13 +715,13 @@ def guarded(report: LiveReport, phase: str) -> Any:
         free_accelerator_memory()
 
 
-def _run(args: argparse.Namespace) -> dict[str, Any]:
+def _run(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     report = LiveReport(
         args.json,
         {
             "workload": "gpu-smoke" if args.smoke else "gpu",
-            "command": " ".join(["python -m benchmarks.gpu_workload", *sys.argv[1:]]),
+            "command": shlex.join(["python", "-m", "benchmarks.gpu_workload", *argv]),
             "settings": settings,
             "environment": environment(),
             "tf32": _set_tf32(False) if args.dtype == "float32" else _tf32_state(),
@@ -556,47 +729,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
     )
     report.say(f"results file: {args.json} (rewritten after every measurement)")
     work = Workload(args, report)
-    paths = work.checkpoints()
-    top = max(args.batch_sizes + ([args.static_batch] if args.static_cache else []))
-    setup, times = work.load(paths, args.dtype, args.examples, top)
-    rows: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
-    with guarded(report, "main"):
-        warm = Setup(setup.config, setup.examples[:2], setup.adapters, setup.work_dir)
-        for p in args.pipelines:  # first-call costs (kernels, allocator) outside every timing
-            measure_sequential(warm, p, repeats=1, warmup=0)
-        report.say("warm-up done")
-        for p in args.pipelines:
-            seq = work.sequential(setup, times, p, args.dtype, args.seq_examples)
-            for b in args.batch_sizes:
-                measured = work.runner(setup, times, p, b, args.dtype, seq)
-                if measured is not None:
-                    rows[f"{p}-{b}"] = measured
-    if not args.no_memory_sweep:
-        with guarded(report, "memory sweep"):
-            work.memory_sweep(paths, setup, args.dtype)
-    if args.static_cache and "e2e" in args.pipelines:
-        with guarded(report, "static KV cache"):
-            plain = rows.get(f"e2e-{args.static_batch}") or work.runner(
-                setup, times, "e2e", args.static_batch, args.dtype, None
-            )
-            _free(setup, times)
-            setup, times = work.load(paths, args.dtype, args.examples, top, static_cache=True)
-            # compiles for this batch size outside the timing (new input lengths may recompile)
-            warm = Setup(setup.config, setup.examples[: args.static_batch], setup.adapters,
-                         setup.work_dir)  # fmt: skip
-            measure_runner(warm, "e2e", args.static_batch, repeats=1, warmup=0)
-            work.runner(setup, times, "e2e", args.static_batch, args.dtype, plain,
-                        label="static-kv")  # fmt: skip
-    if args.dtype != "float32" and not args.no_fp32_check:
-        with guarded(report, "float32 check"):
-            _free(setup, times)
-            report.set("tf32_in_check", _set_tf32(False))
-            setup, times = work.load(paths, "float32", args.check_examples, args.check_batch)
-            warm = Setup(setup.config, setup.examples[:1], setup.adapters, setup.work_dir)
-            for p in args.pipelines:
-                measure_sequential(warm, p, repeats=1, warmup=0)
-                seq = work.sequential(setup, times, p, "float32", args.check_examples)
-                work.runner(setup, times, p, args.check_batch, "float32", seq)
+    work.measure_all(work.checkpoints())
     summary = summarize(report.document.get("rows", []), args.pipelines, args.dtype)
     report.set("summary", summary)
     report.set("max_rss_mib", round(max_rss_mib(), 1))

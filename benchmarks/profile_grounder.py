@@ -4,7 +4,8 @@
 
 Builds (once) the random-weight GroundingDINO tiny/base-shaped checkpoint of
 :mod:`benchmarks.gpu_checkpoints`, takes ``--requests`` MIG-Lite pictures upscaled to
-``--image-side`` pixels, and times one ``ground`` call of all of them in four settings, each
+``--image-side`` pixels (a copy beside the MIG-Lite build, :mod:`benchmarks.workloads`), and
+times one ``ground`` call of all of them in four settings, each
 starting with empty image and pre-processing caches (so each decodes its files):
 pre-processing in 1 thread vs ``--threads``, and batches by pre-processed shape vs padded
 batches (``pad_batches``). For each it reports the wall
@@ -20,12 +21,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.gpu_checkpoints import build_gdino, upscale_images
+from benchmarks.gpu_checkpoints import build_gdino
 from benchmarks.live_report import LiveReport
 from benchmarks.measure import environment
 from benchmarks.workloads import MODEL_TASKS, lite_benchmark
@@ -99,16 +101,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from cot_ground.models.settings import ModelSettings
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     report = LiveReport(
         args.json,
-        {"workload": "profile-grounder", "settings": {k: str(v) for k, v in vars(args).items()},
-         "environment": environment()},
+        {"workload": "profile-grounder",
+         "command": shlex.join(["python", "-m", "benchmarks.profile_grounder", *argv]),
+         "settings": {k: str(v) for k, v in vars(args).items()}, "environment": environment()},
     )  # fmt: skip
     root = args.models_dir / ("smoke" if args.smoke else "full")
     folder = build_gdino(root / f"gdino-{args.grounder}-shape", args.grounder, "cpu", args.smoke)
-    data = lite_benchmark(root / "lite", args.requests, MODEL_TASKS)
-    upscale_images(data, args.image_side)
+    data = lite_benchmark(root / "lite", args.requests, MODEL_TASKS, image_side=args.image_side)
     examples = load_benchmark(
         data, root=data.parent, tasks=list(MODEL_TASKS), answer_frame="unit"
     ).examples
