@@ -16,6 +16,12 @@ from typing import Any
 import pandas as pd
 
 from cot_ground.analysis.load import load_run, pipeline_specs, read_manifest
+from cot_ground.analysis.run_warnings import (
+    RunSelection,
+    record_warnings,
+    session_warnings,
+    state_warnings,
+)
 from cot_ground.analysis.scores import AVERAGE, score_tables, scores_frame
 
 
@@ -33,6 +39,20 @@ class PipelineRef:
         if not sep or not run or not pipeline:
             raise ValueError(f"{text!r}: expected RUN_DIR:PIPELINE (e.g. runs/a:cot_agent)")
         return cls(Path(run), pipeline)
+
+    @classmethod
+    def target(cls, text: str) -> tuple[Path, str | None]:
+        """``(run folder, pipeline or None)`` of a leaderboard target: a run folder, or
+        ``RUN_DIR:PIPELINE``. FileNotFoundError naming the folder when neither exists."""
+        if Path(text).is_dir():
+            return Path(text), None
+        run, sep, pipeline = str(text).rpartition(":")
+        if sep and run and pipeline and Path(run).is_dir():
+            return Path(run), pipeline
+        missing = run if sep and run and pipeline else text
+        raise FileNotFoundError(
+            f"run folder not found: {missing} (give RUN_DIR, or RUN_DIR:PIPELINE for one pipeline)"
+        )
 
     def __str__(self) -> str:
         return f"{self.run_dir}:{self.pipeline}"
@@ -135,11 +155,8 @@ def leaderboard(targets: list[str]) -> pd.DataFrame:
     """
     rows = []
     for target in targets:
-        if Path(target).is_dir():
-            run_dir, wanted = Path(target), None
-        else:
-            ref = PipelineRef.parse(target)
-            run_dir, wanted = ref.run_dir, [ref.pipeline]
+        run_dir, pipeline = PipelineRef.target(target)
+        wanted = None if pipeline is None else [pipeline]
         manifest = read_manifest(run_dir)
         bench = manifest.get("benchmark") or {}
         df = load_run(run_dir, pipelines=wanted)
@@ -164,6 +181,32 @@ def leaderboard(targets: list[str]) -> pd.DataFrame:
             )
     table = pd.DataFrame(rows, columns=list(LEADERBOARD_COLUMNS))
     return table.sort_values("official", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def run_state_warnings(run_dirs: list[str | os.PathLike[str]]) -> list[str]:
+    """``RUN_DIR: warning`` for each run folder that never ended, was interrupted, or mixes
+    sessions (changes allowed, a changed selection, other code or weights):
+    :func:`~cot_ground.analysis.run_warnings.state_warnings` and
+    :func:`~cot_ground.analysis.run_warnings.session_warnings`."""
+    out = []
+    for run_dir in dict.fromkeys(str(r) for r in run_dirs):
+        manifest = read_manifest(run_dir)
+        out += [f"{run_dir}: {w}" for w in (*state_warnings(manifest), *session_warnings(manifest))]
+    return out
+
+
+def leaderboard_run_warnings(table: pd.DataFrame) -> list[str]:
+    """``RUN_DIR: warning`` for every run of a :func:`leaderboard` table whose ranked pipelines
+    are not those of one finished, unchanged run (:func:`run_state_warnings`, then the record
+    checks of :func:`~cot_ground.analysis.run_warnings.record_warnings` on its ranked
+    pipelines: examples or tasks of the run without records)."""
+    out = run_state_warnings(list(table["run"]))
+    for run_dir in dict.fromkeys(table["run"]):
+        ranked = list(dict.fromkeys(table.loc[table["run"] == run_dir, "pipeline"]))
+        df = load_run(run_dir, pipelines=ranked)
+        found = record_warnings(df, read_manifest(run_dir), RunSelection.of(run_dir), ranked)
+        out += [f"{run_dir}: {w}" for w in found]
+    return out
 
 
 def leaderboard_warnings(table: pd.DataFrame) -> list[str]:

@@ -96,6 +96,9 @@ HOW_TO_READ: tuple[str, ...] = (
 CAPTIONS: dict[str, str] = {
     "run": "What was run: the benchmark file (identified by its sha256), how many examples,"
     " and the code version.",
+    "sessions": "Each start or resume of the run: when it started and ended, how many examples"
+    " it selected, and what it changed (the selection; the pipelines' config or prompts, when"
+    " resumed with --allow-changed).",
     "overview.official": "Acc@0.5 (%) per task, official rule: only the box counts.",
     "overview.strict": "Acc@0.5 (%) per task, strict rule: the named image must also be the"
     " target image.",

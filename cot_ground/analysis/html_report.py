@@ -28,7 +28,8 @@ from cot_ground.analysis.guide import (
     category_rows,
     run_notes,
 )
-from cot_ground.analysis.scores import strict_note
+from cot_ground.analysis.run_warnings import describe
+from cot_ground.analysis.scores import WARNINGS_TITLE, strict_note
 from cot_ground.boxes import Box
 from cot_ground.images import ImageLoadError, open_rgb
 
@@ -40,6 +41,24 @@ THUMB_SIDE = 384
 MAX_TEXT_CHARS = 4096
 # run.json keys shown in the report (a whitelist, so nothing else from the manifest leaks)
 MANIFEST_KEYS = ("name", "benchmark", "n_examples", "shard", "git", "started", "ended")
+# keys of run.json ``benchmark`` that belong to one session's selection, not to the file
+SELECTION_KEYS = ("tasks", "limit", "per_task", "sample", "seed", "examples")
+SESSION_COLUMNS = {
+    "n_examples": "examples selected",
+    "changed": "changes allowed",
+    "environment_changed": "other code / weights",
+}
+# keys of a ``sessions`` entry shown in the run box's session table
+SESSION_KEYS = (
+    "started",
+    "ended",
+    "status",
+    "n_examples",
+    "selection_changed",
+    "changed",
+    "benchmark_changed",
+    "environment_changed",
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +75,8 @@ class ReportTables:
     warnings: list[str] = field(default_factory=list)  # e.g. pipelines on different examples
     # proposal-based graphs: recall at IoU 0.5 per task (analysis/proposal_recall.py)
     proposal_recall: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # examples the run selected (examples.jsonl: every session's selection); None: unknown
+    n_run_examples: int | None = None
 
 
 def render_report(
@@ -64,9 +85,9 @@ def render_report(
     """The report page as one HTML string."""
     body = [
         f"<h1>cot-ground report: {_e(tables.manifest.get('name', ''))}</h1>",
+        warnings_box(tables.warnings),
         guide_box(run_notes(df, tables.scores, tables.manifest)),
-        _manifest_section(tables.manifest),
-        *(f'<p class="warning">Warning: {_e(w)}</p>' for w in tables.warnings),
+        _manifest_section(tables.manifest, tables.n_run_examples),
         "<h2>Acc@0.5 per task</h2><p>n: examples per cell; SPONTANEOUS and REFERENTIAL: the"
         " Migician paper's group means (Table 5); AVERAGE: plain mean over tasks.</p>",
     ]
@@ -204,6 +225,15 @@ def html_table(df: pd.DataFrame, digits: int = 2) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+def warnings_box(warnings: Sequence[str]) -> str:
+    """The block that opens a report on a mixed or unfinished run: one item per warning
+    (:func:`~cot_ground.analysis.run_warnings.run_warnings`); empty for a clean run."""
+    if not warnings:
+        return ""
+    items = "".join(f'<li class="warning">Warning: {_e(w)}</li>' for w in warnings)
+    return f'<section class="warnings"><h2>{_e(WARNINGS_TITLE)}</h2><ul>{items}</ul></section>'
+
+
 def guide_box(notes: Sequence[str]) -> str:
     """The "how to read this report" box: :data:`~cot_ground.analysis.guide.HOW_TO_READ`, then
     ``notes`` about this run (:func:`~cot_ground.analysis.guide.run_notes`)."""
@@ -339,12 +369,62 @@ def _example_card(row: Any, others: dict[str, pd.Series], colors: dict[str, str]
     )
 
 
-def _manifest_section(manifest: dict[str, Any]) -> str:
-    items = [(k, manifest[k]) for k in MANIFEST_KEYS if k in manifest]
+def _manifest_section(manifest: dict[str, Any], n_run_examples: int | None = None) -> str:
+    """The run box: what was run, with the benchmark file apart from the example selection
+    (the last session's, when sessions differ) and a table of the sessions."""
+    items = []
+    sessions = [s for s in manifest.get("sessions") or [] if isinstance(s, dict)]
+    for key in MANIFEST_KEYS:
+        if key not in manifest:
+            continue
+        value = manifest[key]
+        if key == "benchmark" and isinstance(value, dict):
+            items.append(("benchmark", {k: v for k, v in value.items() if k not in SELECTION_KEYS}))
+            chosen = {k: value[k] for k in SELECTION_KEYS if k in value}
+            if not value.get("sample"):
+                chosen.pop("seed", None)  # a seed only draws a --sample
+            if "examples" in chosen:
+                chosen["examples selected"] = chosen.pop("examples")
+            if chosen:
+                label = "selection"
+                if len(sessions) > 1 or any(s.get("selection_changed") for s in sessions):
+                    label = "selection (last session; see sessions)"
+                items.append((label, chosen))
+        elif key == "n_examples":
+            count = n_run_examples if n_run_examples is not None else value
+            items.append(("examples in the run (every session's selection)", count))
+        elif key == "ended" and value is None:
+            items.append(("ended", "never (killed, or still running)"))
+        else:
+            items.append((key, value))
     if not items:
         return ""
     dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(_manifest_value(k, v))}</dd>" for k, v in items)
-    return f"<h2>Run</h2>{_caption('run')}<dl>{dl}</dl>"
+    return f"<h2>Run</h2>{_caption('run')}<dl>{dl}</dl>{_sessions_table(sessions)}"
+
+
+def _sessions_table(sessions: list[dict[str, Any]]) -> str:
+    """One row per session of ``run.json``: when it ran, how many examples it selected, and
+    the selection change and changes allowed it brought (unknown values left blank)."""
+    if not sessions:
+        return ""
+    rows = []
+    for number, session in enumerate(sessions, start=1):
+        row: dict[str, Any] = {"session": number}
+        for key in SESSION_KEYS:
+            value = session.get(key)
+            if key == "ended" and key in session and value is None:
+                # the status column says why, where the runner recorded one
+                value = "never"
+                if not session.get("status"):
+                    last = number == len(sessions)
+                    value += " (killed, or still running)" if last else " (killed)"
+            row[key] = describe(value) if isinstance(value, dict | list) else value
+        rows.append(row)
+    # object columns: a count stays an integer beside a session that did not record one
+    table = pd.DataFrame(rows, columns=["session", *SESSION_KEYS], dtype=object)
+    table = table.dropna(axis=1, how="all").rename(columns=SESSION_COLUMNS)
+    return f"<h3>Sessions</h3>{_caption('sessions')}{html_table(table)}"
 
 
 def _kind(df: pd.DataFrame, pipeline: str) -> str:
@@ -403,4 +483,6 @@ figure{margin:0}img.chart{max-width:100%}
 .legend{margin:.2em 0 .5em}
 table{display:block;max-width:100%;overflow-x:auto}
 .warning{border-left:4px solid #c60;padding:.3em .6em;background:#fff4e5}
+.warnings{border:2px solid #c60;background:#fff4e5;border-radius:6px;padding:.2em 1em;margin:.5em 0}
+.warnings h2{margin:.4em 0;color:#a40}.warnings ul{padding-left:1.2em}
 """

@@ -17,8 +17,8 @@ from cot_ground.analysis.html_report import ReportTables, render_report
 from cot_ground.analysis.load import load_run, pipeline_specs, read_manifest
 from cot_ground.analysis.paired import paired_comparison, paired_frame
 from cot_ground.analysis.proposal_recall import recall_table
+from cot_ground.analysis.run_warnings import RunSelection, run_warnings, task_coverage
 from cot_ground.analysis.scores import (
-    coverage_warnings,
     markdown_table,
     overview_frame,
     pipelines_of,
@@ -35,7 +35,11 @@ class ReportFiles:
     scores: pd.DataFrame
     files: dict[str, Path] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    """E.g. pipelines that cover different example sets (:func:`coverage_warnings`)."""
+    """Why the figures are not those of one finished, unchanged run (a run that never ended,
+    changes allowed across sessions, pipelines or tasks without records, pipelines on
+    different example sets: :func:`~cot_ground.analysis.run_warnings.run_warnings`)."""
+    task_coverage: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """``{pipeline: (tasks with records, tasks of the run)}``: its AVERAGE is over the first."""
 
 
 def build_report(
@@ -49,9 +53,11 @@ def build_report(
 
     ``out_dir`` defaults to ``RUN_DIR/report``. Paired comparisons cover every pair of
     pipelines (in run order) on Acc@0.5 (official), bootstrapped with ``seed``, on the
-    examples both ran. When pipelines cover different example sets the report is still
-    written, with a warning in ``ReportFiles.warnings``, ``scores.md``, ``scores.json`` and
-    ``report.html``.
+    examples both ran. When the run is mixed or unfinished (changes allowed across sessions,
+    a changed selection, a run that never ended, pipelines or tasks without records, pipelines
+    on different example sets) the report is still written, with warnings in
+    ``ReportFiles.warnings``, at the top of ``scores.md`` and ``report.html``, and in
+    ``scores.json``.
     """
     df = load_run(run_dir)
     if df.empty:
@@ -59,9 +65,15 @@ def build_report(
     manifest = read_manifest(run_dir)
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / "report"
     out.mkdir(parents=True, exist_ok=True)
-    warnings = coverage_warnings(df)
-    scores, score_files = write_scores(df, out, warnings)
-    result = ReportFiles(out_dir=out, scores=scores, warnings=warnings)
+    selection = RunSelection.of(run_dir)
+    warnings = run_warnings(run_dir, df, manifest, selection)
+    scores, score_files = write_scores(df, out, warnings, selection.tasks)
+    result = ReportFiles(
+        out_dir=out,
+        scores=scores,
+        warnings=warnings,
+        task_coverage=task_coverage(df, selection),
+    )
     result.files.update({f"scores.{k}": p for k, p in score_files.items()})
 
     attribution = attribution_table(df)
@@ -104,7 +116,7 @@ def build_report(
     result.files.update({f"charts/{p.name}": p for p in charts.values()})
     tables = ReportTables(
         manifest=manifest,
-        overview={mode: overview_frame(scores, mode) for mode in MODES},
+        overview={mode: overview_frame(scores, mode, run_tasks=selection.tasks) for mode in MODES},
         scores=scores,
         attribution=attribution,
         oracle_gain=gain,
@@ -112,6 +124,7 @@ def build_report(
         charts=charts,
         warnings=warnings,
         proposal_recall=recall,
+        n_run_examples=len(selection.ids),
     )
     page = out / "report.html"
     page.write_text(render_report(df, tables, sample_per_category, seed), encoding="utf-8")

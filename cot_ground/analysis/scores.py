@@ -31,6 +31,7 @@ from cot_ground.scoring import (
 from cot_ground.tasks import TASK_GROUPS, ordered_tasks
 
 AVERAGE = "AVERAGE"
+WARNINGS_TITLE = "Warnings: these figures are not those of one finished, unchanged run"
 GROUP_ROWS: dict[str, str] = {group: group.upper() for group in TASK_GROUPS}
 SUMMARY_ROWS: tuple[str, ...] = (*GROUP_ROWS.values(), AVERAGE)
 FIGURES: tuple[str, ...] = ("n", *METRICS, "image_stated")
@@ -120,18 +121,22 @@ def scores_frame(tables: dict[str, dict[str, dict[str, Any]]]) -> pd.DataFrame:
 
 
 def overview_frame(
-    scores: pd.DataFrame, mode: str = "official", metric: str = "acc@0.5"
+    scores: pd.DataFrame,
+    mode: str = "official",
+    metric: str = "acc@0.5",
+    run_tasks: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Pipelines × tasks of one metric (the layout of the benchmark's published tables), with
     the group means and the average, and under each pipeline's row its ``n`` per cell and (in
     strict mode) its ``image_stated`` share per cell.
 
-    Index: ``pipeline``; column ``figure`` names the row (``metric``, ``n``,
-    ``image_stated``).
+    ``run_tasks``: the run's tasks; one that no pipeline has records for is a blank column, so
+    the table shows that the averages leave it out. Index: ``pipeline``; column ``figure``
+    names the row (``metric``, ``n``, ``image_stated``).
     """
     sub = scores[scores["mode"] == mode]
     figures = [metric, "n", *(["image_stated"] if mode == "strict" else [])]
-    tasks = [t for t in ordered_tasks(sub["task"]) if t not in SUMMARY_ROWS]
+    tasks = [t for t in ordered_tasks([*sub["task"], *run_tasks]) if t not in SUMMARY_ROWS]
     columns = [*tasks, *(s for s in SUMMARY_ROWS if s in set(sub["task"]))]
     parts = []
     for pipeline in pipelines_of(sub):
@@ -148,12 +153,18 @@ def overview_frame(
     return out.set_index("pipeline")
 
 
-def scores_markdown(scores: pd.DataFrame, warnings: Sequence[str] = (), note: str = "") -> str:
-    """The score tables as markdown: an Acc@0.5 overview, then every metric per mode;
-    ``warnings`` head the page and ``note`` (:func:`strict_note`) follows the strict overview."""
+def scores_markdown(
+    scores: pd.DataFrame,
+    warnings: Sequence[str] = (),
+    note: str = "",
+    run_tasks: Sequence[str] = (),
+) -> str:
+    """The score tables as markdown: an Acc@0.5 overview (a column per task of ``run_tasks``
+    too), then every metric per mode; ``warnings`` head the page as one block and ``note``
+    (:func:`strict_note`) follows the strict overview."""
     parts = []
     for mode in MODES:
-        overview = overview_frame(scores, mode).reset_index()
+        overview = overview_frame(scores, mode, run_tasks=run_tasks).reset_index()
         note_md = f"\n\n{note}" if mode == "strict" and note else ""
         parts.append(f"## Acc@0.5 ({mode})\n\n{markdown_table(overview)}{note_md}")
     for mode in MODES:
@@ -166,17 +177,24 @@ def scores_markdown(scores: pd.DataFrame, warnings: Sequence[str] = (), note: st
         " and REFERENTIAL (the other tasks) are the group means of the Migician paper's"
         " Table 5.\n"
     )
-    flagged = "".join(f"\n**Warning:** {w}\n" for w in warnings)
+    flagged = ""
+    if warnings:
+        flagged = f"\n## {WARNINGS_TITLE}\n\n" + "".join(f"- **Warning:** {w}\n" for w in warnings)
     return header + flagged + "\n" + "\n\n".join(parts) + "\n"
 
 
 def write_scores(
-    df: pd.DataFrame, out_dir: str | Path, warnings: Sequence[str] = ()
+    df: pd.DataFrame,
+    out_dir: str | Path,
+    warnings: Sequence[str] = (),
+    run_tasks: Sequence[str] = (),
 ) -> tuple[pd.DataFrame, dict[str, Path]]:
     """Write ``scores.md``, ``scores.csv`` and ``scores.json`` into ``out_dir``.
 
-    ``warnings`` (e.g. from :func:`coverage_warnings`) head ``scores.md`` and are listed in
-    ``scores.json`` under ``warnings``. Returns the long score table (:func:`scores_frame`)
+    ``warnings`` (e.g. from :func:`cot_ground.analysis.run_warnings.run_warnings`) head
+    ``scores.md`` and are listed in ``scores.json`` under ``warnings``; ``run_tasks`` (the
+    run's tasks) are columns of the markdown overview even where no pipeline has records.
+    Returns the long score table (:func:`scores_frame`)
     and the paths by extension.
     """
     out = Path(out_dir)
@@ -184,7 +202,7 @@ def write_scores(
     tables = score_tables(df)
     scores = scores_frame(tables)
     paths = {"md": out / "scores.md", "csv": out / "scores.csv", "json": out / "scores.json"}
-    markdown = scores_markdown(scores, warnings, strict_note(df))
+    markdown = scores_markdown(scores, warnings, strict_note(df), run_tasks)
     paths["md"].write_text(markdown, encoding="utf-8")
     scores.to_csv(paths["csv"], index=False, float_format="%.4f")
     payload = {**tables, "warnings": list(warnings)}
@@ -192,22 +210,31 @@ def write_scores(
     return scores, paths
 
 
-def coverage_warnings(df: pd.DataFrame) -> list[str]:
-    """One message when the pipelines of a run cover different example sets, else none.
+def coverage_warnings(df: pd.DataFrame, run_ids: set[str] | None = None) -> list[str]:
+    """One message when the pipelines of a run cover different example sets, or (given
+    ``run_ids``, the examples the run selected) fewer examples than the run; else none.
 
-    The message gives each pipeline's example count and how many examples some pipeline ran
-    that it lacks; tables compare such pipelines on different examples.
+    The message gives each pipeline's example count and how many examples it lacks (of those
+    some pipeline ran, or of the run's); tables compare such pipelines on different examples.
     """
     ids = {p: set(df.loc[df["pipeline"] == p, "example_id"]) for p in pipelines_of(df)}
-    union = set().union(*ids.values()) if ids else set()
+    ran = set().union(*ids.values()) if ids else set()
+    union = ran | (run_ids or set())
     short = {p: len(union - mine) for p, mine in ids.items()}
     if not any(short.values()):
         return []
     counts = ", ".join(
         f"{p} {len(ids[p])}" + (f" (lacks {short[p]})" if short[p] else "") for p in ids
     )
+    where = "in the run" if run_ids else "in all"
+    if len({frozenset(mine) for mine in ids.values()}) == 1:
+        return [
+            f"every pipeline has records for only {len(ran)} of the run's {len(union)} examples"
+            f" ({counts}): the run is unfinished, or some examples failed to be written; the"
+            " tables cover only those examples"
+        ]
     return [
-        f"pipelines cover different example sets ({len(union)} examples in all): {counts}; "
+        f"pipelines cover different example sets ({len(union)} examples {where}): {counts}; "
         "their tables are not over the same examples, and paired statistics use only the "
         "examples both pipelines ran"
     ]

@@ -24,20 +24,22 @@ def leaderboard(
 ) -> None:
     """Rank the pipelines of several runs: Acc@0.5 official and strict (mean over tasks) and
     mIoU, with each run's number of examples (n), benchmark (sha256), example selection and
-    pipeline settings. A warning follows when the rows differ in n or selection.
+    pipeline settings. A warning follows when the rows differ in n or selection, and for each
+    run that never ended, mixes sessions (changes allowed, a changed selection) or whose
+    ranked pipelines lack examples or tasks of the run.
 
     Pipelines on different benchmark files (different sha256) are listed but are not
     comparable example by example; `cot-ground compare RUN_A:PIPE RUN_B:PIPE` pairs them
     when the files match.
     """
     from cot_ground.analysis.cross_run import leaderboard as build_leaderboard
-    from cot_ground.analysis.cross_run import leaderboard_warnings
+    from cot_ground.analysis.cross_run import leaderboard_run_warnings, leaderboard_warnings
 
     try:
         table = build_leaderboard(targets)
+        warnings = leaderboard_warnings(table) + leaderboard_run_warnings(table)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc), code=1)
-    warnings = leaderboard_warnings(table)
     if as_json:
         typer.echo(json.dumps(table.to_dict("records"), indent=2))
         for line in warnings:

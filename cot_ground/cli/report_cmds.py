@@ -45,9 +45,11 @@ def report(
     from cot_ground.runner.retry import failure_lines
     from cot_ground.runner.store import MANIFEST
 
+    if not run_dir.is_dir():
+        fail(f"run folder not found: {run_dir}", code=1)
     if not (run_dir / MANIFEST).is_file():
         fail(
-            f"{run_dir} is not a finished run folder (no {MANIFEST}): give the folder written by"
+            f"{run_dir} is not a run folder (no {MANIFEST}): give the folder written by"
             " `cot-ground run` or `cot-ground merge`",
             code=1,
         )
@@ -56,21 +58,23 @@ def report(
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc), code=1)
     console = Console()
-    for warning in result.warnings:
-        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
+    print_warnings(console, result.warnings)
     scores = result.scores
     table = Table(
         title="Acc@0.5: the paper's group means and the average over tasks",
-        caption="spont. = diff, view_diff, common_object; refer. = the other tasks (Migician"
-        " paper, Table 5); stated: mean over tasks of the % of answers naming an image",
+        caption="tasks: tasks with records / tasks of the run (! = the averages leave some out);"
+        " spont. = diff, view_diff, common_object; refer. = the other tasks (Migician paper,"
+        " Table 5); stated: mean over tasks of the % of answers naming an image",
     )
-    for col in ("pipeline", "mode", "n", *GROUP_COLUMNS, "stated %"):
+    for col in ("pipeline", "mode", "n", "tasks", *GROUP_COLUMNS, "stated %"):
         table.add_column(col, justify="left" if col in ("pipeline", "mode") else "right")
     for pipeline in dict.fromkeys(scores["pipeline"]):
         mine = scores[scores["pipeline"] == pipeline].set_index(["mode", "task"])
         for mode in ("official", "strict"):
             cells = [pipeline if mode == "official" else "", mode]
             cells.append(str(int(mine.loc[(mode, AVERAGE), "n"])))
+            have, total = result.task_coverage.get(pipeline, (None, None))
+            cells.append("" if have is None else f"{have}/{total}" + ("" if have == total else "!"))
             for row in GROUP_COLUMNS.values():
                 value = mine["acc@0.5"].get((mode, row))
                 cells.append("" if value is None else f"{value:.2f}")
@@ -86,6 +90,23 @@ def report(
     console.print(f"report written to [bold]{result.out_dir}[/bold]:")
     for name in result.files:
         console.print(f"  {name}")
+    if result.warnings:
+        console.print(
+            f"[bold yellow]{len(result.warnings)} warning(s) above:[/bold yellow] these figures"
+            " are not those of one finished, unchanged run",
+            highlight=False,
+        )
+
+
+def print_warnings(console: Console, warnings: list[str]) -> None:
+    """The warning block of a mixed or unfinished run (nothing for a clean one)."""
+    if not warnings:
+        return
+    from cot_ground.analysis.scores import WARNINGS_TITLE
+
+    console.print(f"[bold yellow]{escape(WARNINGS_TITLE)}[/bold yellow]", highlight=False)
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
 
 
 def compare(
@@ -113,13 +134,14 @@ def compare(
     Acc@0.5 (official), per task, POOLED (every example weighs the same; exact McNemar test)
     and TASK_MEAN (every task weighs the same; task-stratified bootstrap): both right / only A /
     only B / neither and a seeded bootstrap 95% interval of A − B in percent points. Refuses
-    (exit 1) when A and B ran different example sets, unless --allow-partial.
+    (exit 1) when A and B ran different example sets, unless --allow-partial. Warns (stderr)
+    when a run never ended or mixes sessions (changes allowed, a changed selection).
 
     Across run folders (``compare RUN_A:PIPE RUN_B:PIPE``) examples are paired by id; both runs
     must have been made on the same benchmark file (same sha256 in run.json), else exit 1
     showing both hashes.
     """
-    from cot_ground.analysis.cross_run import PipelineRef, load_cross_run
+    from cot_ground.analysis.cross_run import PipelineRef, load_cross_run, run_state_warnings
     from cot_ground.analysis.load import load_run
     from cot_ground.analysis.paired import paired_comparison, paired_frame
     from cot_ground.analysis.scores import coverage_warnings
@@ -127,23 +149,30 @@ def compare(
     try:
         if len(targets) == 1 and a and b:
             loaded = load_run(Path(targets[0]), pipelines=[a, b])
+            runs = [targets[0]]
         elif len(targets) == 2 and a is None and b is None:
-            loaded, a, b = load_cross_run(*(PipelineRef.parse(t) for t in targets))
+            refs = [PipelineRef.parse(t) for t in targets]
+            loaded, a, b = load_cross_run(*refs)
+            runs = [str(ref.run_dir) for ref in refs]
         else:
             fail("give RUN_DIR --a PIPE --b PIPE, or RUN_A:PIPE RUN_B:PIPE (no --a/--b)")
         partial = coverage_warnings(loaded)
+        mixed = run_state_warnings(runs)
         if partial and not allow_partial:
             fail(f"{partial[0]}. Re-run with --allow-partial to compare anyway.", code=1)
         results = paired_comparison(loaded, a, b, seed=seed)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc), code=1)
     frame = paired_frame(results)
+    stderr = Console(stderr=True)
+    for warning in mixed:
+        stderr.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     if as_json:
         records = frame.astype(object).where(frame.notna(), None).to_dict("records")
         typer.echo(json.dumps(records, indent=2))
         return
     for warning in partial:
-        Console(stderr=True).print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
+        stderr.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     table = Table(
         title=f"A = {a}  vs  B = {b}  (Acc@0.5, official)",
         caption="2×2: both right / only A / only B / neither; CI: bootstrap 95% of A−B;"

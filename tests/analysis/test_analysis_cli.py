@@ -57,7 +57,10 @@ def test_partial_runs_warn_in_report_and_block_compare(cli, tmp_path):
     assert report.exit_code == 0, report.output
     assert "different example sets" in report.output and "migician 3 (lacks 5)" in report.output
     scores = json.loads((run / "report" / "scores.json").read_text())
-    assert len(scores["warnings"]) == 1
+    # the 3 examples are all common_object: migician's AVERAGE is over 1 of the 2 tasks
+    assert len(scores["warnings"]) == 2
+    assert "migician has no records for 1 of the run's 2 tasks" in scores["warnings"][1]
+    assert "its AVERAGE is over 1 of 2 tasks" in scores["warnings"][1]
     assert "different example sets" in (run / "report" / "scores.md").read_text()
     page = (run / "report" / "report.html").read_text()
     assert "different example sets" in page and "&lt;NA&gt;" not in page

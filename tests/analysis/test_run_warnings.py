@@ -1,0 +1,260 @@
+"""Reports on mixed and unfinished runs say so: run folders written by the real runner on
+scripted models, resumed with changes allowed, or killed (SIGKILL) part-way."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import runner_fakes as rf
+import typer
+from typer.testing import CliRunner
+
+from cot_ground.analysis.load import load_run
+from cot_ground.analysis.run_warnings import run_warnings, session_warnings, state_warnings
+from cot_ground.analysis.scores import WARNINGS_TITLE
+from cot_ground.cli import leaderboard_cmd, report_cmds
+from cot_ground.paths import prompts_dir
+from cot_ground.runner.config import parse_config
+from cot_ground.runner.run import run_experiment
+from cot_ground.runner.store import RunFolder, read_jsonl
+
+TESTS = Path(__file__).resolve().parents[1]
+
+# runs the real runner on the scripted models in a child process and kills it (SIGKILL, what
+# `kill -9` does) when the grounder is called for the (N+1)-th time
+KILLED_RUN = """
+import json, os, signal, sys
+sys.path.insert(0, sys.argv[1])
+import runner_fakes as rf
+rf.register_fakes()
+ground, calls = rf.FakeGrounder.ground, []
+def dying(self, requests):
+    calls.append(len(requests))
+    if len(calls) > int(sys.argv[3]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return ground(self, requests)
+rf.FakeGrounder.ground = dying
+from cot_ground.runner.config import parse_config
+from cot_ground.runner.run import run_experiment
+run_experiment(parse_config(json.loads(open(sys.argv[2]).read())))
+"""
+
+
+@pytest.fixture(scope="module")
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    report_cmds.register(app)
+    leaderboard_cmd.register(app)
+    return app
+
+
+def _config(tmp: Path, bench: Path, **models: dict[str, Any]) -> dict[str, Any]:
+    config = rf.experiment(bench, tmp / "run", tmp / "cache")
+    for key, settings in models.items():
+        config["models"][key].update(settings)
+    return config
+
+
+def _report(cli: typer.Typer, run: Path) -> tuple[str, str, dict[str, Any], str]:
+    done = CliRunner().invoke(cli, ["report", str(run), "--sample-per-category", "1"])
+    assert done.exit_code == 0, done.output
+    out = run / "report"
+    scores = json.loads((out / "scores.json").read_text(encoding="utf-8"))
+    page = (out / "report.html").read_text(encoding="utf-8")
+    return done.output, (out / "scores.md").read_text(encoding="utf-8"), scores, page
+
+
+def _run_box(page: str) -> str:
+    return page.split("<h2>Run</h2>")[1].split("<h2>")[0]
+
+
+@pytest.mark.slow
+def test_a_run_resumed_with_changes_allowed_is_reported_as_mixed(
+    cli: typer.Typer, tmp_path: Path, fakes: None
+) -> None:
+    bench = rf.make_benchmark(tmp_path / "bench", n=8)
+    prompts = tmp_path / "prompts"
+    shutil.copytree(prompts_dir(), prompts)
+    config = _config(tmp_path, bench, reasoner={"max_new_tokens": 8})
+    config["pipelines"]["cot"]["prompts_dir"] = str(prompts)
+    run_experiment(parse_config(config))
+    _, _, clean, page = _report(cli, tmp_path / "run")
+    assert clean["warnings"] == [] and WARNINGS_TITLE not in page  # one finished session
+
+    # the prompt edited, max_new_tokens 8 -> 9 and --limit 4, resumed with --allow-changed
+    edited = prompts / "cot/structured/_all.yaml"
+    edited.write_text(edited.read_text() + "\n# reworded\n")
+    config["models"]["reasoner"]["max_new_tokens"] = 9
+    run_experiment(parse_config(config), limit=4, allow_changed=True)
+
+    output, markdown, scores, page = _report(cli, tmp_path / "run")
+    # a commit landing in the checkout between the two sessions is a third, true warning
+    warnings = [w for w in scores["warnings"] if "ran other code" not in w]
+    assert len(warnings) == 2, warnings
+    changed, selection = warnings
+    assert changed.startswith("session 2 (started ")
+    assert "with changes allowed (--allow-changed): cot: prompt file cot/structured/_all.yaml" in (
+        changed
+    )
+    assert "config models.reasoner.max_new_tokens" in changed and "are mixed" in changed
+    assert "run.json's config is the last session's" in changed
+    assert "changed the example selection (limit None -> 4)" in selection
+    for text in (output, markdown):
+        assert WARNINGS_TITLE in text
+        assert "models.reasoner.max_new_tokens" in text and "limit None -> 4" in text
+    assert markdown.index(WARNINGS_TITLE) < markdown.index("## Acc@0.5 (official)")
+    assert output.index(WARNINGS_TITLE) < output.index("Acc@0.5: the paper's group means")
+    # the page opens with the warnings, and its run box does not contradict itself
+    assert page.index(WARNINGS_TITLE) < page.index("How to read this report")
+    assert html.escape(changed) in page
+    box = _run_box(page)
+    assert "<dt>examples in the run (every session&#x27;s selection)</dt><dd>8</dd>" in box
+    selection_box = "<dd>tasks: all; limit: 4; examples selected: 4</dd>"
+    assert f"<dt>selection (last session; see sessions)</dt>{selection_box}" in box
+    assert "examples: 4" not in box  # the last session's count is not shown as the run's
+    assert "<h3>Sessions</h3>" in box
+    assert "<td>1</td><td>" in box and "<td>8</td>" in box and "<td>4</td>" in box
+    assert "limit None -&gt; 4" in box and "models.reasoner.max_new_tokens" in box
+    # both pipelines still hold all 8 examples: the tables are not called partial
+    assert "different example sets" not in output and "records for only" not in output
+
+
+@pytest.mark.slow
+def test_a_killed_run_is_reported_as_unfinished(
+    cli: typer.Typer, tmp_path: Path, fakes: None
+) -> None:
+    bench = rf.make_benchmark(tmp_path / "bench", n=8)
+    items = json.loads(bench.read_text(encoding="utf-8"))  # tasks alternate: one task first
+    bench.write_text(json.dumps(sorted(items, key=lambda item: item["task"])), encoding="utf-8")
+    config_file = tmp_path / "config.json"
+    config = _config(tmp_path, bench)
+    config_file.write_text(json.dumps(config), encoding="utf-8")
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN, str(TESTS), str(config_file), "3"],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -9, killed.stderr
+    run = tmp_path / "run"
+    manifest = RunFolder(run).read_manifest()
+    assert manifest["ended"] is None and manifest["pipelines"] == ["cot", "e2e"]
+    cot = read_jsonl(run / "predictions/cot.jsonl")
+    assert len(cot) == 3 and not (run / "predictions/e2e.jsonl").is_file()
+    tasks = {r["id"]: r["task"] for r in RunFolder(run).read_examples()}
+    assert {tasks[r["example_id"]] for r in cot} == {"common_object"}
+
+    output, markdown, scores, page = _report(cli, run)
+    warnings = scores["warnings"]
+    assert "the run never ended" in warnings[0] and "killed, or is still running" in warnings[0]
+    assert "pipeline e2e listed in run.json has no records" in warnings[1]
+    assert "every pipeline has records for only 3 of the run's 8 examples" in warnings[2]
+    assert "cot has no records for 1 of the run's 2 tasks (group_grounding)" in warnings[3]
+    assert "its AVERAGE is over 1 of 2 tasks" in warnings[3] and len(warnings) == 4
+    assert "1/2!" in output  # the terminal table's tasks column
+    # the overview keeps a (blank) column for the task no pipeline has records for
+    assert "| cot | acc@0.5 | 100.00 |  | 100.00 | 100.00 |" in markdown
+    for text in (output, markdown, page):
+        assert WARNINGS_TITLE in text
+    assert "never (killed, or still running)" in _run_box(page)
+    assert "e2e listed in run.json" in output
+
+    # resumed to the end, the same folder reports clean
+    run_experiment(parse_config(config))
+    output, markdown, scores, page = _report(cli, run)
+    assert scores["warnings"] == []
+    assert WARNINGS_TITLE not in output + markdown + page and "2/2" in output
+    assert "<td>killed</td>" in _run_box(page)  # the runner marked the killed session
+
+
+def test_leaderboard_and_compare_warn_about_mixed_runs(
+    cli: typer.Typer, tmp_path: Path, fakes: None
+) -> None:
+    bench = rf.make_benchmark(tmp_path / "bench", n=4)
+    config = _config(tmp_path, bench)
+    run_experiment(parse_config(config), limit=2)
+    config["models"]["e2e"]["options"] = {"image": 1}
+    run_experiment(parse_config(config), allow_changed=True)  # e2e changed, selection too
+    run = str(tmp_path / "run")
+    board = CliRunner().invoke(cli, ["leaderboard", run])
+    assert board.exit_code == 0, board.output
+    assert f"{run}: session 2 (started " in board.output
+    assert "changes allowed (--allow-changed): e2e: config models.e2e.options.image" in board.output
+    assert "changed the example selection (limit 2 -> None)" in board.output
+    app = typer.Typer()
+    report_cmds.register(app)
+    compare = CliRunner().invoke(app, ["compare", run, "--a", "cot", "--b", "e2e", "--json"])
+    assert compare.exit_code == 0, compare.output
+    assert "warning: " in compare.stderr and "models.e2e.options.image" in compare.stderr
+    json.loads(compare.stdout)  # the JSON on stdout stays clean
+
+
+@pytest.mark.parametrize(
+    ("manifest", "expected"),
+    [
+        ({}, []),  # nothing recorded: unknown, no warning
+        ({"sessions": None, "ended": "2026-01-01T00:00:00+00:00"}, []),
+        (
+            {"ended": None, "sessions": []},
+            ["the run never ended: run.json has no end time (its only session was killed"],
+        ),
+        (
+            # a session recorded at its start (ended null, with a status), killed
+            {
+                "ended": None,
+                "sessions": [
+                    {"started": "T1", "ended": "T2"},
+                    {"started": "T3", "ended": None, "status": "running"},
+                ],
+            },
+            ["the run never ended: session 2 (started T3, status running) has no end time"],
+        ),
+        (
+            {"ended": "T2", "sessions": [{"started": "T1", "ended": "T2", "interrupted": True}]},
+            ["the last session (session 1, started T1) was interrupted (Ctrl-C)"],
+        ),
+    ],
+)
+def test_state_warnings_read_old_and_new_session_entries(
+    manifest: dict[str, Any], expected: list[str]
+) -> None:
+    found = state_warnings(manifest)
+    assert len(found) == len(expected)
+    for line, start in zip(found, expected, strict=True):
+        assert line.startswith(start), line
+
+
+def test_session_warnings_name_every_recorded_change() -> None:
+    sessions = [
+        {"started": "T1"},
+        {
+            "started": "T2",
+            "environment_changed": ["git commit aaa -> bbb", "package torch 2.4 -> 2.5"],
+            "benchmark_changed": ["answer_frame unit -> 1000"],
+        },
+        {"started": "T3", "changed": None, "selection_changed": []},  # recorded: none
+    ]
+    environment_first = session_warnings({"sessions": sessions})
+    assert environment_first == [
+        "session 2 (started T2) changed the benchmark's settings (answer_frame unit -> 1000):"
+        " records scored under both are mixed",
+        "session 2 (started T2) ran other code, packages or model weights than the session"
+        " before (git commit aaa -> bbb, package torch 2.4 -> 2.5): records made by both are"
+        " mixed",
+    ]
+
+
+def test_a_run_folder_without_sessions_or_selection_reports_no_warning(tmp_path: Path) -> None:
+    from analysis_fixtures import standard_run
+
+    run = standard_run(tmp_path)  # run.json without ended, sessions, pipelines list, n_examples
+    assert run_warnings(run, load_run(run)) == []
