@@ -28,7 +28,8 @@ it measured):
    (identical outputs expected).
 
 Every load, warm-up and measurement starts only when its estimate fits in ``--budget-s``
-seconds counted from the start; what does not fit is listed under ``skipped``. Estimates come
+seconds counted from the start; what does not fit is listed under ``skipped`` (an unknown
+estimate, as for the first load or a memory point, fits while any time is left). Estimates come
 from what was measured: ex/s of the loops so far (1 ex/s before any), and for a reload the
 first load's time (doubled for a float32 reload after a bf16 load) plus its warm-up and the
 measurements it is for. Warm-up times are recorded under ``warmups``; the torch.compile time of
