@@ -196,7 +196,7 @@ def _git(repo: Path, *args: str) -> str:
 
 
 def _weights(folder: Path, seed: bytes) -> Path:
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text('{"model_type": "fake"}')
     (folder / "model.safetensors").write_bytes(seed * 4096)
     return folder
@@ -351,3 +351,28 @@ def test_a_session_stopped_by_an_error_records_it(
     session = _manifest(tmp_path)["sessions"][-1]
     assert session["status"] == "failed" and session["error"] == "RuntimeError: disk full"
     assert session["ended"]
+
+
+def test_a_hub_id_is_fingerprinted_from_its_cached_snapshot_without_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cot_ground.models.hf_loading import resolve_model_source
+    from cot_ground.runner.fingerprint import local_model_folder, weights_digests
+
+    cache = tmp_path / "hub"
+    repo = cache / "models--tiny-org--model"
+    for commit, seed in (("a" * 40, b"a"), ("b" * 40, b"b")):
+        _weights(repo / "snapshots" / commit, seed)
+    (repo / "refs").mkdir()
+    (repo / "refs/main").write_text("a" * 40)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    config = {"models": {"qwen": {"path": "tiny-org/model"}, "served": {"adapter": "x"}}}
+
+    assert local_model_folder("tiny-org/model") == resolve_model_source("tiny-org/model").path
+    before = weights_digests(config)
+    assert set(before) == {"qwen"}  # a model without weights has no digest
+    (repo / "refs/main").write_text("b" * 40)  # the cache now holds a newer main
+    assert weights_digests(config)["qwen"] != before["qwen"]
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # online, an id not cached is left out, not fetched
+    assert local_model_folder("tiny-org/not-cached") is None
+    assert weights_digests({"models": {"m": {"path": "tiny-org/not-cached"}}}) == {}
