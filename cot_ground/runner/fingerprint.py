@@ -84,9 +84,12 @@ def local_model_folder(spec: str | None) -> Path | None:
         return Path(expanded).resolve() if Path(expanded).is_dir() else None
     from huggingface_hub import try_to_load_from_cache
 
-    cached = try_to_load_from_cache(
-        hub[0], "config.json", cache_dir=hub_cache_dir(), revision=hub[1]
-    )
+    try:
+        cached = try_to_load_from_cache(
+            hub[0], "config.json", cache_dir=hub_cache_dir(), revision=hub[1]
+        )
+    except (OSError, ValueError):  # hub errors derive from these; the adapter's load reports
+        return None
     return Path(cached).parent if isinstance(cached, str) else None
 
 
