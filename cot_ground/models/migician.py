@@ -11,18 +11,13 @@ recorded in ``settings["calibration"]``. Option ``unit_floats`` (``reject`` by d
 
 from __future__ import annotations
 
-from cot_ground.models.qwen_vl import QwenVLEndToEnd, QwenVLRunner
+from cot_ground.models.qwen_vl import ADAPTER_OPTIONS, QwenVLEndToEnd, QwenVLRunner
 from cot_ground.models.settings import ModelSettings
 
 
 def build_migician(settings: ModelSettings) -> QwenVLEndToEnd:
     """Registry factory for ``migician``."""
-    runner = QwenVLRunner(
-        "migician",
-        settings,
-        {"calibration": None, "unit_floats": "reject"},
-        families=("qwen2_vl",),
-    )
+    runner = QwenVLRunner("migician", settings, ADAPTER_OPTIONS["migician"], families=("qwen2_vl",))
     model = QwenVLEndToEnd(runner, calibration=runner.options["calibration"])
     model.settings.setdefault("calibration", None)
     return model

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import sys
 
-
 ALLOCATION_FAILURES = ("CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED")
 """Status names in a ``RuntimeError`` that say a CUDA library could not allocate its own
 memory (the cuBLAS handle and workspace, cuDNN's workspace). torch raises them instead of

@@ -12,14 +12,22 @@ served model sees the pixels a local one sees. Options:
   a second is cut off at it); ``max_retries`` (3), ``retry_backoff_s`` (1.0; doubles per
   retry), ``concurrency`` (4 requests in flight).
 * ``family`` (default none): ``qwen2_vl``, ``qwen2_5_vl`` or ``qwen3_vl``. When set, every image
-  is resized here to the size the model's own processor would give it for the settings'
-  ``min_pixels``/``max_pixels`` (both required; :mod:`cot_ground.models.resize`) and sent as
-  lossless PNG, so the input size the server sees is known exactly. The server must be started
-  with the same pixel range (``docs/scaling.md``) so it does not resize again.
+  is resized here for the settings' ``min_pixels``/``max_pixels`` (both required) and sent as
+  lossless PNG: to a fixed point of the model's ``smart_resize``, which the server keeps, or,
+  where the range admits none (``min_pixels == max_pixels``, narrow ranges), to the size a local
+  processor makes, which the server resizes once more
+  (:func:`cot_ground.models.resize.served_input`; logged once per adapter). Either way the
+  model input size is known exactly when the server runs the same pixel range
+  (``docs/scaling.md``). A request with an image whose sent size has
+  an aspect ratio above 200, which a server refuses, fails with
+  :class:`~cot_ground.models.resize.ImageSizeError` naming the image, before anything is sent.
 * ``frame`` (e2e only): the frame the served model answers in: ``unit``, ``qwen1000``,
   ``qwen3_1000`` or ``pixels``; default: the family's frame (``pixels`` for Qwen2.5-VL), else
   ``qwen1000``. ``pixels`` needs ``family`` (the resized size is known only then); a box is
-  converted with the resized size of the image the answer names.
+  converted with the model input size of the image the answer names.
+
+Every problem of the options (unknown keys, bad values such as ``concurrency: 0``) is reported
+at once when the adapter is built, and by :func:`settings_problems` without building it.
 
 Decoding is greedy (``temperature`` 0) unless ``do_sample``; ``max_new_tokens`` is sent as
 ``max_tokens``. A batch is sent in rounds (:meth:`OpenAIChatClient.complete`): connection
@@ -35,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import logging
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -44,11 +53,25 @@ from cot_ground.boxes import Frame
 from cot_ground.images import ImageLoadError, open_rgb
 from cot_ground.models.base import ChatRequest, EndToEndResult, ReasonerResult, results_or_raise
 from cot_ground.models.box_syntax import QWEN_FAMILY_FRAMES
-from cot_ground.models.options import resolve_options
-from cot_ground.models.resize import SizeWH, family_factor, model_input_size, resize_to
+from cot_ground.models.options import (
+    OptionRule,
+    option_problems,
+    real_number,
+    whole_number,
+)
+from cot_ground.models.resize import (
+    ImageSizeError,
+    ServedInput,
+    SizeWH,
+    family_factor,
+    resize_to,
+    served_input,
+)
 from cot_ground.models.settings import ModelSettings
 from cot_ground.parsing import parse
 from cot_ground.redaction import redact, register_secret_env
+
+log = logging.getLogger(__name__)
 
 _OPTIONS: dict[str, Any] = {
     "base_url": None,
@@ -60,6 +83,63 @@ _OPTIONS: dict[str, Any] = {
     "concurrency": 4,
     "family": None,
 }
+
+_RULES: dict[str, OptionRule] = {
+    "timeout_s": real_number(0, strict=True),
+    "max_retries": whole_number(0),
+    "retry_backoff_s": real_number(0),
+    "concurrency": whole_number(1),
+}
+"""What each checked option's value must be (:mod:`cot_ground.models.options`)."""
+
+ADAPTER_OPTIONS: dict[str, dict[str, Any]] = {"openai-reasoner": {}, "openai-e2e": {"frame": None}}
+"""The options each adapter adds to the endpoint's, with their defaults."""
+
+
+def settings_problems(name: str, settings: ModelSettings) -> list[str]:
+    """Every problem of the settings of adapter ``name`` (a key of :data:`ADAPTER_OPTIONS`),
+    all at once and without contacting the server: unknown options and bad values, a missing
+    ``base_url`` or ``model``, an unknown ``family`` or one without a valid pixel range, an
+    unknown ``frame`` or ``pixels`` without a family. The adapter raises them as one
+    ``ValueError``; the pre-flight check can list them."""
+    defaults = {**_OPTIONS, **ADAPTER_OPTIONS[name]}
+    problems = option_problems(name, settings.options, defaults, _RULES)
+    options = {**defaults, **settings.options}
+    problems += [
+        f"adapter {name!r} needs options.{key}" for key in ("base_url", "model") if not options[key]
+    ]
+    family = options["family"]
+    if family is not None:
+        try:
+            family_factor(family)
+        except ValueError as exc:
+            problems.append(f"adapter {name!r}: {exc}")
+        if settings.min_pixels is None or settings.max_pixels is None:
+            problems.append(
+                f"adapter {name!r}: options.family {family!r} resizes images on the client and "
+                "needs min_pixels and max_pixels (the server's values)"
+            )
+        elif not 0 < settings.min_pixels <= settings.max_pixels:
+            problems.append(
+                f"adapter {name!r}: need 0 < min_pixels <= max_pixels, got "
+                f"{settings.min_pixels}, {settings.max_pixels}"
+            )
+    if "frame" in defaults:
+        frame = options["frame"]
+        if frame is not None and frame not in _FRAME_NAMES:
+            problems.append(
+                f"adapter {name!r}: option frame must be one of {', '.join(_FRAME_NAMES)}, "
+                f"got {frame!r}"
+            )
+        elif frame == Frame.PIXELS.value and family is None:
+            problems.append(
+                f"adapter {name!r}: the pixels frame needs the resized input size; set "
+                "options.family (and min_pixels/max_pixels) so images are resized on the client"
+            )
+    return problems
+
+
+_FRAME_NAMES = (*(f.value for f in Frame), "normalized")
 
 
 class EndpointError(RuntimeError):
@@ -78,24 +158,22 @@ def image_data_url(path: str) -> str:
 class OpenAIChatClient:
     """Sends chat requests with images to one endpoint, with retries and backoff."""
 
-    def __init__(self, name: str, settings: ModelSettings, extra_options: dict[str, Any]):
+    def __init__(self, name: str, settings: ModelSettings):
+        """``name``: a key of :data:`ADAPTER_OPTIONS`; raises ``ValueError`` listing every
+        problem :func:`settings_problems` finds."""
         self.name = name
-        self.options = resolve_options(name, settings.options, {**_OPTIONS, **extra_options})
-        for key in ("base_url", "model"):
-            if not self.options[key]:
-                raise ValueError(f"adapter {name!r} needs options.{key}")
+        problems = settings_problems(name, settings)
+        if problems:
+            raise ValueError("; ".join(problems))
+        self.options = {**_OPTIONS, **ADAPTER_OPTIONS[name], **settings.options}
         self.base_url = str(self.options["base_url"]).rstrip("/")
         if self.options["api_key_env"]:
             register_secret_env(str(self.options["api_key_env"]))
         self.family: str | None = self.options["family"]
         self.pixel_range: tuple[int, int] | None = None
-        if self.family is not None:
+        self._warned_twice = False
+        if self.family is not None and settings.min_pixels and settings.max_pixels:
             self.factor = family_factor(self.family)
-            if settings.min_pixels is None or settings.max_pixels is None:
-                raise ValueError(
-                    f"adapter {name!r}: options.family {self.family!r} resizes images on the "
-                    "client and needs min_pixels and max_pixels (the server's values)"
-                )
             self.pixel_range = (settings.min_pixels, settings.max_pixels)
         self.max_tokens = settings.max_new_tokens
         self.temperature = 1.0 if settings.do_sample else 0.0
@@ -115,21 +193,48 @@ class OpenAIChatClient:
                 resize="client",
             )
 
-    def input_sizes_wh(self, paths: list[str]) -> list[SizeWH]:
-        """The (width, height) each image is sent at (client-side resize), in order; raises
-        ``ValueError`` when no ``family`` is set (the server's size is unknown then)."""
+    def served_input(self, path: str) -> ServedInput:
+        """The size the image at ``path`` is sent at and the model input the server makes of it
+        (:func:`cot_ground.models.resize.served_input`). Raises ``ValueError`` when no
+        ``family`` is set (the server's size is unknown then),
+        :class:`~cot_ground.images.ImageLoadError` for an unreadable image and
+        :class:`~cot_ground.models.resize.ImageSizeError` naming the image when a server would
+        refuse its size."""
         if self.pixel_range is None:
             raise ValueError(f"adapter {self.name!r}: input sizes are known only with a family")
-        return [model_input_size(open_rgb(p).size, self.factor, *self.pixel_range) for p in paths]
+        size = open_rgb(path).size
+        try:
+            return served_input(size, self.factor, *self.pixel_range)
+        except ImageSizeError as exc:
+            raise ImageSizeError(f"image {path}: {exc}") from None
+
+    def input_sizes_wh(self, paths: list[str]) -> list[SizeWH]:
+        """The model input (width, height) of each image, in order: the pixel frame of a
+        Qwen2.5-VL answer. Raises as :meth:`served_input`."""
+        return [self.served_input(p).input_wh for p in paths]
 
     def image_url(self, path: str) -> str:
-        """The ``data:`` URL sent for one image: resized to the model's input size (PNG) when
-        a family is set, else the file's own bytes."""
+        """The ``data:`` URL (lossless PNG) sent for one image: the decoded picture
+        (:func:`image_data_url`) at its own size when no family is set, else resized to
+        :meth:`served_input`'s ``sent_wh``. Raises as :meth:`served_input`."""
         if self.pixel_range is None:
             return image_data_url(path)
-        (size,) = self.input_sizes_wh([path])
+        served = self.served_input(path)
+        if served.resampled_twice and not self._warned_twice:
+            self._warned_twice = True
+            log.warning(
+                "%s: %s is sent at %d×%d and the server resizes it again to %d×%d: "
+                "min_pixels=%d, max_pixels=%d admit no size the server keeps as is; the "
+                "picture is resampled twice and the pixel frame is exact only if the server's "
+                "range equals this one (logged once per adapter; docs/scaling.md)",
+                self.name,
+                path,
+                *served.sent_wh,
+                *served.input_wh,
+                *self.pixel_range,
+            )
         buffer = io.BytesIO()
-        resize_to(open_rgb(path), size).save(buffer, format="PNG")
+        resize_to(open_rgb(path), served.sent_wh).save(buffer, format="PNG")
         return f"data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
 
     def _api_key(self) -> str:
@@ -146,7 +251,8 @@ class OpenAIChatClient:
 
     def complete(self, requests: list[ChatRequest]) -> list[str | Exception]:
         """The answer text of each request, in order, or the exception that request ended with
-        (:class:`EndpointError`, redacted; :class:`~cot_ground.images.ImageLoadError`).
+        (:class:`EndpointError`, redacted; :class:`~cot_ground.images.ImageLoadError`;
+        :class:`~cot_ground.models.resize.ImageSizeError`, not sent).
 
         Raises :class:`EndpointError` only for what fails every request (no API key).
         """
@@ -158,7 +264,7 @@ class OpenAIChatClient:
         for i, request in enumerate(requests):
             try:
                 contents[i] = self._content(request)
-            except ImageLoadError as exc:
+            except (ImageLoadError, ImageSizeError) as exc:
                 unreadable[i] = exc
         sent = _run_coroutine(self._send_all(key, contents))
         return [sent[i] if i in sent else unreadable[i] for i in range(len(requests))]
@@ -285,7 +391,7 @@ class OpenAIReasoner:
     """CoT step 1 through an endpoint (answer read once by :func:`parse_step1`)."""
 
     def __init__(self, settings: ModelSettings):
-        self.client = OpenAIChatClient("openai-reasoner", settings, {})
+        self.client = OpenAIChatClient("openai-reasoner", settings)
         self.name = self.client.name
         self.settings = dict(self.client.settings)
 
@@ -301,16 +407,11 @@ class OpenAIEndToEnd:
     """End-to-end grounding through an endpoint (answer read by :func:`parse`)."""
 
     def __init__(self, settings: ModelSettings):
-        self.client = OpenAIChatClient("openai-e2e", settings, {"frame": None})
+        self.client = OpenAIChatClient("openai-e2e", settings)
         self.name = self.client.name
         family = self.client.family
         default = QWEN_FAMILY_FRAMES[family] if family else Frame.QWEN1000
         self.frame = Frame(self.client.options["frame"] or default)
-        if self.frame is Frame.PIXELS and family is None:
-            raise ValueError(
-                "adapter 'openai-e2e': the pixels frame needs the resized input size; set "
-                "options.family (and min_pixels/max_pixels) so images are resized on the client"
-            )
         self.settings = {**self.client.settings, "frame": self.frame.value}
 
     def predict(self, requests: list[ChatRequest]) -> list[EndToEndResult]:
@@ -321,12 +422,14 @@ class OpenAIEndToEnd:
         )
 
     def _input_sizes_wh(self, request: ChatRequest) -> list[SizeWH]:
-        """The (w, h) each image was sent at; needed (and computed) only for the pixels frame."""
+        """The model input (w, h) of each image; needed (and computed) only for the pixels
+        frame."""
         return self.client.input_sizes_wh(request.images) if self.frame is Frame.PIXELS else []
 
     def result_from_text(self, text: str, input_sizes_wh: Sequence[SizeWH] = ()) -> EndToEndResult:
         """The result for an answer ``text``, read by :func:`cot_ground.parsing.parse` in the
-        adapter's frame; ``input_sizes_wh``: the (w, h) each image was sent at (pixels frame).
+        adapter's frame; ``input_sizes_wh``: the model input (w, h) of each image (pixels frame:
+        the server's size, :meth:`OpenAIChatClient.input_sizes_wh`).
         A pixel answer that names no image while the sizes differ places no box
         (``malformed``); pixel boxes are clipped to the image."""
         parsed = parse(text, self.frame, input_sizes_wh)

@@ -1,8 +1,19 @@
-"""Adapter-specific options (``ModelSettings.options``): defaults and typo checks."""
+"""Adapter-specific options (``ModelSettings.options``): defaults, typo checks and value checks.
+
+An adapter states a default for every option it knows and, for the options whose values it
+checks, an :data:`OptionRule`. :func:`option_problems` lists every unknown option and every bad
+value at once (the pre-flight check can call it without building the adapter);
+:func:`resolve_options` raises them as one ``ValueError`` before anything is loaded. A YAML
+value is taken as written: ``"4096"`` is a string, not a number, and ``"no"`` is not false.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
+
+OptionRule = Callable[[Any], str | None]
+"""Checks one option value: None when it is valid, else what the value must be."""
 
 # The image processor is chosen explicitly: the slow one each checkpoint was saved with (and the
 # public evaluation ran) unless option ``fast_image_processor`` asks for the torchvision one,
@@ -10,16 +21,86 @@ from typing import Any
 PROCESSOR_OPTIONS: dict[str, Any] = {"fast_image_processor": False}
 
 
-def resolve_options(
-    adapter: str, given: dict[str, Any], defaults: dict[str, Any]
-) -> dict[str, Any]:
-    """``defaults`` updated with ``given``; an unknown key raises ``ValueError`` naming it."""
+def whole_number(minimum: int = 1, *, optional: bool = False) -> OptionRule:
+    """Rule: an integer (not a bool) of at least ``minimum``; also null when ``optional``."""
+
+    def rule(value: Any) -> str | None:
+        if value is None and optional:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
+            return None
+        return f"an integer >= {minimum}" + (" or null" if optional else "")
+
+    return rule
+
+
+def real_number(minimum: float = 0.0, *, strict: bool = False) -> OptionRule:
+    """Rule: an integer or float (not a bool) of at least ``minimum`` (above it when
+    ``strict``)."""
+
+    def rule(value: Any) -> str | None:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if number and (value > minimum or (value == minimum and not strict)):
+            return None
+        return f"a number {'>' if strict else '>='} {minimum:g}"
+
+    return rule
+
+
+def true_or_false(value: Any) -> str | None:
+    """Rule: ``true`` or ``false`` (a YAML boolean, not the string "no")."""
+    return None if isinstance(value, bool) else "true or false"
+
+
+def one_of(*choices: Any, optional: bool = False) -> OptionRule:
+    """Rule: one of ``choices``; also null when ``optional``."""
+
+    def rule(value: Any) -> str | None:
+        if (value is None and optional) or (value is not None and value in choices):
+            return None
+        names = ", ".join(str(c) for c in choices) + (" or null" if optional else "")
+        return f"one of {names}"
+
+    return rule
+
+
+def option_problems(
+    adapter: str,
+    given: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    rules: Mapping[str, OptionRule] | None = None,
+) -> list[str]:
+    """Every problem of the options ``given`` to ``adapter``: each unknown key (one line
+    listing the known ones), then each value its rule in ``rules`` refuses (naming the option,
+    what it must be and the value given with its type). Empty when all is well."""
+    problems = []
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         known = ", ".join(sorted(defaults)) or "none"
-        raise ValueError(
+        problems.append(
             f"adapter {adapter!r}: unknown option(s) {', '.join(unknown)} (known: {known})"
         )
+    for key, rule in (rules or {}).items():
+        if key in given and (need := rule(given[key])) is not None:
+            value = given[key]
+            problems.append(
+                f"adapter {adapter!r}: option {key} must be {need}, got {value!r} "
+                f"({type(value).__name__})"
+            )
+    return problems
+
+
+def resolve_options(
+    adapter: str,
+    given: dict[str, Any],
+    defaults: dict[str, Any],
+    rules: Mapping[str, OptionRule] | None = None,
+) -> dict[str, Any]:
+    """``defaults`` updated with ``given``; raises one ``ValueError`` listing every problem
+    :func:`option_problems` finds (unknown keys, values ``rules`` refuse)."""
+    problems = option_problems(adapter, given, defaults, rules)
+    if problems:
+        raise ValueError("; ".join(problems))
     return {**defaults, **given}
 
 

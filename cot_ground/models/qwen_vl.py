@@ -59,7 +59,15 @@ from cot_ground.models.hf_loading import (
     open_images,
     read_model_type,
 )
-from cot_ground.models.options import PROCESSOR_OPTIONS, resolve_options
+from cot_ground.models.options import (
+    PROCESSOR_OPTIONS,
+    OptionRule,
+    one_of,
+    option_problems,
+    resolve_options,
+    true_or_false,
+    whole_number,
+)
 from cot_ground.models.resize import SizeWH, model_input_size, visual_tokens
 from cot_ground.models.settings import ModelSettings
 from cot_ground.models.threaded_images import open_images_threaded, threaded
@@ -76,6 +84,38 @@ BATCH_OPTIONS: dict[str, Any] = {
     "static_cache": False,
     "preprocess_threads": 4,
 }
+
+OPTION_RULES: dict[str, OptionRule] = {
+    "batch_size": whole_number(1),
+    "max_batch_visual_tokens": whole_number(1, optional=True),
+    "static_cache": true_or_false,
+    "preprocess_threads": whole_number(1),
+    "fast_image_processor": true_or_false,
+    "unit_floats": one_of(*UNIT_FLOATS),
+}
+"""What each checked option's value must be (:mod:`cot_ground.models.options`); a bad value
+is refused before the checkpoint loads, and by :func:`settings_problems` in the pre-flight."""
+
+ADAPTER_OPTIONS: dict[str, dict[str, Any]] = {
+    "qwen-vl-reasoner": {},
+    "qwen-vl-grounder": {"prompt_file": None, "unit_floats": "reject"},
+    "qwen-vl-e2e": {"unit_floats": "reject"},
+    "migician": {"calibration": None, "unit_floats": "reject"},
+}
+"""The options each Qwen-VL adapter adds to :data:`BATCH_OPTIONS` and the processor's, with
+their defaults."""
+
+
+def known_options(name: str, default_options: dict[str, Any]) -> dict[str, Any]:
+    """Every option adapter ``name`` takes, with its default."""
+    return {**BATCH_OPTIONS, **PROCESSOR_OPTIONS, **default_options}
+
+
+def settings_problems(name: str, settings: ModelSettings) -> list[str]:
+    """Problems of the options of Qwen-VL adapter ``name`` (a key of :data:`ADAPTER_OPTIONS`):
+    unknown keys and bad values, all at once, loading nothing; for the pre-flight check."""
+    defaults = known_options(name, ADAPTER_OPTIONS[name])
+    return option_problems(name, settings.options, defaults, OPTION_RULES)
 
 
 @dataclass(frozen=True)
@@ -100,9 +140,9 @@ class QwenVLRunner:
 
         self.name = name
         self.options = resolve_options(
-            name, settings.options, {**BATCH_OPTIONS, **PROCESSOR_OPTIONS, **default_options}
+            name, settings.options, known_options(name, default_options), OPTION_RULES
         )
-        fast = bool(self.options["fast_image_processor"])
+        fast = self.options["fast_image_processor"]
         path = model_path(settings, name)
         check_model_folder(path)
         self.family = read_model_type(path)
@@ -115,7 +155,7 @@ class QwenVLRunner:
 
         self.processor = load_processor(path, fast_image_processor=fast, left_padding=True)
         self.shared_processor = self.processor  # keeps the shared one alive for other runners
-        if int(self.options["preprocess_threads"]) > 1:  # this runner's own view of it
+        if self.options["preprocess_threads"] > 1:  # this runner's own view of it
             self.processor = copy.copy(self.processor)
             self.processor.image_processor = threaded(
                 self.processor.image_processor, self.options["preprocess_threads"]
@@ -229,10 +269,7 @@ class QwenVLRunner:
         tokens = [self.visual_tokens(r[0]) for r in requests]
         keys = [(len(r[0]), t, len(r[1])) for r, t in zip(requests, tokens, strict=True)]
         plan = plan_batches(
-            keys,
-            tokens,
-            max(1, int(self.options["batch_size"])),
-            self.options["max_batch_visual_tokens"],
+            keys, tokens, self.options["batch_size"], self.options["max_batch_visual_tokens"]
         )
         out: dict[int, Any] = {}
         for members in plan:
@@ -273,21 +310,8 @@ class QwenVLRunner:
         return self.processor.tokenizer.decode(ids[:end], skip_special_tokens=False)
 
 
-def _runner(
-    name: str, settings: ModelSettings, options: dict[str, Any] | None = None
-) -> QwenVLRunner:
-    return QwenVLRunner(name, settings, options or {})
-
-
-def unit_floats_option(runner: QwenVLRunner) -> str:
-    """The runner's ``unit_floats`` option, checked; raises ``ValueError`` naming the adapter."""
-    value = runner.options["unit_floats"]
-    if value not in UNIT_FLOATS:
-        raise ValueError(
-            f"adapter {runner.name!r}: option unit_floats must be one of "
-            f"{', '.join(UNIT_FLOATS)}, got {value!r}"
-        )
-    return str(value)
+def _runner(name: str, settings: ModelSettings) -> QwenVLRunner:
+    return QwenVLRunner(name, settings, ADAPTER_OPTIONS[name])
 
 
 class QwenVLReasoner:
@@ -334,7 +358,7 @@ class QwenVLGrounder:
             raise ModelLoadError(f"grounding prompt file not readable: {path} ({exc})") from exc
         if "{phrase}" not in self.template:
             raise ModelLoadError(f"grounding prompt {path} has no {{phrase}} slot")
-        self.unit_floats = unit_floats_option(runner)
+        self.unit_floats = str(runner.options["unit_floats"])
         self.settings = {
             **runner.settings,
             "prompt_file": str(path),
@@ -373,7 +397,7 @@ class QwenVLEndToEnd:
         self.runner = runner
         self.name = runner.name
         self.calibration = calibration
-        self.unit_floats = unit_floats_option(runner)
+        self.unit_floats = str(runner.options["unit_floats"])
         self.settings = {**runner.settings, "unit_floats": self.unit_floats}
         if calibration is not None:
             apply_calibration(Box.from_unit([0, 0, 1, 1]), calibration)  # unknown name → error
@@ -417,11 +441,9 @@ def build_reasoner(settings: ModelSettings) -> QwenVLReasoner:
 
 def build_grounder(settings: ModelSettings) -> QwenVLGrounder:
     """Registry factory for ``qwen-vl-grounder``."""
-    return QwenVLGrounder(
-        _runner("qwen-vl-grounder", settings, {"prompt_file": None, "unit_floats": "reject"})
-    )
+    return QwenVLGrounder(_runner("qwen-vl-grounder", settings))
 
 
 def build_end_to_end(settings: ModelSettings) -> QwenVLEndToEnd:
     """Registry factory for ``qwen-vl-e2e`` (direct inference, no fine-tune)."""
-    return QwenVLEndToEnd(_runner("qwen-vl-e2e", settings, {"unit_floats": "reject"}))
+    return QwenVLEndToEnd(_runner("qwen-vl-e2e", settings))

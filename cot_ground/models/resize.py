@@ -1,10 +1,15 @@
 """The input size a Qwen-VL model sees for an image, and its visual-token count, before any call.
 
-The Qwen-VL processors resize every image with ``smart_resize`` (transformers'
+The Qwen-VL processors resize every image once with ``smart_resize`` (transformers'
 ``transformers.models.qwen2_vl.image_processing_qwen2_vl.smart_resize``, used here as is): both
-sides become multiples of a *factor* (patch size × spatial merge size) and the area is brought
-inside ``[min_pixels, max_pixels]`` keeping the aspect ratio. The factor is a property of the
-family:
+sides are rounded to multiples of a *factor* (patch size × spatial merge size) keeping the aspect
+ratio; when the rounded area is above ``max_pixels`` the image is scaled down and each side
+floored to a multiple, when it is below ``min_pixels`` scaled up and each side ceiled. So the
+result usually lies inside ``[min_pixels, max_pixels]`` but not always: in a narrow range (and
+always when ``min_pixels == max_pixels``) the floor can land below ``min_pixels`` and the ceiling
+above ``max_pixels``, and a side clamped to one factor (extreme aspect ratios) can overshoot
+``max_pixels``. It refuses an image whose aspect ratio exceeds 200. The factor is a property of
+the family:
 
 =============  ======  ======================================================
 family         factor  source
@@ -19,19 +24,63 @@ costs ``(width / factor) × (height / factor)`` tokens of the language model's s
 are ``(width, height)`` in pixels throughout this module (``smart_resize`` itself takes height
 first).
 
-Resizing an image on the client to this size and sending it losslessly makes the size a server
-sees known exactly: ``smart_resize`` of a size that is already a multiple of the factor inside
-the pixel range is that size again, so a server configured with the same (or a wider)
-``min_pixels``/``max_pixels`` does not resize it a second time.
+**Served models** (:func:`served_input`). A server runs the same processor on whatever it
+receives, so the model's input, and with it Qwen2.5-VL's pixel frame, is ``smart_resize`` of the
+*sent* size under the server's settings. The client therefore sends a *fixed point*: a size
+``S`` with ``smart_resize(S) == S`` (both sides multiples of the factor, area inside the range),
+which the server keeps as is (also a server whose range contains the client's). It is found by
+applying ``smart_resize`` again from the size a local processor would make, at most
+:data:`FIXED_POINT_STEPS` times; with the released ranges the local size is one already, and in
+narrow ranges one to three more passes reach one. When none is reached (the passes alternate
+above and below the range, as they do for nearly every size when ``min_pixels == max_pixels``),
+the client sends the local processor's size and the frame is the server's one further pass over
+it: exact when the server's range equals the client's, but the picture is resampled twice
+(client, then server). The alternative, sending the decoded picture at its own size so that only
+the server resamples it, was rejected: the frame would then be known only for a server that runs
+exactly this ``smart_resize`` once, and SGLang first resizes every image with its own copy of it
+(different rounding, its own pixel limits) before the processor runs; a size that is already a
+multiple of 28 inside SGLang's limits passes that first resize unchanged (``docs/scaling.md``).
+The client logs the double resample (once per adapter) and refuses an image whose sent size has
+an aspect ratio above 200 (:class:`ImageSizeError`), which a server would refuse.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from PIL import Image
 
 SizeWH = tuple[int, int]
 
 FAMILY_FACTORS: dict[str, int] = {"qwen2_vl": 28, "qwen2_5_vl": 28, "qwen3_vl": 32}
+
+MAX_ASPECT_RATIO = 200
+"""``smart_resize`` refuses a size whose longer side is more than this many times the shorter
+(transformers 4.57, ``image_processing_qwen2_vl.smart_resize``; SGLang's copy does the same)."""
+
+FIXED_POINT_STEPS = 8
+"""Further ``smart_resize`` passes tried in search of a fixed point (:func:`served_input`)."""
+
+
+class ImageSizeError(ValueError):
+    """An image cannot be sent to a served Qwen-VL model at a size its processor accepts (aspect
+    ratio above :data:`MAX_ASPECT_RATIO`); the message names the sizes (the caller adds the
+    image path)."""
+
+
+@dataclass(frozen=True)
+class ServedInput:
+    """How one image reaches a served Qwen-VL model: ``sent_wh``, the (width, height) the client
+    resizes the picture to; ``input_wh``, what the server's processor makes of it (the model
+    input and Qwen2.5-VL's pixel frame)."""
+
+    sent_wh: SizeWH
+    input_wh: SizeWH
+
+    @property
+    def resampled_twice(self) -> bool:
+        """True when the server resizes the sent picture again (no fixed point was found)."""
+        return self.sent_wh != self.input_wh
 
 
 def family_factor(family: str) -> int:
@@ -44,18 +93,64 @@ def family_factor(family: str) -> int:
 
 
 def model_input_size(size_wh: SizeWH, factor: int, min_pixels: int, max_pixels: int) -> SizeWH:
-    """The resized ``(width, height)`` a Qwen-VL processor makes of an image of ``size_wh``.
+    """The resized ``(width, height)`` a Qwen-VL processor makes of an image of ``size_wh`` in
+    one pass (not always inside ``[min_pixels, max_pixels]``: see the module docstring).
 
-    Raises ``ValueError`` for a non-positive pixel range, or (from ``smart_resize``) for an
-    image whose aspect ratio exceeds 200 or whose side is below ``factor``.
+    Raises ``ValueError`` for a non-positive pixel range, and :class:`ImageSizeError` for a size
+    whose aspect ratio exceeds :data:`MAX_ASPECT_RATIO` (``smart_resize`` refuses it).
     """
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
     if not 0 < min_pixels <= max_pixels:
         raise ValueError(f"need 0 < min_pixels <= max_pixels, got {min_pixels}, {max_pixels}")
     width, height = size_wh
+    if _too_elongated(size_wh):
+        raise ImageSizeError(
+            f"{width}×{height} has aspect ratio {_ratio(size_wh):.1f}, above the "
+            f"{MAX_ASPECT_RATIO} a Qwen-VL processor accepts"
+        )
     h, w = smart_resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
     return int(w), int(h)
+
+
+def served_input(size_wh: SizeWH, factor: int, min_pixels: int, max_pixels: int) -> ServedInput:
+    """The size to send an image of ``size_wh`` at, and the model input a server whose
+    processor uses the same ``min_pixels``/``max_pixels`` makes of it (module docstring: a
+    fixed point of ``smart_resize`` when one is reached, else the local size resized once more).
+
+    Raises ``ValueError`` for a non-positive pixel range and :class:`ImageSizeError` when the
+    image, or the size it would be sent at, has an aspect ratio above :data:`MAX_ASPECT_RATIO`.
+    """
+    local = model_input_size(size_wh, factor, min_pixels, max_pixels)
+    if _too_elongated(local):
+        raise ImageSizeError(
+            f"{size_wh[0]}×{size_wh[1]} would be sent as {local[0]}×{local[1]} (sides rounded "
+            f"to multiples of {factor}), aspect ratio {_ratio(local):.1f}, above the "
+            f"{MAX_ASPECT_RATIO} a Qwen-VL server accepts"
+        )
+    server = model_input_size(local, factor, min_pixels, max_pixels)
+    size, then = local, server
+    for _ in range(FIXED_POINT_STEPS):
+        if then == size:
+            return ServedInput(sent_wh=size, input_wh=size)
+        size = then
+        try:
+            then = model_input_size(size, factor, min_pixels, max_pixels)
+        except ImageSizeError:  # the passes drifted beyond the aspect limit: no fixed point
+            break
+    else:
+        if then == size:
+            return ServedInput(sent_wh=size, input_wh=size)
+    return ServedInput(sent_wh=local, input_wh=server)
+
+
+def _ratio(size_wh: SizeWH) -> float:
+    return max(size_wh) / min(size_wh)
+
+
+def _too_elongated(size_wh: SizeWH) -> bool:
+    """True when ``smart_resize`` refuses the size (aspect ratio above the limit)."""
+    return max(size_wh) > MAX_ASPECT_RATIO * min(size_wh)
 
 
 def visual_tokens(input_size_wh: SizeWH, factor: int) -> int:
