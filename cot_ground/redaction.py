@@ -23,46 +23,63 @@ REDACTED = "[redacted]"
 _BEARER = re.compile(r"(Bearer\s+)[A-Za-z0-9\-._~+/]+=*", re.IGNORECASE)
 _URL_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/?#\s@\"']+@", re.IGNORECASE)
 _MIN_SECRET_LEN = 4  # shorter values (say "1") would redact ordinary text
-_SECRET_ENVS: set[str] = set()
+_SECRET_ENVS: tuple[str, ...] = ()  # replaced whole under _LOCK, so a reader needs no lock
 _LOCK = threading.Lock()
 
 
 def register_secret_env(name: str) -> None:
     """Treat the value of environment variable ``name`` as a secret from now on."""
+    global _SECRET_ENVS
     with _LOCK:
-        _SECRET_ENVS.add(name)
+        if name not in _SECRET_ENVS:
+            _SECRET_ENVS = (*_SECRET_ENVS, name)
 
 
 def secret_values() -> list[str]:
     """The current values of the registered secret variables, longest first."""
-    with _LOCK:
-        names = sorted(_SECRET_ENVS)
-    values = {os.environ.get(n, "") for n in names}
+    values = {os.environ.get(n, "") for n in _SECRET_ENVS}
     return sorted((v for v in values if len(v) >= _MIN_SECRET_LEN), key=len, reverse=True)
 
 
 def redact(text: str, extra: list[str] | tuple[str, ...] = ()) -> str:
     """``text`` with every registered secret value, every value in ``extra``, every ``Bearer``
     token and the user information of every URL replaced by ``[redacted]``."""
-    values = {*secret_values(), *(v for v in extra if len(v) >= _MIN_SECRET_LEN)}
-    for value in sorted(values, key=len, reverse=True):
-        text = text.replace(value, REDACTED)
-    text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
-    return _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
+    values = secret_values()
+    if extra:
+        more = {*values, *(v for v in extra if len(v) >= _MIN_SECRET_LEN)}
+        values = sorted(more, key=len, reverse=True)
+    return _redact(text, values)
+
+
+def _redact(text: str, values: list[str]) -> str:
+    """:func:`redact` with the secret values given (longest first)."""
+    for value in values:  # longest first: a secret holding another is replaced whole
+        if value in text:
+            text = text.replace(value, REDACTED)
+    # the substring tests skip the scans for the many short strings of a record
+    if "@" in text:  # user information ends with "@"
+        text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}{REDACTED}@", text)
+    if "bearer" in text.lower():
+        text = _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
+    return text
 
 
 def redact_text(text: str | None) -> str | None:
     """:func:`redact` for an optional text (None stays None): a model's answer, a prompt."""
-    return None if text is None else redact(text)
+    return None if text is None else _redact(text, secret_values())
 
 
 def redact_data(value: Any) -> Any:
     """``value`` (dicts, lists, strings, numbers) with :func:`redact` applied to every string,
     keys included; other values unchanged."""
+    return _redact_data(value, secret_values())
+
+
+def _redact_data(value: Any, values: list[str]) -> Any:
     if isinstance(value, str):
-        return redact(value)
+        return _redact(value, values)
     if isinstance(value, dict):
-        return {redact_data(k): redact_data(v) for k, v in value.items()}
+        return {_redact_data(k, values): _redact_data(v, values) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [redact_data(v) for v in value]
+        return [_redact_data(v, values) for v in value]
     return value

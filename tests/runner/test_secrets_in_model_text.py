@@ -101,3 +101,27 @@ def test_an_echoed_key_reaches_no_stored_file_and_not_show(
     assert any(p.name == "report.html" for p in files)
     leaks = [str(p.relative_to(tmp_path)) for p in files if KEY.encode() in p.read_bytes()]
     assert leaks == []
+
+
+def test_every_model_text_of_a_record_is_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cot_ground.boxes import Box
+    from cot_ground.records import Candidate, Prediction, TraceStep
+    from cot_ground.redaction import redact, register_secret_env
+
+    monkeypatch.setenv("MY_API_KEY", KEY)
+    register_secret_env("MY_API_KEY")
+    step = TraceStep(
+        node="ground",
+        prompt=f"find the square {KEY}",
+        raw_output=f"said {KEY}",
+        parsed={"description": f"the square {KEY}", "request": {"phrase": [KEY]}},
+        candidates=[Candidate(box=Box.from_unit([0, 0, 1, 1]), label=f"square {KEY}")],
+    )
+    pred = Prediction(example_id="e", pipeline="p", task="diff", raw_text=KEY, trace=[step])
+    dumped = pred.model_dump_json()
+    assert KEY not in dumped and dumped.count(REDACTED) == 6
+    assert Prediction.model_validate_json(dumped) == pred  # redacting twice changes nothing
+    # a Bearer token in any case; the text after a redacted token is kept
+    assert redact("bEaReR tok.en-1 and (Bearer [redacted]): x") == (
+        f"bEaReR {REDACTED} and (Bearer {REDACTED}): x"
+    )
