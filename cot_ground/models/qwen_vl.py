@@ -27,7 +27,9 @@ four numbers in [0, 1] with a fraction is read in the integer frames
 (:func:`cot_ground.parsing.parse_box`), recorded in ``settings``. The end-to-end adapter reads
 the image an answer names with the request's prompt as the question
 (:func:`cot_ground.mentions.read_image_choice`). The reasoner's ``yes_logprob`` gives the verify
-graph log P("yes") from forward passes (:mod:`cot_ground.models.yes_score`).
+graph log P("yes") from forward passes (:mod:`cot_ground.models.yes_score`). Option values are
+checked before the checkpoint loads, every problem at once (:data:`OPTION_RULES`;
+:func:`settings_problems` lists them without building the adapter).
 """
 
 from __future__ import annotations
