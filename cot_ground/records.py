@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cot_ground.boxes import Box
-from cot_ground.redaction import redact, redact_data, redact_text
+from cot_ground.redaction import redact, redact_data, redact_text, redact_text_data
 
 
 class ParseStatus(str, Enum):
@@ -121,7 +121,12 @@ class TraceStep(BaseModel):
     def _redacted_text(cls, text: str | None) -> str | None:
         return redact_text(text)
 
-    @field_validator("settings", "parsed")
+    @field_validator("parsed")
+    @classmethod
+    def _redacted_parse(cls, data: dict[str, Any]) -> dict[str, Any]:
+        return redact_text_data(data)
+
+    @field_validator("settings")
     @classmethod
     def _redacted(cls, data: dict[str, Any]) -> dict[str, Any]:
         return redact_data(data)

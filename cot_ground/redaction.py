@@ -9,6 +9,11 @@ information of a URL (``http://user:password@host/v1`` becomes ``http://[redacte
 Values are read from the environment at each call, so a key set after registration is redacted
 too. :func:`redact_data` applies :func:`redact` to every string of a JSON-like value (a config
 dump, a manifest).
+
+Model text (:func:`redact_text`, :func:`redact_text_data`) loses only the registered secret
+values: the two patterns would rewrite ordinary words ("the bearer of the flag", an e-mail
+address in a description), and a record must keep what the model said. An echoed API key is
+a registered value, so it is caught all the same.
 """
 
 from __future__ import annotations
@@ -65,8 +70,26 @@ def _redact(text: str, values: list[str]) -> str:
 
 
 def redact_text(text: str | None) -> str | None:
-    """:func:`redact` for an optional text (None stays None): a model's answer, a prompt."""
-    return None if text is None else _redact(text, secret_values())
+    """An optional model text (a model's answer, a prompt; None stays None) with every
+    registered secret value replaced by ``[redacted]``, and nothing else changed."""
+    if text is None:
+        return None
+    for value in secret_values():  # longest first: a secret holding another is replaced whole
+        if value in text:
+            text = text.replace(value, REDACTED)
+    return text
+
+
+def redact_text_data(value: Any) -> Any:
+    """``value`` (dicts, lists, strings, numbers) with :func:`redact_text` applied to every
+    string, keys included: what was read from a model text."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {redact_text_data(k): redact_text_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_text_data(v) for v in value]
+    return value
 
 
 def redact_data(value: Any) -> Any:

@@ -60,7 +60,7 @@ from typing import Any
 
 from cot_ground.models.base import ChatRequest, Reasoner, ReasonerResult
 from cot_ground.records import ErrorCategory, file_sha256
-from cot_ground.redaction import redact_data
+from cot_ground.redaction import redact_data, redact_text
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,14 @@ def _is_corrupt(exc: sqlite3.Error) -> bool:
     if name is not None and name != "SQLITE_ERROR":
         return name in ("SQLITE_CORRUPT", "SQLITE_NOTADB")
     return type(exc) is sqlite3.DatabaseError  # also the quick_check failure raised in _open
+
+
+def _redacted(value: dict[str, Any]) -> dict[str, Any]:
+    """A value to store with its secrets redacted: the model text (``raw_text``) loses only the
+    registered secret values, as a record's text does (:func:`cot_ground.redaction.redact_text`),
+    so a hit reads the same text a fresh answer's record keeps; anything else (settings) gets
+    :func:`cot_ground.redaction.redact_data` (a password in a ``base_url``)."""
+    return {k: redact_text(v) if k == "raw_text" else redact_data(v) for k, v in value.items()}
 
 
 class StepCache:
@@ -205,11 +213,11 @@ class StepCache:
 
     def put_many(self, items: dict[str, dict[str, Any]]) -> None:
         """Store ``items`` (an existing key keeps its first value), secrets redacted
-        (:func:`cot_ground.redaction.redact_data`: a password in a ``base_url`` setting)."""
+        (:func:`_redacted`)."""
         if not items:
             return
         now = time.time()
-        rows = [(k, json.dumps(redact_data(v), ensure_ascii=False), now) for k, v in items.items()]
+        rows = [(k, json.dumps(_redacted(v), ensure_ascii=False), now) for k, v in items.items()]
         with self._lock:
             try:
                 self._db.executemany("INSERT OR IGNORE INTO step1 VALUES (?, ?, ?)", rows)

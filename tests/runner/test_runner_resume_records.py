@@ -373,6 +373,7 @@ def test_a_hub_id_is_fingerprinted_from_its_cached_snapshot_without_download(
     assert set(before) == {"qwen"}  # a model without weights has no digest
     (repo / "refs/main").write_text("b" * 40)  # the cache now holds a newer main
     assert weights_digests(config)["qwen"] != before["qwen"]
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # online, an id not cached is left out, not fetched
+    # online, an id not cached is left out, not fetched
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     assert local_model_folder("tiny-org/not-cached") is None
     assert weights_digests({"models": {"m": {"path": "tiny-org/not-cached"}}}) == {}

@@ -125,3 +125,8 @@ def test_every_model_text_of_a_record_is_redacted(monkeypatch: pytest.MonkeyPatc
     assert redact("bEaReR tok.en-1 and (Bearer [redacted]): x") == (
         f"bEaReR {REDACTED} and (Bearer {REDACTED}): x"
     )
+    # model text loses only the registered values: the patterns would rewrite ordinary words
+    said = "the Bearer of the flag, mail a@b.c or http://u:p@host/x"
+    step = TraceStep(node="reason", raw_output=said, parsed={"description": said})
+    assert (step.raw_output, step.parsed["description"]) == (said, said)
+    assert "Bearer [redacted]" in redact(said)  # error messages still get the patterns
