@@ -344,16 +344,20 @@ class QwenVLReasoner:
         return self.runner.yes_tokens.describe()
 
 
+def grounding_prompt_path(prompt_file: str | None, family: str) -> Path:
+    """The grounding prompt file a ``qwen-vl-grounder`` reads: option ``prompt_file`` when set,
+    else ``<cot_ground.paths.prompts_dir()>/ground/<family>.txt`` (``family``: the checkpoint's
+    ``model_type``, e.g. ``qwen2_vl``); a pipeline's ``prompts_dir`` plays no part."""
+    return Path(prompt_file) if prompt_file else prompts_dir() / "ground" / f"{family}.txt"
+
+
 class QwenVLGrounder:
     """CoT step 2: one image + a phrase → candidate boxes (one per box in the answer, in order)."""
 
     def __init__(self, runner: QwenVLRunner):
         self.runner = runner
         self.name = runner.name
-        prompt_file = runner.options["prompt_file"]
-        path = (
-            Path(prompt_file) if prompt_file else prompts_dir() / "ground" / f"{runner.family}.txt"
-        )
+        path = grounding_prompt_path(runner.options["prompt_file"], runner.family)
         try:
             self.template = path.read_text(encoding="utf-8").rstrip("\n")
         except OSError as exc:

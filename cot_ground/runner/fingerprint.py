@@ -94,18 +94,17 @@ def local_model_folder(spec: str | None) -> Path | None:
 
 
 def grounder_prompt_file(model: dict[str, Any]) -> Path | None:
-    """The grounding prompt file a ``qwen-vl-grounder`` model config (a dump) reads: its
-    ``options.prompt_file``, else ``<cot_ground.paths.prompts_dir()>/ground/<family>.txt`` with
-    the family (``model_type``) read from the checkpoint's ``config.json``, the lookup of
-    :class:`cot_ground.models.qwen_vl.QwenVLGrounder` (a pipeline's ``prompts_dir`` plays no
-    part). None when the checkpoint is not on this machine yet."""
+    """The grounding prompt file a ``qwen-vl-grounder`` model config (a dump) reads
+    (:func:`cot_ground.models.qwen_vl.grounding_prompt_path`, with the family read from the
+    checkpoint's ``config.json`` when no ``prompt_file`` is set). None when the checkpoint is
+    not on this machine yet."""
     from cot_ground.models.base import ModelLoadError
     from cot_ground.models.hf_loading import read_model_type
-    from cot_ground.paths import prompts_dir
+    from cot_ground.models.qwen_vl import grounding_prompt_path
 
     chosen = (model.get("options") or {}).get("prompt_file")
     if chosen:
-        return Path(chosen)
+        return grounding_prompt_path(chosen, "")
     folder = local_model_folder(model.get("path"))
     if folder is None:
         return None
@@ -113,7 +112,7 @@ def grounder_prompt_file(model: dict[str, Any]) -> Path | None:
         family = read_model_type(folder)
     except ModelLoadError:
         return None
-    return prompts_dir() / "ground" / f"{family}.txt"
+    return grounding_prompt_path(None, family)
 
 
 def prompt_files(config: dict[str, Any], name: str, tasks: set[str]) -> dict[str, str | None]:

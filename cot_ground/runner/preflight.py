@@ -63,14 +63,22 @@ def _unexpanded(value: str | None) -> bool:
 def _hf_folder(adapter: str, processor: bool = True) -> ModelCheck:
     """The check of a transformers checkpoint: a local folder (config, weights, processor files)
     or a Hub id ``org/name[@rev]`` that is cached, or will be downloaded when online
-    (:func:`cot_ground.models.hf_loading.check_model_source`)."""
+    (:func:`cot_ground.models.hf_loading.check_model_source`); for the Qwen-VL adapters also
+    their option values (:func:`cot_ground.models.qwen_vl.settings_problems`)."""
 
     def check(settings: ModelSettings) -> list[str]:
+        from cot_ground.models import qwen_vl
         from cot_ground.models.hf_loading import check_model_source
 
+        problems = []
+        if adapter in qwen_vl.ADAPTER_OPTIONS:
+            problems += qwen_vl.settings_problems(adapter, settings)
         if not settings.path:
-            return [f"adapter {adapter!r} needs settings.path (a model folder or Hub id)"]
-        return check_model_source(settings.path, processor=processor)
+            return [
+                *problems,
+                f"adapter {adapter!r} needs settings.path (a model folder or Hub id)",
+            ]
+        return [*problems, *check_model_source(settings.path, processor=processor)]
 
     return check
 
@@ -102,14 +110,14 @@ def _gdino_py(settings: ModelSettings) -> list[str]:
 
 
 def _served(adapter: str) -> ModelCheck:
-    """A model behind an OpenAI-compatible endpoint: endpoint options and the key variable."""
+    """A model behind an OpenAI-compatible endpoint: its options and their values
+    (:func:`cot_ground.models.openai_chat.settings_problems`: ``base_url``, ``model``, the
+    client-side resize) and the key variable."""
 
     def check(settings: ModelSettings) -> list[str]:
-        problems = [
-            f"adapter {adapter!r} needs options.{key}"
-            for key in ("base_url", "model")
-            if not settings.options.get(key)
-        ]
+        from cot_ground.models.openai_chat import settings_problems
+
+        problems = settings_problems(adapter, settings)
         env = settings.options.get("api_key_env")
         if env and not os.environ.get(str(env)):
             problems.append(

@@ -80,6 +80,31 @@ def test_unset_variables_are_all_named_in_one_config_error(
     assert len(deferred.unset_env) == 2 and deferred.models["reasoner"].path == "${H11_A}"
 
 
+def test_bad_option_values_of_every_model_are_reported_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = rf.make_benchmark(tmp_path / "bench", n=2)
+    data = rf.experiment(bench, tmp_path / "run", tmp_path / "cache")
+    monkeypatch.setenv("H12_KEY", "k" * 8)
+    data["models"]["reasoner"] = {
+        "adapter": "qwen-vl-reasoner",
+        "path": str(_incomplete_model(tmp_path / "q")),
+        "options": {"max_batch_visual_tokens": 0, "static_cache": "no"},
+    }
+    data["models"]["e2e"] = {
+        "adapter": "openai-e2e",
+        "options": {"base_url": "http://127.0.0.1:9/v1", "api_key_env": "H12_KEY"},
+    }
+    with pytest.raises(PreflightError) as err:
+        run_experiment(parse_config(data))
+    message = str(err.value)
+    assert "models.reasoner (qwen-vl-reasoner)" in message
+    assert "max_batch_visual_tokens" in message and "static_cache" in message
+    assert "config.json" in message  # the folder check still runs beside the option check
+    assert "models.e2e (openai-e2e)" in message and "needs options.model" in message
+    assert rf.CALLS == [] and registry._CACHE == {}  # nothing was built
+
+
 def test_a_check_supplied_per_adapter_runs_before_building(tmp_path: Path) -> None:
     seen = []
 
