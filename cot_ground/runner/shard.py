@@ -59,15 +59,16 @@ def _comparable(manifest: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _prompt_changes(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    """Prompt files both shards read with different contents (``pipeline: prompt file X``)."""
+def _input_changes(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Prompt files both shards read with different contents and models whose weights digests
+    differ (``pipeline: prompt file X``, ``pipeline: model weights K ...``)."""
     fa, fb = stored_fingerprints(a), stored_fingerprints(b)
     return [
         f"{name}: {change}"
         for name in sorted(set(fa) & set(fb))
         for change in fingerprint_changes(
-            {"prompt_files": fa[name].get("prompt_files")},
-            {"prompt_files": fb[name].get("prompt_files")},
+            {k: fa[name].get(k) for k in ("prompt_files", "models_weights")},
+            {k: fb[name].get(k) for k in ("prompt_files", "models_weights")},
         )
     ]
 
@@ -109,10 +110,10 @@ def merge_runs(
                 f"{folder.path} was made with a different config, benchmark or shard count"
                 f" than {folders[0].path}; only shards of one run can be merged"
             )
-        changed = _prompt_changes(manifests[0], manifest)
+        changed = _input_changes(manifests[0], manifest)
         if changed:
             raise RunFolderError(
-                f"{folder.path} and {folders[0].path} read different prompt files"
+                f"{folder.path} and {folders[0].path} read different prompt files or weights"
                 f" ({'; '.join(changed)}); only shards of one run can be merged"
             )
         k = (manifest.get("shard") or {}).get("k")

@@ -186,6 +186,14 @@ def test_shards_merged_equal_one_run(bench: Path, tmp_path: Path) -> None:
     partial = merge_runs(shard_dirs[:2], tmp_path / "partial")
     assert partial["missing_shards"] == [3]
 
+    # shards whose model folders held other weights (digests differ) are not one run
+    for digest, shard in zip("ab", shard_dirs[:2], strict=True):
+        manifest = json.loads((shard / "run.json").read_text())
+        manifest["fingerprints"]["cot"]["models_weights"] = {"reasoner": digest * 64}
+        (shard / "run.json").write_text(json.dumps(manifest))
+    with pytest.raises(RunFolderError, match=r"different prompt files or weights.*model weights"):
+        merge_runs(shard_dirs[:2], tmp_path / "other-weights")
+
 
 @pytest.mark.parametrize("batch_size", [1, 3, 4])
 def test_batch_size_bounds_every_adapter_call(bench: Path, tmp_path: Path, batch_size: int) -> None:
