@@ -324,11 +324,15 @@ def load_kwargs(settings: ModelSettings) -> tuple[dict[str, Any], str]:
 
 
 def load_weights(loader: Any, path: Path, settings: ModelSettings) -> Any:
-    """``loader.from_pretrained(path)`` offline, on the settings' device and dtype, cached."""
+    """``loader.from_pretrained(path)`` offline, on the settings' device and dtype, shared per
+    process while the folder holds the same files (its
+    :func:`~cot_ground.models.weights_identity.weights_digest` is part of the key: a notebook
+    that rebuilds a checkpoint in place loads the new one)."""
     kwargs, device = load_kwargs(settings)
     key = (
         getattr(loader, "__name__", repr(loader)),
         str(path),
+        weights_digest(path),
         device,
         str(kwargs["dtype"]),
         settings.device_map,
@@ -369,7 +373,8 @@ def load_processor(path: Path, *, fast_image_processor: bool, left_padding: bool
             processor.tokenizer.padding_side = "left"
         return processor
 
-    return shared(("processor", str(path), fast_image_processor, left_padding), _load)
+    key = ("processor", str(path), weights_digest(path), fast_image_processor, left_padding)
+    return shared(key, _load)
 
 
 # transformers' notices about the image processor it picks while ``use_fast`` is unset ("fast

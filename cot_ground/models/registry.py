@@ -10,11 +10,13 @@ name and settings within a process. :data:`SLOTS` says which role each pipeline 
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 from typing import Any
 
 from cot_ground.models.base import EndToEndGrounder, Grounder, Reasoner
 from cot_ground.models.settings import ModelSettings
+from cot_ground.models.weights_identity import weights_digest
 
 # role -> (protocol, the method it needs)
 ROLES: dict[str, tuple[type, str]] = {
@@ -122,10 +124,23 @@ def _factory(name: str) -> Any:
         raise AdapterError(f"cannot load adapter {name!r}: {exc}") from exc
 
 
+def _folder_digest(path: str | None) -> str | None:
+    """What the local model folder ``path`` holds (None for no path, a Hub id, or a folder that
+    cannot be read: the adapter's own load reports that)."""
+    if not path:
+        return None
+    try:
+        return weights_digest(os.path.expanduser(path))
+    except OSError:
+        return None
+
+
 def resolve(name: str, settings: ModelSettings | None = None, role: str | None = None) -> Any:
     """The adapter ``name`` (a registry name or ``module:factory``) built with ``settings``.
 
-    Adapters are cached per name and settings. With ``role``, a registry name must be
+    Adapters are cached per name, settings and, for a local model folder, what the folder
+    holds (:func:`~cot_ground.models.weights_identity.weights_digest`: a checkpoint rebuilt in
+    place, say from a notebook, gives a new adapter). With ``role``, a registry name must be
     registered with that role and the built adapter must have the role's method.
 
     Raises ``KeyError`` for an unknown registry name (the message lists the known ones),
@@ -137,7 +152,7 @@ def resolve(name: str, settings: ModelSettings | None = None, role: str | None =
         actual = role_of(name)
         if role is not None and actual != role:
             raise AdapterError(f"adapter {name!r} is a {actual}, not a {role}")
-    key = (name, settings.model_dump_json())
+    key = (name, settings.model_dump_json(), _folder_digest(settings.path))
     with _LOCK:
         adapter = _CACHE.get(key)
     if adapter is None:

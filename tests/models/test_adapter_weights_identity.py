@@ -59,3 +59,20 @@ def test_local_and_hub_adapters_record_their_weights(
     assert hub.settings["commit"] == COMMIT
     # the snapshot holds the same files as the folder it was made from
     assert hub.settings["weights_digest"] == weights_digest(tiny_gdino_hf_path)
+
+
+@pytest.mark.slow
+def test_a_checkpoint_rebuilt_in_place_is_loaded_again(tmp_path: Path):
+    from cot_ground.testing import build_tiny_qwen_vl
+
+    folder = build_tiny_qwen_vl(tmp_path / "model", seed=0)
+    settings = ModelSettings(path=str(folder), device="cpu")
+    first = build("qwen-vl-reasoner", settings)
+    assert build("qwen-vl-reasoner", settings) is first  # same files: the same adapter
+    shutil.rmtree(folder)
+    build_tiny_qwen_vl(folder, seed=7)  # a notebook rebuilds the checkpoint in place
+    second = build("qwen-vl-reasoner", settings)
+    assert second is not first
+    assert second.settings["weights_digest"] == weights_digest(folder)
+    assert second.settings["weights_digest"] != first.settings["weights_digest"]
+    assert second.runner.model is not first.runner.model  # the weights were loaded again
