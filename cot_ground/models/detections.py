@@ -13,6 +13,7 @@ from typing import Any
 
 from cot_ground.boxes import Box
 from cot_ground.models.base import GroundResult
+from cot_ground.models.options import OptionRule, any_number, true_or_false, whole_number
 from cot_ground.records import Candidate, ParseStatus
 
 DETECTOR_OPTIONS = {
@@ -21,6 +22,15 @@ DETECTOR_OPTIONS = {
     "top1_fallback": True,
     "max_candidates": 10,
 }
+
+DETECTOR_RULES: dict[str, OptionRule] = {
+    "box_threshold": any_number,
+    "text_threshold": any_number,
+    "top1_fallback": true_or_false,
+    "max_candidates": whole_number(1),
+}
+"""What each value of :data:`DETECTOR_OPTIONS` must be (scores lie in [0, 1]: a threshold of 0
+keeps every box, one above 1 none)."""
 
 
 def normalize_phrase(phrase: str) -> str:

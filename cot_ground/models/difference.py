@@ -14,7 +14,14 @@ from scipy import ndimage
 from cot_ground.boxes import Box
 from cot_ground.images import open_rgb
 from cot_ground.models.base import GroundRequest, GroundResult
-from cot_ground.models.options import resolve_options
+from cot_ground.models.options import (
+    OptionRule,
+    option_problems,
+    real_number,
+    resolve_options,
+    true_or_false,
+    whole_number,
+)
 from cot_ground.models.pictures import shrink
 from cot_ground.models.settings import ModelSettings
 from cot_ground.records import Candidate, ParseStatus
@@ -33,9 +40,20 @@ class DiffGrounder:
         "align": True,  # estimate a translation by phase correlation first
         "top_k": 3,
     }
+    RULES: ClassVar[dict[str, OptionRule]] = {
+        "work_side": whole_number(1),
+        "smooth_sigma": real_number(0),
+        "mad_k": real_number(0),
+        "peak_fraction": real_number(0),
+        "close_px": whole_number(1),
+        "align": true_or_false,
+        "top_k": whole_number(1),
+    }
+    """What each option's value must be (:mod:`cot_ground.models.options`)."""
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
-        self.options = resolve_options(self.name, options or {}, self.DEFAULTS)
+        """Raises ``ValueError`` listing every unknown option and bad value."""
+        self.options = resolve_options(self.name, options or {}, self.DEFAULTS, self.RULES)
         self.settings: dict[str, Any] = {"adapter": self.name, **self.options}
 
     def ground(self, requests: list[GroundRequest]) -> list[GroundResult]:
@@ -105,6 +123,12 @@ def _standardised(image: Image.Image, long_side: int) -> tuple[np.ndarray, float
     mean = arr.mean(axis=(0, 1), keepdims=True)
     std = arr.std(axis=(0, 1), keepdims=True)
     return (arr - mean) / np.maximum(std, 1.0), f
+
+
+def settings_problems(name: str, settings: ModelSettings) -> list[str]:
+    """Problems of the options of ``diff-grounder`` (``name``): unknown keys and bad values, all
+    at once; for the pre-flight check."""
+    return option_problems(name, settings.options, DiffGrounder.DEFAULTS, DiffGrounder.RULES)
 
 
 def build_diff_grounder(settings: ModelSettings) -> DiffGrounder:

@@ -18,7 +18,9 @@ The BART encoder reads the image tokens and the text together, at most
 that would not fit is cut to its first tokens and ``notes["text_truncated"]`` records it.
 Decoding is greedy with ``num_beams`` (option, default 1; the Florence-2 model card examples use
 3). Options: ``num_beams``, ``max_candidates`` (10), ``batch_size`` (4),
-``fast_image_processor`` (False; recorded).
+``fast_image_processor`` (False; recorded). Option values are checked before anything loads,
+every problem at once (:data:`OPTION_RULES`; :func:`settings_problems` lists them without
+building the adapter).
 """
 
 from __future__ import annotations
@@ -40,7 +42,14 @@ from cot_ground.models.hf_loading import (
     open_images,
 )
 from cot_ground.models.open_vocab import checked_family
-from cot_ground.models.options import PROCESSOR_OPTIONS, resolve_options
+from cot_ground.models.options import (
+    PROCESSOR_OPTIONS,
+    PROCESSOR_RULES,
+    OptionRule,
+    option_problems,
+    resolve_options,
+    whole_number,
+)
 from cot_ground.models.settings import ModelSettings
 from cot_ground.records import Candidate
 
@@ -52,6 +61,28 @@ SYNTAX = BOX_SYNTAX["florence2"]
 _LABELLED = re.compile(r"([^<]*)((?:<loc_\d+>)+)")
 _WRAPPERS = ("<s>", "</s>", "<pad>")
 _LOC_TOKEN = re.compile(r"<loc_\d+>")
+
+OPTIONS: dict[str, Any] = {
+    "num_beams": 1,
+    "max_candidates": 10,
+    "batch_size": 4,
+    **PROCESSOR_OPTIONS,
+}
+"""Every option of ``florence2``, with its default."""
+
+OPTION_RULES: dict[str, OptionRule] = {
+    "num_beams": whole_number(1),
+    "max_candidates": whole_number(1),
+    "batch_size": whole_number(1),
+    **PROCESSOR_RULES,
+}
+"""What each option's value must be (:mod:`cot_ground.models.options`)."""
+
+
+def settings_problems(name: str, settings: ModelSettings) -> list[str]:
+    """Problems of the options of ``florence2`` (``name``): unknown keys and bad values, all at
+    once, loading nothing; for the pre-flight check."""
+    return option_problems(name, settings.options, OPTIONS, OPTION_RULES)
 
 
 def florence2_phrase(phrase: str) -> str:
@@ -67,11 +98,7 @@ class Florence2Grounder:
         from transformers import AutoModelForImageTextToText
 
         self.name = NAME
-        self.options = resolve_options(
-            NAME,
-            settings.options,
-            {"num_beams": 1, "max_candidates": 10, "batch_size": 4, **PROCESSOR_OPTIONS},
-        )
+        self.options = resolve_options(NAME, settings.options, OPTIONS, OPTION_RULES)
         path = checked_family(settings, NAME, "florence2")
         fast = bool(self.options["fast_image_processor"])
         self.processor = load_processor(path, fast_image_processor=fast)

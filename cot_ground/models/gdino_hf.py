@@ -10,7 +10,8 @@ count and the number kept. Options: ``box_threshold`` (0.35),
 ``text_threshold`` (0.25, picks the words a candidate's label shows), ``top1_fallback`` (True:
 return the best box even when all scores are under ``box_threshold``), ``max_candidates`` (10),
 ``batch_size`` (4), ``pad_batches`` (False; recorded), ``preprocess_threads`` (4),
-``pixel_cache_size`` (32).
+``pixel_cache_size`` (32). Option values are checked before the checkpoint loads, every problem
+at once (:data:`OPTION_RULES`; :func:`settings_problems` lists them without building anything).
 
 Images are pre-processed one by one in ``preprocess_threads`` worker threads, and the result
 (``pixel_values``, float32 on the CPU, about 12 MB for an 800 × 1200 input) is kept for the last
@@ -33,7 +34,12 @@ from typing import Any
 from cot_ground.images import open_rgb
 from cot_ground.models.base import GroundRequest, GroundResult
 from cot_ground.models.batch_plan import plan_batches
-from cot_ground.models.detections import DETECTOR_OPTIONS, ground_result, normalize_phrase
+from cot_ground.models.detections import (
+    DETECTOR_OPTIONS,
+    DETECTOR_RULES,
+    ground_result,
+    normalize_phrase,
+)
 from cot_ground.models.hf_loading import (
     adapter_settings,
     check_model_folder,
@@ -44,7 +50,15 @@ from cot_ground.models.hf_loading import (
     model_path,
     resolve_device,
 )
-from cot_ground.models.options import PROCESSOR_OPTIONS, resolve_options
+from cot_ground.models.options import (
+    PROCESSOR_OPTIONS,
+    PROCESSOR_RULES,
+    OptionRule,
+    option_problems,
+    resolve_options,
+    true_or_false,
+    whole_number,
+)
 from cot_ground.models.settings import ModelSettings
 
 NAME = "gdino-hf"
@@ -58,6 +72,26 @@ _BATCH_OPTIONS = {
 # options that change only speed and memory, not answers
 _UNRECORDED = ("batch_size", "preprocess_threads", "pixel_cache_size")
 
+OPTIONS: dict[str, Any] = {**DETECTOR_OPTIONS, **PROCESSOR_OPTIONS, **_BATCH_OPTIONS}
+"""Every option of ``gdino-hf`` and ``mm-gdino-hf``, with its default."""
+
+OPTION_RULES: dict[str, OptionRule] = {
+    **DETECTOR_RULES,
+    **PROCESSOR_RULES,
+    "batch_size": whole_number(1),
+    "pad_batches": true_or_false,
+    "preprocess_threads": whole_number(1),
+    "pixel_cache_size": whole_number(0),
+}
+"""What each option's value must be (:mod:`cot_ground.models.options`; ``pixel_cache_size`` 0
+keeps no pre-processed image)."""
+
+
+def settings_problems(name: str, settings: ModelSettings) -> list[str]:
+    """Problems of the options of ``name`` (``gdino-hf`` or ``mm-gdino-hf``): unknown keys and
+    bad values, all at once, loading nothing; for the pre-flight check."""
+    return option_problems(name, settings.options, OPTIONS, OPTION_RULES)
+
 
 class GroundingDinoHF:
     """Single-image grounder: image + phrase → candidates ranked by score."""
@@ -66,9 +100,7 @@ class GroundingDinoHF:
         from transformers import AutoModelForZeroShotObjectDetection
 
         self.name = name
-        self.options = resolve_options(
-            name, settings.options, {**DETECTOR_OPTIONS, **PROCESSOR_OPTIONS, **_BATCH_OPTIONS}
-        )
+        self.options = resolve_options(name, settings.options, OPTIONS, OPTION_RULES)
         fast = bool(self.options["fast_image_processor"])
         settings = float32_when_auto(settings)
         path = model_path(settings, name)

@@ -13,7 +13,9 @@
 * ``box_threshold``, ``text_threshold``, ``top1_fallback``, ``max_candidates``: as ``gdino-hf``.
 
 The device comes from ``settings.device`` (the package would default to CUDA); the model runs in
-float32. Boxes are normalized to the image (frame ``unit``).
+float32. Boxes are normalized to the image (frame ``unit``). Option values and ``dtype`` are
+checked before anything loads, every problem at once (:data:`OPTION_RULES`;
+:func:`settings_problems` lists them without building the adapter).
 """
 
 from __future__ import annotations
@@ -24,10 +26,21 @@ from pathlib import Path
 from typing import Any
 
 from cot_ground.models.base import GroundRequest, GroundResult, ModelLoadError
-from cot_ground.models.detections import DETECTOR_OPTIONS, ground_result, normalize_phrase
+from cot_ground.models.detections import (
+    DETECTOR_OPTIONS,
+    DETECTOR_RULES,
+    ground_result,
+    normalize_phrase,
+)
 from cot_ground.models.gdino_py_compat import build_groundingdino
 from cot_ground.models.hf_loading import model_path, open_images, resolve_device, shared
-from cot_ground.models.options import resolve_options
+from cot_ground.models.options import (
+    OptionRule,
+    option_problems,
+    text,
+    true_or_false,
+    whole_number,
+)
 from cot_ground.models.settings import ModelSettings
 
 NAME = "gdino-py"
@@ -43,6 +56,26 @@ _OPTIONS = {
     "image_size": 800,
     "max_size": 1333,
 }
+
+OPTION_RULES: dict[str, OptionRule] = {
+    **DETECTOR_RULES,
+    "config_file": text(optional=True),
+    "bert_path": text(optional=True),
+    "weights_only": true_or_false,
+    "image_size": whole_number(1),
+    "max_size": whole_number(1, optional=True),
+}
+"""What each option's value must be (:mod:`cot_ground.models.options`; ``max_size`` null: no
+cap on the longer side). A missing ``config_file`` is reported by the folder checks."""
+
+
+def settings_problems(name: str, settings: ModelSettings) -> list[str]:
+    """Problems of the options (unknown keys, bad values) and ``dtype`` of ``gdino-py``
+    (``name``), all at once, reading no file; for the pre-flight check."""
+    problems = option_problems(name, settings.options, _OPTIONS, OPTION_RULES)
+    if settings.dtype not in ("auto", "float32"):
+        problems.append(f"adapter {name!r} runs in float32; got dtype={settings.dtype!r}")
+    return problems
 
 
 def _config_path(value: Any) -> Path:
@@ -122,9 +155,10 @@ class GroundingDinoPy:
 
     def __init__(self, settings: ModelSettings):
         self.name = NAME
-        self.options = resolve_options(NAME, settings.options, _OPTIONS)
-        if settings.dtype not in ("auto", "float32"):
-            raise ValueError(f"adapter {NAME!r} runs in float32; got dtype={settings.dtype!r}")
+        problems = settings_problems(NAME, settings)
+        if problems:
+            raise ValueError("; ".join(problems))
+        self.options = {**_OPTIONS, **settings.options}
         checkpoint = model_path(settings, NAME)
         config = _config_path(self.options["config_file"])
         bert_dir = _bert_dir(self.options["bert_path"], config)

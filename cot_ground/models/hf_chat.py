@@ -21,7 +21,8 @@ answer is the new tokens up to the first end-of-sequence or pad token.
 Options: ``batch_size`` (4), ``fast_image_processor`` (False: the slow image processor the
 checkpoint was saved with; recorded); grounder ``prompt_template`` (text with a ``{phrase}`` slot;
 default: the family's grounding prompt from the box-syntax table), used when a request carries
-no ``prompt`` of its own.
+no ``prompt`` of its own. Option values are checked before anything loads, every problem at once
+(:data:`OPTION_RULES`; :func:`settings_problems` lists them without building the adapter).
 """
 
 from __future__ import annotations
@@ -50,7 +51,15 @@ from cot_ground.models.hf_loading import (
     open_images,
     read_model_type,
 )
-from cot_ground.models.options import PROCESSOR_OPTIONS, resolve_options
+from cot_ground.models.options import (
+    PROCESSOR_OPTIONS,
+    PROCESSOR_RULES,
+    OptionRule,
+    option_problems,
+    resolve_options,
+    text,
+    whole_number,
+)
 from cot_ground.models.settings import ModelSettings
 from cot_ground.models.yes_score import YesTokens, combine, score_rows
 from cot_ground.parsing import answer_text
@@ -64,6 +73,33 @@ FLAT_IMAGE_FAMILIES = frozenset({"internvl"})
 # can only be grounders
 PROMPT_FAMILIES = frozenset({"paligemma"})
 
+ADAPTER_OPTIONS: dict[str, dict[str, Any]] = {
+    "hf-chat-reasoner": {},
+    "hf-chat-grounder": {"prompt_template": None},
+    "hf-chat-e2e": {},
+}
+"""The options each adapter adds to ``batch_size`` (4) and the processor's, with defaults."""
+
+OPTION_RULES: dict[str, OptionRule] = {
+    "batch_size": whole_number(1),
+    **PROCESSOR_RULES,
+    "prompt_template": text(slot="{phrase}", optional=True),
+}
+"""What each option's value must be (:mod:`cot_ground.models.options`)."""
+
+
+def known_options(name: str) -> dict[str, Any]:
+    """Every option adapter ``name`` (a key of :data:`ADAPTER_OPTIONS`) takes, with its
+    default."""
+    return {"batch_size": 4, **PROCESSOR_OPTIONS, **ADAPTER_OPTIONS[name]}
+
+
+def settings_problems(name: str, settings: ModelSettings) -> list[str]:
+    """Problems of the options of adapter ``name`` (a key of :data:`ADAPTER_OPTIONS`): unknown
+    keys and bad values (``batch_size: "4"``, a ``prompt_template`` without ``{phrase}``), all
+    at once, loading nothing; for the pre-flight check."""
+    return option_problems(name, settings.options, known_options(name), OPTION_RULES)
+
 
 class ChatRunner:
     """A loaded chat checkpoint (processor + model, shared per process) that generates."""
@@ -72,18 +108,16 @@ class ChatRunner:
         self,
         name: str,
         settings: ModelSettings,
-        default_options: dict[str, Any],
         role: str = "reasoner",
     ):
-        """``role``: ``reasoner``, ``grounder`` or ``e2e``; what the family must offer for it
-        (a chat, a stated box syntax) is checked before any weights load, like the folder and
-        the chat template."""
+        """``name``: a key of :data:`ADAPTER_OPTIONS`; ``role``: ``reasoner``, ``grounder`` or
+        ``e2e``. The option values (``ValueError`` listing every problem), then what the family
+        must offer for the role (a chat, a stated box syntax), the folder and the chat template
+        are checked before any weights load."""
         from transformers import AutoModelForImageTextToText
 
         self.name = name
-        self.options = resolve_options(
-            name, settings.options, {"batch_size": 4, **PROCESSOR_OPTIONS, **default_options}
-        )
+        self.options = resolve_options(name, settings.options, known_options(name), OPTION_RULES)
         fast = bool(self.options["fast_image_processor"])
         path = model_path(settings, name)
         check_model_folder(path)
@@ -313,15 +347,14 @@ class ChatEndToEnd:
 
 def build_reasoner(settings: ModelSettings) -> ChatReasoner:
     """Registry factory for ``hf-chat-reasoner``."""
-    return ChatReasoner(ChatRunner("hf-chat-reasoner", settings, {}))
+    return ChatReasoner(ChatRunner("hf-chat-reasoner", settings))
 
 
 def build_grounder(settings: ModelSettings) -> ChatGrounder:
     """Registry factory for ``hf-chat-grounder``."""
-    runner = ChatRunner("hf-chat-grounder", settings, {"prompt_template": None}, "grounder")
-    return ChatGrounder(runner)
+    return ChatGrounder(ChatRunner("hf-chat-grounder", settings, "grounder"))
 
 
 def build_end_to_end(settings: ModelSettings) -> ChatEndToEnd:
     """Registry factory for ``hf-chat-e2e``."""
-    return ChatEndToEnd(ChatRunner("hf-chat-e2e", settings, {}, "e2e"))
+    return ChatEndToEnd(ChatRunner("hf-chat-e2e", settings, "e2e"))

@@ -27,7 +27,18 @@ from scipy import ndimage
 from cot_ground.boxes import Box
 from cot_ground.images import open_rgb
 from cot_ground.models.base import GroundRequest, GroundResult
-from cot_ground.models.options import choose_backend, resolve_options
+from cot_ground.models.options import (
+    OptionRule,
+    any_number,
+    choose_backend,
+    number_list,
+    one_of,
+    option_problems,
+    real_number,
+    resolve_options,
+    whole_number,
+)
+from cot_ground.models.settings import ModelSettings
 from cot_ground.records import Candidate, ParseStatus
 from cot_ground.tasks import KEYPOINT_TASKS
 
@@ -112,9 +123,30 @@ class KeypointGrounder:
         "erode_px": 4,  # the agreeing region is eroded by this much before boxing
         "top_k": 2,
     }
+    RULES: ClassVar[dict[str, OptionRule]] = {
+        "backend": one_of("auto", "opencv", "skimage"),
+        "work_side": whole_number(1),
+        "contrast": real_number(0),
+        "max_keypoints": whole_number(1),
+        "ratio": real_number(0),
+        "ransac_px": real_number(0),
+        "ransac_trials": whole_number(1),
+        "ransac_seed": whole_number(0, optional=True),
+        "min_inliers": whole_number(1),
+        "scale_range": number_list(2, minimum=0),
+        "ncc_sigma": real_number(0),
+        "ncc_threshold": any_number,
+        "min_spread": real_number(0),
+        "close_px": whole_number(1),
+        "erode_px": whole_number(0),
+        "top_k": whole_number(1),
+    }
+    """What each option's value must be (:mod:`cot_ground.models.options`; ``ransac_seed``
+    null draws a new seed per request)."""
 
     def __init__(self, options: dict[str, Any] | None = None, fallback: _Grounder | None = None):
-        opts = resolve_options(self.name, options or {}, self.DEFAULTS)
+        """Raises ``ValueError`` listing every unknown option and bad value."""
+        opts = resolve_options(self.name, options or {}, self.DEFAULTS, self.RULES)
         opts["backend"] = choose_backend(opts["backend"], "keypoint-grounder")
         self.options = opts
         self.fallback = fallback
@@ -232,3 +264,11 @@ def _grey_u8(image: Image.Image, long_side: int) -> tuple[np.ndarray, float]:
         size = (round(image.width * f), round(image.height * f))
         image = image.resize(size, Image.Resampling.BOX)
     return np.asarray(image.convert("L"), dtype=np.uint8), f
+
+
+def settings_problems(name: str, settings: ModelSettings) -> list[str]:
+    """Problems of the options of ``keypoint-grounder`` (``name``): unknown keys and bad values,
+    all at once; for the pre-flight check."""
+    return option_problems(
+        name, settings.options, KeypointGrounder.DEFAULTS, KeypointGrounder.RULES
+    )

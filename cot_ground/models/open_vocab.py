@@ -19,6 +19,10 @@ every score is under ``box_threshold``).
   Options: ``box_threshold`` (0.1, the threshold of the transformers OWLv2 examples),
   ``top1_fallback`` (True), ``max_candidates`` (10), ``batch_size`` (4),
   ``fast_image_processor`` (False; recorded).
+
+Option values are checked before anything loads, every problem at once (:data:`OWLV2_RULES`,
+:data:`cot_ground.models.gdino_hf.OPTION_RULES`; :func:`settings_problems` lists them without
+building the adapter).
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cot_ground.models import gdino_hf
 from cot_ground.models.base import GroundRequest, GroundResult, ModelLoadError
 from cot_ground.models.batch_plan import in_batches
-from cot_ground.models.detections import rank_candidates
+from cot_ground.models.detections import DETECTOR_RULES, rank_candidates
 from cot_ground.models.gdino_hf import GroundingDinoHF
 from cot_ground.models.hf_loading import (
     adapter_settings,
@@ -40,7 +45,14 @@ from cot_ground.models.hf_loading import (
     open_images,
     read_model_type,
 )
-from cot_ground.models.options import PROCESSOR_OPTIONS, resolve_options
+from cot_ground.models.options import (
+    PROCESSOR_OPTIONS,
+    PROCESSOR_RULES,
+    OptionRule,
+    option_problems,
+    resolve_options,
+    whole_number,
+)
 from cot_ground.models.settings import ModelSettings
 from cot_ground.records import ParseStatus
 
@@ -54,6 +66,21 @@ OWLV2_OPTIONS = {
     "batch_size": 4,
     **PROCESSOR_OPTIONS,
 }
+
+OWLV2_RULES: dict[str, OptionRule] = {
+    **{k: DETECTOR_RULES[k] for k in ("box_threshold", "top1_fallback", "max_candidates")},
+    **PROCESSOR_RULES,
+    "batch_size": whole_number(1),
+}
+"""What each value of :data:`OWLV2_OPTIONS` must be (:mod:`cot_ground.models.options`)."""
+
+
+def settings_problems(name: str, settings: ModelSettings) -> list[str]:
+    """Problems of the options of ``name`` (``mm-gdino-hf`` or ``owlv2``): unknown keys and bad
+    values, all at once, loading nothing; for the pre-flight check."""
+    if name == OWLV2:
+        return option_problems(OWLV2, settings.options, OWLV2_OPTIONS, OWLV2_RULES)
+    return gdino_hf.settings_problems(name, settings)
 
 
 def checked_family(settings: ModelSettings, adapter: str, model_type: str) -> Path:
@@ -70,7 +97,11 @@ def checked_family(settings: ModelSettings, adapter: str, model_type: str) -> Pa
 
 
 def build_mm_gdino(settings: ModelSettings) -> Any:
-    """Registry factory for ``mm-gdino-hf`` (MM-GroundingDINO / LLMDet checkpoints)."""
+    """Registry factory for ``mm-gdino-hf`` (MM-GroundingDINO / LLMDet checkpoints); bad
+    options are refused before the folder is read."""
+    problems = settings_problems(MM_GDINO, settings)
+    if problems:
+        raise ValueError("; ".join(problems))
     checked_family(settings, MM_GDINO, "mm-grounding-dino")
     return GroundingDinoHF(settings, name=MM_GDINO)
 
@@ -96,7 +127,7 @@ class Owlv2Grounder:
         from transformers import AutoModelForZeroShotObjectDetection
 
         self.name = OWLV2
-        self.options = resolve_options(OWLV2, settings.options, OWLV2_OPTIONS)
+        self.options = resolve_options(OWLV2, settings.options, OWLV2_OPTIONS, OWLV2_RULES)
         path = checked_family(settings, OWLV2, "owlv2")
         fast = bool(self.options["fast_image_processor"])
         self.processor = load_processor(path, fast_image_processor=fast)

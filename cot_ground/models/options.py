@@ -52,6 +52,52 @@ def true_or_false(value: Any) -> str | None:
     return None if isinstance(value, bool) else "true or false"
 
 
+PROCESSOR_RULES: dict[str, OptionRule] = {"fast_image_processor": true_or_false}
+"""The rule of :data:`PROCESSOR_OPTIONS`."""
+
+
+def any_number(value: Any) -> str | None:
+    """Rule: an integer or float (not a bool) of any size (a score threshold above every score
+    keeps no box, which is valid)."""
+    return None if isinstance(value, int | float) and not isinstance(value, bool) else "a number"
+
+
+def number_list(length: int | None = None, minimum: float = 0.0) -> OptionRule:
+    """Rule: a list (or tuple) of numbers, each at least ``minimum``; ``length`` of them when
+    given, else at least one."""
+    each = real_number(minimum)
+
+    def rule(value: Any) -> str | None:
+        need = f"a list of {length or 'one or more'} number(s) >= {minimum:g}"
+        if not isinstance(value, list | tuple) or not value:
+            return need
+        if length is not None and len(value) != length:
+            return need
+        return need if any(each(v) is not None for v in value) else None
+
+    return rule
+
+
+def text(*, slot: str | None = None, optional: bool = False) -> OptionRule:
+    """Rule: a non-empty string (holding ``slot``, e.g. ``{phrase}``, when given); also null
+    when ``optional``."""
+
+    def rule(value: Any) -> str | None:
+        if value is None and optional:
+            return None
+        if isinstance(value, str) and value and (slot is None or slot in value):
+            return None
+        need = "a non-empty string" + (f" with a {slot} slot" if slot else "")
+        return need + (" or null" if optional else "")
+
+    return rule
+
+
+def options_mapping(value: Any) -> str | None:
+    """Rule: a mapping of options (the options of a part of a composite adapter) or null."""
+    return None if value is None or isinstance(value, Mapping) else "a mapping of options or null"
+
+
 def one_of(*choices: Any, optional: bool = False) -> OptionRule:
     """Rule: one of ``choices``; also null when ``optional``."""
 

@@ -19,7 +19,7 @@ from typing import Any
 from cot_ground.bench.targets import TargetRuleError, target_image
 from cot_ground.boxes import Box
 from cot_ground.models.base import ChatRequest, ReasonerResult
-from cot_ground.models.options import resolve_options
+from cot_ground.models.options import option_problems, resolve_options
 from cot_ground.models.settings import ModelSettings
 from cot_ground.records import ParseStatus
 from cot_ground.tasks import (
@@ -119,6 +119,11 @@ class RuleReasoner:
             reference_index=ref_image,
             reference_box=ref_box,
         )
+
+
+def settings_problems(name: str, settings: ModelSettings) -> list[str]:
+    """``rule-reasoner`` (``name``) takes no options: each one given is a problem."""
+    return option_problems(name, settings.options, {})
 
 
 def build_rule_reasoner(settings: ModelSettings) -> RuleReasoner:

@@ -20,7 +20,16 @@ from scipy import ndimage
 from cot_ground.boxes import Box, nms
 from cot_ground.images import open_rgb
 from cot_ground.models.base import GroundRequest, GroundResult
-from cot_ground.models.options import choose_backend, resolve_options
+from cot_ground.models.options import (
+    OptionRule,
+    choose_backend,
+    number_list,
+    one_of,
+    option_problems,
+    real_number,
+    resolve_options,
+    whole_number,
+)
 from cot_ground.models.pictures import grey, resize_array
 from cot_ground.models.settings import ModelSettings
 from cot_ground.records import Candidate, ParseStatus
@@ -90,9 +99,26 @@ class TemplateGrounder:
         "refine_top": 3,  # coarse matches refined at full resolution
         "top_k": 3,
     }
+    RULES: ClassVar[dict[str, OptionRule]] = {
+        "backend": one_of("auto", "opencv", "skimage"),
+        "work_side": whole_number(1),
+        "min_size": real_number(0, strict=True),
+        "max_size": real_number(0, strict=True),
+        "scale_step": real_number(1, strict=True),
+        "min_template_px": whole_number(1),
+        "smooth_sigma": real_number(0),
+        "min_spread": real_number(0),
+        "box_inset": real_number(0),
+        "shared_windows": number_list(minimum=0),
+        "shared_side": whole_number(1),
+        "refine_top": whole_number(1),
+        "top_k": whole_number(1),
+    }
+    """What each option's value must be (:mod:`cot_ground.models.options`)."""
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
-        opts = resolve_options(self.name, options or {}, self.DEFAULTS)
+        """Raises ``ValueError`` listing every unknown option and bad value."""
+        opts = resolve_options(self.name, options or {}, self.DEFAULTS, self.RULES)
         opts["backend"] = choose_backend(opts["backend"], "template-grounder")
         self.options = opts
         self.settings: dict[str, Any] = {"adapter": self.name, **opts}
@@ -247,6 +273,14 @@ class TemplateGrounder:
                     box = _unscaled(x, y, ww, wh, f)
                     found.append((float(scores[y, x]), box))
         return found
+
+
+def settings_problems(name: str, settings: ModelSettings) -> list[str]:
+    """Problems of the options of ``template-grounder`` (``name``): unknown keys and bad values,
+    all at once; for the pre-flight check."""
+    return option_problems(
+        name, settings.options, TemplateGrounder.DEFAULTS, TemplateGrounder.RULES
+    )
 
 
 def build_template_grounder(settings: ModelSettings) -> TemplateGrounder:

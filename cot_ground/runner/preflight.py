@@ -5,10 +5,12 @@
 * environment variables the config references (all unset ones, with the keys using them);
 * adapters: a known registry name or an importable ``module:factory``, in the role its pipeline
   slot needs;
-* model folders: each adapter's check (:data:`MODEL_CHECKS`; config files and weights present
-  for transformers checkpoints, the checkpoint and config of groundingdino-py, the API key
-  variable of a served model); an adapter living outside cot-ground may give its factory a
-  ``preflight`` attribute, a function ``(ModelSettings) -> list[str]``;
+* model folders and options: each adapter's check (:data:`MODEL_CHECKS`; config files and
+  weights present for transformers checkpoints, the checkpoint and config of groundingdino-py,
+  the API key variable of a served model; for every registry adapter the option keys and
+  values, by its module's ``settings_problems``, :data:`OPTION_CHECKS`); an adapter living
+  outside cot-ground may give its factory a ``preflight`` attribute, a function
+  ``(ModelSettings) -> list[str]``;
 * the benchmark file, its image root, every bad item of the selection (each image path that
   leaves the root, each malformed field), and the selection (tasks, limit, shard) not being empty;
 * every image file of the selected examples exists (``os.stat``, no decoding);
@@ -60,19 +62,60 @@ def _unexpanded(value: str | None) -> bool:
     return bool(value) and "${" in str(value)
 
 
-def _hf_folder(adapter: str, processor: bool = True) -> ModelCheck:
-    """The check of a transformers checkpoint: a local folder (config, weights, processor files)
-    or a Hub id ``org/name[@rev]`` that is cached, or will be downloaded when online
-    (:func:`cot_ground.models.hf_loading.check_model_source`); for the Qwen-VL adapters also
-    their option values (:func:`cot_ground.models.qwen_vl.settings_problems`)."""
+OPTION_CHECKS: dict[str, str] = {
+    "qwen-vl-reasoner": "cot_ground.models.qwen_vl",
+    "qwen-vl-grounder": "cot_ground.models.qwen_vl",
+    "qwen-vl-e2e": "cot_ground.models.qwen_vl",
+    "migician": "cot_ground.models.migician",
+    "gdino-hf": "cot_ground.models.gdino_hf",
+    "gdino-py": "cot_ground.models.gdino_py",
+    "openai-reasoner": "cot_ground.models.openai_chat",
+    "openai-e2e": "cot_ground.models.openai_chat",
+    "rule-reasoner": "cot_ground.models.rule_reasoner",
+    "template-grounder": "cot_ground.models.template",
+    "diff-grounder": "cot_ground.models.difference",
+    "classical-grounder": "cot_ground.models.classical",
+    "keypoint-grounder": "cot_ground.models.keypoints",
+    "hf-chat-reasoner": "cot_ground.models.hf_chat",
+    "hf-chat-grounder": "cot_ground.models.hf_chat",
+    "hf-chat-e2e": "cot_ground.models.hf_chat",
+    "mm-gdino-hf": "cot_ground.models.open_vocab",
+    "owlv2": "cot_ground.models.open_vocab",
+    "florence2": "cot_ground.models.florence2",
+}
+"""Registry adapter name → the module whose ``settings_problems(name, settings)`` lists the
+problems of its options (unknown keys, bad values); imported when a config uses the adapter
+(none of these modules imports torch or transformers at module level)."""
+
+
+def adapter_option_problems(adapter: str, settings: ModelSettings) -> list[str]:
+    """Problems of the options of registry adapter ``adapter`` (:data:`OPTION_CHECKS`; none
+    for an adapter not listed); loads nothing."""
+    module = OPTION_CHECKS.get(adapter)
+    if module is None:
+        return []
+    return importlib.import_module(module).settings_problems(adapter, settings)
+
+
+def _options_only(adapter: str) -> ModelCheck:
+    """The check of an adapter without weights: its options (:func:`adapter_option_problems`)."""
 
     def check(settings: ModelSettings) -> list[str]:
-        from cot_ground.models import qwen_vl
+        return adapter_option_problems(adapter, settings)
+
+    return check
+
+
+def _hf_folder(adapter: str, processor: bool = True) -> ModelCheck:
+    """The check of a transformers checkpoint: its option values
+    (:func:`adapter_option_problems`), then a local folder (config, weights, processor files)
+    or a Hub id ``org/name[@rev]`` that is cached, or will be downloaded when online
+    (:func:`cot_ground.models.hf_loading.check_model_source`)."""
+
+    def check(settings: ModelSettings) -> list[str]:
         from cot_ground.models.hf_loading import check_model_source
 
-        problems = []
-        if adapter in qwen_vl.ADAPTER_OPTIONS:
-            problems += qwen_vl.settings_problems(adapter, settings)
+        problems = adapter_option_problems(adapter, settings)
         if not settings.path:
             return [
                 *problems,
@@ -84,12 +127,13 @@ def _hf_folder(adapter: str, processor: bool = True) -> ModelCheck:
 
 
 def _gdino_py(settings: ModelSettings) -> list[str]:
-    """groundingdino-py: the checkpoint file, the config file and the local BERT folder."""
+    """groundingdino-py: its options and dtype (:func:`adapter_option_problems`), the
+    checkpoint file, the config file and the local BERT folder."""
     from cot_ground.models import gdino_py
     from cot_ground.models.base import ModelLoadError
     from cot_ground.models.hf_loading import model_path
 
-    problems: list[str] = []
+    problems = adapter_option_problems(gdino_py.NAME, settings)
     try:
         checkpoint = model_path(settings, gdino_py.NAME)
         if not checkpoint.is_file():
@@ -97,8 +141,9 @@ def _gdino_py(settings: ModelSettings) -> list[str]:
     except ModelLoadError as exc:
         problems.append(str(exc))
     options = settings.options
-    if _unexpanded(options.get("config_file")) or _unexpanded(options.get("bert_path")):
-        return problems
+    paths = [options.get("config_file"), options.get("bert_path")]
+    if any(not isinstance(p, str | None) or _unexpanded(p) for p in paths):
+        return problems  # a bad value is reported above, an unset variable earlier
     try:
         config = gdino_py._config_path(options.get("config_file"))
         bert = gdino_py._bert_dir(options.get("bert_path"), config)
@@ -115,9 +160,7 @@ def _served(adapter: str) -> ModelCheck:
     client-side resize) and the key variable."""
 
     def check(settings: ModelSettings) -> list[str]:
-        from cot_ground.models.openai_chat import settings_problems
-
-        problems = settings_problems(adapter, settings)
+        problems = adapter_option_problems(adapter, settings)
         env = settings.options.get("api_key_env")
         if env and not os.environ.get(str(env)):
             problems.append(
@@ -147,9 +190,19 @@ MODEL_CHECKS: dict[str, ModelCheck] = {
     "gdino-py": _gdino_py,
     "openai-reasoner": _served("openai-reasoner"),
     "openai-e2e": _served("openai-e2e"),
+    **{
+        name: _options_only(name)
+        for name in (
+            "rule-reasoner",
+            "template-grounder",
+            "diff-grounder",
+            "classical-grounder",
+            "keypoint-grounder",
+        )
+    },
 }
-"""Registry adapter name → its settings check. Adapters not listed (the classical ones, which
-load no weights) need none; :func:`register_model_check` adds or replaces one."""
+"""Registry adapter name → its settings check (the classical adapters, which load no weights:
+their options only); :func:`register_model_check` adds or replaces one."""
 
 
 def register_model_check(adapter: str, check: ModelCheck) -> None:
