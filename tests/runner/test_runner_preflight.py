@@ -105,6 +105,40 @@ def test_bad_option_values_of_every_model_are_reported_at_once(
     assert rf.CALLS == [] and registry._CACHE == {}  # nothing was built
 
 
+def test_bad_options_of_detectors_chat_models_and_classical_grounders_are_listed_at_once(
+    tmp_path: Path,
+) -> None:
+    bench = rf.make_benchmark(tmp_path / "bench", n=2)
+    data = rf.experiment(bench, tmp_path / "run", tmp_path / "cache")
+    data["models"]["reasoner"] = {
+        "adapter": "hf-chat-reasoner",
+        "path": str(_incomplete_model(tmp_path / "chat")),
+        "options": {"batch_size": "4"},
+    }
+    data["models"]["grounder"] = {
+        "adapter": "gdino-hf",
+        "path": str(_incomplete_model(tmp_path / "gdino")),
+        "options": {"box_treshold": 0.3, "pad_batches": "no"},
+    }
+    data["models"]["fallback"] = {
+        "adapter": "classical-grounder",
+        "options": {"template": {"top_k": 0}},
+    }
+    data["pipelines"]["cot"]["fallback_grounder"] = "fallback"
+    with pytest.raises(PreflightError) as err:
+        run_experiment(parse_config(data))
+    message = str(err.value)
+    assert "models.reasoner (hf-chat-reasoner): adapter 'hf-chat-reasoner': option batch_size" in (
+        message
+    )
+    assert "unknown option(s) box_treshold" in message
+    assert "option pad_batches must be true or false, got 'no' (str)" in message
+    assert "models.fallback (classical-grounder)" in message and "top_k" in message
+    # 4 option problems and the 2 folder checks, which still run beside them
+    assert "6 problem(s)" in message and "config.json" in message
+    assert rf.CALLS == [] and registry._CACHE == {}  # nothing was built
+
+
 def test_a_check_supplied_per_adapter_runs_before_building(tmp_path: Path) -> None:
     seen = []
 
