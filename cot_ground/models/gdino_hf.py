@@ -125,7 +125,7 @@ class GroundingDinoHF:
         if on_gpu:
             self.settings["preprocess_device"] = device
 
-        @functools.lru_cache(maxsize=max(0, int(self.options["pixel_cache_size"])))
+        @functools.lru_cache(maxsize=self.options["pixel_cache_size"])
         def pixel_values(path: str) -> Any:
             out = image_processor(images=[open_rgb(path)], return_tensors="pt", **on_gpu)
             return out["pixel_values"][0]
@@ -153,7 +153,7 @@ class GroundingDinoHF:
         module docstring)."""
         pixels = self.pixel_values([r.image for r in requests])
         shapes = [tuple(p.shape[1:]) for p in pixels]
-        size = max(1, int(self.options["batch_size"]))
+        size = self.options["batch_size"]
         if self.options["pad_batches"]:  # similar sizes share a pass: less padding
             plan = plan_batches([h * w for h, w in shapes], [1] * len(shapes), size)
         else:

@@ -285,9 +285,8 @@ class ChatGrounder:
         self.runner = runner
         self.name = runner.name
         self.syntax = _syntax_of(runner)
+        # a given template holds {phrase} (OPTION_RULES), and so does every family's prompt
         self.template = runner.options["prompt_template"] or self.syntax.ground_prompt
-        if "{phrase}" not in self.template:
-            raise ModelLoadError(f"adapter {self.name!r}: prompt_template has no {{phrase}} slot")
         self.settings = {
             **runner.settings,
             "frame": self.syntax.frame,
