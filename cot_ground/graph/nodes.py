@@ -54,6 +54,15 @@ def step2_texts(prompts: PromptSet, variables: dict[str, Any]) -> tuple[str, str
     return phrase, prompts.render("step2", {**variables, "phrase": phrase}).text
 
 
+def _needs_no_choice(kind: str, chosen: int | None, description: str) -> bool:
+    """An answer meant to name an image names none, but holds all else step 2 needs: a
+    non-empty description for kind ``image_and_description``, nothing for kind ``image``
+    (the phrase then comes from the question)."""
+    return chosen is None and (
+        kind == "image" or (kind == "image_and_description" and bool(description.strip()))
+    )
+
+
 @dataclass(frozen=True)
 class CoTNodes:
     """Node functions bound to the adapters and the config (all read-only)."""
@@ -149,7 +158,11 @@ class CoTNodes:
             return {"error": error, "trace": [trace]}
 
         fallbacks: list[str] = []
-        if status is not ParseStatus.OK:
+        if status is not ParseStatus.OK and self._oracle_without_choice(kind, chosen, description):
+            # the oracle gives the image: a description without an image choice is usable
+            parsed["reason"] = why
+            parsed["image_named"] = False
+        elif status is not ParseStatus.OK:
             parsed["reason"] = why
             if attempt <= self.config.max_retries:
                 parsed["next"] = "retry"
@@ -157,7 +170,7 @@ class CoTNodes:
             if self._first_image_fallback(ex, kind, chosen, description):
                 fallbacks.append(FIRST_IMAGE_FALLBACK)
                 parsed["fallback"] = FIRST_IMAGE_FALLBACK
-        if status is not ParseStatus.OK and not fallbacks:
+        if status is not ParseStatus.OK and not fallbacks and "image_named" not in parsed:
             return stop(
                 error_entry(
                     ErrorCategory.FORMAT,
@@ -215,6 +228,12 @@ class CoTNodes:
             "trace": [step(PARSE, attempt=attempt - 1, parsed={**parsed, **selection})],
         }
 
+    def _oracle_without_choice(self, kind: str, chosen: int | None, description: str) -> bool:
+        """``oracle-image`` mode and an answer meant to name an image that names none readable:
+        the oracle gives the image, so step 2 goes on when the answer holds what else it needs
+        (its description, when the kind has one; ``_needs_no_choice``)."""
+        return self.config.mode == "oracle-image" and _needs_no_choice(kind, chosen, description)
+
     def _first_image_fallback(
         self, ex: Example, kind: str, chosen: int | None, description: str
     ) -> bool:
@@ -223,8 +242,7 @@ class CoTNodes:
         return (
             self.config.mode in PAPER_RULE_MODES
             and get_task(ex.task).paper_image == "reasoner"
-            and chosen is None
-            and (kind == "image" or (kind == "image_and_description" and bool(description)))
+            and _needs_no_choice(kind, chosen, description)
         )
 
     def _step2_image(

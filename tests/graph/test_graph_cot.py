@@ -147,6 +147,54 @@ def test_oracle_image_and_agent_take_different_images():
     assert oracle.trace[1].parsed["step2_rule"] == "oracle"
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        '{"image": null, "description": "the motion-blurred clock"}',
+        '{"description": "the motion-blurred clock"}',
+        "The motion-blurred clock on the wall.",
+    ],
+)
+def test_oracle_image_grounds_a_description_when_step1_names_no_image(answer):
+    ex = make_example(n_images=3, target=2)
+    grounder = ScriptedGrounder({ex.images[2]: [BOX]})
+    oracle = run(ScriptedReasoner([answer]), grounder, ex, mode="oracle-image", max_retries=2)
+    agent = run(ScriptedReasoner([answer]), ScriptedGrounder({}), ex, mode="agent", max_retries=0)
+
+    assert oracle.status is ParseStatus.OK and oracle.error is None
+    assert oracle.image_index == 2 and oracle.box == BOX.box
+    assert "motion-blurred clock" in grounder.requests[0].phrase
+    assert nodes(oracle) == ["select_and_describe", "parse_selection", "ground", "finalize"]
+    parse = oracle.trace[1].parsed  # the reasoner named no image: recorded, not retried
+    assert parse["image_named"] is False and parse["image_index"] is None
+    assert parse["status"] != "ok" and parse["step2_rule"] == "oracle"
+    assert agent.error.category is ErrorCategory.FORMAT  # agent mode still needs the choice
+
+
+@pytest.mark.parametrize(
+    "answer", ['{"image": null, "description": ""}', '{"image": null}', '{"image": "none"}']
+)
+def test_oracle_image_without_a_usable_description_is_still_a_format_failure(answer):
+    ex = make_example(n_images=3, target=2)
+    grounder = ScriptedGrounder({ex.images[2]: [BOX]})
+    pred = run(ScriptedReasoner([answer]), grounder, ex, mode="oracle-image", max_retries=0)
+
+    assert pred.error.category is ErrorCategory.FORMAT and pred.status is ParseStatus.MALFORMED
+    assert grounder.requests == [] and "image_named" not in pred.trace[1].parsed
+
+
+def test_oracle_image_needs_no_choice_from_an_image_only_answer():
+    # paper variant, group_grounding: step 1 answers only an image, the phrase is the question's
+    ex = make_example("group_grounding", n_images=3, target=2)
+    grounder = ScriptedGrounder({ex.images[2]: [BOX]})
+    pred = run(
+        ScriptedReasoner(["I cannot tell."]), grounder, ex, mode="oracle-image",
+        prompt_variant="paper", max_retries=0,
+    )  # fmt: skip
+    assert pred.status is ParseStatus.OK and pred.image_index == 2 and pred.box == BOX.box
+    assert pred.trace[1].parsed["image_named"] is False and len(grounder.requests) == 1
+
+
 def test_paper_mode_sends_the_step1_prompt_not_the_question():
     ex = make_example("diff", n_images=2, target=1)
     reasoner = ScriptedReasoner(["The red car."])
