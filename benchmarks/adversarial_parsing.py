@@ -24,6 +24,9 @@ TEXTS: dict[str, str] = {
     "think tags": "<think>" * 2000,
     "nested braces": "{" * 3000 + "}" * 3000,
     "ordinals": "1th image " * 2000,
+    "numbered": "image 2 " * 3000,
+    "counts": "the image 2 birds " * 2000,
+    "negations": "not in in in in in in in in image 2 " * 1000,
     "long list": "[1, " + "1, " * 5000,
     "box tags": "<box>1 " * 3000,
 }

@@ -17,8 +17,13 @@ question (for echoed reference images). Each change is put in one class:
 * ``not_a_mention`` -- the old reader's mention is not an image ("the 3th region picture",
   "the first two images").
 
-Prints a table (per model × task: answers, image stated old/new, changed, per class) and writes
-``benchmarks/results/mention_changes.json`` (``--out``).
+Each answer is also read by the previous version of this reader (``mentions-2``, the
+:mod:`cot_ground.mentions` of commit ``991a2ce``, also from git history): ``changed_previous``
+counts the answers whose image differs from it.
+
+Prints a table (per model × task: answers, image stated old/new, changed, per class, changed
+against the previous reader) and writes ``benchmarks/results/mention_changes.json``
+(``--out``).
 """
 
 from __future__ import annotations
@@ -37,24 +42,33 @@ from cot_ground.boxes import Frame
 from cot_ground.parsing import answer_text, parse_box
 
 OLD_COMMIT = "c4e526b"
+PREVIOUS_COMMIT = "991a2ce"  # the last commit with reader mentions-2
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RELEASED = ROOT.parent / "shared" / "migbench" / "released_outputs"
 CLASSES = ("echo", "negated", "several", "correction", "new_mention", "not_a_mention")
 
 
-def old_reader() -> Any:
-    """``parse_image_index`` as it was at :data:`OLD_COMMIT` (source read with ``git show``)."""
+def _module_at(commit: str, path: str) -> types.ModuleType:
+    """The module ``path`` as it was at ``commit`` (source read with ``git show``)."""
     source = subprocess.run(
-        ["git", "show", f"{OLD_COMMIT}:cot_ground/parsing.py"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
+        ["git", "show", f"{commit}:{path}"], cwd=ROOT, check=True, capture_output=True, text=True
     ).stdout
-    module = types.ModuleType("cot_ground_parsing_c4e526b")
+    module = types.ModuleType(f"{Path(path).stem}_{commit}")
     sys.modules[module.__name__] = module  # dataclasses look their module up
-    exec(compile(source, f"{OLD_COMMIT}:cot_ground/parsing.py", "exec"), module.__dict__)
-    return module.parse_image_index
+    exec(compile(source, f"{commit}:{path}", "exec"), module.__dict__)
+    return module
+
+
+def old_reader() -> Any:
+    """``parse_image_index`` as it was at :data:`OLD_COMMIT`."""
+    return _module_at(OLD_COMMIT, "cot_ground/parsing.py").parse_image_index
+
+
+def previous_reader() -> Any:
+    """``image_choice`` of reader ``mentions-2`` (:data:`PREVIOUS_COMMIT`)."""
+    module = _module_at(PREVIOUS_COMMIT, "cot_ground/mentions.py")
+    assert module.READER == "mentions-2", module.READER
+    return module.image_choice
 
 
 def classify(answer: str, question: str, old: int | None, new: int | None) -> str:
@@ -79,8 +93,12 @@ def classify(answer: str, question: str, old: int | None, new: int | None) -> st
 def compare_readers(released: Path) -> dict[str, Any]:
     """Per model and task: answers, image stated (old/new), changed choices by class, and a
     few examples of each class."""
-    parse_old = old_reader()
-    out: dict[str, Any] = {"old_reader": f"parse_image_index at {OLD_COMMIT}", "models": {}}
+    parse_old, parse_previous = old_reader(), previous_reader()
+    out: dict[str, Any] = {
+        "old_reader": f"parse_image_index at {OLD_COMMIT}",
+        "previous_reader": f"mentions-2 at {PREVIOUS_COMMIT}",
+        "models": {},
+    }
     examples: dict[str, list[dict[str, Any]]] = {c: [] for c in CLASSES}
     for model_dir in sorted(p for p in released.iterdir() if p.is_dir()):
         tasks: dict[str, Any] = {}
@@ -93,6 +111,9 @@ def compare_readers(released: Path) -> dict[str, Any]:
                 counts["answers"] += 1
                 counts["stated_old"] += old is not None
                 counts["stated_new"] += new is not None
+                counts["changed_previous"] += new != parse_previous(
+                    answer_text(rec.answer), rec.question
+                )
                 if old != new:
                     kind = classify(rec.answer, rec.question, old, new)
                     counts["changed"] += 1
@@ -115,6 +136,7 @@ def compare_readers(released: Path) -> dict[str, Any]:
 def table(result: dict[str, Any]) -> str:
     """Markdown table of the rows with a change, plus the total."""
     head = ["model", "task", "answers", "stated_old", "stated_new", "changed", *CLASSES]
+    head.append("changed_previous")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def row(model: str, task: str, c: dict[str, int]) -> str:
@@ -123,7 +145,7 @@ def table(result: dict[str, Any]) -> str:
 
     for model, tasks in result["models"].items():
         for task, counts in tasks.items():
-            if counts.get("changed") or counts.get("stated_old") or counts.get("stated_new"):
+            if any(counts.get(k) for k in [*head[3:6], "changed_previous"]):
                 lines.append(row(model, task, counts))
     lines.append(row("**all**", "", result["total"]))
     return "\n".join(lines)

@@ -9,8 +9,13 @@ in the first image …") and no choice is read, unless the mentions stated as th
 answer is image 2", "I choose image 2") all name one image. Roles:
 
 * ``negated``  -- a rejected image: "not in image 1", "rather than the first image",
-  "image 1 does not contain it", "cannot be found in image 1", "absent / missing from image 1",
-  "不在第一张图片".
+  "image 1 does not contain it", "image 1 lacks it", "cannot be found in image 1", "absent /
+  missing from image 1", "不在第一张图片". The negation must govern the mention: between the
+  negating word and the mention only words of being, finding or place ("isn't in the second
+  image", "no image 2"); a negative word elsewhere ("the dog with no collar is in image 2", "no
+  doubt it is in image 2") negates nothing. A negation ends at its clause: punctuation, a
+  dash, "and", "but", "while", "whereas", "而", "但", "却" ("missing from image 1 and present in
+  image 2").
 * ``echo``     -- the question's own reference image repeated as part of a description: when
   the question names image *k* only as a reference (e.g. "the object in the first image …
   locate it in the 2th image"), a mention of *k* in the answer counts only when stated as the
@@ -22,8 +27,10 @@ Spellings read: English ordinals ("second image", "the 3rd picture", "2th image"
 input photo"), numbers ("image 2", "Image-2", "Image2", "picture #3", "img 2", "image two"), Chinese
 ("第三张图片", "第3幅图", "第二个图像", "图3", "图片二", "图像 2"), full-width digits ("图３"), and
 an answer that is nothing but an ordinal or a number ("2th", "second", "2", "第二张").
-Not mentions: plurals and counts ("the first two images", "images 1 and 2"), region ordinals
-("the 3th region picture" names a region, not an input image), "the other image".
+Not mentions: plurals and counts ("the first two images", "images 1 and 2"), a number after
+"the / this image" that counts a noun ("in the image 3 birds are visible", "in this image 2
+people are standing", "the image 1 girl"), region ordinals ("the 3th region picture" names a
+region, not an input image), "the other image".
 
 The reader never raises (any ``str`` in, a :class:`ImageReading` out) and never invents: an
 answer without an affirmed mention, or with several images and no correction, reads as
@@ -39,8 +46,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 Role = Literal["affirmed", "negated", "echo"]
-READER = "mentions-2"
-"""Name of these reading rules, recorded in every prediction (``Prediction.settings``)."""
+READER = "mentions-3"
+"""Name of these reading rules, recorded in every prediction (``Prediction.settings``).
+``mentions-2`` negated a mention after any negative word of its clause ("the dog with no
+collar is in image 2"), let a negation run on past "and" / a dash / "而", and read "the image 3
+birds" as image 3."""
 
 _ORDINAL_WORDS = {
     "first": 1,
@@ -95,6 +105,64 @@ _NUMBERED_MENTION = re.compile(
     rf"(?:(?P<n>\d{{1,2}})\b(?!\s*(?:x|×|px|%|\.\d|-\d))|(?P<w>{'|'.join(_NUMBER_WORDS)})\b)",
     re.IGNORECASE,
 )
+# "in the image 3 birds are visible": after "the / this image" a number that starts a noun
+# phrase counts things (a plural noun, or a word and then a plural noun), it names no image
+_DETERMINER_BEFORE = re.compile(r"\b(?:the|this|that|each|every|an?|one)\s+$", re.IGNORECASE)
+_IRREGULAR_PLURALS = (
+    r"people|persons|men|women|children|kids|feet|teeth|geese|mice|sheep|fish|deer|cattle|police"
+)
+# words ending in -s that are not plural nouns (verbs after a mention, function words)
+_NOT_PLURALS = frozenset(
+    {
+        "is", "was", "has", "does", "as", "us", "its", "this", "thus", "plus", "yes", "always",
+        "perhaps", "whereas", "across", "less", "unless", "shows", "contains", "depicts",
+        "displays", "features", "includes", "presents", "illustrates", "highlights", "captures",
+        "appears", "seems", "looks", "gives", "provides", "matches", "differs", "lacks", "reveals",
+        "represents", "portrays", "focuses", "remains", "becomes", "states", "says",
+    }
+)
+# words that may follow a mention and start no counted noun phrase
+_NOT_NOUN_START = frozenset(
+    {
+        "is", "was", "are", "were", "be", "has", "have", "had", "can", "could", "will", "would",
+        "may", "might", "should", "must", "also", "only", "and", "or", "but", "nor", "so", "then",
+        "in", "on", "at", "of", "with", "without", "from", "to", "for", "by", "as", "into", "than",
+        "the", "a", "an", "that", "which", "where", "who", "whose", "there", "here", "it", "its",
+        "this", "these", "those", "while", "whereas", "however", "not", "no", "actually",
+        "clearly", "both", "all",
+    }
+)
+_NEXT_WORDS = re.compile(r"\s+([a-z]+)(?:\s+([a-z]+))?", re.IGNORECASE)
+
+
+def _plural(word: str) -> bool:
+    word = word.lower()
+    if re.fullmatch(_IRREGULAR_PLURALS, word):
+        return True
+    return len(word) > 3 and word.endswith("s") and not word.endswith("ss") and (
+        word not in _NOT_PLURALS
+    )
+
+
+def _is_count(text: str, m: re.Match[str]) -> bool:
+    """A numbered mention after "the / this image" whose number is followed by a counted noun
+    ("the image 3 birds", "this image 2 red cars", "the image 1 girl"): a count."""
+    if not _DETERMINER_BEFORE.search(text, max(0, m.start() - 16), m.start()):
+        return False
+    words = _NEXT_WORDS.match(text, m.end())
+    if words is None:
+        return False
+    first, second = words[1].lower(), (words[2] or "").lower()
+    if first in _NOT_NOUN_START:
+        return False
+    if _plural(first):
+        return True
+    one = (m["n"] or "") == "1" or (m["w"] or "").lower() == "one"
+    if one:  # "the image 1 girl is …": a singular noun after one
+        return first not in _NOT_PLURALS
+    return bool(second) and second not in _NOT_NOUN_START and _plural(second)
+
+
 _CN_NUM = r"(?P<cn>[一二两三四五六七八九十]{1,2}|\d{1,2})"
 _CN_NOUN = r"(?:图片|图像|照片|图)"
 _CN_ORDINAL = re.compile(rf"第\s*{_CN_NUM}\s*(?:(?:张|幅|副)\s*{_CN_NOUN}?|个?\s*{_CN_NOUN})")
@@ -104,11 +172,11 @@ _BARE = re.compile(
     re.IGNORECASE,
 )
 
-# clause limits: punctuation and contrast / correction words
+# clause limits: punctuation, dashes and contrast / correction / joining words
 _CLAUSE_BREAK = re.compile(
-    r"[.;:!?\n,。；：！？，、()（）]|\b(?:but|however|whereas|while|although|though|actually|"
-    r"instead(?!\s+of)|rather(?!\s+than)|sorry|wait|correction|i mean)\b"
-    r"|而是|但是|但|其实|实际上|应该是|更正|不对",
+    r"[.;:!?\n,。；：！？，、()（）—–]|\b(?:and|but|however|whereas|while|although|though|"
+    r"actually|instead(?!\s+of)|rather(?!\s+than)|sorry|wait|correction|i mean)\b"
+    r"|而是|但是|但|却|其实|实际上|应该是|更正|不对|而(?!非)",
     re.IGNORECASE,
 )
 _CORRECTION = re.compile(
@@ -117,16 +185,28 @@ _CORRECTION = re.compile(
 )
 # a mention that is the subject of its clause ("Image 1 does not contain it")
 _SUBJECT_BEFORE = re.compile(r"^\s*(?:(?:and|but|so)\s+)?(?:the\s+)?$", re.IGNORECASE)
+# a negation that governs the mention: the negating word, then only words of being, finding
+# or place before it ("not in image 1", "isn't in the second image", "no image 2", "cannot be
+# found in image 1", "missing from image 1"); a negative word elsewhere in the clause ("the dog
+# with no collar is in image 2", "no doubt it is in image 2") negates something else
+_NEGATION_CUE = (
+    r"(?:\b(?:not|never|no|neither|nor|nothing|none|without|except|excluding|rather\s+than|"
+    r"instead\s+of|other\s+than|unlike|cannot|absent|missing)|n't)"
+)
+_GOVERNED_GAP = (
+    r"(?:be|is|are|was|were|been|being|it|there|anywhere|even|really|actually|also|either|any|"
+    r"found|located|situated|seen|visible|present|shown|depicted|displayed|contained|included|"
+    r"appear|appears|exist|exists|lie|lies|in|on|within|inside|from|at|to|the|this|that|an?)"
+)
 _NEGATION_BEFORE = re.compile(
-    r"\b(?:not|never|no|neither|nor|nothing|none|without|except|excluding|rather\s+than|"
-    r"instead\s+of|other\s+than|unlike|cannot|(?:absent|missing)\s+(?:from|in))\b|n't\b|"
-    r"不在|不是|并非|而非|没有|并不",
+    rf"(?:{_NEGATION_CUE}(?:\s+{_GOVERNED_GAP}\b)*\s*"
+    r"|(?:不在|不是|并非|而非|没有(?:在|出现在)?|并不(?:在|是)?)\s*)$",
     re.IGNORECASE,
 )
 _NEGATION_AFTER = re.compile(
     r"^\s*(?:(?:is|was|does|do|did|has|have|contains?)\s+(?:not|no|n't)\b|"
     r"(?:is|was|are)n't\b|(?:does|do|did|has)n't\b|(?:is|was)\s+(?:wrong|incorrect)\b|"
-    r"contains\s+nothing\b|中?(?:没有|不))",
+    r"contains\s+nothing\b|lacks?\b|中?(?:没有|不))",
     re.IGNORECASE,
 )
 # a mention stated as the answer's location ("it is in", "located in", "在")
@@ -202,6 +282,8 @@ def find_mentions(text: str) -> list[Mention]:
         found.append(Mention(n - 1, m.start(), m.end()))
     for pattern in (_NUMBERED_MENTION, _CN_ORDINAL, _CN_NUMBERED):
         for m in pattern.finditer(text):
+            if pattern is _NUMBERED_MENTION and _is_count(text, m):
+                continue
             groups = m.groupdict()
             if groups.get("w"):
                 n = _NUMBER_WORDS[groups["w"].lower()]

@@ -99,6 +99,31 @@ CASES: list[tuple[str, str | None, int | None]] = [
     ("image 1000x800", None, None),
     ("Image 0", None, None),
     ("", None, None),
+    # a negative word that does not govern the mention negates nothing (mentions-3)
+    ("The dog with no collar is in image 2.", None, 1),
+    ("No doubt it is in the second image.", None, 1),
+    ("Without doubt image 2.", None, 1),
+    ("The cat that is not sleeping is in image 3.", None, 2),
+    ("It isn't in the second image.", None, None),
+    ("no image 2", None, None),
+    ("The target does not appear in image 1.", None, None),
+    ("而非第一张图片", None, None),
+    # a negation ends at its clause: "and", dashes, 而 / 却, but, whereas, while
+    ("The dog is missing from image 1 and present in image 2.", None, 1),
+    ("不在第一张图片而在第二张图片", None, 1),
+    ("It isn't in image 1 — it's in image 3", None, 2),
+    ("It is not in image 1 but it shows up in image 2", None, 1),
+    ("Image 1 lacks it whereas the dog is visible in image 2", None, 1),
+    ("它在第二张图片，却不在第一张图片", None, 1),
+    # a number after "the / this image" that counts a noun is no image
+    ("In the image 3 birds are visible.", None, None),
+    ("In this image 2 people are standing", None, None),
+    ("In the image two large dogs sit.", None, None),
+    ("In the image 2 red cars are parked.", None, None),
+    ("The image 2 shows a dog.", None, 1),
+    ("It is in the image 3.", None, 2),
+    ("In the image 2 there are cats.", None, 1),
+    ("In image 3, birds are visible.", None, 2),
 ]  # fmt: skip
 
 
@@ -187,6 +212,30 @@ def test_a_rejected_image_is_not_chosen(i: int, j: int, a: int, b: int) -> None:
     assert image_choice(f"It is not in {_spellings(i)[a]}.") is None
 
 
+NEGATIVE_ELSEWHERE = [
+    "The dog with no collar is in {}.",
+    "No doubt it is in {}.",
+    "Without doubt, it is in {}.",
+    "The cup that is not broken is in {}.",
+]
+PLURALS = ["birds", "people", "cars", "red cars", "children", "small boats"]
+
+
+@settings(max_examples=150)
+@given(n=numbers, how=spelling, template=st.sampled_from(NEGATIVE_ELSEWHERE))
+def test_a_negative_word_that_does_not_govern_the_mention_negates_nothing(
+    n: int, how: int, template: str
+) -> None:
+    assert image_choice(template.format(_spellings(n)[how])) == n - 1
+
+
+@settings(max_examples=100)
+@given(count=numbers, noun=st.sampled_from(PLURALS), det=st.sampled_from(["the", "this"]))
+def test_a_counted_noun_after_the_image_is_no_mention(count: int, noun: str, det: str) -> None:
+    text = f"In {det} image {count} {noun} are visible."
+    assert find_mentions(text) == [] and image_choice(text) is None
+
+
 @settings(max_examples=100)
 @given(ref=numbers, target=numbers)
 def test_an_echoed_reference_is_not_a_choice(ref: int, target: int) -> None:
@@ -209,14 +258,16 @@ def test_released_answers_reader_changes_match_the_docs(migbench_dir) -> None:
     """The figures of docs/benchmark.md "Image choices in the released answers"."""
     import subprocess
 
-    from benchmarks.mention_changes import OLD_COMMIT, ROOT, compare_readers
+    from benchmarks.mention_changes import OLD_COMMIT, PREVIOUS_COMMIT, ROOT, compare_readers
 
-    known = subprocess.run(["git", "cat-file", "-e", f"{OLD_COMMIT}^{{commit}}"], cwd=ROOT)
-    if known.returncode != 0:
-        pytest.skip(f"git history without {OLD_COMMIT} (shallow clone)")
+    for commit in (OLD_COMMIT, PREVIOUS_COMMIT):
+        known = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=ROOT)
+        if known.returncode != 0:
+            pytest.skip(f"git history without {commit} (shallow clone)")
     total = compare_readers(migbench_dir / "released_outputs")["total"]
     assert total["answers"] == 8552
     assert (total["stated_old"], total["stated_new"], total["changed"]) == (430, 288, 151)
     assert (total["echo"], total["several"], total["not_a_mention"]) == (128, 21, 1)
     assert total["negated"] == 1  # "The white cup(…) is missing in the second image."
     assert not total.get("correction")
+    assert total["changed_previous"] == 0  # mentions-3 reads every released answer as mentions-2

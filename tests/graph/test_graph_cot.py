@@ -324,7 +324,7 @@ def test_each_prediction_records_what_can_change_its_figure():
     pred = run(Sized(['{"image": 2, "description": "a truck"}']), grounder, ex)
     assert pred.settings == {
         "mode": "agent",
-        "image_reader": "mentions-2",
+        "image_reader": "mentions-3",
         "step1": {"max_new_tokens": 128, "do_sample": False},
         "step2": {"max_new_tokens": 128, "unit_floats": "fraction"},
     }

@@ -112,7 +112,7 @@ def test_every_prediction_records_its_figure_settings() -> None:
     model.settings = {"max_new_tokens": 128, "unit_floats": "reject", "calibration": None}
     pred = run_example(build_e2e_graph(model, config=E2EConfig()), make_example("diff", 2))
     assert pred.settings == {
-        "image_reader": "mentions-2",
+        "image_reader": "mentions-3",
         "e2e": {"max_new_tokens": 128, "unit_floats": "reject"},
     }
     assert pred.prompt_variant == "migician" and pred.prompt_hash
@@ -136,7 +136,7 @@ def test_rescore_cli_unit_floats(migbench_dir: Path) -> None:
         out = CliRunner().invoke(app, ["rescore", *files, "--unit-floats", option, "--json"])
         assert out.exit_code == 0, out.output
         data = json.loads(out.output)
-        assert data["unit_floats"] == option and data["image_reader"] == "mentions-2"
+        assert data["unit_floats"] == option and data["image_reader"] == "mentions-3"
         figures[option] = data["tasks"]["group_grounding"]["acc@0.5"]
     expected = {"reject": 63.92, "fraction": 70.52, "migician": 69.07}
     assert figures == pytest.approx(expected, abs=0.01)
