@@ -12,8 +12,9 @@ Box formats read (first box wins; the status says when there were several):
 * JSON such as ``{"bbox_2d": [...]}`` or a list of such objects (Qwen2.5-VL);
 * any of these inside ``<answer>...</answer>`` after a ``<think>`` block.
 
-In the integer frames a box of four numbers in [0, 1] with a fraction is not guessed into a
-frame: status ``frame_mismatch`` unless the caller asks ``unit_floats="fraction"``. Which image
+In the integer frames a box of four numbers in [0, 1], one of them written with a decimal point
+(``[0.28, 0.5, 0.52, 0.7]``, ``[0.0, 0.0, 1.0, 1.0]``; not ``[0, 0, 1, 1]``), is not guessed into
+a frame: status ``frame_mismatch`` unless the caller asks ``unit_floats="fraction"``. Which image
 an answer names is read by :mod:`cot_ground.mentions` (negation, correction, echoed
 references, English and Chinese ordinals).
 """
@@ -64,8 +65,8 @@ _ANSWER_BLOCK = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.IGNORECASE | re.D
 _THINK_BLOCK = re.compile(r"<think>.*?(?:</think>|$)", re.IGNORECASE | re.DOTALL)
 _CODE_FENCE = re.compile(r"```[a-zA-Z]*")
 
-# A box whose four numbers all lie in [0, 1] with a fraction: in an integer frame it is a box
-# stated in another frame (the Migician parser reads such values as fractions).
+# A box whose four numbers all lie in [0, 1], one written with a decimal point: in an integer
+# frame it is a box stated in another frame (the Migician parser reads such values as fractions).
 _INTEGER_FRAMES = frozenset({Frame.QWEN1000, Frame.QWEN3_1000})
 UnitFloats = Literal["reject", "fraction", "migician"]
 UNIT_FLOATS: tuple[str, ...] = ("reject", "fraction", "migician")
@@ -119,7 +120,9 @@ def parse_box(
     """Read the boxes in ``text``, stated in ``frame`` (``size`` = (width, height) for pixels).
 
     ``unit_floats`` (integer frames ``qwen1000`` / ``qwen3_1000`` only): what to do with a box
-    whose four numbers all lie in [0, 1] with a fractional part, e.g. ``[0.28, 0.5, 0.52, 0.7]``.
+    whose four numbers all lie in [0, 1], one of them written with a decimal point, e.g.
+    ``[0.28, 0.5, 0.52, 0.7]`` or ``[0.0, 0.0, 1.0, 1.0]`` (decided by the text: ``[0, 0, 1, 1]``
+    stays an integer-frame box).
     ``"reject"`` (default): it is not read; when it is the first box the status is
     ``frame_mismatch``. ``"fraction"``: the four numbers are read as unit-frame fractions.
     ``"migician"``: the public Migician evaluation parser's per-number rule, a number below 1
@@ -239,10 +242,9 @@ def _read_boxes(
 
 
 def _unit_floats(groups: list[str], values: list[float]) -> bool:
-    """All four numbers in [0, 1] and at least one written with a fractional part."""
-    return all(0.0 <= v <= 1.0 for v in values) and any(
-        "." in g and not float(g).is_integer() for g in groups
-    )
+    """All four numbers in [0, 1] and at least one written with a decimal point: decided by the
+    text, so ``[0.0, 0.0, 1.0, 1.0]`` is a unit-frame box, ``[0, 0, 1, 1]`` an integer one."""
+    return all(0.0 <= v <= 1.0 for v in values) and any("." in g for g in groups)
 
 
 def clean_text(text: str) -> str:

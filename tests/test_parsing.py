@@ -119,7 +119,15 @@ def test_parse_box_reports_the_named_image() -> None:
 
 @pytest.mark.parametrize("frame", [Frame.QWEN1000, Frame.QWEN3_1000])
 @pytest.mark.parametrize(
-    "text", ["[0.28, 0.5, 0.52, 0.7]", "(0.1,0.2),(0.5,1)", "<box>0 0.5 1 1</box>"]
+    "text",
+    [
+        "[0.28, 0.5, 0.52, 0.7]",
+        "(0.1,0.2),(0.5,1)",
+        "<box>0 0.5 1 1</box>",
+        "[0.0, 0.0, 1.0, 1.0]",
+        "[0.00, 0.00, 1.00, 1.00]",
+        "(0,0),(1.,1)",
+    ],
 )
 def test_unit_floats_in_an_integer_frame_are_a_frame_mismatch(text: str, frame: Frame) -> None:
     result = parse_box(text, frame)
@@ -128,6 +136,20 @@ def test_unit_floats_in_an_integer_frame_are_a_frame_mismatch(text: str, frame: 
     read = parse_box(text, frame, unit_floats="fraction")
     assert read.status is ParseStatus.OK
     assert read.box == Box.from_unit(parse_box(text, Frame.UNIT).box.to_list())
+
+
+@pytest.mark.parametrize("text", ["[0.0, 0.0, 1.0, 1.0]", "[0.00, 0.00, 1.00, 1.00]"])
+def test_whole_numbers_written_with_a_decimal_point_are_unit_floats(text: str) -> None:
+    # decided by the text, not the value: never silently a 1/1000-size integer-frame box
+    assert parse_box(text, "qwen1000").status is ParseStatus.FRAME_MISMATCH
+    whole = parse_box(text, "qwen1000", unit_floats="fraction")
+    assert whole.status is ParseStatus.OK and whole.box.to_list() == [0.0, 0.0, 1.0, 1.0]
+    # the public Migician parser's per-number rule: 1.0 is divided by 1000
+    migician = parse_box(text, "qwen1000", unit_floats="migician")
+    assert migician.box.to_list() == pytest.approx([0.0, 0.0, 0.001, 0.001])
+    integers = parse_box("[0, 0, 1, 1]", "qwen1000", unit_floats="fraction")
+    assert integers.status is ParseStatus.OK
+    assert integers.box.to_list() == pytest.approx([0.0, 0.0, 0.001, 0.001])
 
 
 def test_unit_floats_rules_apply_to_integer_frames_and_fractions_only() -> None:
@@ -258,7 +280,8 @@ def test_every_returned_box_round_trips_through_its_frame(
     result = parse_box(prefix + template.format(*coords), frame, size)
     values = [float(c) for c in coords]
     integer_frame = frame in (Frame.QWEN1000, Frame.QWEN3_1000)
-    fractions = all(0 <= v <= 1 for v in values) and not all(map(float.is_integer, values))
+    # decided by the text: a decimal point makes unit floats, also "1.0000" (was: by the value)
+    fractions = all(0 <= v <= 1 for v in values) and any("." in c for c in coords)
     if integer_frame and fractions:
         assert result.status is ParseStatus.FRAME_MISMATCH  # unit floats in an integer frame
         result = parse_box(prefix + template.format(*coords), frame, unit_floats="fraction")

@@ -23,7 +23,7 @@ grounder ``prompt_file`` (a plain-text template with a ``{phrase}`` slot; defaul
 ``prompts/ground/<family>.txt``), used for every request that carries no ``prompt`` of its
 own (a CoT variant with a ``step2`` field sends one);
 grounder and end-to-end ``unit_floats`` (``reject``, the default, or ``fraction``): how a box of
-four numbers in [0, 1] with a fraction is read in the integer frames
+four numbers in [0, 1], one written with a decimal point, is read in the integer frames
 (:func:`cot_ground.parsing.parse_box`), recorded in ``settings``. The end-to-end adapter reads
 the image an answer names with the request's prompt as the question
 (:func:`cot_ground.mentions.read_image_choice`). The reasoner's ``yes_logprob`` gives the verify

@@ -246,10 +246,11 @@ class ExperimentConfig(_Strict):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     unit_floats: Literal["reject", "fraction", "migician"] = Field(
         default="reject",
-        description="how a box of four numbers in [0, 1] with a fraction is read in an integer "
-        "frame (cot_ground.parsing.parse_box): 'reject' (status frame_mismatch), 'fraction', "
-        "'migician'; given to every model in UNIT_FLOATS_ADAPTERS whose options do not set "
-        "unit_floats (so the resolved config in run.json states it for each model)",
+        description="how a box of four numbers in [0, 1], one written with a decimal point, is "
+        "read in an integer frame (cot_ground.parsing.parse_box): 'reject' (status "
+        "frame_mismatch), 'fraction', 'migician'; given to every model in UNIT_FLOATS_ADAPTERS "
+        "whose options do not set unit_floats (so the resolved config in run.json states it for "
+        "each model)",
     )
     _unset_env: list[str] = PrivateAttr(default_factory=list)
     _source: str | None = PrivateAttr(default=None)
