@@ -8,14 +8,14 @@ the answer names several images (a comparison: "in the second image the legs are
 in the first image …") and no choice is read, unless the mentions stated as the answer ("the
 answer is image 2", "I choose image 2") all name one image. Roles:
 
-* ``negated``  -- a rejected image: "not in image 1", "rather than the first image",
-  "image 1 does not contain it", "image 1 lacks it", "cannot be found in image 1", "absent /
-  missing from image 1", "不在第一张图片". The negation must govern the mention: between the
-  negating word and the mention only words of being, finding or place ("isn't in the second
-  image", "no image 2"); a negative word elsewhere ("the dog with no collar is in image 2", "no
-  doubt it is in image 2") negates nothing. A negation ends at its clause: punctuation, a
-  dash, "and", "but", "while", "whereas", "而", "但", "却" ("missing from image 1 and present in
-  image 2").
+* ``negated``  -- a rejected image: "not in image 1", "rather than the first image", "image 1
+  does not contain it", "image 1 lacks it", "cannot be found in image 1", "absent / missing
+  from image 1", "不在第一张图片". The negation must govern the mention: between the negating
+  word and the mention only words of being, finding or place ("isn't in the second image",
+  "no image 2"), or an absent thing and its place ("there is no dog in image 1"); a negative
+  word elsewhere ("the dog with no collar is in image 2", "no doubt it is in image 2") negates
+  nothing. A negation ends at its clause: punctuation, a dash, "and", "but", "while",
+  "whereas", "而", "但", "却" ("missing from image 1 and present in image 2").
 * ``echo``     -- the question's own reference image repeated as part of a description: when
   the question names image *k* only as a reference (e.g. "the object in the first image …
   locate it in the 2th image"), a mention of *k* in the answer counts only when stated as the
@@ -198,9 +198,16 @@ _GOVERNED_GAP = (
     r"found|located|situated|seen|visible|present|shown|depicted|displayed|contained|included|"
     r"appear|appears|exist|exists|lie|lies|in|on|within|inside|from|at|to|the|this|that|an?)"
 )
+# "there is no dog in image 1", "I see no red car in the second image": an absent thing, then
+# its place (the words between start no clause of their own: "there is no doubt it is in …")
+_ABSENCE = (
+    r"(?:\bthere(?:\s+(?:is|are|was|were)|'s)(?:\s+no|\s+not|n't)|\b(?:see|find)\s+no)\b"
+    r"(?:\s+(?!(?:doubt|question|wonder|matter|is|are|was|were|be|it|its|they|he|she|this|"
+    r"that|which|who|i|we|you)\b)[\w'-]+){0,4}\s+(?:in|on|within|inside)(?:\s+the)?"
+)
 _NEGATION_BEFORE = re.compile(
-    rf"(?:{_NEGATION_CUE}(?:\s+{_GOVERNED_GAP}\b)*\s*"
-    r"|(?:不在|不是|并非|而非|没有(?:在|出现在)?|并不(?:在|是)?)\s*)$",
+    rf"(?:{_NEGATION_CUE}(?:\s+{_GOVERNED_GAP}\b)*|{_ABSENCE})\s*$"
+    r"|(?:不在|不是|并非|而非|没有(?:在|出现在)?|并不(?:在|是)?)\s*$",
     re.IGNORECASE,
 )
 _NEGATION_AFTER = re.compile(

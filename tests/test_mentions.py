@@ -108,6 +108,11 @@ CASES: list[tuple[str, str | None, int | None]] = [
     ("no image 2", None, None),
     ("The target does not appear in image 1.", None, None),
     ("而非第一张图片", None, None),
+    ("There is no dog in image 1.", None, None),
+    ("There are no red cars in the second image; the answer is image 3.", None, 2),
+    ("There isn't a dog in image 1, it is in image 2.", None, 1),
+    ("There is no doubt it is in image 2.", None, 1),
+    ("The dog doesn't have a collar in image 2.", None, 1),
     # a negation ends at its clause: "and", dashes, 而 / 却, but, whereas, while
     ("The dog is missing from image 1 and present in image 2.", None, 1),
     ("不在第一张图片而在第二张图片", None, 1),
