@@ -16,15 +16,23 @@ average is the plain mean over tasks, as in the benchmark's tables, and the pape
 means (:data:`cot_ground.tasks.TASK_GROUPS`) stand beside it. A named calibration is applied
 to every predicted box before scoring and always recorded in the table. Task order and groups
 come from :mod:`cot_ground.tasks`, IoU from :mod:`cot_ground.boxes`.
+
+Reference-box echo: some questions state a box (object_tracking and multi_view: "the object
+marked with red bounding box in the first image(<|box_start|>(131,254),(329,822)<|box_end|>)").
+An answer that copies that box scores like any other box (the public rule; an object that did
+not move can have the same box in the target image), so :func:`score_row` also says whether the
+scored box *is* a box of the question (``RowScore.reference_box_echo``), for tables that show
+how much of a score such copies make up.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from cot_ground.boxes import Box, iou
+from cot_ground.boxes import Box, Frame, iou
 from cot_ground.records import Example, Prediction
 from cot_ground.tasks import TASK_GROUPS, order_key, question_designates_target
 
@@ -33,6 +41,34 @@ METRICS: tuple[str, ...] = (*(f"acc@{t}" for t in THRESHOLDS), "miou")
 ScoringMode = Literal["official", "strict"]
 """How a prediction is scored: ``official`` (box only) or ``strict`` (box and image)."""
 MODES: tuple[str, ...] = ("official", "strict")
+QUESTION_BOX_FRAME = Frame.QWEN1000
+"""The frame of the boxes MIG-Bench questions state (``<|box_start|>(x1,y1),(x2,y2)<|box_end|>``,
+integers in thousandths of the reference image; in both annotation files)."""
+_QUESTION_BOX = re.compile(
+    r"<\|box_start\|>\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)\s*,?"
+    r"\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)\s*<\|box_end\|>"
+)
+IntBox = tuple[int, int, int, int]
+
+
+def question_boxes(question: str) -> tuple[IntBox, ...]:
+    """Every box a question states as ``<|box_start|>(x1,y1),(x2,y2)<|box_end|>`` with integer
+    coordinates, as ``(x1, y1, x2, y2)`` in :data:`QUESTION_BOX_FRAME`, in question order
+    (empty when it states none; the format template ``(x1,y1),(x2,y2)`` is not a box)."""
+    return tuple(
+        (int(a), int(b), int(c), int(d)) for a, b, c, d in _QUESTION_BOX.findall(question)
+    )
+
+
+def is_question_box(box: Box, boxes: Iterable[IntBox]) -> bool:
+    """True when ``box`` (normalized) equals one of ``boxes`` (integers in
+    :data:`QUESTION_BOX_FRAME`) coordinate for coordinate: each coordinate of ``box`` in that
+    frame is within 1e-6 of the integer (the float error of ``v / 1000 * 1000``; boxes stated
+    in another frame match only when they land on the same integers)."""
+    coords = box.to_frame(QUESTION_BOX_FRAME)
+    return any(
+        all(abs(v - q) < 1e-6 for v, q in zip(coords, ref, strict=True)) for ref in boxes
+    )
 
 
 def _migician_y(box: Box) -> Box:
@@ -70,6 +106,9 @@ class ScoreRow:
     target_image: int | None = None
     question_designates_target: bool = False
     """The question designates the target image, so an answer naming no image is on it."""
+    question_boxes: tuple[IntBox, ...] = ()
+    """The boxes the question states (:func:`question_boxes`: integers in
+    :data:`QUESTION_BOX_FRAME`), e.g. the reference box of object_tracking and multi_view."""
 
     @classmethod
     def from_prediction(cls, prediction: Prediction, example: Example) -> ScoreRow:
@@ -85,6 +124,7 @@ class ScoreRow:
             pred_image=prediction.image_index,
             target_image=example.target_image,
             question_designates_target=question_designates_target(example.target_rule),
+            question_boxes=question_boxes(example.question),
         )
 
 
@@ -100,6 +140,11 @@ class RowScore:
     """The prediction names (or was grounded in) an image."""
     image_correct: bool
     """The named image is the target; with no image named, the question designates it."""
+    reference_box_echo: bool = False
+    """The predicted box, as stated (before the calibration :func:`score_row` applies), is one
+    of the boxes the question states (``ScoreRow.question_boxes``, same integers in
+    :data:`QUESTION_BOX_FRAME`): the answer copies the question's reference box. Scored like
+    any box in both modes; reported beside the scores."""
 
     def iou_in(self, mode: ScoringMode | str) -> float:
         """IoU under ``mode`` (``official`` or ``strict``)."""
@@ -117,7 +162,8 @@ def score_row(row: ScoreRow, calibration: str | None = None) -> RowScore:
     ``calibration`` (a name in :data:`CALIBRATIONS`, or None) is applied to the predicted box
     first. Strict: the image the row names must be the target; a row that names no image is
     taken to answer on the image the question designates (``question_designates_target``) and is
-    wrong where the question designates none. Raises ValueError for an unknown calibration.
+    wrong where the question designates none. ``reference_box_echo``: the stated box is one
+    the question states (:func:`is_question_box`). Raises ValueError for an unknown calibration.
     """
     box = None if row.pred_box is None else apply_calibration(row.pred_box, calibration)
     official = iou(box, row.gt_box)
@@ -128,6 +174,8 @@ def score_row(row: ScoreRow, calibration: str | None = None) -> RowScore:
         strict_iou=official if right_image else 0.0,
         image_stated=stated,
         image_correct=right_image,
+        reference_box_echo=row.pred_box is not None
+        and is_question_box(row.pred_box, row.question_boxes),
     )
 
 

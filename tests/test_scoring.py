@@ -10,6 +10,7 @@ from cot_ground.scoring import (
     ScoreRow,
     apply_calibration,
     iou,
+    question_boxes,
     score_row,
     score_table,
     summarize,
@@ -191,3 +192,76 @@ def test_strict_takes_an_unnamed_image_to_be_the_one_the_question_designates() -
     assert score_row(row_named).strict_iou == pytest.approx(1.0)
     assert not row_hidden.question_designates_target and not score_row(row_hidden).image_correct
     assert score_row(row_hidden).strict_iou == 0.0
+
+
+TRACKING_QUESTION = (
+    "These are a sequence of images containing moving objects. For the object in the first"
+    " image marked with red bounding box(<|box_start|>(131,254),(329,822)<|box_end|>), please"
+    " locate it in the 2th image. Format:<|box_start|>(x1,y1),(x2,y2)<|box_end|>."
+)
+
+
+def test_question_boxes_are_the_integer_boxes_the_question_states() -> None:
+    assert question_boxes(TRACKING_QUESTION) == ((131, 254, 329, 822),)  # not the template
+    assert question_boxes("Find the red cup in the second image.") == ()
+    two = "<|box_start|>(1,2),(3,4)<|box_end|> and <|box_start|>(5, 6),(7, 8)<|box_end|>"
+    assert question_boxes(two) == ((1, 2, 3, 4), (5, 6, 7, 8))
+
+
+@pytest.mark.parametrize(
+    ("answer", "echo"),
+    [
+        (Box.from_qwen1000([131, 254, 329, 822]), True),  # the reference box copied
+        (Box.from_qwen1000([131, 254, 329, 823]), False),  # one unit off
+        (Box.from_unit([0.131, 0.254, 0.329, 0.822]), True),  # same integers, unit frame
+        (Box.from_pixels([131, 254, 329, 822], 1000, 2000), False),  # other numbers once framed
+        (None, False),
+    ],
+)
+def test_reference_box_echo_is_exact_equality_in_the_questions_frame(answer, echo) -> None:
+    gt = Box.from_qwen1000([131, 254, 329, 822])  # the object did not move
+    row = ScoreRow(
+        "object_tracking",
+        answer,
+        gt,
+        question_designates_target=True,
+        question_boxes=question_boxes(TRACKING_QUESTION),
+    )
+    score = score_row(row)
+    assert score.reference_box_echo is echo
+    # the echo is reported, never scored differently: an unmoved object's copied box is right
+    if echo:
+        assert score.correct(0.5, "official") and score.correct(0.5, "strict")
+
+
+def test_reference_box_echo_reads_the_box_as_stated_before_calibration() -> None:
+    stated = Box.from_qwen1000([131, 254, 329, 822])
+    row = ScoreRow(
+        "object_tracking",
+        stated,
+        stated,
+        question_designates_target=True,
+        question_boxes=question_boxes(TRACKING_QUESTION),
+    )
+    assert score_row(row, "migician-y").reference_box_echo
+    assert not score_row(ScoreRow("object_tracking", stated, stated)).reference_box_echo
+
+
+def test_row_from_prediction_reads_the_questions_boxes() -> None:
+    ex = Example(
+        id="t1",
+        task="object_tracking",
+        images=["a.png", "b.png"],
+        question=TRACKING_QUESTION,
+        gt_box=Box.from_qwen1000([100, 250, 330, 800]),
+        target_image=1,
+    )
+    pred = Prediction(
+        example_id="t1",
+        pipeline="e2e",
+        task="object_tracking",
+        box=Box.from_qwen1000([131, 254, 329, 822]),
+        status=ParseStatus.OK,
+    )
+    assert ScoreRow.from_prediction(pred, ex).question_boxes == ((131, 254, 329, 822),)
+    assert score_row(ScoreRow.from_prediction(pred, ex)).reference_box_echo

@@ -37,11 +37,12 @@ the score tables.
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from cot_ground.analysis.scores import AVERAGE, GROUP_ROWS
+from cot_ground.analysis.scores import AVERAGE, GROUP_ROWS, correct_column
 from cot_ground.boxes import Box
 from cot_ground.records import ErrorCategory, ErrorInfo, ParseStatus, TraceStep
 from cot_ground.tasks import TASK_GROUPS, ordered_tasks
@@ -142,22 +143,38 @@ def attribution_shares(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+GAIN_RULES: tuple[str, ...] = ("strict", "official")
+"""The scoring rules of the oracle-gain table, in table order. ``strict`` (a box on a wrong
+image is wrong) measures what the agent's image choices cost; ``official`` (the public
+MIG-Bench rule: only the box counts, compared on the target image) cannot, since a wrong
+image choice is not penalised by it."""
+
+
 def oracle_gain(
     df: pd.DataFrame,
     specs: dict[str, dict[str, Any]] | None = None,
-    threshold_column: str = "correct_50",
+    threshold: float = SUCCESS_IOU,
+    rules: Sequence[str] = GAIN_RULES,
 ) -> pd.DataFrame:
-    """Acc gain of ``oracle-image`` over ``agent`` per task, for each matched pipeline pair.
+    """Acc gain of ``oracle-image`` over ``agent`` per task, for each matched pipeline pair
+    and scoring rule.
 
     Pairs are CoT pipelines whose ``mode`` is ``agent`` and ``oracle-image`` and whose other
     settings in ``specs`` are equal (see :func:`oracle_pairs`); only examples both pipelines
-    ran are compared. Columns:
-    ``agent, oracle, task, n, agent_acc, oracle_acc, gain`` (percent points), with the
+    ran are compared. Each pair is scored at Acc@``threshold`` under every rule of ``rules``
+    (``strict`` / ``official``, the ``load_run`` columns ``strict_correct_50`` /
+    ``correct_50``; see :data:`GAIN_RULES`). Columns:
+    ``agent, oracle, rule, task, n, agent_acc, oracle_acc, gain`` (percent points), with the
     paper's group means ``SPONTANEOUS`` / ``REFERENTIAL`` (groups with a task in the run) and
-    an ``AVERAGE`` row (plain mean over tasks) per pair. Empty when no pair was run.
+    an ``AVERAGE`` row (plain mean over tasks) per pair and rule. Empty when no pair was run.
+    Raises ValueError for an unknown rule.
     """
+    for rule in rules:
+        if rule not in GAIN_RULES:
+            raise ValueError(f"unknown rule {rule!r} (use {', '.join(GAIN_RULES)})")
     rows: list[dict[str, Any]] = []
-    for agent, oracle in oracle_pairs(df, specs):
+    for (agent, oracle), rule in itertools.product(oracle_pairs(df, specs), rules):
+        column = correct_column(threshold, rule)
         a = df[df["pipeline"] == agent].set_index("example_id")
         o = df[df["pipeline"] == oracle].set_index("example_id")
         common = a.index.intersection(o.index)
@@ -165,12 +182,13 @@ def oracle_gain(
         per_task = []
         for task in ordered_tasks(a["task"]):
             mask = a["task"] == task
-            acc_a = 100 * a.loc[mask, threshold_column].mean()
-            acc_o = 100 * o.loc[mask, threshold_column].mean()
+            acc_a = 100 * a.loc[mask, column].mean()
+            acc_o = 100 * o.loc[mask, column].mean()
             per_task.append(
                 {
                     "agent": agent,
                     "oracle": oracle,
+                    "rule": rule,
                     "task": task,
                     "n": int(mask.sum()),
                     "agent_acc": acc_a,
@@ -193,6 +211,7 @@ def oracle_gain(
                 {
                     "agent": agent,
                     "oracle": oracle,
+                    "rule": rule,
                     "task": label,
                     "n": sum(r["n"] for r in members),
                     **acc,
@@ -200,7 +219,7 @@ def oracle_gain(
                 }
             )
         rows.extend(per_task)
-    cols = ["agent", "oracle", "task", "n", "agent_acc", "oracle_acc", "gain"]
+    cols = ["agent", "oracle", "rule", "task", "n", "agent_acc", "oracle_acc", "gain"]
     return pd.DataFrame(rows, columns=cols)
 
 

@@ -10,7 +10,8 @@ Plain text (the HTML page escapes it; markdown files and the terminal print it a
 - :data:`CAPTIONS`: one line under each table and chart;
 - :data:`EMPTY_REASONS`: what an empty table means;
 - :func:`run_notes`: facts of this run a reader would otherwise have to guess (random-weight
-  pipelines, a pipeline scoring 0 on a task because every example failed the same way).
+  pipelines, Acc@0.5 hits that copy the question's reference box, a pipeline scoring 0 on a
+  task because every example failed the same way).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from cot_ground.analysis.attribution import CATEGORIES
+from cot_ground.analysis.scores import reference_echo_note
 
 TINY_PREFIX = "tiny_"
 
@@ -79,6 +81,10 @@ HOW_TO_READ: tuple[str, ...] = (
     "official vs strict: official is the public MIG-Bench rule, only the box counts (it is"
     " compared on the target image); strict also needs the answer to name the target image."
     " They differ when a pipeline names a wrong image, or names none.",
+    "Reference-box echo: object_tracking and multi_view questions state the object's box in"
+    " the first image. An answer that copies that box is scored like any other under both"
+    " rules (the object may not have moved), so part of a score there can be copies: column"
+    " reference_box_echo of load_run, and the notes below, say how many.",
     "CoT pipelines run two steps: a reasoner picks the image and describes the target (step 1),"
     " a grounder boxes that description (step 2). End-to-end pipelines answer with a box in one"
     " step.",
@@ -110,13 +116,32 @@ CAPTIONS: dict[str, str] = {
     "shares": "The same counts as % of n.",
     "categories": "What each failure category means (the first rule that applies wins).",
     "oracle_gain": "Acc@0.5 of the oracle-image pipeline (step 2 gets the target image) minus"
-    " its agent twin (step 1 chooses): how much wrong image choices cost.",
-    "paired": "Two pipelines on the same examples: both / only A / only B / neither right,"
-    " A − B with a bootstrap 95% interval, exact McNemar p.",
+    " its agent twin (step 1 chooses), per rule. rule strict (a box on a wrong image is"
+    " wrong): how much wrong image choices cost. rule official (the public rule, only the box"
+    " counts): a box on a wrong image still counts when its coordinates overlap the ground"
+    " truth, so this gain does not measure image choice.",
+    "paired": "Two pipelines on the same examples, Acc@0.5 under the official rule (only the"
+    " box counts): both / only A / only B / neither right, A − B with a bootstrap 95%"
+    " interval, exact McNemar p (unadjusted; p_holm: Holm-adjusted over the pair's per-task"
+    " tests). TASK_MEAN has no counts: its difference is a mean over tasks, not a 2×2 table.",
     "scores": "Every metric (Acc@0.3/0.5/0.7, mIoU), both rules, per pipeline and task.",
     "examples": "A seeded sample of examples per CoT pipeline and failure category, every image"
     " with the boxes drawn.",
 }
+
+TABLE_NOTES: dict[str, str] = {
+    "oracle_gain": "Acc@0.5 (%) of oracle-image minus agent, under two rules (column `rule`)."
+    " strict: the named image must be the target, so the gain is what wrong image choices"
+    " cost. official: the public MIG-Bench rule, only the box counts (compared on the target"
+    " image), so a wrong image choice costs nothing when the box's coordinates happen to fit.",
+    "paired": "Acc@0.5 under the official rule (only the box counts, the public MIG-Bench"
+    " rule), on the examples both pipelines ran. p_value: exact McNemar, unadjusted: with"
+    " several tasks some fall below 0.05 by chance; p_holm: Holm-adjusted over the pair's"
+    " per-task tests. POOLED: every example weighs the same; TASK_MEAN: every task weighs the"
+    " same (its difference is a mean over tasks, so it has no 2×2 counts and no test).",
+}
+"""The line that opens a table's markdown file (``oracle_gain.md``, ``paired.md``): the
+scoring rule it uses and how to read it."""
 
 EMPTY_REASONS: dict[str, str] = {
     "attribution": "No CoT pipeline in this run: failure attribution covers two-step"
@@ -188,6 +213,9 @@ def run_notes(
         notes.append(
             f"{', '.join(tiny)}: random weights; these scores only show that the code path runs."
         )
+    echo = reference_echo_note(df)
+    if echo:
+        notes.append(echo.replace("`", ""))
     official = scores[(scores["mode"] == "official") & scores["acc@0.5"].notna()]
     if "figure" in official.columns:  # long tables with one row per figure
         official = official[official["figure"] == "acc@0.5"]

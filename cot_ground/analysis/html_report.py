@@ -118,17 +118,20 @@ def render_report(
             + html_table(tables.proposal_recall)
         )
     body.append(
-        "<h2>Oracle-image gain over agent</h2>" + _section(tables.oracle_gain, "oracle_gain")
+        "<h2>Oracle-image gain over agent (strict and official rules)</h2>"
+        + _section(tables.oracle_gain, "oracle_gain")
     )
     if tables.paired.empty:
-        body.append("<h2>Paired comparisons (Acc@0.5)</h2>" + _empty("paired"))
+        body.append("<h2>Paired comparisons (Acc@0.5, official)</h2>" + _empty("paired"))
     else:
         body.append(
-            f"<h2>Paired comparisons (Acc@0.5)</h2>{_caption('paired')}"
+            f"<h2>Paired comparisons (Acc@0.5, official)</h2>{_caption('paired')}"
             "<p>On the examples both pipelines ran."
-            " diff = A − B in percent points; CI: seeded bootstrap 95% interval; p: exact"
-            " McNemar test. POOLED weighs every example the same; TASK_MEAN weighs every task"
-            " the same (task-stratified bootstrap, no test).</p>" + html_table(tables.paired)
+            " diff = A − B in percent points; CI: seeded bootstrap 95% interval; p_value: exact"
+            " McNemar test, unadjusted for the number of tasks; p_holm: Holm-adjusted over the"
+            " pair's per-task tests. POOLED weighs every example the same; TASK_MEAN weighs"
+            " every task the same (task-stratified bootstrap, no test, no 2×2 counts).</p>"
+            + html_table(tables.paired)
         )
     body.append(
         "<details><summary>All metrics, official and strict</summary>"
@@ -448,7 +451,7 @@ def _text(value: Any) -> str:
 
 
 def _fmt(value: Any, digits: int) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
+    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
         return ""
     if isinstance(value, float):
         return f"{value:.{digits}f}"

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from cot_ground.analysis.attribution import failure_category
 from cot_ground.analysis.proposal_recall import proposal_hit, trace_artifacts, trace_proposals
+from cot_ground.analysis.scores import correct_column
 from cot_ground.records import Example, Prediction, TraceStep
 from cot_ground.runner.store import RunFolder
 from cot_ground.scoring import THRESHOLDS, ScoreRow, score_row
@@ -48,6 +49,7 @@ BASE_COLUMNS: tuple[str, ...] = (
     "strict_correct_30",
     "strict_correct_50",
     "strict_correct_70",
+    "reference_box_echo",
     "failure",
     "step1_status",
     "step1_text",
@@ -62,12 +64,6 @@ BASE_COLUMNS: tuple[str, ...] = (
     "proposal_hit",
     "artifacts",
 )
-
-
-def correct_column(threshold: float, mode: str = "official") -> str:
-    """Name of the correct-flag column: ``correct_50`` (official) or ``strict_correct_50``."""
-    name = f"correct_{round(threshold * 100):02d}"
-    return name if mode == "official" else f"strict_{name}"
 
 
 _CORRECT_COLUMNS = [(t, correct_column(t), correct_column(t, "strict")) for t in THRESHOLDS]
@@ -168,6 +164,7 @@ def prediction_row(example: Example, pred: Prediction, spec: dict[str, Any]) -> 
     for t, official, strict in _CORRECT_COLUMNS:
         row[official] = score.correct(t, "official")
         row[strict] = score.correct(t, "strict")
+    row["reference_box_echo"] = score.reference_box_echo
     proposals = trace_proposals(pred.trace)
     hit = None
     if proposals is not None:

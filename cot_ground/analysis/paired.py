@@ -10,7 +10,13 @@ task, then two labelled overall rows that estimate different quantities:
 ``TASK_MEAN``
     every task weighs the same (the benchmark's average): accuracies and difference are plain
     means over tasks, the interval is that of the mean over tasks of the per-task bootstrap
-    draws (a task-stratified bootstrap: examples are resampled within their task); no test.
+    draws (a task-stratified bootstrap: examples are resampled within their task); no test,
+    and no 2×2 counts (the pooled counts do not give a mean over tasks: see ``POOLED``).
+
+Per-task p-values are unadjusted: with ten tasks, one of them below 0.05 by chance alone is
+likely. ``p_holm`` holds them Holm-adjusted over the per-task tests of the pair
+(``statsmodels.stats.multitest.multipletests``, ``method="holm"``); ``POOLED`` is one test
+and is not adjusted. :func:`format_p_value` writes p-values so that small ones stay readable.
 
 Per task the interval resamples the task's pairs. Each draw uses
 ``numpy.random.default_rng([seed, crc32(label)])`` (label = the task or ``POOLED``), so a
@@ -20,7 +26,7 @@ task's interval does not depend on which other tasks are in the run.
 from __future__ import annotations
 
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -40,17 +46,39 @@ class PairedResult:
     b: str
     task: str
     n: int
-    both: int
-    only_a: int
-    only_b: int
-    neither: int
+    both: int | None
+    """Examples both got right (None on ``TASK_MEAN``; likewise the three counts below)."""
+    only_a: int | None
+    only_b: int | None
+    neither: int | None
     acc_a: float
     acc_b: float
     diff: float
     ci_low: float
     ci_high: float
     p_value: float | None
-    """Exact McNemar p-value (None on the ``TASK_MEAN`` row, which has no test)."""
+    """Exact McNemar p-value, unadjusted (None on the ``TASK_MEAN`` row, which has no test)."""
+    p_holm: float | None = None
+    """Per task: ``p_value`` Holm-adjusted over the pair's per-task tests; None on ``POOLED``
+    and ``TASK_MEAN``."""
+
+
+def format_p_value(p: float | None) -> str:
+    """A p-value for tables: 4 decimals from 0.001 up, else 2 significant digits in
+    scientific notation (``1.4e-20``), so that small values never print as ``0.0000``; empty
+    for None (or NaN)."""
+    if p is None or p != p:
+        return ""
+    return f"{p:.4f}" if p >= 1e-3 else f"{p:.1e}"
+
+
+def holm_adjusted(p_values: list[float]) -> list[float]:
+    """Holm step-down adjusted p-values, in input order (``statsmodels``' ``multipletests``)."""
+    if not p_values:
+        return []
+    from statsmodels.stats.multitest import multipletests
+
+    return [float(p) for p in multipletests(p_values, method="holm")[1]]
 
 
 def mcnemar_exact(only_a: int, only_b: int) -> float:
@@ -118,6 +146,8 @@ def paired_comparison(
         draws.append(bootstrap_diffs(*pair, _rng(seed, task), n_boot))
         groups.append(pair)
         results.append(_result(a, b, task, [pair], percentile_interval(draws[-1])))
+    adjusted = holm_adjusted([r.p_value for r in results if r.p_value is not None])
+    results = [replace(r, p_holm=p) for r, p in zip(results, adjusted, strict=True)]
     pooled = (np.concatenate([g[0] for g in groups]), np.concatenate([g[1] for g in groups]))
     pooled_ci = percentile_interval(bootstrap_diffs(*pooled, _rng(seed, POOLED), n_boot))
     results.append(_result(a, b, POOLED, [pooled], pooled_ci))
@@ -126,10 +156,29 @@ def paired_comparison(
     return results
 
 
+COUNT_COLUMNS: tuple[str, ...] = ("both", "only_a", "only_b", "neither")
+P_COLUMNS: tuple[str, ...] = ("p_value", "p_holm")
+
+
 def paired_frame(results: list[PairedResult]) -> pd.DataFrame:
-    """Paired results as a DataFrame (one row per result)."""
+    """Paired results as a DataFrame (one row per result); the 2×2 counts are nullable
+    integers (empty on ``TASK_MEAN``)."""
     columns = list(PairedResult.__dataclass_fields__)
-    return pd.DataFrame([asdict(r) for r in results], columns=columns)
+    frame = pd.DataFrame([asdict(r) for r in results], columns=columns)
+    return frame.astype({c: "Int64" for c in COUNT_COLUMNS})
+
+
+def paired_display(frame: pd.DataFrame, full_precision: bool = False) -> pd.DataFrame:
+    """``frame`` (:func:`paired_frame`) with its p-value columns as text: :func:`format_p_value`
+    for tables to read, or with ``full_precision`` every digit of the float (``repr``, for
+    CSV files); empty where there is no test."""
+    out = frame.copy()
+    for column in P_COLUMNS:
+        out[column] = [
+            ("" if p is None or p != p else repr(float(p))) if full_precision else format_p_value(p)
+            for p in frame[column]
+        ]
+    return out
 
 
 def _rng(seed: int, label: str) -> np.random.Generator:
@@ -149,6 +198,12 @@ def _result(
     yb = np.concatenate([g[1] for g in groups]).astype(bool)
     only_a = int((ya & ~yb).sum())
     only_b = int((~ya & yb).sum())
+    counts = {
+        "both": int((ya & yb).sum()),
+        "only_a": only_a,
+        "only_b": only_b,
+        "neither": int((~ya & ~yb).sum()),
+    }
     acc_a = 100.0 * float(np.mean([g[0].mean() for g in groups]))
     acc_b = 100.0 * float(np.mean([g[1].mean() for g in groups]))
     return PairedResult(
@@ -156,10 +211,7 @@ def _result(
         b=b,
         task=task,
         n=len(ya),
-        both=int((ya & yb).sum()),
-        only_a=only_a,
-        only_b=only_b,
-        neither=int((~ya & ~yb).sum()),
+        **(counts if test else dict.fromkeys(counts)),
         acc_a=acc_a,
         acc_b=acc_b,
         diff=acc_a - acc_b,

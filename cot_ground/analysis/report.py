@@ -12,10 +12,10 @@ import pandas as pd
 
 from cot_ground.analysis.attribution import attribution_table, oracle_gain
 from cot_ground.analysis.charts import failure_chart, task_bar_chart
-from cot_ground.analysis.guide import EMPTY_REASONS
+from cot_ground.analysis.guide import EMPTY_REASONS, TABLE_NOTES
 from cot_ground.analysis.html_report import ReportTables, render_report
 from cot_ground.analysis.load import load_run, pipeline_specs, read_manifest
-from cot_ground.analysis.paired import paired_comparison, paired_frame
+from cot_ground.analysis.paired import paired_comparison, paired_display, paired_frame
 from cot_ground.analysis.proposal_recall import recall_table
 from cot_ground.analysis.run_warnings import RunSelection, run_warnings, task_coverage
 from cot_ground.analysis.scores import (
@@ -51,13 +51,15 @@ def build_report(
 ) -> ReportFiles:
     """Write scores, attribution, oracle gain, paired comparisons, charts and ``report.html``.
 
-    ``out_dir`` defaults to ``RUN_DIR/report``. Paired comparisons cover every pair of
-    pipelines (in run order) on Acc@0.5 (official), bootstrapped with ``seed``, on the
-    examples both ran. When the run is mixed or unfinished (changes allowed across sessions,
-    a changed selection, a run that never ended, pipelines or tasks without records, pipelines
-    on different example sets) the report is still written, with warnings in
-    ``ReportFiles.warnings``, at the top of ``scores.md`` and ``report.html``, and in
-    ``scores.json``.
+    ``out_dir`` defaults to ``RUN_DIR/report``. The oracle gain is given under the strict rule
+    (what wrong image choices cost) and the official one. Paired comparisons cover every pair
+    of pipelines (in run order) on Acc@0.5 (official), bootstrapped with ``seed``, on the
+    examples both ran; p-values are written with every digit in ``paired.csv`` and
+    ``paired.json`` and as ``1.4e-20`` below 0.001 in ``paired.md`` and the page. When the
+    run is mixed or unfinished (changes allowed across sessions, a changed selection, a run
+    that never ended, pipelines or tasks without records, pipelines on different example
+    sets) the report is still written, with warnings in ``ReportFiles.warnings``, at the top
+    of ``scores.md`` and ``report.html``, and in ``scores.json``.
     """
     df = load_run(run_dir)
     if df.empty:
@@ -85,15 +87,21 @@ def build_report(
             for r in paired_comparison(df, a, b, seed=seed, n_boot=n_boot)
         ]
     )
-    for name, table in (("attribution", attribution), ("oracle_gain", gain), ("paired", paired)):
-        result.files[f"{name}.csv"] = _write_csv(table, out / f"{name}.csv")
+    tables_out = (
+        ("attribution", attribution, attribution, 2),
+        ("oracle_gain", gain, gain, 2),
+        ("paired", paired_display(paired, full_precision=True), paired_display(paired), 4),
+    )
+    for name, csv_table, md_table, digits in tables_out:
+        result.files[f"{name}.csv"] = _write_csv(csv_table, out / f"{name}.csv")
         md = out / f"{name}.md"
-        # an empty table's markdown file says why it is empty instead of holding a bare header
-        text = (
-            EMPTY_REASONS[name]
-            if table.empty
-            else markdown_table(table, 4 if name == "paired" else 2)
-        )
+        # an empty table's markdown file says why it is empty instead of holding a bare header;
+        # the others open with the rule they are scored by (TABLE_NOTES)
+        if md_table.empty:
+            text = EMPTY_REASONS[name]
+        else:
+            note = TABLE_NOTES.get(name)
+            text = (f"{note}\n\n" if note else "") + markdown_table(md_table, digits)
         md.write_text(text + "\n", "utf-8")
         result.files[f"{name}.md"] = md
     recall = recall_table(df)
@@ -120,7 +128,7 @@ def build_report(
         scores=scores,
         attribution=attribution,
         oracle_gain=gain,
-        paired=paired,
+        paired=paired_display(paired),
         charts=charts,
         warnings=warnings,
         proposal_recall=recall,

@@ -66,6 +66,28 @@ def strict_note(df: pd.DataFrame) -> str:
     )
 
 
+def reference_echo_note(df: pd.DataFrame) -> str | None:
+    """One sentence on the Acc@0.5 hits that copy the question's reference box
+    (``load_run`` column ``reference_box_echo``), per pipeline and task; None when no answer
+    counted correct copies it."""
+    echoed = df[df["reference_box_echo"] & (df["correct_50"] | df["strict_correct_50"])]
+    where = []
+    for (pipeline, task), part in echoed.groupby(["pipeline", "task"], sort=False):
+        mine = df[(df["pipeline"] == pipeline) & (df["task"] == task)]
+        where.append(
+            f"{pipeline} {task}: {int(part['correct_50'].sum())} of"
+            f" {int(mine['correct_50'].sum())} official and {int(part['strict_correct_50'].sum())}"
+            f" of {int(mine['strict_correct_50'].sum())} strict hits"
+        )
+    if not where:
+        return None
+    return (
+        "Some Acc@0.5 hits are answers that copy the box the question states for the reference"
+        " image (`reference_box_echo`); both rules count them like any box (the object may not"
+        " have moved): " + "; ".join(where) + "."
+    )
+
+
 def pipeline_calibration(df: pd.DataFrame, pipeline: str) -> str | None:
     """The one calibration a pipeline's predictions recorded; an error when they differ."""
     values = {c for c in df.loc[df["pipeline"] == pipeline, "calibration"] if pd.notna(c)}
@@ -202,7 +224,8 @@ def write_scores(
     tables = score_tables(df)
     scores = scores_frame(tables)
     paths = {"md": out / "scores.md", "csv": out / "scores.csv", "json": out / "scores.json"}
-    markdown = scores_markdown(scores, warnings, strict_note(df), run_tasks)
+    notes = [strict_note(df), reference_echo_note(df)]
+    markdown = scores_markdown(scores, warnings, " ".join(n for n in notes if n), run_tasks)
     paths["md"].write_text(markdown, encoding="utf-8")
     scores.to_csv(paths["csv"], index=False, float_format="%.4f")
     payload = {**tables, "warnings": list(warnings)}
@@ -238,6 +261,13 @@ def coverage_warnings(df: pd.DataFrame, run_ids: set[str] | None = None) -> list
         "their tables are not over the same examples, and paired statistics use only the "
         "examples both pipelines ran"
     ]
+
+
+def correct_column(threshold: float, mode: str = "official") -> str:
+    """Name of the ``load_run`` correct-flag column: ``correct_50`` (official) or
+    ``strict_correct_50``."""
+    name = f"correct_{round(threshold * 100):02d}"
+    return name if mode == "official" else f"strict_{name}"
 
 
 def markdown_table(df: pd.DataFrame, digits: int = 2) -> str:

@@ -13,6 +13,11 @@ with :func:`cot_ground.scoring.score_row`: the ``official`` figures, and per tas
 designates (:func:`cot_ground.bench.targets.designated_target`), or, with an annotation file,
 the target of the matching item (the only source for ``group_grounding``). Each record is also
 compared with the public parser's box so that every disagreement is counted by kind.
+
+Per task the rescoring also counts the answers whose scored box is a box the question states
+(``RowScore.reference_box_echo``: object_tracking and multi_view questions give the object's
+box in the first image) and how many of them are counted correct, and scores the baseline that
+answers every item with the question's first box (``reference_box_baseline``).
 """
 
 from __future__ import annotations
@@ -34,8 +39,10 @@ from cot_ground.scoring import (
     ScoreRow,
     apply_calibration,
     average_over_tasks,
+    question_boxes,
     score_row,
     score_table,
+    summarize,
 )
 from cot_ground.tasks import TASK_GROUPS, TASK_ORDER, question_designates_target
 
@@ -159,7 +166,14 @@ def rescore_logs(
     ``strict`` (None unless every task of it has one), ``logged`` and ``tasks`` (the tasks it
     averages over); ``strict_unknown`` lists the tasks without strict figures (their target
     images need ``bench``); ``missing_tasks`` the MIG-Bench tasks no log was given for (the
-    group means and the average are then over fewer tasks than the benchmark's). Raises
+    group means and the average are then over fewer tasks than the benchmark's). Each task also
+    has ``reference_box_echo`` (``{"answers", "correct_official", "correct_strict",
+    "task_correct_official", "task_correct_strict"}``: answers whose scored box is a box the
+    question states, how many of those are correct at Acc@0.5 under each rule, and how many
+    answers of the task are; the strict counts are None when strict is unknown) and
+    ``reference_box_baseline`` (``{"n_with_box", "acc@0.5", "miou"}``, official, percent: every
+    item answered with the question's first box, no calibration; an item whose question states
+    none counts as no box; None when no question of the task states a box). Raises
     :class:`ReleasedLogError` for unreadable logs, a task given twice, or logs that do not
     match ``bench``.
     """
@@ -181,16 +195,22 @@ def rescore_logs(
         without_box = 0
         agree: Counter[str] = Counter({k: 0 for k in AGREEMENT_KINDS})
         changes = 0
+        echo: Counter[str] = Counter()
+        baseline: list[float] = []
+        with_box = 0
         targets = _targets(log, examples.get(task))
         for rec, target in zip(log.records, targets, strict=True):
             parsed = parse_box(rec.answer, frame, unit_floats=unit_floats, question=rec.question)
+            gt = Box.from_thousandths(rec.groundtruth)
+            stated = question_boxes(rec.question)
             row = ScoreRow(
                 task,
                 parsed.box,
-                Box.from_thousandths(rec.groundtruth),
+                gt,
                 pred_image=parsed.image_index,
                 target_image=None if target is None else target[0],
                 question_designates_target=target is not None and target[1],
+                question_boxes=stated,
             )
             rows.append(row)
             if target is not None:
@@ -198,8 +218,27 @@ def rescore_logs(
             status[parsed.status.value] += 1
             without_box += parsed.box is None
             agree[agreement(parsed.box, rec.filter_answer, calibration)] += 1
-            changes += score_row(row, calibration).correct(0.5) != (rec.iou >= 0.5)
+            score = score_row(row, calibration)
+            changes += score.correct(0.5) != (rec.iou >= 0.5)
+            echo["task_correct_official"] += score.correct(0.5, "official")
+            echo["task_correct_strict"] += score.correct(0.5, "strict")
+            if score.reference_box_echo:
+                echo["answers"] += 1
+                echo["correct_official"] += score.correct(0.5, "official")
+                echo["correct_strict"] += score.correct(0.5, "strict")
+            copy = Box.from_thousandths(stated[0]) if stated else None
+            baseline.append(score_row(ScoreRow(task, copy, gt)).iou)
+            with_box += bool(stated)
+        strict_known = all(t is not None for t in targets)
         extra[task] = {
+            "reference_box_echo": {
+                "answers": echo["answers"],
+                "correct_official": echo["correct_official"],
+                "correct_strict": echo["correct_strict"] if strict_known else None,
+                "task_correct_official": echo["task_correct_official"],
+                "task_correct_strict": echo["task_correct_strict"] if strict_known else None,
+            },
+            "reference_box_baseline": _baseline(baseline, with_box),
             "logged": log.logged,
             "status": dict(status),
             "without_box": without_box,
@@ -228,6 +267,14 @@ def rescore_logs(
     table["strict_unknown"] = [t for t, info in table["tasks"].items() if info["strict"] is None]
     table["missing_tasks"] = [t for t in TASK_ORDER if t not in by_task]
     return table
+
+
+def _baseline(ious: list[float], with_box: int) -> dict[str, float] | None:
+    """Official Acc@0.5 and mIoU (percent) of the copy-the-question's-box baseline."""
+    if not with_box:
+        return None
+    figures = summarize(ious)
+    return {"n_with_box": with_box, "acc@0.5": figures["acc@0.5"], "miou": figures["miou"]}
 
 
 def _metrics(figures: dict[str, float] | None) -> dict[str, float] | None:

@@ -54,6 +54,8 @@ def rescore(
     Official figures (the public evaluation's), and per task strict Acc@0.5 and the share of
     answers that name an image. Strict needs each item's target image: the question names it
     for every task but group_grounding, whose target is in the annotation file (--bench).
+    Per task also: answers whose scored box is the box the question states (object_tracking,
+    multi_view) and how many of them count at Acc@0.5, and the Acc@0.5 of copying that box.
     """
     if calibration is not None and calibration not in CALIBRATIONS:
         fail(f"unknown calibration {calibration!r} (known: {', '.join(CALIBRATIONS)})")
@@ -104,12 +106,53 @@ def _print_rescore(result: dict[str, Any]) -> None:
     table.add_row(label, *_figures(average), "", "")
     console = Console()
     console.print(table)
+    echo = _echo_table(result)
+    if echo is not None:
+        console.print(echo)
     if missing:
         console.print(
             f"tasks absent: {', '.join(missing)}; the group means and the average are over the"
             " tasks given only, not MIG-Bench's",
             highlight=False,
         )
+
+
+def _echo_table(result: dict[str, Any]) -> Table | None:
+    """Per task whose questions state a box: the answers that copy it and how many of them
+    count at Acc@0.5, beside the score of copying it everywhere; None when no task has one."""
+    tasks = {
+        t: s
+        for t, s in result["tasks"].items()
+        if s["reference_box_baseline"] is not None or s["reference_box_echo"]["answers"]
+    }
+    if not tasks:
+        return None
+    table = Table(
+        title="Answers that copy the question's reference box",
+        caption="echo: answers whose scored box is the box the question states; hits: how many"
+        " of them count at Acc@0.5 (of the task's hits), official and strict; copy @0.5:"
+        " official Acc@0.5 of answering every item with the question's box",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    table.add_column("task")
+    for col in ("n", "echo", "official hits", "strict hits", "@0.5", "copy @0.5"):
+        table.add_column(col, justify="right")
+    for task, s in tasks.items():
+        echo, baseline = s["reference_box_echo"], s["reference_box_baseline"]
+        strict_hits = "n/a"
+        if echo["correct_strict"] is not None:
+            strict_hits = f"{echo['correct_strict']} of {echo['task_correct_strict']}"
+        table.add_row(
+            task,
+            str(s["n"]),
+            str(echo["answers"]),
+            f"{echo['correct_official']} of {echo['task_correct_official']}",
+            strict_hits,
+            f"{s['acc@0.5']:.2f}",
+            "" if baseline is None else f"{baseline['acc@0.5']:.2f}",
+        )
+    return table
 
 
 def _partial(name: str, tasks: list[str], of: int, missing: list[str]) -> str:

@@ -176,8 +176,10 @@ def compare(
     table = Table(
         title=f"A = {a}  vs  B = {b}  (Acc@0.5, official)",
         caption="2×2: both right / only A / only B / neither; CI: bootstrap 95% of A−B;"
-        " p: exact McNemar; POOLED: every example weighs the same; TASK_MEAN: every task"
-        " weighs the same (task-stratified bootstrap)",
+        " p: exact McNemar, unadjusted (--json p_holm: Holm-adjusted over the per-task tests);"
+        " POOLED: every"
+        " example weighs the same; TASK_MEAN: every task weighs the same (task-stratified"
+        " bootstrap; a mean over tasks, so no 2×2)",
         box=box.SIMPLE_HEAD,
     )
     for col in ("task", "n", "2×2", "A%", "B%", "A−B", "95% CI", "p"):
@@ -186,7 +188,7 @@ def compare(
         table.add_row(
             r.task,
             str(r.n),
-            f"{r.both}/{r.only_a}/{r.only_b}/{r.neither}",
+            "" if r.both is None else f"{r.both}/{r.only_a}/{r.only_b}/{r.neither}",
             f"{r.acc_a:.1f}",
             f"{r.acc_b:.1f}",
             f"{r.diff:+.1f}",

@@ -117,7 +117,9 @@ def test_attribution_table_counts(tmp_path):
 def test_oracle_gain_per_task(tmp_path):
     run = standard_run(tmp_path)
     frame = load_run(run)
-    gain = oracle_gain(frame).set_index("task")
+    table = oracle_gain(frame)
+    assert list(dict.fromkeys(table["rule"])) == ["strict", "official"]
+    gain = table[table["rule"] == "official"].set_index("task")
     # agent: 2 of 4 official Acc@0.5 per task (success + good box on the wrong image);
     # oracle: 3 of 4
     assert gain.loc["common_object", "agent_acc"] == pytest.approx(50.0)
@@ -128,6 +130,10 @@ def test_oracle_gain_per_task(tmp_path):
     assert gain.loc["SPONTANEOUS", "n"] == 4 and gain.loc["REFERENTIAL", "n"] == 4
     assert gain.loc["SPONTANEOUS", "gain"] == pytest.approx(gain.loc["common_object", "gain"])
     assert gain.loc["AVERAGE", "n"] == 8
+    # strict: the good box on the wrong image is wrong, so the agent has 1 of 4
+    strict = table[table["rule"] == "strict"].set_index("task")
+    assert strict.loc["common_object", "agent_acc"] == pytest.approx(25.0)
+    assert strict.loc["common_object", "gain"] == pytest.approx(50.0)
 
 
 def test_oracle_pairs_match_configs(tmp_path):

@@ -14,8 +14,10 @@ from cot_ground.analysis.paired import (
     POOLED,
     TASK_MEAN,
     bootstrap_diffs,
+    format_p_value,
     mcnemar_exact,
     paired_comparison,
+    paired_display,
     paired_frame,
     percentile_interval,
 )
@@ -72,9 +74,10 @@ def test_two_by_two_table_and_accuracies():
     assert diff.diff == pytest.approx(30.0)
     assert diff.p_value == pytest.approx(0.109375)
     pooled, task_mean = results[POOLED], results[TASK_MEAN]
-    for overall in (pooled, task_mean):
-        assert (overall.both, overall.only_a, overall.only_b, overall.neither) == (6, 8, 3, 7)
-        assert overall.n == 24
+    assert (pooled.both, pooled.only_a, pooled.only_b, pooled.neither) == (6, 8, 3, 7)
+    # the task mean is not a 2x2 table: (only_a - only_b) / n would not give its difference
+    assert (task_mean.both, task_mean.only_a, task_mean.only_b, task_mean.neither) == (None,) * 4
+    assert pooled.n == task_mean.n == 24
     # pooled: every example weighs the same; McNemar on the pooled table
     assert pooled.acc_a == pytest.approx(100 * 14 / 24)
     assert pooled.acc_b == pytest.approx(100 * 9 / 24)
@@ -192,3 +195,36 @@ def test_only_examples_both_pipelines_ran_are_paired():
     results = {r.task: r for r in paired_comparison(pd.concat([frame, extra]), "A", "B")}
     assert results["diff"].n == 10 and results[POOLED].n == 10
     assert results["diff"].acc_a == pytest.approx(50.0)
+
+
+def test_small_p_values_keep_their_size_in_tables_and_every_digit_in_csv():
+    # 80 pairs only A got right: p = 2 / 2**80, which "%.4f" printed as 0.0000
+    frame = _frame({"diff": _table(0, 80, 0, 0), "region": _table(3, 2, 1, 4)})
+    results = paired_frame(paired_comparison(frame, "A", "B", seed=0, n_boot=50))
+    p = results.set_index("task").loc["diff", "p_value"]
+    assert p == pytest.approx(2 / 2**80)
+    shown = paired_display(results).set_index("task")
+    assert shown.loc["diff", "p_value"] == "1.7e-24"
+    assert shown.loc["region", "p_value"] == f"{binomtest(1, 3, 0.5).pvalue:.4f}"
+    assert shown.loc[TASK_MEAN, "p_value"] == "" and shown.loc[POOLED, "p_holm"] == ""
+    full = paired_display(results, full_precision=True).set_index("task")
+    assert float(full.loc["diff", "p_value"]) == p  # every digit round-trips
+    assert format_p_value(0.05) == "0.0500" and format_p_value(None) == ""
+
+
+def test_holm_adjusts_the_per_task_p_values_of_a_pair():
+    frame = _frame(
+        {"diff": _table(2, 9, 1, 2), "region": _table(4, 5, 2, 1), "reasoning": _table(1, 3, 3, 1)}
+    )
+    rows = {r.task: r for r in paired_comparison(frame, "A", "B", seed=0, n_boot=50)}
+    p = {t: rows[t].p_value for t in ("diff", "region", "reasoning")}
+    # Holm by hand: sorted p1 <= p2 <= p3 -> 3 p1, max(3 p1, 2 p2), max(.., p3), capped at 1
+    order = sorted(p, key=p.get)
+    expected, running = {}, 0.0
+    for k, task in enumerate(order):
+        running = max(running, min(1.0, (3 - k) * p[task]))
+        expected[task] = running
+    for task in p:
+        assert rows[task].p_holm == pytest.approx(expected[task])
+        assert rows[task].p_holm >= rows[task].p_value
+    assert rows[POOLED].p_holm is None and rows[TASK_MEAN].p_holm is None

@@ -320,3 +320,73 @@ def test_unit_floats_options_on_the_qwen2_vl_logs(qwen2_vl: list[Path]) -> None:
     )
     for r in figures.values():  # the other tasks do not move
         assert r["tasks"]["diff"]["acc@0.5"] == figures["reject"]["tasks"]["diff"]["acc@0.5"]
+
+
+def _tracking(answer: str, gt: list, reference: tuple = (100, 100, 500, 500)) -> dict:
+    question = (
+        "These are a sequence of images containing moving objects. For the object in the first"
+        " image marked with red bounding box(<|box_start|>({},{}),({},{})<|box_end|>), please"
+        " locate it in the 2th image. Format:<|box_start|>(x1,y1),(x2,y2)<|box_end|>."
+    ).format(*reference)
+    return {**_rec(answer, [0, 0, 0, 0], gt, 0.0), "task": "object_tracking", "question": question}
+
+
+def test_answers_copying_the_reference_box_are_counted_and_the_copy_baseline_scored(
+    tmp_path: Path,
+) -> None:
+    records = [
+        _tracking("the boat(100,100),(500,500)", [100, 100, 500, 500]),  # copy, object still
+        _tracking("(100,100),(500,500)", [600, 600, 900, 900]),  # copy, object moved
+        _tracking("(600,600),(900,900)", [600, 600, 900, 900]),  # found it
+        _tracking("(101,100),(500,500)", [100, 100, 500, 500]),  # not a copy
+    ]
+    summary = {"object_tracking": _summary(4, 0, 0.0)["diff"]}
+    path = _log(tmp_path, records, summary)
+    task = rescore_logs([path])["tasks"]["object_tracking"]
+    assert task["acc@0.5"] == pytest.approx(75.0)  # the official figure is unchanged
+    assert task["reference_box_echo"] == {
+        "answers": 2,
+        "correct_official": 1,
+        "correct_strict": 1,
+        "task_correct_official": 3,
+        "task_correct_strict": 3,
+    }
+    # the copy baseline answers (100,100),(500,500) everywhere: right on items 1 and 4
+    assert task["reference_box_baseline"]["acc@0.5"] == pytest.approx(50.0)
+    assert task["reference_box_baseline"]["n_with_box"] == 4
+
+    app = typer.Typer()
+    bench_cmds.register(app)
+    table = CliRunner().invoke(app, ["rescore", str(path)], env={"COLUMNS": "200"})
+    assert table.exit_code == 0, table.output
+    assert "Answers that copy the question's reference box" in table.output
+    row = next(
+        line.split()
+        for line in table.output.splitlines()[::-1]
+        if line.strip().startswith("object_tracking")
+    )
+    assert row == ["object_tracking", "4", "2", "1", "of", "3", "1", "of", "3", "75.00", "50.00"]
+
+
+@pytest.mark.shared
+def test_reference_box_echo_on_the_qwen2_vl_logs(qwen2_vl: list[Path]) -> None:
+    """Most of Qwen2-VL's object_tracking and multi_view hits copy the question's box; copying
+    it everywhere scores nearly as much (docs/benchmark.md)."""
+    result = rescore_logs(qwen2_vl)
+    figures = {}
+    for task in ("object_tracking", "multi_view"):
+        s = result["tasks"][task]
+        echo = s["reference_box_echo"]
+        figures[task] = (
+            echo["answers"],
+            echo["correct_official"],
+            echo["task_correct_official"],
+            round(s["reference_box_baseline"]["acc@0.5"], 2),
+            round(s["acc@0.5"], 2),
+        )
+    assert figures == {
+        "object_tracking": (474, 70, 79, 12.91, 14.36),
+        "multi_view": (234, 21, 27, 7.99, 9.38),
+    }
+    others = [t for t, s in result["tasks"].items() if s["reference_box_baseline"] is not None]
+    assert others == ["object_tracking", "multi_view"]
