@@ -36,7 +36,8 @@ def rescore(
             "--unit-floats",
             help="a box of four numbers in [0, 1] with a fraction in an integer frame: 'reject'"
             " (status frame_mismatch, default), 'fraction' (read as fractions) or 'migician'"
-            " (the public Migician parser: numbers >= 1 divided by 1000)",
+            " (the rule of the public Migician CoT script's parser: numbers >= 1 divided by"
+            " 1000; the released logs' own figures are those of 'reject')",
         ),
     ] = "reject",
     bench: Annotated[
