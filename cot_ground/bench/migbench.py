@@ -4,9 +4,10 @@ File format (a JSON list, one object per item): ``task``, ``images`` (paths rela
 benchmark root, the folder that holds ``MIG-Bench/``), ``question``, ``answer`` (the box),
 ``additional_info`` (for ``group_grounding`` it holds the answer) and ``need_format``.
 
-The frame of ``answer`` differs between releases, so the loader takes ``answer_frame``
-explicitly; for the two known files a sha256 table supplies it. An unknown file without an
-explicit frame is an error: the frame is never guessed from the size of the numbers.
+The frame of ``answer`` differs between releases: for the two published files a sha256 table
+supplies it, a MIG-Lite build states it in ``lite_info.json``, and any other file needs an
+explicit ``answer_frame`` (an explicit frame that contradicts a known or stated one is refused).
+The frame is never guessed from the size of the numbers.
 """
 
 from __future__ import annotations
@@ -149,21 +150,35 @@ def stated_frame(sha256: str, path: Path) -> Frame | None:
 
 
 def resolve_frame(sha256: str, path: Path, answer_frame: Frame | str | None) -> Frame:
-    """The explicit frame, else the frame of a known file, else the frame its build states
-    (:func:`stated_frame`); any other file needs one."""
-    if answer_frame is not None:
-        return Frame(answer_frame)
+    """The frame of the boxes of ``path``: the frame of a known file (:data:`KNOWN_FILES`, by
+    sha256), else the frame its build states (:func:`stated_frame`), else the explicit one.
+
+    An explicit ``answer_frame`` must agree with a known or stated frame: one that differs
+    raises :class:`BenchmarkError` naming both frames and where the known one comes from (a
+    wrong frame would scale every ground-truth box). Any other file needs an explicit frame."""
+    explicit = Frame(answer_frame) if answer_frame is not None else None
     known = KNOWN_FILES.get(sha256)
     if known is not None:
-        return known.answer_frame
-    stated = stated_frame(sha256, path)
-    if stated is None:
+        frame, source = known.answer_frame, f"the published file {known.name} (by its sha256)"
+    else:
+        frame = stated_frame(sha256, path)
+        source = f"{path.parent / BUILD_INFO_FILE}, written by the build of this file"
+    if frame is None:
+        if explicit is None:
+            raise BenchmarkError(
+                f"{path}: unknown annotation file (sha256 {sha256[:12]}...) and no "
+                f"{BUILD_INFO_FILE} beside it stating the frame of this file; state the frame "
+                f"of its boxes with answer_frame= / --answer-frame "
+                f"({', '.join(f.value for f in Frame)})"
+            )
+        return explicit
+    if explicit is not None and explicit is not frame:
         raise BenchmarkError(
-            f"{path}: unknown annotation file (sha256 {sha256[:12]}...) and no "
-            f"{BUILD_INFO_FILE} beside it stating the frame of this file; state the frame of "
-            f"its boxes with answer_frame= / --answer-frame ({', '.join(f.value for f in Frame)})"
+            f"{path}: answer_frame {explicit.value!r} contradicts the frame of this file, "
+            f"{frame.value!r}, stated by {source}; remove answer_frame or set it to "
+            f"{frame.value!r}"
         )
-    return stated
+    return frame
 
 
 def open_annotations(
