@@ -125,9 +125,10 @@ def parse_box(
     stays an integer-frame box).
     ``"reject"`` (default): it is not read; when it is the first box the status is
     ``frame_mismatch``. ``"fraction"``: the four numbers are read as unit-frame fractions.
-    ``"migician"``: the public Migician evaluation parser's per-number rule, a number below 1
-    is a fraction and a number of at least 1 is divided by 1000 (so ``1.0`` becomes 0.001 and
-    ``[0.0, 0.17, 1.0, 0.83]`` an inverted box); it reproduces that evaluation's figures.
+    ``"migician"``: the per-number rule of the public Migician CoT script's parser, a number
+    below 1 is a fraction and a number of at least 1 is divided by 1000 (so ``1.0`` becomes
+    0.001 and ``[0.0, 0.17, 1.0, 0.83]`` an inverted box); the released logs' own figures are
+    those of ``"reject"`` (docs/benchmark.md, "Unit floats").
     ``question``: the question ``text`` answers, for telling an
     echoed reference image from the image the answer names
     (:func:`cot_ground.mentions.read_image_choice`). Raises ``ValueError`` for an unknown

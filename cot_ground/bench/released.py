@@ -145,8 +145,8 @@ def rescore_logs(
 ) -> dict[str, Any]:
     """Rescore released logs from their raw answers; one file per task.
 
-    ``unit_floats``: how an answer box of four numbers in [0, 1] with a fraction is read in an
-    integer frame (:func:`cot_ground.parsing.parse_box`): ``reject`` (status
+    ``unit_floats``: how an answer box of four numbers in [0, 1] (one written with a decimal
+    point) is read in an integer frame (:func:`cot_ground.parsing.parse_box`): ``reject`` (status
     ``frame_mismatch``, the default) or ``fraction``; recorded in the result. The question of
     each record is given to the parser, so echoed reference images are not read as choices.
 

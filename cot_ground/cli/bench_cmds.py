@@ -34,7 +34,8 @@ def rescore(
         str,
         typer.Option(
             "--unit-floats",
-            help="a box of four numbers in [0, 1] with a fraction in an integer frame: 'reject'"
+            help="a box of four numbers in [0, 1], one written with a decimal point, in an integer"
+            " frame: 'reject'"
             " (status frame_mismatch, default), 'fraction' (read as fractions) or 'migician'"
             " (the rule of the public Migician CoT script's parser: numbers >= 1 divided by"
             " 1000; the released logs' own figures are those of 'reject')",
