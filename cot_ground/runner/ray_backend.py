@@ -14,7 +14,9 @@ Before any replica starts, the driver runs the same pre-flight check as the plai
 (:mod:`cot_ground.runner.preflight`). When a replica dies (its process killed, out of memory),
 the chunks it held go to the replicas still alive, and a dead replica gets no more work; when
 every replica has died, the driver stops with :class:`ReplicasLost`: what was written is kept,
-``run.json`` records the session and its error, and re-running the command resumes.
+``run.json`` records the session and its error, and re-running the command resumes. Any other
+error that stops the driver (a replica's task raised, a record could not be written) ends the
+session ``"failed"`` with that error too, as in the plain runner.
 
 ``address=None`` (or ``"local"``) starts a local Ray instance limited to ``workers`` CPUs (the
 local one sees this machine's GPUs); any other address joins an existing cluster, whose nodes
@@ -393,8 +395,8 @@ def _drive(
             live = [actors[i] for i in sorted(alive)]
             stats = ray.get([a.stats.remote() for a in live])
             ray.get([a.close.remote() for a in live])
-        except ReplicasLost as exc:
-            error = str(exc)
+        except Exception as exc:  # recorded as the session's error (as the plain runner does)
+            error = f"{type(exc).__name__}: {exc}"
             raise
         finally:
             progress.close()
