@@ -6,13 +6,17 @@ GroundingDino models (unless already built), runs the classical CoT pipeline and
 path on the tiny models over the same examples into one run folder, and writes the report.
 The pipelines come from the shipped configs ``experiments/lite_classical.yaml`` and
 ``experiments/tiny_models.yaml``, so the demo runs exactly what a user would run by hand.
+A demo holds its folder's lock from start to end, so a second demo on the same folder (of any
+``per_task``) stops before it touches anything.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,16 +113,40 @@ def check_demo_run(run_dir: Path) -> None:
         )
 
 
+@contextlib.contextmanager
+def demo_folder_locked(out: Path) -> Iterator[None]:
+    """Hold the lock of the demo folder ``out`` (the run-folder lock of
+    :meth:`cot_ground.runner.store.RunFolder.locked`, on ``out/.lock``) for the block. Raises
+    :class:`DemoFolderError` naming the process that holds it (another demo in that folder)."""
+    from cot_ground.runner.store import _LOCK_FILE, RunFolder, RunFolderError
+
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(RunFolder(out).locked())
+    except RunFolderError:
+        try:
+            holder = (out / _LOCK_FILE).read_text(encoding="utf-8").strip() or "another process"
+        except OSError:
+            holder = "another process"
+        raise DemoFolderError(
+            f"the demo folder {out} is in use by {holder} (another demo runs there); wait for"
+            " it to finish or give another --out"
+        ) from None
+    with held:
+        yield
+
+
 def prepare_lite(lite_dir: Path, run_dir: Path, per_task: int, log: Any = print) -> None:
     """MIG-Lite with ``per_task`` items per task in ``lite_dir``: reused when already built so,
     else built. An earlier build of another size is replaced
     (:func:`cot_ground.lite.generate_lite` with ``force``: only a MIG-Lite build is), and the
     demo's run folder ``run_dir`` made on it is deleted (:func:`check_demo_run`), since its
-    records came from the other benchmark file; both are checked before either is touched. The
-    step-1 cache is kept: it is keyed by the images' content, which the same seed writes
-    identically whatever the size. Raises :class:`DemoFolderError` when ``lite_dir`` or
-    ``run_dir`` is not the demo's own (:func:`cot_ground.lite.generate.check_replaceable`,
-    :func:`check_demo_run`)."""
+    records came from the other benchmark file; both are checked before either is touched, and
+    ``run_dir``'s lock is held while they are replaced. The step-1 cache is kept: it is keyed by
+    the images' content, which the same seed writes identically whatever the size. Raises
+    :class:`DemoFolderError` when ``lite_dir`` or ``run_dir`` is not the demo's own
+    (:func:`cot_ground.lite.generate.check_replaceable`, :func:`check_demo_run`), or when
+    another process (a ``cot-ground run`` on it) holds ``run_dir``'s lock."""
     from cot_ground.lite import generate_lite
     from cot_ground.lite.generate import check_replaceable
 
@@ -136,11 +164,20 @@ def prepare_lite(lite_dir: Path, run_dir: Path, per_task: int, log: Any = print)
     except ValueError as exc:
         raise DemoFolderError(f"{exc} (the demo keeps MIG-Lite in it)") from None
     check_demo_run(run_dir)
-    log(f"MIG-Lite in {lite_dir} has {had}, {per_task} asked for: rebuilding it")
-    generate_lite(lite_dir, per_task=per_task, force=True)
+    from cot_ground.runner.store import RunFolder, RunFolderError
+
+    held = contextlib.ExitStack()
     if run_dir.exists():
-        shutil.rmtree(run_dir)
-        log(f"removed the earlier run folder {run_dir} (its records came from the old build)")
+        try:
+            held.enter_context(RunFolder(run_dir).locked())
+        except RunFolderError as exc:
+            raise DemoFolderError(f"{exc} (MIG-Lite and it were left as they are)") from None
+    with held:
+        log(f"MIG-Lite in {lite_dir} has {had}, {per_task} asked for: rebuilding it")
+        generate_lite(lite_dir, per_task=per_task, force=True)
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+            log(f"removed the earlier run folder {run_dir} (its records came from the old build)")
 
 
 def run_demo(
@@ -154,22 +191,24 @@ def run_demo(
     """Run the demo into ``out_dir``: resumes whatever an earlier demo with the same
     ``per_task`` left there, and starts again from a new MIG-Lite build and run folder when
     ``per_task`` differs (:func:`prepare_lite`). Raises :class:`DemoFolderError` when the
-    MIG-Lite or run folder in ``out_dir`` is not the demo's own (it is never replaced)."""
+    MIG-Lite or run folder in ``out_dir`` is not the demo's own (it is never replaced), or when
+    another demo runs in ``out_dir`` (:func:`demo_folder_locked`)."""
     from cot_ground.analysis.report import build_report
     from cot_ground.runner.run import run_experiment
 
     out = Path(out_dir).resolve()
     lite_dir = out / "mig-lite"
     run_dir = out / "run"
-    prepare_lite(lite_dir, run_dir, per_task, log)
-    tiny_dir = None
-    if with_tiny_models:
-        log(f"building tiny random-weight models in {out / 'tiny-models'}")
-        tiny_dir = build_tiny_models(out / "tiny-models")
-    config = demo_config(lite_dir, tiny_dir, run_dir)
-    run_experiment(config, progress=progress)
-    log("writing the report")
-    report = build_report(run_dir)
+    with demo_folder_locked(out):
+        prepare_lite(lite_dir, run_dir, per_task, log)
+        tiny_dir = None
+        if with_tiny_models:
+            log(f"building tiny random-weight models in {out / 'tiny-models'}")
+            tiny_dir = build_tiny_models(out / "tiny-models")
+        config = demo_config(lite_dir, tiny_dir, run_dir)
+        run_experiment(config, progress=progress)
+        log("writing the report")
+        report = build_report(run_dir)
     return DemoResult(
         lite_dir=lite_dir,
         run_dir=run_dir,

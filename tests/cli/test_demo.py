@@ -131,3 +131,31 @@ def test_demo_never_replaces_a_folder_that_is_not_its_own(tmp_path: Path) -> Non
     assert refused.exit_code == 2, refused.output
     assert "is not a MIG-Lite folder" in refused.output and "mine.txt" in refused.output
     assert (out / "mig-lite" / "mine.txt").is_file()
+
+
+def test_a_second_demo_leaves_a_running_demo_alone(tmp_path: Path) -> None:
+    """While a demo holds its folder (or a `run` writes the demo's run folder), a demo of
+    another --per-task is refused before it rebuilds MIG-Lite or deletes the run folder."""
+    import json
+    import os
+
+    from cot_ground.lite import generate_lite
+    from cot_ground.runner.store import RunFolder
+
+    out = tmp_path / "demo"
+    generate_lite(out / "mig-lite", per_task=1, tasks=["diff"])
+    manifest = {"name": "demo", "sessions": []}
+    (out / "run").mkdir()
+    (out / "run" / "run.json").write_text(json.dumps(manifest))
+    args = ["demo", "--out", str(out), "--no-tiny-models", "--per-task", "2"]
+
+    for held, message in (
+        (out, f"the demo folder {out} is in use by pid {os.getpid()}"),
+        (out / "run", f"run folder {out / 'run'} is in use by pid {os.getpid()}"),
+    ):
+        with RunFolder(held).locked():  # as the running demo (or `run`) holds it
+            refused = CliRunner().invoke(app, args, env={"COLUMNS": "400"})
+        assert refused.exit_code == 2, refused.output
+        assert message in " ".join(refused.output.split())
+        assert json.loads((out / "run" / "run.json").read_text()) == manifest
+        assert json.loads((out / "mig-lite" / "lite_info.json").read_text())["per_task"] == 1
