@@ -28,6 +28,7 @@ import pandas as pd
 
 from cot_ground.analysis.load import read_manifest
 from cot_ground.analysis.scores import coverage_warnings, pipelines_of
+from cot_ground.runner.manifest import ENVIRONMENT_KEYS, environment_changes
 from cot_ground.runner.store import RunFolder
 from cot_ground.tasks import ordered_tasks
 
@@ -130,13 +131,58 @@ def session_warnings(manifest: dict[str, Any]) -> list[str]:
                 f"{label} changed the benchmark's settings ({describe(bench)}): records scored"
                 " under both are mixed"
             )
-        environment = session.get("environment_changed")
-        if environment:
+    return out + environment_warnings(manifest)
+
+
+def environment_warnings(manifest: dict[str, Any]) -> list[str]:
+    """Sessions that wrote records with other code, packages, model weights or machine than the
+    last session before them that wrote records (:func:`cot_ground.runner.manifest.
+    environment_changes` over the environments each session entry records). A session that
+    wrote nothing (a resume with nothing left to do) mixes nothing, and a change it brought is
+    reported against the next session that writes. Session entries without an environment
+    (older run folders) fall back to their recorded ``environment_changed``."""
+    out = []
+    sessions = _sessions(manifest)
+    previous: dict[str, Any] | None = None
+    for number, session in enumerate(sessions, start=1):
+        if not _wrote_records(session, sessions[number:]):
+            continue
+        label = f"session {number} ({_started(session)})"
+        if any(key in session for key in ENVIRONMENT_KEYS):
+            moved = environment_changes(previous, session) if previous is not None else []
+            previous = session
+        else:
+            moved = session.get("environment_changed") or []
+        if moved:
             out.append(
-                f"{label} ran other code, packages or model weights than the session before"
-                f" ({describe(environment)}): records made by both are mixed"
+                f"{label} ran other code, packages, model weights or machine than the session"
+                f" before it that wrote records ({describe(moved)}): records made by both are"
+                " mixed"
             )
     return out
+
+
+def _wrote_records(session: dict[str, Any], later: list[dict[str, Any]]) -> bool:
+    """Whether ``session`` wrote records: a pipeline's ``written`` count, else (a killed
+    session, which never counted) the lines the next session found beyond this one's
+    ``records_before``; unknown counts as written."""
+    pipelines = session.get("pipelines")
+    if not isinstance(pipelines, dict) or not pipelines:
+        return True
+    counts = [p.get("written") for p in pipelines.values() if isinstance(p, dict)]
+    if counts and all(isinstance(c, int) for c in counts):
+        return sum(counts) > 0
+    after = later[0].get("pipelines") if later else None
+    if not isinstance(after, dict):
+        return True
+    for name, entry in pipelines.items():
+        before = entry.get("records_before") if isinstance(entry, dict) else None
+        next_before = (after.get(name) or {}).get("records_before")
+        if not (isinstance(before, int) and isinstance(next_before, int)):
+            return True
+        if next_before > before:
+            return True
+    return False
 
 
 def record_warnings(

@@ -247,10 +247,38 @@ def test_session_warnings_name_every_recorded_change() -> None:
     assert environment_first == [
         "session 2 (started T2) changed the benchmark's settings (answer_frame unit -> 1000):"
         " records scored under both are mixed",
-        "session 2 (started T2) ran other code, packages or model weights than the session"
-        " before (git commit aaa -> bbb, package torch 2.4 -> 2.5): records made by both are"
-        " mixed",
+        "session 2 (started T2) ran other code, packages, model weights or machine than the"
+        " session before it that wrote records (git commit aaa -> bbb, package torch 2.4 ->"
+        " 2.5): records made by both are mixed",
     ]
+
+
+def _session(started: str, commit: str, written: int) -> dict:
+    return {
+        "started": started,
+        "git": {"commit": commit, "dirty": False},
+        "packages": {"torch": "2.4"},
+        "models": {},
+        "pipelines": {"cot": {"records_before": 0, "written": written}},
+    }
+
+
+def test_environment_changes_count_only_between_sessions_that_wrote_records() -> None:
+    # session 2 resumed with new code but had nothing left to do: it mixes nothing
+    idle = [_session("T1", "aaa", 5), _session("T2", "bbb", 0)]
+    assert session_warnings({"sessions": idle}) == []
+    # session 3 writes with that code: compared with session 1, the last that wrote
+    mixed = [*idle, _session("T3", "bbb", 2)]
+    (warning,) = session_warnings({"sessions": mixed})
+    assert warning.startswith("session 3 (started T3) ran other code")
+    assert "git commit aaa -> bbb" in warning
+    # a killed session (no written count) wrote what the next session found beyond its start
+    killed = _session("T2", "bbb", 0)
+    killed["pipelines"] = {"cot": {"records_before": 5}}
+    after = _session("T3", "bbb", 0)
+    after["pipelines"]["cot"]["records_before"] = 7
+    (warning,) = session_warnings({"sessions": [_session("T1", "aaa", 5), killed, after]})
+    assert warning.startswith("session 2 (started T2) ran other code")
 
 
 def test_a_run_folder_without_sessions_or_selection_reports_no_warning(tmp_path: Path) -> None:
