@@ -32,10 +32,13 @@ at once when the adapter is built, and by :func:`settings_problems` without buil
 Decoding is greedy (``temperature`` 0) unless ``do_sample``; ``max_new_tokens`` is sent as
 ``max_tokens``. A batch is sent in rounds (:meth:`OpenAIChatClient.complete`): connection
 errors, missed deadlines, 429 and 5xx answers are retried in the next round, after the backoff;
-then :class:`EndpointError` names the endpoint and the last error. A batch in which some
-requests failed raises :class:`~cot_ground.models.base.RequestErrors`, so nothing is sent
-again by the caller. Error messages are redacted (:mod:`cot_ground.redaction`: the value of
-``api_key_env``, ``Bearer`` tokens) and carry no original exception.
+then :class:`EndpointError` names the endpoint and the last error. An answer without text
+(``content`` null, or empty with a ``refusal`` or a ``finish_reason`` other than ``stop``) is
+an :class:`EndpointError` naming what the server sent, not an empty answer: the example is a
+``model_error`` (never stored in the step-1 cache), which ``--retry-failed`` asks again. A
+batch in which some requests failed raises :class:`~cot_ground.models.base.RequestErrors`, so
+nothing is sent again by the caller. Error messages are redacted (:mod:`cot_ground.redaction`:
+the value of ``api_key_env``, ``Bearer`` tokens) and carry no original exception.
 """
 
 from __future__ import annotations
@@ -355,7 +358,28 @@ class OpenAIChatClient:
             except openai.APIError as exc:
                 return self._failure(exc, "refused the request"), False
             state.answered = True
-            return response.choices[0].message.content or "", False
+            return self._answer_text(response), False
+
+    def _answer_text(self, response: Any) -> str | EndpointError:
+        """The text of the response's first choice; an :class:`EndpointError` (not retried)
+        naming what the server sent when it holds no answer text: no choice, ``content`` null,
+        or an empty ``content`` with a ``refusal`` or a ``finish_reason`` other than
+        ``"stop"`` (``"length"``, ``"content_filter"``). An empty content that the model ended
+        itself (``finish_reason`` ``"stop"``) is its answer."""
+        choices = getattr(response, "choices", None) or []
+        if not choices:
+            return EndpointError(redact(f"endpoint {self.base_url} sent an answer with no choice"))
+        choice = choices[0]
+        message = getattr(choice, "message", None)
+        content = getattr(message, "content", None)
+        refusal = getattr(message, "refusal", None)
+        finish = getattr(choice, "finish_reason", None)
+        if content is None or (not content and (refusal or finish != "stop")):
+            sent = f"content {content!r}, finish_reason {finish!r}"
+            if refusal:
+                sent += f", refusal {refusal!r}"
+            return EndpointError(redact(f"endpoint {self.base_url} sent no answer text ({sent})"))
+        return content
 
     def _failure(self, exc: BaseException, what: str) -> EndpointError:
         """An :class:`EndpointError` naming the endpoint, its message redacted (API key,
