@@ -354,6 +354,92 @@ def reference_problems(pipelines: dict[str, Any], models: set[str]) -> list[str]
     return problems
 
 
+def adapter_problems(pipelines: dict[str, Any], adapters: dict[str, Any]) -> list[str]:
+    """Every registry adapter name (``adapters``: model key → adapter name) that is unknown, and
+    every model a pipeline puts in a slot of another role (:data:`registry.SLOTS`), one line
+    each; loads nothing. Import strings (``module:factory``) and keys ``adapters`` lacks are
+    left out (their methods are checked once built; a missing key has its own message)."""
+    from cot_ground.models import registry
+
+    problems: list[str] = []
+    for pname, pipe in pipelines.items():
+        try:
+            refs = pipe.model_refs()
+        except AttributeError:  # a required key is missing: reported as such
+            refs = {}
+        for slot, key in refs.items():
+            name = adapters.get(key)
+            if not isinstance(name, str) or ":" in name or _ENV_REF.search(name):
+                continue
+            try:
+                actual = registry.role_of(name)
+            except KeyError as exc:
+                problem = f"models.{key}.adapter: {exc.args[0]}"
+                if problem not in problems:
+                    problems.append(problem)
+                continue
+            role = registry.SLOTS[slot]
+            if actual != role:
+                problems.append(
+                    f"pipelines.{pname}.{slot}: model {key!r} is adapter {name!r}, a {actual},"
+                    f" but this slot needs a {role}"
+                )
+    return problems
+
+
+FRAME_CHECK_MAX_BYTES = 64 * 1024 * 1024
+"""Largest annotation file whose frame :func:`setup_problems` decides (it reads the file's
+sha256); a larger one is left to the pre-flight check."""
+
+
+def setup_problems(data: dict[str, Any], pipelines: dict[str, Any]) -> list[str]:
+    """The pre-flight checks that need no model and no big file, run on a config mapping that
+    is invalid elsewhere, so that one report lists them with its other errors: unknown task
+    names, unknown adapters and models in a slot of another role (:func:`adapter_problems`),
+    and a missing ``benchmark.answer_frame`` for an annotation file (up to
+    :data:`FRAME_CHECK_MAX_BYTES`) that is neither a published file nor a build stating its
+    frame. Values still holding ``${VAR}`` are skipped."""
+    from cot_ground.tasks import TASK_ORDER
+
+    problems: list[str] = []
+    bench = data.get("benchmark") if isinstance(data.get("benchmark"), dict) else {}
+    tasks = bench.get("tasks")
+    if isinstance(tasks, list):
+        problems += [
+            f"benchmark.tasks[{i}]: unknown task {task!r} (tasks: {', '.join(TASK_ORDER)})"
+            for i, task in enumerate(tasks)
+            if isinstance(task, str) and task not in TASK_ORDER
+        ]
+    models = data.get("models") if isinstance(data.get("models"), dict) else {}
+    adapters = {k: m.get("adapter") for k, m in models.items() if isinstance(m, dict)}
+    problems += adapter_problems(pipelines, adapters)
+    frame = _frame_problem(bench)
+    return problems + ([frame] if frame else [])
+
+
+def _frame_problem(bench: dict[str, Any]) -> str | None:
+    """``benchmark.answer_frame`` missing for a small annotation file of unknown frame."""
+    from cot_ground.bench.migbench import KNOWN_FILES, stated_frame
+    from cot_ground.records import file_sha256
+
+    file = bench.get("file")
+    if bench.get("answer_frame") is not None or not isinstance(file, str) or _ENV_REF.search(file):
+        return None
+    path = Path(file)
+    try:
+        if not path.is_file() or path.stat().st_size > FRAME_CHECK_MAX_BYTES:
+            return None
+        sha = file_sha256(path)
+    except OSError:
+        return None  # the pre-flight check names the unreadable file
+    if sha in KNOWN_FILES or stated_frame(sha, path) is not None:
+        return None
+    return (
+        f"benchmark.answer_frame: required for {path} (not a published MIG-Bench file, and no"
+        " build states its frame); give the frame of its boxes (docs/benchmark.md)"
+    )
+
+
 def expand_env(value: Any, where: str = "", unset: list[str] | None = None) -> Any:
     """``value`` with ``${VAR}`` / ``${VAR:-default}`` replaced in every string, recursively.
 
@@ -439,6 +525,7 @@ def parse_config(
         models = expanded.get("models")
         if isinstance(models, dict) and isinstance(expanded.get("pipelines"), dict):
             problems += map(_indent, reference_problems(pipelines, set(models)))
+        problems += map(_indent, setup_problems(expanded, pipelines))
     for name, pipe in pipelines.items():
         try:
             graph_config(name, pipe)

@@ -170,7 +170,8 @@ def pipeline_fingerprint(
     }
 
 
-def _changed_keys(old: Any, new: Any, where: str) -> list[str]:
+def changed_keys(old: Any, new: Any, where: str = "") -> list[str]:
+    """Dotted keys whose values differ between two JSON values (a key only one holds counts)."""
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[str] = []
         for key in sorted(set(old) | set(new), key=str):
@@ -178,7 +179,7 @@ def _changed_keys(old: Any, new: Any, where: str) -> list[str]:
             if key not in old or key not in new:
                 out.append(sub)
             else:
-                out += _changed_keys(old[key], new[key], sub)
+                out += changed_keys(old[key], new[key], sub)
         return out
     return [] if old == new else [where]
 
@@ -208,7 +209,7 @@ def fingerprint_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     fingerprint of an older version, are not compared)."""
     changes = prompt_file_changes(old.get("prompt_files") or {}, new.get("prompt_files") or {})
     if "config" in old:
-        changes += [f"config {k}" for k in _changed_keys(old["config"], new["config"], "")]
+        changes += [f"config {k}" for k in changed_keys(old["config"], new["config"])]
     before, after = old.get("models_weights") or {}, new.get("models_weights") or {}
     changes += [
         f"model weights {k} (digest {before[k][:12]}... -> {after[k][:12]}...)"

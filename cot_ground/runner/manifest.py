@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib.metadata
 import os
 import platform
@@ -15,6 +17,9 @@ from typing import Any
 from cot_ground import __version__
 from cot_ground.mentions import READER
 from cot_ground.paths import source_checkout
+
+PACKAGE_DIR = "cot_ground"
+"""The package's folder in its checkout (untracked modules there count as code changes)."""
 
 PACKAGES = (
     "torch",
@@ -48,24 +53,43 @@ def package_versions() -> dict[str, str | None]:
 
 
 def git_state(root: Path | None = None) -> dict[str, Any]:
-    """Commit and dirty flag of the checkout cot-ground runs from (None outside git, and for
-    an installed wheel)."""
+    """Commit, dirty flag and ``changes`` of the checkout cot-ground runs from (each None
+    outside git, and for an installed wheel).
+
+    ``changes``: sha256 of the uncommitted code, i.e. ``git diff HEAD`` (tracked files) plus the
+    path and content of every untracked ``*.py`` file under ``cot_ground/`` (not ignored); None
+    when there is none. Two sessions on one commit with other edits differ in it."""
     root = root if root is not None else source_checkout()
     if root is None:
-        return {"commit": None, "dirty": None}
+        return {"commit": None, "dirty": None, "changes": None}
 
-    def _git(*args: str) -> str | None:
+    def _git(*args: str) -> bytes | None:
         try:
-            done = subprocess.run(
-                ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10
-            )
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, timeout=10)
         except (OSError, subprocess.SubprocessError):
             return None
-        return done.stdout.strip() if done.returncode == 0 else None
+        return done.stdout if done.returncode == 0 else None
 
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+    head = _git("rev-parse", "HEAD")
+    if head is None:
+        return {"commit": None, "dirty": None, "changes": None}
+    diff = _git("diff", "HEAD", "--binary", "--no-ext-diff", "--no-textconv")
+    untracked = _git(
+        "ls-files", "-z", "--others", "--exclude-standard", "--", f"{PACKAGE_DIR}/*.py"
+    )
+    if diff is None or untracked is None:
+        return {"commit": head.decode().strip(), "dirty": None, "changes": None}
+    digest = hashlib.sha256(diff)
+    for name in sorted(n for n in untracked.split(b"\0") if n):
+        digest.update(b"\0untracked\0" + name + b"\0")
+        with contextlib.suppress(OSError):  # removed meanwhile: its name still counts
+            digest.update((root / name.decode()).read_bytes())
+    changed = bool(diff or untracked)
+    return {
+        "commit": head.decode().strip(),
+        "dirty": changed,
+        "changes": digest.hexdigest() if changed else None,
+    }
 
 
 def device_info() -> dict[str, Any]:
@@ -115,18 +139,19 @@ def model_sources(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-ENVIRONMENT_KEYS = ("git", "packages", "models")
+ENVIRONMENT_KEYS = ("git", "packages", "models", "device")
 """Keys of ``run.json`` (top level: the latest session) and of each session entry that say which
-code, packages and model weights a session ran with."""
+code, packages, model weights and machine a session ran with."""
 
 
 def environment_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """What differs in :data:`ENVIRONMENT_KEYS` between two sessions' records: ``"git commit A ->
-    B"``, ``"git dirty A -> B"``, ``"package P A -> B"``, ``"model K FIELD A -> B"`` (a model
-    key or field one of them lacks is not compared)."""
+    B"``, ``"git dirty A -> B"``, ``"git changes A -> B"`` (other uncommitted code),
+    ``"package P A -> B"``, ``"model K FIELD A -> B"``, ``"device FIELD A -> B"`` (host, GPUs,
+    torch threads...; a key, model or field one of them lacks is not compared)."""
     changes: list[str] = []
     old_git, new_git = old.get("git") or {}, new.get("git") or {}
-    for key in ("commit", "dirty"):
+    for key in ("commit", "dirty", "changes"):
         if key in old_git and old_git[key] != new_git.get(key):
             changes.append(f"git {key} {old_git[key]} -> {new_git.get(key)}")
     old_pkg, new_pkg = old.get("packages") or {}, new.get("packages") or {}
@@ -143,6 +168,12 @@ def environment_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             for name in sorted(set(before) & set(after))
             if before[name] != after[name]
         ]
+    old_device, new_device = old.get("device") or {}, new.get("device") or {}
+    changes += [
+        f"device {name} {old_device[name]} -> {new_device[name]}"
+        for name in sorted(set(old_device) & set(new_device))
+        if old_device[name] != new_device[name]
+    ]
     return changes
 
 

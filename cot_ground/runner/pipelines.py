@@ -25,6 +25,7 @@ from cot_ground.runner.config import (
     ExperimentConfig,
     ModelConfig,
     ProposalPipelineConfig,
+    adapter_problems,
     graph_config,
     zoom_config,
 )
@@ -55,27 +56,9 @@ def build_adapter(key: str, model: ModelConfig) -> Any:
 
 
 def role_problems(config: ExperimentConfig) -> list[str]:
-    """Every registry adapter that is unknown or in a slot of the wrong role (one line each)."""
-    problems: list[str] = []
-    for pname, pipe in config.pipelines.items():
-        for slot, key in pipe.model_refs().items():
-            role = registry.SLOTS[slot]
-            model = config.models[key]
-            if ":" in model.adapter:
-                continue  # an import string: its methods are checked once it is built
-            try:
-                actual = registry.role_of(model.adapter)
-            except KeyError as exc:
-                problem = f"models.{key}.adapter: {exc.args[0]}"
-                if problem not in problems:
-                    problems.append(problem)
-                continue
-            if actual != role:
-                problems.append(
-                    f"pipelines.{pname}.{slot}: model {key!r} is adapter"
-                    f" {model.adapter!r}, a {actual}, but this slot needs a {role}"
-                )
-    return problems
+    """Every registry adapter that is unknown or in a slot of the wrong role (one line each;
+    :func:`~cot_ground.runner.config.adapter_problems`)."""
+    return adapter_problems(config.pipelines, {k: m.adapter for k, m in config.models.items()})
 
 
 def build_adapters(config: ExperimentConfig) -> dict[str, Any]:

@@ -13,12 +13,14 @@ from cot_ground.records import Example
 from cot_ground.redaction import redact_data
 from cot_ground.runner.config import BenchmarkConfig, ExperimentConfig, graph_config
 from cot_ground.runner.fingerprint import (
+    MODEL_SLOTS,
+    changed_keys,
     fingerprint_changes,
     pipeline_fingerprint,
     stored_fingerprints,
     weights_digests,
 )
-from cot_ground.runner.store import RunFolder, RunFolderError
+from cot_ground.runner.store import RunFolder, RunFolderError, writable_problems
 
 if TYPE_CHECKING:
     from cot_ground.bench import Benchmark
@@ -134,12 +136,14 @@ def resume_problems(
     fingerprints: dict[str, dict[str, Any]],
     folder: Path,
     allow_changed: bool,
+    config: dict[str, Any] | None = None,
 ) -> ResumeCheck:
     """Whether the run in ``folder`` (``old`` is its manifest) can take a run on ``benchmark``
-    (:func:`benchmark_record`), ``shard`` and ``fingerprints``. Another benchmark file or shard
-    is always refused; another example selection, another ground-truth setting
-    (:data:`GROUND_TRUTH_KEYS`) or a changed pipeline fingerprint is refused unless
-    ``allow_changed``."""
+    (:func:`benchmark_record`), ``shard`` and ``fingerprints`` (of ``config``, the new config
+    dump). Another benchmark file or shard is always refused; another example selection,
+    another ground-truth setting (:data:`GROUND_TRUTH_KEYS`), a changed pipeline fingerprint,
+    or a model key that a stored pipeline used and ``config`` defines otherwise
+    (:func:`redefined_models`) is refused unless ``allow_changed``."""
     check = ResumeCheck()
     recorded = old.get("benchmark") or {}
     check.selection_changed = selection_changes(selection_of(recorded), selection_of(benchmark))
@@ -177,6 +181,8 @@ def resume_problems(
         found = fingerprint_changes(stored[name], fingerprints[name])
         if found:
             check.changed[name] = found
+    for name, found in redefined_models(stored, fingerprints, config).items():
+        check.changed.setdefault(name, []).extend(found)
     if check.changed and not allow_changed:
         for name, found in check.changed.items():
             check.problems.append(
@@ -188,6 +194,55 @@ def resume_problems(
     return check
 
 
+def redefined_models(
+    stored: dict[str, dict[str, Any]],
+    fingerprints: dict[str, dict[str, Any]],
+    config: dict[str, Any] | None,
+) -> dict[str, list[str]]:
+    """Per stored pipeline that ``config`` does not run: ``"model K redefined by this config
+    (used by P, Q): config FIELD..."`` for each model key its records came from that ``config``
+    defines with other settings. The merged config keeps one definition per key, so resuming
+    would describe the stored pipeline with the new model. (A pipeline ``config`` runs is
+    compared by its fingerprint.)"""
+    if not config:
+        return {}
+    models = config.get("models") or {}
+    users: dict[str, list[str]] = {}
+    for pname, pipe in (config.get("pipelines") or {}).items():
+        for slot in MODEL_SLOTS:
+            if pipe.get(slot):
+                users.setdefault(pipe[slot], []).append(pname)
+    found: dict[str, list[str]] = {}
+    for name in sorted(set(stored) - set(fingerprints)):
+        used = (stored[name].get("config") or {}).get("models") or {}
+        for key in sorted(set(used) & set(models)):
+            keys = changed_keys(used[key], models[key])
+            if keys:
+                by = ", ".join(users.get(key, [])) or "no pipeline"
+                found.setdefault(name, []).append(
+                    f"model {key!r} redefined by this config (used by {by}):"
+                    f" {', '.join(f'config {k}' for k in keys)}"
+                )
+    return found
+
+
+def stored_manifest(folder: RunFolder) -> dict[str, Any] | None:
+    """The run folder's ``run.json`` (None for a new folder). Raises ``RunFolderError`` for one
+    that is not valid JSON, and for a folder holding records but no ``run.json`` (nothing says
+    which config, benchmark and pipelines wrote them)."""
+    old = folder.read_manifest()
+    if old is None:
+        records = folder.record_files()
+        if records:
+            raise RunFolderError(
+                f"run folder {folder.path} holds records ({', '.join(records)}) but no"
+                f" {folder.manifest_path.name}: nothing says which config, benchmark and"
+                " pipelines wrote them, so a run cannot resume there. Choose another --out, or"
+                " move those files aside"
+            )
+    return old
+
+
 def folder_problems(
     folder: RunFolder,
     resolved: ExperimentConfig,
@@ -196,23 +251,31 @@ def folder_problems(
     shard: tuple[int, int] | None,
     allow_changed: bool,
 ) -> list[str]:
-    """Why the run folder cannot take this run (pre-flight part; read without the lock)."""
+    """Why the run folder cannot take this run (pre-flight part; read without the lock): it
+    cannot be written (:func:`~cot_ground.runner.store.writable_problems`), or it holds a run
+    this one cannot resume."""
+    problems = writable_problems(folder.path)
     try:
-        old = folder.read_manifest()
+        old = stored_manifest(folder)
     except RunFolderError as exc:
-        return [str(exc)]
+        return [*problems, str(exc)]
     if old is None:
-        return []
+        return problems
     shard_dict = {"k": shard[0], "n": shard[1]} if shard else None
-    fingerprints = run_fingerprints(config_dump(resolved), examples)
-    return resume_problems(
-        old,
-        benchmark_record(bench, resolved.benchmark),
-        shard_dict,
-        fingerprints,
-        folder.path,
-        allow_changed,
-    ).problems
+    dump = config_dump(resolved)
+    fingerprints = run_fingerprints(dump, examples)
+    return (
+        problems
+        + resume_problems(
+            old,
+            benchmark_record(bench, resolved.benchmark),
+            shard_dict,
+            fingerprints,
+            folder.path,
+            allow_changed,
+            dump,
+        ).problems
+    )
 
 
 def merged_config(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

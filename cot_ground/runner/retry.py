@@ -85,7 +85,9 @@ def unit_floats_override(manifest: dict[str, Any]) -> str | None:
 def retry_command(manifest: dict[str, Any], run_dir: Path, categories: list[str]) -> str:
     """The ``cot-ground run`` command that re-runs ``categories`` in ``run_dir``, built from its
     ``run.json``: the same config file, selection (``--tasks``, ``--limit``, ``--per-task``,
-    ``--sample``/``--seed``, ``--shard``), ``--unit-floats`` override and folder as the run."""
+    ``--sample``/``--seed``, ``--shard``), ``--unit-floats`` override and folder as the run, and
+    ``--no-cache`` when its latest session ran with it (a retry would otherwise read and fill
+    the step-1 cache that session left alone)."""
     config = manifest.get("config_file") or "CONFIG"
     words = ["cot-ground", "run", str(config), "--out", str(run_dir)]
     words += selection_options(manifest.get("benchmark") or {})
@@ -95,6 +97,9 @@ def retry_command(manifest: dict[str, Any], run_dir: Path, categories: list[str]
     unit_floats = unit_floats_override(manifest)
     if unit_floats:
         words += ["--unit-floats", unit_floats]
+    sessions = manifest.get("sessions") or [{}]
+    if sessions[-1].get("no_cache"):
+        words.append("--no-cache")
     words.append("--retry-failed")
     if not set(categories) <= set(TRANSIENT_CATEGORIES):  # the default covers the transient ones
         words += categories

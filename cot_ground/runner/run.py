@@ -36,7 +36,7 @@ from cot_ground.runner.preflight import preflight
 from cot_ground.runner.progress import LogProgress, Progress
 from cot_ground.runner.resume import folder_problems, resolve_config
 from cot_ground.runner.session import close_session, max_images, open_manifest, pipeline_session
-from cot_ground.runner.store import RunFolder
+from cot_ground.runner.store import RunFolder, RunFolderWriteError
 
 
 @dataclass
@@ -85,6 +85,63 @@ def checked_setup(
     return resolved, folder, bench, examples
 
 
+def end_session(
+    folder: RunFolder,
+    manifest: dict[str, Any],
+    session: dict[str, Any],
+    summaries: dict[str, PipelineSummary],
+    resolved: ExperimentConfig,
+    interrupt: Interrupt,
+    cache: StepCache | None,
+    error: BaseException | None,
+) -> None:
+    """Close the session in ``run.json`` (:func:`close_session`) with ``error``, the exception
+    that stopped it, if any. When ``run.json`` cannot be written either, ``session`` gets
+    ``manifest_error`` and the exception that stopped the run is the one raised."""
+    cache_info = (
+        {"dir": str(cache.folder), "hits": cache.hits, "misses": cache.misses}
+        if cache is not None
+        else None
+    )
+    message = f"{type(error).__name__}: {error}" if error is not None else None
+    try:
+        close_session(
+            folder,
+            manifest,
+            session,
+            summaries,
+            resolved,
+            interrupt.stop.is_set(),
+            cache_info,
+            message,
+        )
+    except OSError as exc:
+        session["manifest_error"] = str(exc)
+        if error is None:
+            raise
+
+
+def write_error(folder: RunFolder, exc: OSError, session: dict[str, Any]) -> RunFolderWriteError:
+    """One line for an ``OSError`` that stopped a run (disk full, read-only folder): the run
+    folder, the OS error and whether ``run.json`` recorded it."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    reason = f"[Errno {exc.errno}] {exc.strerror}" if exc.strerror else str(exc)
+    if "manifest_error" in session:
+        recorded = (
+            f"run.json could not be updated either ({session['manifest_error']}): it still says"
+            " the session is running, and the next session will mark it killed"
+        )
+    elif session.get("status") == "failed":
+        recorded = "the session's failure is recorded in run.json"
+    else:
+        recorded = "nothing was recorded in run.json"
+    return RunFolderWriteError(
+        f"run folder {folder.path}: the run stopped on {reason}{where}; {recorded}. Every"
+        " record written before is kept: free space or fix the permissions, then run the same"
+        " command to resume"
+    )
+
+
 def run_experiment(
     config: ExperimentConfig,
     *,
@@ -104,8 +161,10 @@ def run_experiment(
     :data:`cot_ground.runner.retry.TRANSIENT_CATEGORIES`). ``allow_changed``: resume even though
     a pipeline's fingerprint changed (the change is recorded). Raises
     :class:`~cot_ground.runner.preflight.PreflightError` listing every setup problem (or
-    ``RunFolderError``) before any model loads. Returns per-pipeline counts, batch sizes and
-    cache statistics.
+    ``RunFolderError``) before any model loads, and :class:`RunFolderWriteError` (one line:
+    folder, OS error, whether ``run.json`` recorded it) when writing the run folder fails
+    during the run; the step-1 cache is closed in every case. Returns per-pipeline counts,
+    batch sizes and cache statistics.
     """
     resolved, folder, bench, examples = checked_setup(
         config, limit, tasks, shard, batch_size, out, use_cache, allow_changed
@@ -118,58 +177,55 @@ def run_experiment(
         "started": now_iso(),
         "n_examples": len(examples),
         "retry_failed": sorted(retry_failed),
+        "no_cache": not use_cache,
     }
     summaries: dict[str, PipelineSummary] = {}
     interrupt = Interrupt()
     progress = progress or LogProgress()
-    with folder.locked(), interrupt.installed():
-        manifest = open_manifest(
-            folder, resolved, bench, examples, shard, allow_changed=allow_changed, session=session
-        )
-        error: str | None = None
-        try:
-            for name, pipe_cfg in resolved.pipelines.items():
-                pipe = build_pipeline(
-                    name,
-                    pipe_cfg,
-                    adapters,
-                    batch_size=resolved.batch_size,
-                    cache=cache,
-                    artifacts_dir=str(folder.path / "artifacts"),
-                )
-                writing = pipeline_session(
-                    folder, name, examples, summaries, progress, retry_failed, manifest, session
-                )
-                with writing as (store, todo, summary):
-                    run_pipeline_examples(
-                        pipe, todo, store, resolved.batch_size, progress, interrupt, summary
-                    )
-                    summary.batch_sizes = pipe.coordinator.batch_sizes()
-                    summary.oom_splits = pipe.coordinator.oom_splits()
-                if interrupt.stop.is_set():
-                    break
-        except Exception as exc:  # recorded as the session's error, then raised
-            error = f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            progress.close()
-            cache_info = (
-                {"dir": str(cache.folder), "hits": cache.hits, "misses": cache.misses}
-                if cache is not None
-                else None
-            )
-            close_session(
+    try:
+        with folder.locked(), interrupt.installed():
+            manifest = open_manifest(
                 folder,
-                manifest,
-                session,
-                summaries,
                 resolved,
-                interrupt.stop.is_set(),
-                cache_info,
-                error,
+                bench,
+                examples,
+                shard,
+                allow_changed=allow_changed,
+                session=session,
             )
-            if cache is not None:
-                cache.close()
+            error: BaseException | None = None
+            try:
+                for name, pipe_cfg in resolved.pipelines.items():
+                    pipe = build_pipeline(
+                        name,
+                        pipe_cfg,
+                        adapters,
+                        batch_size=resolved.batch_size,
+                        cache=cache,
+                        artifacts_dir=str(folder.path / "artifacts"),
+                    )
+                    writing = pipeline_session(
+                        folder, name, examples, summaries, progress, retry_failed, manifest, session
+                    )
+                    with writing as (store, todo, summary):
+                        run_pipeline_examples(
+                            pipe, todo, store, resolved.batch_size, progress, interrupt, summary
+                        )
+                        summary.batch_sizes = pipe.coordinator.batch_sizes()
+                        summary.oom_splits = pipe.coordinator.oom_splits()
+                    if interrupt.stop.is_set():
+                        break
+            except Exception as exc:  # recorded as the session's error, then raised
+                error = exc
+                raise
+            finally:
+                progress.close()
+                end_session(folder, manifest, session, summaries, resolved, interrupt, cache, error)
+    except OSError as exc:
+        raise write_error(folder, exc, session) from None
+    finally:
+        if cache is not None:
+            cache.close()
     return RunSummary(
         out=folder.path,
         n_examples=len(examples),

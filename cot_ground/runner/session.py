@@ -36,6 +36,7 @@ from cot_ground.runner.resume import (
     merged_config,
     resume_problems,
     run_fingerprints,
+    stored_manifest,
 )
 from cot_ground.runner.store import JsonlAppender, RunFolder, RunFolderError, read_jsonl
 
@@ -110,9 +111,11 @@ def open_manifest(
     (:func:`~cot_ground.runner.resume.resume_problems`: same benchmark file and shard; the same
     selection, ground-truth settings and fingerprints unless ``allow_changed``, in which case
     the changes go into ``session``: ``changed``, ``selection_changed``,
-    ``benchmark_changed``); its config is merged in and its earlier sessions are kept (one
-    left ``"running"`` by a killed process is marked ``"killed"``). Other code, packages or
-    model weights than the last session's are logged as a warning and recorded in
+    ``benchmark_changed``; a model key a stored pipeline used, redefined by this config, is a
+    change of that pipeline); its config is merged in and its earlier sessions are kept (one
+    left ``"running"`` by a killed process is marked ``"killed"``). A folder holding records
+    but no ``run.json`` is refused. Other code (commit, uncommitted changes), packages, model
+    weights or device than the last session's are logged as a warning and recorded in
     ``session["environment_changed"]``. The top-level ``git``, ``packages``, ``device`` and
     ``benchmark`` describe the latest session (``models``: the latest known source of every
     model of the merged config). Raises ``RunFolderError`` naming every incompatibility.
@@ -130,7 +133,7 @@ def open_manifest(
     session = session if session is not None else {"started": manifest["started"]}
     session.update({"status": "running", "ended": None})
     session.update({key: manifest[key] for key in ENVIRONMENT_KEYS})
-    old = folder.read_manifest()
+    old = stored_manifest(folder)
     if old is not None:
         check = resume_problems(
             old,
@@ -139,6 +142,7 @@ def open_manifest(
             manifest["fingerprints"],
             folder.path,
             allow_changed,
+            dump,
         )
         if check.problems:
             raise RunFolderError("\n".join(check.problems))
@@ -149,7 +153,8 @@ def open_manifest(
         if moved:
             session["environment_changed"] = moved
             log.warning(
-                "resuming %s with other code, packages or models than its last session (%s);"
+                "resuming %s with other code, packages, models or device than its last session"
+                " (%s);"
                 " its records so far came from those (recorded in run.json, sessions)",
                 folder.path,
                 "; ".join(moved),
@@ -164,6 +169,8 @@ def open_manifest(
         manifest["started"] = old.get("started", manifest["started"])
         manifest["sessions"] = [_closed(s) for s in old.get("sessions", [])]
     manifest["sessions"].append(session)
+    if old is None:  # run.json first: a folder never holds records without one
+        folder.write_manifest(manifest)
     with JsonlAppender(folder.examples_path, "id") as ex_store:
         for ex in examples:
             ex_store.append(ex.model_dump(mode="json"))

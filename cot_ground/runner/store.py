@@ -53,6 +53,37 @@ class RunFolderError(RuntimeError):
     """A run folder is unusable (locked by another run, made by another config...)."""
 
 
+class RunFolderWriteError(RunFolderError):
+    """Writing the run folder failed during a run (disk full, read-only, quota): the message
+    names the folder, the OS error and whether ``run.json`` recorded the failure."""
+
+    exit_code = 1
+
+
+def writable_problems(folder: Path) -> list[str]:
+    """``"run folder F: cannot write ..."`` when ``folder`` (or, while it does not exist, the
+    nearest folder above it that does) or a file a run writes in it is not writable by this
+    process (``os.access``: modes and read-only mounts; a full disk shows only when written)."""
+    folder = Path(folder).absolute()
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        return []  # the command line refuses an --out below a file
+    targets = [existing]
+    if existing == folder:
+        targets += [folder / MANIFEST, folder / EXAMPLES, folder / PREDICTIONS]
+        predictions = folder / PREDICTIONS
+        if predictions.is_dir():
+            targets += sorted(predictions.glob("*.jsonl"))
+    blocked = [p for p in targets if p.exists() and not os.access(p, os.W_OK)]
+    if not blocked:
+        return []
+    names = ", ".join(str(p) for p in blocked)
+    return [
+        f"run folder {folder}: cannot write {names} (permission denied or a read-only file"
+        " system); fix the permissions or choose another --out"
+    ]
+
+
 def read_jsonl(path: str | os.PathLike[str], key: str | None = None) -> list[dict[str, Any]]:
     """Records of ``path``; a truncated last line is skipped, and with ``key`` the first of
     each id wins. A broken line elsewhere is skipped with a warning naming file and line."""
@@ -203,23 +234,36 @@ class JsonlAppender:
         self.side_path.unlink()
 
     def close(self) -> None:
-        """fsync and close the file, then apply the replacement records, if any."""
+        """fsync and close the file, then apply the replacement records, if any. Both files are
+        closed even when writing fails (the first ``OSError`` is raised, and the replacements
+        stay in the side file for the next open)."""
         with self._lock:
-            if not self._fh.closed:
-                self._fh.flush()
-                os.fsync(self._fh.fileno())
-                self._fh.close()
-            if self._side is not None and not self._side.closed:
-                self._side.flush()
-                os.fsync(self._side.fileno())
-                self._side.close()
+            error: OSError | None = None
+            for fh in (self._fh, self._side):
+                if fh is None or fh.closed:
+                    continue
+                try:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                except OSError as exc:
+                    error = error or exc
+                finally:
+                    with contextlib.suppress(OSError):  # the flush above raised it already
+                        fh.close()
+            if error is not None:
+                raise error
+            if self._side is not None and self.side_path.is_file():
                 self._apply_replacements()
 
     def __enter__(self) -> JsonlAppender:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc is None:
+            self.close()
+            return
+        with contextlib.suppress(OSError):  # the error in flight says what went wrong
+            self.close()
 
 
 class RunFolder:
@@ -247,6 +291,12 @@ class RunFolder:
         folder = self.path / PREDICTIONS
         return sorted(p.stem for p in folder.glob("*.jsonl")) if folder.is_dir() else []
 
+    def record_files(self) -> list[str]:
+        """Files of the folder that hold records (``examples.jsonl`` and predictions files that
+        are not empty), relative to the folder."""
+        files = [self.examples_path, *(self.predictions_path(p) for p in self.pipelines())]
+        return [str(p.relative_to(self.path)) for p in files if p.is_file() and p.stat().st_size]
+
     def read_manifest(self) -> dict[str, Any] | None:
         """The manifest, or None when the folder has none yet."""
         if not self.manifest_path.is_file():
@@ -258,15 +308,22 @@ class RunFolder:
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         """Replace ``run.json`` atomically (write a temporary file, fsync, rename); secrets in
-        it are redacted (:func:`cot_ground.redaction.redact_data`)."""
+        it are redacted (:func:`cot_ground.redaction.redact_data`). When writing fails
+        (``OSError``: disk full, read-only) the old ``run.json`` stays and no temporary file is
+        left."""
         self.path.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(redact_data(manifest), indent=2, ensure_ascii=False, default=str)
         tmp = self.manifest_path.with_suffix(".json.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(redact_data(manifest), fh, indent=2, ensure_ascii=False, default=str)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.manifest_path)
+        try:
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.manifest_path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise
 
     def read_examples(self) -> list[dict[str, Any]]:
         """Example records (first of each id)."""

@@ -229,8 +229,8 @@ def test_each_session_records_its_code_packages_and_models(
 
     manifest = _manifest(tmp_path)
     one, two = manifest["sessions"]
-    assert one["git"] == {"commit": first, "dirty": False}
-    assert two["git"] == {"commit": second, "dirty": False} == manifest["git"]  # top: latest
+    assert one["git"] == {"commit": first, "dirty": False, "changes": None}
+    assert two["git"] == {"commit": second, "dirty": False, "changes": None} == manifest["git"]
     assert one["packages"]["cot-ground"] != "99.0" and two["packages"]["cot-ground"] == "99.0"
     assert (
         one["models"]["reasoner"]["weights_digest"] == two["models"]["reasoner"]["weights_digest"]
