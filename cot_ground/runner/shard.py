@@ -7,6 +7,7 @@ N shards are disjoint, cover every example, and differ in size by at most one.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -20,10 +21,12 @@ from cot_ground.runner.fingerprint import (
     merged_fingerprint,
     stored_fingerprints,
 )
-from cot_ground.runner.manifest import now_iso
+from cot_ground.runner.manifest import ENVIRONMENT_KEYS, environment_changes, now_iso
 from cot_ground.runner.store import JsonlAppender, RunFolder, RunFolderError, fsync_dir
 
 T = TypeVar("T")
+
+log = logging.getLogger("cot_ground.run")
 
 _SHARD = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
@@ -88,10 +91,16 @@ def merge_runs(
 
     The shards must come from the same config and benchmark file; a missing shard is allowed
     (the manifest lists which ones were merged) but a repeated one is not. Examples and
-    predictions keep the first record of each id. Everything is written into a temporary
-    folder beside ``out`` that is renamed to ``out`` at the end, so a merge killed part-way
-    leaves no ``out`` that ``report`` would score. Raises ``RunFolderError`` when ``out``
-    already exists (and is not empty).
+    predictions keep the first record of each id. Shards may have run with other code,
+    packages, model sources or machines (:data:`~cot_ground.runner.manifest.ENVIRONMENT_KEYS`):
+    every session keeps its own record of them (so ``report`` warns where they differ), a
+    session of a later shard that ran with another one than the first shard's latest session
+    gets ``environment_changed`` (``"shard K/N against shard 1/N: git commit A -> B"``), and a
+    top-level ``git``, ``packages``, ``models`` or ``device`` that differs between the shards is
+    null and named in ``mixed_environment`` (else it is the first shard's). Everything is
+    written into a temporary folder beside ``out`` that is renamed to ``out`` at the end, so a
+    merge killed part-way leaves no ``out`` that ``report`` would score. Raises
+    ``RunFolderError`` when ``out`` already exists (and is not empty).
     """
     if not shard_dirs:
         raise ValueError("merge needs at least one shard folder")
@@ -172,10 +181,66 @@ def _write_merged(
                 "missing_shards": (sorted(set(range(1, n_of + 1)) - seen_shards) if n_of else []),
                 "predictions": counts,
                 "fingerprints": _merged_fingerprints(manifests),
-                "sessions": [s for m in manifests for s in m.get("sessions", [])],
+                **_merged_environment(folders, manifests),
                 "started": min(str(m.get("started")) for m in manifests),
                 "ended": now_iso(),
             }
         )
         target.write_manifest(merged)
     return merged
+
+
+def _environment(manifest: dict[str, Any], session: dict[str, Any]) -> dict[str, Any]:
+    """What ``session`` of ``manifest`` ran with (:data:`ENVIRONMENT_KEYS`); a key the session
+    does not record (folders written before sessions recorded it) is taken from the top level."""
+    return {key: session[key] if key in session else manifest.get(key) for key in ENVIRONMENT_KEYS}
+
+
+def _shard_label(manifest: dict[str, Any], folder: RunFolder) -> str:
+    shard = manifest.get("shard") or {}
+    if shard.get("k") is not None and shard.get("n") is not None:
+        return f"shard {shard['k']}/{shard['n']}"
+    return str(Path(folder.path).resolve())
+
+
+def _merged_environment(
+    folders: list[RunFolder], manifests: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """``sessions`` of every shard in order (each with its own environment; a later shard's
+    session that ran with another one than the first shard's latest session gets
+    ``environment_changed``), the top-level environment keys (null where the shards differ)
+    and ``mixed_environment`` (those keys)."""
+    first = manifests[0]
+    first_sessions = [s for s in first.get("sessions") or [] if isinstance(s, dict)]
+    reference = _environment(first, first_sessions[-1] if first_sessions else {})
+    against = _shard_label(first, folders[0])
+    sessions: list[dict[str, Any]] = list(first_sessions)
+    differences: list[str] = []
+    for folder, manifest in zip(folders[1:], manifests[1:], strict=True):
+        label = _shard_label(manifest, folder)
+        for session in manifest.get("sessions") or []:
+            if not isinstance(session, dict):
+                continue
+            moved = environment_changes(reference, _environment(manifest, session))
+            if moved:
+                marked = [f"{label} against {against}: {change}" for change in moved]
+                session = {
+                    **session,
+                    "environment_changed": [*(session.get("environment_changed") or []), *marked],
+                }
+                differences += [m for m in marked if m not in differences]
+            sessions.append(session)
+    mixed = [
+        key for key in ENVIRONMENT_KEYS if any(m.get(key) != first.get(key) for m in manifests[1:])
+    ]
+    if differences:
+        log.warning(
+            "the shards ran with other code, packages, models or machines (%s): each session"
+            " in run.json records its own, and report warns about it",
+            "; ".join(differences),
+        )
+    return {
+        "sessions": sessions,
+        **{key: (None if key in mixed else first.get(key)) for key in ENVIRONMENT_KEYS},
+        "mixed_environment": mixed,
+    }
