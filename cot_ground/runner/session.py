@@ -118,7 +118,10 @@ def open_manifest(
     weights or device than the last session's are logged as a warning and recorded in
     ``session["environment_changed"]``. The top-level ``git``, ``packages``, ``device`` and
     ``benchmark`` describe the latest session (``models``: the latest known source of every
-    model of the merged config). Raises ``RunFolderError`` naming every incompatibility.
+    model of the merged config). Raises ``RunFolderError`` naming every incompatibility. An
+    ``OSError`` writing ``examples.jsonl`` (disk full) ends the session ``"failed"`` in
+    ``run.json`` when that can still be written (else ``session["manifest_error"]`` says why)
+    and is raised.
     """
     dump = config_dump(resolved)
     manifest = build_manifest(
@@ -171,10 +174,19 @@ def open_manifest(
     manifest["sessions"].append(session)
     if old is None:  # run.json first: a folder never holds records without one
         folder.write_manifest(manifest)
-    with JsonlAppender(folder.examples_path, "id") as ex_store:
-        for ex in examples:
-            ex_store.append(ex.model_dump(mode="json"))
-        manifest["n_examples"] = len(ex_store.ids)
+    try:
+        with JsonlAppender(folder.examples_path, "id") as ex_store:
+            for ex in examples:
+                ex_store.append(ex.model_dump(mode="json"))
+            manifest["n_examples"] = len(ex_store.ids)
+    except OSError as exc:  # disk full, read-only: the session ends failed, if run.json can say so
+        error = f"{type(exc).__name__}: {exc}"
+        session.update({"status": "failed", "ended": now_iso(), "error": error})
+        try:
+            folder.write_manifest(manifest)
+        except OSError as again:
+            session["manifest_error"] = str(again)
+        raise
     folder.write_manifest(manifest)
     return manifest
 

@@ -294,6 +294,25 @@ def test_a_full_disk_that_cannot_take_run_json_says_so(
     assert stored["sessions"][-1]["status"] == "running"
 
 
+def test_a_full_disk_while_storing_the_examples_records_the_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = rf.make_benchmark(tmp_path / "bench", n=4)
+    _run(_config(bench, tmp_path), limit=2)
+    append = JsonlAppender.append
+
+    def appending(self, record):
+        if self.path.name == "examples.jsonl" and record["id"] not in self.ids:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return append(self, record)
+
+    monkeypatch.setattr(JsonlAppender, "append", appending)
+    with pytest.raises(RunFolderWriteError, match="the session's failure is recorded"):
+        _run(_config(bench, tmp_path), limit=4, allow_changed=True)
+    session = _manifest(tmp_path)["sessions"][-1]
+    assert session["status"] == "failed" and "No space left" in session["error"]
+
+
 def test_the_cli_prints_one_line_for_a_full_disk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
