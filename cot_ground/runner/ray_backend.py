@@ -48,7 +48,7 @@ from cot_ground.runner.execute import (
 from cot_ground.runner.manifest import now_iso
 from cot_ground.runner.pipelines import SetupError, build_adapters, build_pipeline
 from cot_ground.runner.progress import LogProgress, Progress
-from cot_ground.runner.run import RunSummary, checked_setup
+from cot_ground.runner.run import RunSummary, checked_setup, write_error
 from cot_ground.runner.session import close_session, open_manifest, pipeline_session
 from cot_ground.runner.store import JsonlAppender, RunFolder, RunFolderError
 
@@ -319,6 +319,38 @@ def run_experiment_ray(
             ray.shutdown()
 
 
+def _end_session(
+    folder: RunFolder,
+    manifest: dict[str, Any],
+    session: dict[str, Any],
+    summaries: dict[str, PipelineSummary],
+    resolved: ExperimentConfig,
+    interrupt: Interrupt,
+    cache_info: dict[str, Any] | None,
+    error: BaseException | None,
+) -> None:
+    """:func:`~cot_ground.runner.run.end_session` with the replicas' cache counts: close the
+    session in ``run.json`` with ``error``, the exception that stopped it, if any; when
+    ``run.json`` cannot be written either, ``session`` gets ``manifest_error`` and the
+    exception that stopped the run is the one raised."""
+    message = f"{type(error).__name__}: {error}" if error is not None else None
+    try:
+        close_session(
+            folder,
+            manifest,
+            session,
+            summaries,
+            resolved,
+            interrupt.stop.is_set(),
+            cache_info,
+            message,
+        )
+    except OSError as exc:
+        session["manifest_error"] = str(exc)
+        if error is None:
+            raise
+
+
 @dataclass
 class _Session:
     """The options of one :func:`run_experiment_ray` call that :func:`_drive` needs."""
@@ -354,72 +386,68 @@ def _drive(
     progress = opts.progress or LogProgress()
     alive = set(range(len(actors)))
     stats: list[dict[str, Any]] = []
-    error: str | None = None
-    with folder.locked(), interrupt.installed():
-        manifest = open_manifest(
-            folder,
-            resolved,
-            bench,
-            examples,
-            opts.shard,
-            {"ray": ray_info},
-            allow_changed=opts.allow_changed,
-            session=session,
-        )
-        try:
-            for name in resolved.pipelines:
-                writing = pipeline_session(
-                    folder,
-                    name,
-                    examples,
-                    summaries,
-                    progress,
-                    opts.retry_failed,
-                    manifest,
-                    session,
-                )
-                with writing as (store, todo, summary):
-                    _stream(
-                        actors,
-                        alive,
-                        name,
-                        todo,
-                        resolved.batch_size,
-                        store,
-                        progress,
-                        interrupt,
-                        summary,
-                    )
-                if interrupt.stop.is_set():
-                    break
-            live = [actors[i] for i in sorted(alive)]
-            stats = ray.get([a.stats.remote() for a in live])
-            ray.get([a.close.remote() for a in live])
-        except Exception as exc:  # recorded as the session's error (as the plain runner does)
-            error = f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            progress.close()
-            session["replicas_lost"] = len(actors) - len(alive)
-            for name, s in summaries.items():
-                for st in stats:
-                    for queue, sizes in st["batch_sizes"].get(name, {}).items():
-                        s.batch_sizes.setdefault(queue, []).extend(sizes)
-                    for queue, sizes in st["oom_splits"].get(name, {}).items():
-                        s.oom_splits.setdefault(queue, []).extend(sizes)
-            hits = sum(st["cache_hits"] for st in stats)
-            misses = sum(st["cache_misses"] for st in stats)
-            cache_info = {"hits": hits, "misses": misses} if stats else None
-            close_session(
+    try:
+        with folder.locked(), interrupt.installed():
+            manifest = open_manifest(
                 folder,
-                manifest,
-                session,
-                summaries,
                 resolved,
-                interrupt.stop.is_set(),
-                cache_info,
-                error,
+                bench,
+                examples,
+                opts.shard,
+                {"ray": ray_info},
+                allow_changed=opts.allow_changed,
+                session=session,
             )
+            error: BaseException | None = None
+            try:
+                for name in resolved.pipelines:
+                    writing = pipeline_session(
+                        folder,
+                        name,
+                        examples,
+                        summaries,
+                        progress,
+                        opts.retry_failed,
+                        manifest,
+                        session,
+                    )
+                    with writing as (store, todo, summary):
+                        _stream(
+                            actors,
+                            alive,
+                            name,
+                            todo,
+                            resolved.batch_size,
+                            store,
+                            progress,
+                            interrupt,
+                            summary,
+                        )
+                    if interrupt.stop.is_set():
+                        break
+                live = [actors[i] for i in sorted(alive)]
+                stats = ray.get([a.stats.remote() for a in live])
+                ray.get([a.close.remote() for a in live])
+            except Exception as exc:  # recorded as the session's error (as the plain runner)
+                error = exc
+                raise
+            finally:
+                progress.close()
+                session["replicas_lost"] = len(actors) - len(alive)
+                for name, s in summaries.items():
+                    for st in stats:
+                        for queue, sizes in st["batch_sizes"].get(name, {}).items():
+                            s.batch_sizes.setdefault(queue, []).extend(sizes)
+                        for queue, sizes in st["oom_splits"].get(name, {}).items():
+                            s.oom_splits.setdefault(queue, []).extend(sizes)
+                hits = sum(st["cache_hits"] for st in stats)
+                misses = sum(st["cache_misses"] for st in stats)
+                cache_info = {"hits": hits, "misses": misses} if stats else None
+                _end_session(
+                    folder, manifest, session, summaries, resolved, interrupt, cache_info, error
+                )
+    except OSError as exc:  # disk full, read-only folder: one line, as the plain runner
+        raise write_error(folder, exc, session) from None
     return RunSummary(
         out=folder.path,
         n_examples=len(examples),

@@ -1,5 +1,6 @@
-"""The Ray backend ends a session that an error stopped as ``failed`` with that error, as the
-plain runner does (not ``finished``): here the driver cannot write its 5th record (disk full)."""
+"""The Ray backend ends a session that an error stopped as ``failed`` with that error, and
+reports a disk-full run folder in one line, as the plain runner does (it recorded ``finished``):
+here the driver cannot write its 5th record."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import runner_fakes as rf
 
 from cot_ground.runner.config import parse_config
-from cot_ground.runner.store import RunFolder
+from cot_ground.runner.store import RunFolder, RunFolderWriteError
 
 ray = pytest.importorskip("ray")
 
@@ -34,13 +35,16 @@ def test_a_write_error_fails_the_ray_session(tmp_path: Path, monkeypatch) -> Non
     bench = rf.make_benchmark(tmp_path / "bench", n=6)
     config = parse_config(rf.experiment(bench, tmp_path / "run", tmp_path / "cache"))
     try:
-        with pytest.raises(OSError, match="No space left"):
+        with pytest.raises(RunFolderWriteError) as caught:
             ray_backend.run_experiment_ray(config, workers=1, batch_size=2)
     finally:
         if ray.is_initialized():
             ray.shutdown()
         rf.reset()
         rf.unregister_fakes()
+    message = str(caught.value)
+    assert message.startswith(f"run folder {tmp_path / 'run'}: the run stopped on [Errno 28]")
+    assert "the session's failure is recorded in run.json" in message
     manifest = RunFolder(tmp_path / "run").read_manifest()
     session = manifest["sessions"][-1]
     assert session["status"] == "failed" and session["ended"]
