@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from cot_ground.analysis.attribution import failure_category
 from cot_ground.analysis.proposal_recall import proposal_hit, trace_artifacts, trace_proposals
+from cot_ground.analysis.run_paths import artifact_files, example_images
 from cot_ground.analysis.scores import correct_column
 from cot_ground.records import Example, Prediction, TraceStep
 from cot_ground.runner.store import RunFolder
@@ -102,7 +103,10 @@ def load_run(path: str | os.PathLike[str], pipelines: list[str] | None = None) -
 
     Columns: :data:`BASE_COLUMNS` plus ``time_<stage>_s`` for every timed stage. Predictions
     are joined to ``examples.jsonl`` on ``example_id``; a truncated last line and duplicate
-    ids (first wins) are tolerated.
+    ids (first wins) are tolerated. ``images`` and ``artifacts`` are files to read now: the
+    example's images found again under the run's current benchmark root when the recorded ones
+    are gone, and the pictures the graph made found in the folder at ``path``
+    (:mod:`cot_ground.analysis.run_paths`).
     """
     folder = RunFolder(path)
     if not folder.path.is_dir():
@@ -110,7 +114,10 @@ def load_run(path: str | os.PathLike[str], pipelines: list[str] | None = None) -
     if not folder.examples_path.is_file():
         raise FileNotFoundError(f"run folder {folder.path} has no {folder.examples_path.name}")
     examples = {e.id: e for e in _validated(folder.read_examples(), Example, folder.examples_path)}
-    specs = pipeline_specs(read_manifest(folder.path))
+    manifest = read_manifest(folder.path)
+    specs = pipeline_specs(manifest)
+    benchmark = manifest.get("benchmark") or {}
+    images: dict[str, list[str]] = {}
     names = pipelines if pipelines is not None else folder.pipelines()
     rows: list[dict[str, Any]] = []
     for name in names:
@@ -125,7 +132,12 @@ def load_run(path: str | os.PathLike[str], pipelines: list[str] | None = None) -
                     f"{file}: prediction for example {pred.example_id!r} has no line in "
                     f"{folder.examples_path}"
                 )
-            rows.append(prediction_row(example, pred, specs.get(pred.pipeline, {})))
+            row = prediction_row(example, pred, specs.get(pred.pipeline, {}))
+            if example.id not in images:
+                images[example.id] = example_images(example, benchmark)
+            row["images"] = list(images[example.id])
+            row["artifacts"] = artifact_files(row["artifacts"], folder.path, manifest)
+            rows.append(row)
     df = pd.DataFrame(rows, columns=_columns(rows))
     df["image_index"] = df["image_index"].astype("Int64")
     df["image_stated"] = df["image_stated"].astype(bool)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -377,6 +378,7 @@ def show(
     texts (a model's escape sequences) are printed as escapes (``\\x1b``), never sent raw.
     """
     from cot_ground.analysis.html_report import cut_text
+    from cot_ground.analysis.run_paths import example_images
     from cot_ground.records import Example, Prediction
     from cot_ground.runner.store import RunFolder
     from cot_ground.scoring import ScoreRow, score_row
@@ -402,8 +404,13 @@ def show(
     info.add_row("task", Text(visible(str(example["task"]))))
     info.add_row("question", Text(visible(example["question"])))
     info.add_row("numbering", "images from 1; recorded fields marked (0-based) count from 0")
-    for i, path in enumerate(example["images"]):
+    benchmark = (folder.read_manifest() or {}).get("benchmark") or {}
+    for i, path in enumerate(example_images(scored, benchmark)):
         text = Text(visible(path))
+        if path != example["images"][i]:  # the benchmark root moved since the example was stored
+            text.append(f"  (recorded as {visible(example['images'][i])})")
+        elif not os.path.isfile(path):
+            text.append("  (not found)", style="red")
         if i == example["target_image"]:
             text.append("  <- target", style="bold green")
         info.add_row(f"image {i + 1}", text)

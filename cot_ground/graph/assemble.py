@@ -8,6 +8,7 @@ means the same graph everywhere.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from cot_ground.graph.cot import build_cot_graph
@@ -43,12 +44,15 @@ def build_graph(
     ``fallback_grounder``; ``model`` for ``e2e``. ``config`` is the graph's config object
     (``CoTConfig``, ``E2EConfig``, ``SoMConfig``...). With ``zoom`` the graph is wrapped in
     zoom-in refinement by ``adapters["zoom_grounder"]`` (else the ``grounder``).
-    ``artifacts_dir``: where proposal graphs and zoom save marked images and crops, unless the
-    config names a folder (a temporary folder when both are None).
+    ``artifacts_dir``: the run folder's ``artifacts/`` (``<run>/artifacts``), where proposal
+    graphs and zoom save marked images and crops unless the config names a folder (a temporary
+    folder when both are None); traces name the files inside the run folder (its parent)
+    relative to it (:mod:`cot_ground.graph.artifacts`).
 
     Raises ``ValueError`` for an unknown kind, ``KeyError`` for a missing slot, and what the
     graph builders raise (``TypeError`` for an adapter of the wrong role).
     """
+    run_dir = Path(artifacts_dir).parent if artifacts_dir is not None else None
     if kind == "e2e":
         graph = build_e2e_graph(adapters["model"], config=config, checkpointer=checkpointer)
     elif kind == "cot":
@@ -64,7 +68,11 @@ def build_graph(
         if config.artifacts_dir is None and artifacts_dir is not None:
             config = config.model_copy(update={"artifacts_dir": artifacts_dir})
         graph = PROPOSAL_GRAPHS[kind](
-            adapters["reasoner"], adapters["grounder"], config=config, checkpointer=checkpointer
+            adapters["reasoner"],
+            adapters["grounder"],
+            config=config,
+            checkpointer=checkpointer,
+            run_dir=run_dir,
         )
     else:
         raise ValueError(f"unknown pipeline kind {kind!r}; known kinds: {', '.join(KINDS)}")
@@ -77,4 +85,5 @@ def build_graph(
         pipeline=config.pipeline,
         artifacts_dir=artifacts_dir,
         checkpointer=checkpointer,
+        run_dir=run_dir,
     )

@@ -14,6 +14,7 @@ with the image it is on (recorded with ``rule: reasoner-box``), or "none". Compa
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from cot_ground.graph.selection_config import PerceptionConfig
@@ -27,9 +28,16 @@ def build_perception_graph(
     *,
     config: PerceptionConfig | None = None,
     checkpointer: Any = None,
+    run_dir: str | Path | None = None,
 ) -> Any:
-    """The compiled perception-prompt graph. Raises ``TypeError`` for an adapter of the wrong
-    role and :class:`~cot_ground.prompts.PromptError` for an unknown prompt variant."""
+    """The compiled perception-prompt graph (``run_dir``: as for
+    :func:`~cot_ground.graph.som.build_som_graph`). Raises ``TypeError`` for an adapter of the
+    wrong role and :class:`~cot_ground.prompts.PromptError` for an unknown prompt variant."""
     return build_selector_graph(
-        reasoner, grounder, config or PerceptionConfig(), style="text", checkpointer=checkpointer
+        reasoner,
+        grounder,
+        config or PerceptionConfig(),
+        style="text",
+        checkpointer=checkpointer,
+        run_dir=run_dir,
     )

@@ -9,7 +9,6 @@ The proposal-recall bound is computed from traces in :mod:`cot_ground.analysis.p
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -142,13 +141,6 @@ def on_image(proposals: Iterable[dict[str, Any]], image: int) -> list[dict[str, 
 
 
 # ----------------------------------------------------------------------------- marks
-def artifacts_root(configured: str | None) -> Path:
-    """The folder marked images and crops go to: ``configured``, else a new temporary folder."""
-    if configured:
-        return Path(configured)
-    return Path(tempfile.mkdtemp(prefix="cot-ground-artifacts-"))
-
-
 def draw_marks(image_path: str, proposals: Sequence[dict[str, Any]], out_path: Path) -> Path:
     """Save a copy of the image with each proposal's box outlined and its mark number written in
     a filled tag at the box's top-left corner (inside the image). Returns ``out_path`` (PNG).

@@ -7,14 +7,15 @@ propose ─(no proposals / error)→ finalize
 The grounder proposes boxes on every image (``proposal_phrase``, top-K per image after NMS);
 numbered marks are drawn on copies of the images, saved as
 ``<artifacts_dir>/<pipeline>/<example id>/image<N>_marks.png`` (the ``choose`` trace step lists
-exactly these files); the reasoner sees the marked copies and answers "image N, mark K"; the
+exactly these files, relative to the run folder in a run: :mod:`cot_ground.graph.artifacts`);
+the reasoner sees the marked copies and answers "image N, mark K"; the
 prediction's box is that proposal's box, never one the reasoner wrote.
 :mod:`cot_ground.graph.perception` shares this machinery with the proposals listed as text.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,9 +23,10 @@ from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
 
 from cot_ground.boxes import Box, Frame
+from cot_ground.graph.artifacts import ArtifactFolder
 from cot_ground.graph.calls import call_one, error_entry, step
 from cot_ground.graph.choices import Choice, parse_id_choice, parse_mark_choice
-from cot_ground.graph.proposals import artifacts_root, draw_marks, on_image, propose
+from cot_ground.graph.proposals import draw_marks, on_image, propose
 from cot_ground.graph.record import FINALIZE, outcome_status, prediction_record
 from cot_ground.graph.selection_config import PerceptionConfig, SoMConfig
 from cot_ground.graph.state import ResolvedChoice, example_of, extend_trace
@@ -74,7 +76,7 @@ class SelectorNodes:
     grounder: Grounder
     config: SoMConfig | PerceptionConfig
     style: Literal["marks", "text"]
-    artifacts: Path = field(default_factory=Path)
+    artifacts: ArtifactFolder
 
     @property
     def prompt_kind(self) -> str:
@@ -106,19 +108,19 @@ class SelectorNodes:
     def draw_marks(self, state: SelectState) -> dict[str, Any]:
         """Numbered marks on a copy of every image, saved beside the run."""
         ex = example_of(state)
-        folder = self.artifacts / ex.id
         shown: list[str] = []
         try:
             for i, path in enumerate(ex.images):
-                out = folder / f"image{i + 1}_marks.png"
+                out = self.artifacts.file(ex.id, f"image{i + 1}_marks.png")
                 shown.append(str(draw_marks(path, on_image(state["proposals"], i), out)))
         except ImageLoadError as exc:
             error = error_entry(ErrorCategory.IMAGE, str(exc), MARKS)
             return {"error": error, "trace": [step(MARKS, error=error)]}
         counts = {str(i + 1): len(on_image(state["proposals"], i)) for i in range(len(ex.images))}
+        recorded = [self.artifacts.recorded(p) for p in shown]
         return {
             "shown_images": shown,
-            "trace": [step(MARKS, images=shown, parsed={"marks_per_image": counts})],
+            "trace": [step(MARKS, images=recorded, parsed={"marks_per_image": counts})],
         }
 
     # ------------------------------------------------------------------ the reasoner
@@ -175,7 +177,7 @@ class SelectorNodes:
                 attempt=attempt,
                 prompt=rendered.text,
                 prompt_hash=rendered.hash,
-                images=images,
+                images=[self.artifacts.recorded(p) for p in images],
                 raw_output=result.raw_text if result else None,
                 parsed={"template": rendered.template, "prompt_files": rendered.source},
                 settings=dict(self.reasoner.settings),
@@ -367,8 +369,11 @@ def build_selector_graph(
     *,
     style: Literal["marks", "text"],
     checkpointer: Any = None,
+    run_dir: str | Path | None = None,
 ) -> Any:
-    """The compiled ``som`` (``style="marks"``) or ``perception-prompt`` (``"text"``) graph."""
+    """The compiled ``som`` (``style="marks"``) or ``perception-prompt`` (``"text"``) graph.
+    Marked images go to ``config.artifacts_dir``; traces name those inside ``run_dir``
+    relative to it (:class:`~cot_ground.graph.artifacts.ArtifactFolder`)."""
     require_role(reasoner, "reasoner")
     require_role(grounder, "grounder")
     variant_dir(
@@ -376,7 +381,7 @@ def build_selector_graph(
         config.prompt_variant,
         config.prompts_dir,
     )
-    artifacts = artifacts_root(config.artifacts_dir) / config.pipeline_name
+    artifacts = ArtifactFolder.open(config.artifacts_dir, config.pipeline_name, run_dir)
     nodes = SelectorNodes(reasoner, grounder, config, style, artifacts)
     graph = StateGraph(SelectState)
     graph.add_node(PROPOSE, nodes.propose)
@@ -409,10 +414,17 @@ def build_som_graph(
     *,
     config: SoMConfig | None = None,
     checkpointer: Any = None,
+    run_dir: str | Path | None = None,
 ) -> Any:
-    """The compiled Set-of-Mark graph (see the module docstring). Raises ``TypeError`` for an
-    adapter of the wrong role and :class:`~cot_ground.prompts.PromptError` for an unknown
-    prompt variant."""
+    """The compiled Set-of-Mark graph (see the module docstring). ``run_dir``: the run folder
+    that traces name marked images relative to (None: absolute paths). Raises ``TypeError``
+    for an adapter of the wrong role and :class:`~cot_ground.prompts.PromptError` for an
+    unknown prompt variant."""
     return build_selector_graph(
-        reasoner, grounder, config or SoMConfig(), style="marks", checkpointer=checkpointer
+        reasoner,
+        grounder,
+        config or SoMConfig(),
+        style="marks",
+        checkpointer=checkpointer,
+        run_dir=run_dir,
     )

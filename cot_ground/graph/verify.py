@@ -7,7 +7,8 @@ everything else ends in finalize.
 Step 1 is the CoT graph's (prompts/cot/<step1_variant>, agent mode): the reasoner picks the image
 and describes the target. The grounder proposes boxes for the description on that image; each
 of the top ``verify_top`` proposals is cropped (``crop_expand`` context, saved as
-``<artifacts_dir>/<pipeline>/<example id>/verify_image<N>_id<K>.png``) and the reasoner is asked
+``<artifacts_dir>/<pipeline>/<example id>/verify_image<N>_id<K>.png``, named relative to the run
+folder in a run's records: :mod:`cot_ground.graph.artifacts`) and the reasoner is asked
 "Is this the {description}?" about the crop alone. The answer is the highest-scoring "yes":
 
 * when the reasoner exposes ``yes_logprob(requests) -> list[float]`` (natural-log probability
@@ -33,12 +34,13 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from langgraph.graph import END, START, StateGraph
 
 from cot_ground.boxes import Box
+from cot_ground.graph.artifacts import ArtifactFolder
 from cot_ground.graph.calls import error_entry, step
 from cot_ground.graph.choices import parse_yes_no
 from cot_ground.graph.config import CoTConfig
 from cot_ground.graph.cot import after_step1
 from cot_ground.graph.nodes import PARSE, SELECT, CoTNodes
-from cot_ground.graph.proposals import artifacts_root, crop_image, image_size, propose
+from cot_ground.graph.proposals import crop_image, image_size, propose
 from cot_ground.graph.record import FINALIZE, outcome_status, prediction_record
 from cot_ground.graph.selection_config import VerifyConfig
 from cot_ground.graph.state import CoTState, Selection, example_of
@@ -79,7 +81,7 @@ class VerifyNodes:
     reasoner: Reasoner
     grounder: Grounder
     config: VerifyConfig
-    artifacts: Path
+    artifacts: ArtifactFolder
 
     def propose(self, state: VerifyState) -> dict[str, Any]:
         """Proposals for step 1's phrase on step 1's image."""
@@ -120,7 +122,7 @@ class VerifyNodes:
                 if window is None:  # a proposal outside the image is never shown
                     crops.append(None)
                     continue
-                out = self.artifacts / ex.id / f"verify_image{image + 1}_id{p['id']}.png"
+                out = self.artifacts.file(ex.id, f"verify_image{image + 1}_id{p['id']}.png")
                 crops.append(str(crop_image(ex.images[image], window, out)))
         except (PromptError, ImageLoadError) as exc:
             category = ErrorCategory.CONFIG if isinstance(exc, PromptError) else ErrorCategory.IMAGE
@@ -156,7 +158,7 @@ class VerifyNodes:
                     "answer": answer,
                     "yes": parse_yes_no(answer),
                     "yes_logprob": lp,
-                    "crop": crop,
+                    "crop": self.artifacts.recorded(crop),
                 }
             )
             k += 1
@@ -173,7 +175,7 @@ class VerifyNodes:
                     VERIFY,
                     prompt=rendered.text,
                     prompt_hash=rendered.hash,
-                    images=[c for c in crops if c is not None],
+                    images=[self.artifacts.recorded(c) for c in crops if c is not None],
                     raw_output="\n".join(str(v["answer"]) for v in verdicts),
                     parsed={
                         "verdicts": verdicts,
@@ -230,10 +232,12 @@ def build_verify_graph(
     *,
     config: VerifyConfig | None = None,
     checkpointer: Any = None,
+    run_dir: str | Path | None = None,
 ) -> Any:
-    """The compiled verification graph (see the module docstring). Raises ``TypeError`` for an
-    adapter of the wrong role and :class:`~cot_ground.prompts.PromptError` for an unknown
-    prompt variant."""
+    """The compiled verification graph (see the module docstring). Crops go to
+    ``config.artifacts_dir``; ``run_dir``: the run folder that traces name them relative to
+    (None: absolute paths). Raises ``TypeError`` for an adapter of the wrong role and
+    :class:`~cot_ground.prompts.PromptError` for an unknown prompt variant."""
     config = config or VerifyConfig()
     require_role(reasoner, "reasoner")
     require_role(grounder, "grounder")
@@ -251,7 +255,10 @@ def build_verify_graph(
         ),
     )
     nodes = VerifyNodes(
-        reasoner, grounder, config, artifacts_root(config.artifacts_dir) / config.pipeline_name
+        reasoner,
+        grounder,
+        config,
+        ArtifactFolder.open(config.artifacts_dir, config.pipeline_name, run_dir),
     )
 
     def after_parse(state: VerifyState) -> Literal["select_and_describe", "propose", "finalize"]:

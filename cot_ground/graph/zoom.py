@@ -16,14 +16,16 @@ crop (unit frame of the crop) maps back exactly: ``x = (left + u * (right - left
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
 
 from cot_ground.boxes import Box
+from cot_ground.graph.artifacts import ArtifactFolder
 from cot_ground.graph.calls import call_one, stage_timing, step
-from cot_ground.graph.proposals import artifacts_root, crop_image, image_size
+from cot_ground.graph.proposals import crop_image, image_size
 from cot_ground.graph.run import initial_state
 from cot_ground.graph.selection_config import ZoomConfig
 from cot_ground.graph.state import example_of, extend_trace
@@ -105,13 +107,16 @@ def build_zoom_graph(
     pipeline: str | None = None,
     artifacts_dir: str | None = None,
     checkpointer: Any = None,
+    run_dir: str | Path | None = None,
 ) -> Any:
     """The compiled zoom wrapper around the compiled graph ``inner``. Crops are saved under
     ``<artifacts_dir>/<pipeline>/<example id>/zoom<round>_image<N>.png`` (a temporary folder
-    when None). ``pipeline`` names the records (default ``<inner name>+zoom``)."""
+    when None); traces name those inside ``run_dir`` relative to it
+    (:mod:`cot_ground.graph.artifacts`), others by their absolute path. ``pipeline`` names the
+    records (default ``<inner name>+zoom``)."""
     config = config or ZoomConfig()
     name = pipeline or f"{getattr(inner, 'name', 'graph')}+zoom"
-    root = artifacts_root(artifacts_dir) / name
+    artifacts = ArtifactFolder.open(artifacts_dir, name, run_dir)
 
     def run_inner(state: ZoomState) -> dict[str, Any]:
         final = inner.invoke(initial_state(example_of(state)))
@@ -157,7 +162,7 @@ def build_zoom_graph(
         if window is None:
             info["stop"] = "the box lies outside the image"
             return {"round": r, "stop": info["stop"], "trace": [step(ZOOM, parsed=info)]}
-        crop_path = root / ex.id / f"zoom{r}_image{image + 1}.png"
+        crop_path = artifacts.file(ex.id, f"zoom{r}_image{image + 1}.png")
         crop_image(ex.images[image], window, crop_path)
         ref = state.get("reference") or {}
         ref_image = ref.get("image")
@@ -197,11 +202,14 @@ def build_zoom_graph(
                 ZOOM,
                 attempt=r - 1,
                 prompt=request.phrase,
-                images=[str(crop_path)],
+                images=[artifacts.recorded(crop_path)],
                 raw_output=result.raw_text if result else None,
                 parsed={
                     **info,
-                    "request": request.model_dump(mode="json"),
+                    "request": {
+                        **request.model_dump(mode="json"),
+                        "image": artifacts.recorded(crop_path),
+                    },
                     "config": config.model_dump(),
                 },
                 candidates=mapped,
