@@ -92,17 +92,13 @@ def end_session(
     summaries: dict[str, PipelineSummary],
     resolved: ExperimentConfig,
     interrupt: Interrupt,
-    cache: StepCache | None,
+    cache_info: dict[str, Any] | None,
     error: BaseException | None,
 ) -> None:
-    """Close the session in ``run.json`` (:func:`close_session`) with ``error``, the exception
-    that stopped it, if any. When ``run.json`` cannot be written either, ``session`` gets
-    ``manifest_error`` and the exception that stopped the run is the one raised."""
-    cache_info = (
-        {"dir": str(cache.folder), "hits": cache.hits, "misses": cache.misses}
-        if cache is not None
-        else None
-    )
+    """Close the session in ``run.json`` (:func:`close_session`, with ``cache_info``: the step-1
+    cache's folder, hits and misses) with ``error``, the exception that stopped it, if any. When
+    ``run.json`` cannot be written either, ``session`` gets ``manifest_error`` and the exception
+    that stopped the run is the one raised."""
     message = f"{type(error).__name__}: {error}" if error is not None else None
     try:
         close_session(
@@ -220,7 +216,14 @@ def run_experiment(
                 raise
             finally:
                 progress.close()
-                end_session(folder, manifest, session, summaries, resolved, interrupt, cache, error)
+                cache_info = (
+                    {"dir": str(cache.folder), "hits": cache.hits, "misses": cache.misses}
+                    if cache is not None
+                    else None
+                )
+                end_session(
+                    folder, manifest, session, summaries, resolved, interrupt, cache_info, error
+                )
     except OSError as exc:
         raise write_error(folder, exc, session) from None
     finally:
