@@ -26,7 +26,6 @@ command line exits with status 2.
 from __future__ import annotations
 
 import importlib
-import itertools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -361,23 +360,32 @@ def item_numbers(file: str | os.PathLike[str]) -> dict[str, int]:
 
 
 def prompt_problems(config: ExperimentConfig, tasks: set[str]) -> list[str]:
-    """Every pipeline's prompt files load for every task in ``tasks``."""
+    """Every pipeline's prompt files load for every task in ``tasks``. With no tasks (the
+    selection could not be read), each prompt variant must serve at least one benchmark task:
+    a variant that serves none (a misspelt name, a missing folder) is named all the same."""
     from cot_ground.prompts import PromptError, load_prompts
     from cot_ground.runner.config import graph_config
     from cot_ground.runner.fingerprint import prompt_sets
+    from cot_ground.tasks import TASK_ORDER
 
     problems: list[str] = []
     for name, pipe in config.pipelines.items():
         cfg = graph_config(name, pipe)
         dump = {"kind": pipe.kind, **cfg.model_dump(mode="json")}
         seen: set[str] = set()
-        for (kind, variant), task in itertools.product(prompt_sets(dump), sorted(tasks)):
-            try:
-                load_prompts(kind, variant, task, cfg.prompts_dir)
-            except (PromptError, FileNotFoundError) as exc:
-                if str(exc) not in seen:
-                    seen.add(str(exc))
-                    problems.append(f"pipelines.{name}: {exc}")
+        for kind, variant in prompt_sets(dump):
+            found: list[str] = []
+            for task in sorted(tasks) or TASK_ORDER:
+                try:
+                    load_prompts(kind, variant, task, cfg.prompts_dir)
+                except (PromptError, FileNotFoundError) as exc:
+                    found.append(str(exc))
+            if not tasks:  # only a variant that serves no task at all
+                found = found[:1] if len(found) == len(TASK_ORDER) else []
+            for problem in found:
+                if problem not in seen:
+                    seen.add(problem)
+                    problems.append(f"pipelines.{name}: {problem}")
     return problems
 
 

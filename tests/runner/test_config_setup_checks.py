@@ -79,3 +79,20 @@ def test_a_valid_config_still_parses_and_leaves_these_to_the_preflight(tmp_path:
     del config["benchmark"]["answer_frame"]
     config["models"]["grounder"]["adapter"] = "fake-e2e"  # wrong slot: the pre-flight says so
     assert parse_config(config).models["grounder"].adapter == "fake-e2e"
+
+
+def test_a_bad_prompt_variant_is_named_when_the_selection_cannot_be_read(tmp_path: Path) -> None:
+    from cot_ground.runner.preflight import PreflightError, preflight
+    from cot_ground.runner.resume import resolve_config
+
+    bench = rf.make_benchmark(tmp_path / "bench", n=2)
+    config = rf.experiment(bench, tmp_path / "run", tmp_path / "cache")
+    config["benchmark"]["file"] = str(tmp_path / "absent.json")  # no examples to check against
+    config["pipelines"]["e2e"]["prompt_variant"] = "nosuch"
+    with pytest.raises(PreflightError) as caught:
+        preflight(resolve_config(parse_config(config)))
+    problems = caught.value.problems
+    assert any(p.startswith("benchmark: ") for p in problems)
+    assert [p for p in problems if p.startswith("pipelines.")] == [
+        next(p for p in problems if p.startswith("pipelines.e2e: prompt variant 'nosuch'"))
+    ]  # the cot pipeline's variant serves tasks: not named
