@@ -48,8 +48,8 @@ from cot_ground.runner.execute import (
 from cot_ground.runner.manifest import now_iso
 from cot_ground.runner.pipelines import SetupError, build_adapters, build_pipeline
 from cot_ground.runner.progress import LogProgress, Progress
-from cot_ground.runner.run import RunSummary, checked_setup, write_error
-from cot_ground.runner.session import close_session, open_manifest, pipeline_session
+from cot_ground.runner.run import RunSummary, checked_setup, end_session, write_error
+from cot_ground.runner.session import open_manifest, pipeline_session
 from cot_ground.runner.store import JsonlAppender, RunFolder, RunFolderError
 
 log = logging.getLogger("cot_ground.run")
@@ -319,38 +319,6 @@ def run_experiment_ray(
             ray.shutdown()
 
 
-def _end_session(
-    folder: RunFolder,
-    manifest: dict[str, Any],
-    session: dict[str, Any],
-    summaries: dict[str, PipelineSummary],
-    resolved: ExperimentConfig,
-    interrupt: Interrupt,
-    cache_info: dict[str, Any] | None,
-    error: BaseException | None,
-) -> None:
-    """:func:`~cot_ground.runner.run.end_session` with the replicas' cache counts: close the
-    session in ``run.json`` with ``error``, the exception that stopped it, if any; when
-    ``run.json`` cannot be written either, ``session`` gets ``manifest_error`` and the
-    exception that stopped the run is the one raised."""
-    message = f"{type(error).__name__}: {error}" if error is not None else None
-    try:
-        close_session(
-            folder,
-            manifest,
-            session,
-            summaries,
-            resolved,
-            interrupt.stop.is_set(),
-            cache_info,
-            message,
-        )
-    except OSError as exc:
-        session["manifest_error"] = str(exc)
-        if error is None:
-            raise
-
-
 @dataclass
 class _Session:
     """The options of one :func:`run_experiment_ray` call that :func:`_drive` needs."""
@@ -443,7 +411,7 @@ def _drive(
                 hits = sum(st["cache_hits"] for st in stats)
                 misses = sum(st["cache_misses"] for st in stats)
                 cache_info = {"hits": hits, "misses": misses} if stats else None
-                _end_session(
+                end_session(
                     folder, manifest, session, summaries, resolved, interrupt, cache_info, error
                 )
     except OSError as exc:  # disk full, read-only folder: one line, as the plain runner
