@@ -22,7 +22,7 @@ class ModelSettings(BaseModel):
     device_map: str | None = Field(default=None, description="e.g. 'auto' for multi-GPU models")
     min_pixels: int | None = None
     max_pixels: int | None = None
-    max_new_tokens: int = 128
+    max_new_tokens: int = Field(default=128, ge=1, description="most tokens one answer generates")
     do_sample: bool = False
     options: dict[str, Any] = Field(
         default_factory=dict, description="adapter-specific options (thresholds, endpoint url...)"

@@ -22,7 +22,7 @@ def _round_one(bench: Path) -> dict:
         "name": "mb",
         "benchmark": {"file": str(bench), "per_task": 0, "tasks": ["regoin", "diff"]},
         "models": {
-            "rules": {"adapter": "fake-reasoner"},
+            "rules": {"adapter": "fake-reasoner", "max_new_tokens": -3},
             "g": {"adapter": "fake-grounder"},
             "n": {"adapter": "nope"},
         },
@@ -46,6 +46,7 @@ def test_every_setup_problem_of_an_invalid_config_is_in_one_report(tmp_path: Pat
         "benchmark.per_task: Input should be greater than or equal to 1",
         "batch_size: Input should be greater than or equal to 1",
         "cache.timeout_s: Input should be greater than 0",
+        "models.rules.max_new_tokens: Input should be greater than or equal to 1",
         "pipelines.a.modee: unknown key",
         "pipelines.a.grounder: unknown model 'ghost' (models: g, n, rules)",
         "benchmark.tasks[0]: unknown task 'regoin' (tasks: diff, view_diff,",
