@@ -125,11 +125,19 @@ def session_warnings(manifest: dict[str, Any]) -> list[str]:
                 " every session's selection together, and the run box's selection is the last"
                 " session's"
             )
-        bench = session.get("benchmark_changed")
-        if bench:
+        bench = session.get("benchmark_changed") or []
+        roots = [c for c in bench if isinstance(c, str) and c.startswith("root ")]
+        scoring = [c for c in bench if c not in roots]
+        if scoring:
             out.append(
-                f"{label} changed the benchmark's settings ({describe(bench)}): records scored"
+                f"{label} changed the benchmark's settings ({describe(scoring)}): records scored"
                 " under both are mixed"
+            )
+        if roots:
+            out.append(
+                f"{label} read the images from another benchmark root ({describe(roots)}); the"
+                " annotation file, and so the ground truth, is the same (its sha256 is checked),"
+                " but the images under the two roots are not compared"
             )
     return out + environment_warnings(manifest)
 

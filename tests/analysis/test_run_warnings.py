@@ -253,6 +253,20 @@ def test_session_warnings_name_every_recorded_change() -> None:
     ]
 
 
+def test_a_moved_benchmark_root_is_a_note_not_mixed_ground_truth() -> None:
+    sessions = [
+        {"started": "T1"},
+        {"started": "T2", "benchmark_changed": ["root /data/lite -> /data/lite_moved"]},
+    ]
+    (note,) = session_warnings({"sessions": sessions})
+    assert "read the images from another benchmark root (root /data/lite ->" in note
+    assert "mixed" not in note
+    sessions[1]["benchmark_changed"].append("answer_frame unit -> qwen1000")
+    mixed, root = session_warnings({"sessions": sessions})
+    assert "(answer_frame unit -> qwen1000): records scored under both are mixed" in mixed
+    assert "another benchmark root" in root
+
+
 def _session(started: str, commit: str, written: int) -> dict:
     return {
         "started": started,
