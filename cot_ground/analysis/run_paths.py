@@ -56,6 +56,7 @@ def artifact_files(
 ) -> list[str]:
     """The files of recorded artifact names (trace ``images`` of the ``draw_marks``, ``zoom``
     and ``verify`` steps) in the run folder ``run_dir`` being read (``manifest``: its
-    ``run.json``); a merged run's pictures stay in its shard folders (``merged_from``)."""
+    ``run.json``); a run merged before ``merge`` copied the pictures finds them in its shard
+    folders (``merged_from``)."""
     shards = [m["path"] for m in manifest.get("merged_from") or [] if isinstance(m, dict)]
     return [str(resolve_artifact(p, run_dir, shards)) for p in recorded]

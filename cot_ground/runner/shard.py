@@ -91,7 +91,9 @@ def merge_runs(
 
     The shards must come from the same config and benchmark file; a missing shard is allowed
     (the manifest lists which ones were merged) but a repeated one is not. Examples and
-    predictions keep the first record of each id. Shards may have run with other code,
+    predictions keep the first record of each id; the pictures the graphs made
+    (``artifacts/``, named relative to the run folder in the traces) are copied, so the merged
+    folder stands alone. Shards may have run with other code,
     packages, model sources or machines (:data:`~cot_ground.runner.manifest.ENVIRONMENT_KEYS`):
     every session keeps its own record of them (so ``report`` warns where they differ), a
     session of a later shard that ran with another one than the first shard's latest session
@@ -168,6 +170,10 @@ def _write_merged(
                     for record in folder.read_predictions(pipeline):
                         preds.append(record)
                 counts[pipeline] = len(preds.ids)
+        for folder in folders:  # pictures the graphs made, named relative to the run folder
+            artifacts = Path(folder.path) / "artifacts"
+            if artifacts.is_dir():
+                shutil.copytree(artifacts, staging / "artifacts", dirs_exist_ok=True)
         merged = dict(manifests[0])
         merged.update(
             {
