@@ -167,9 +167,11 @@ def resume_problems(
     if check.benchmark_changed and not allow_changed:
         check.problems.append(
             f"run folder {folder} was run with other benchmark settings"
-            f" ({'; '.join(f'benchmark.{c}' for c in check.benchmark_changed)}); its examples"
-            " would keep the ground truth read with the old ones. Restore them, choose another"
-            " --out, or pass --allow-changed (the change is then recorded in run.json)"
+            f" ({'; '.join(f'benchmark.{c}' for c in check.benchmark_changed)}); its stored"
+            " examples keep what was read with the old ones (ground-truth boxes, image paths"
+            " under the old root), and images under a new root are not compared with the old."
+            " Restore them, choose another --out, or pass --allow-changed (the change is then"
+            " recorded in run.json)"
         )
     if old.get("shard") != shard:
         check.problems.append(
