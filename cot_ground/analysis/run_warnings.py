@@ -4,7 +4,13 @@ A report reads whatever records a run folder holds; these checks say when those 
 not the whole, uniform run that ``run.json`` describes:
 
 - the run never ended (``ended`` empty: killed, or still running), or its last session was
-  interrupted or stopped on an error;
+  interrupted or stopped on an error; in a merged run (``merged_from``), shards the merge
+  lacks (``missing_shards``), and every session that never ended (a shard killed, or still
+  running, when it was merged), or that was the last of its shard and was interrupted or
+  stopped on an error;
+- the annotation file at ``benchmark.path`` is gone or is no longer the file the run was
+  scored on (its sha256 differs from ``benchmark.sha256``: rebuilt or edited), so the pictures
+  drawn for the run's examples may be other pictures;
 - a session resumed with changes allowed (``sessions[].changed``, ``--allow-changed``), so
   records written before and after the change are mixed; a session changed the example
   selection (``sessions[].selection_changed``) or the benchmark's ground-truth settings
@@ -28,6 +34,7 @@ import pandas as pd
 
 from cot_ground.analysis.load import read_manifest
 from cot_ground.analysis.scores import coverage_warnings, pipelines_of
+from cot_ground.records import file_sha256
 from cot_ground.runner.manifest import ENVIRONMENT_KEYS, environment_changes
 from cot_ground.runner.store import RunFolder
 from cot_ground.tasks import ordered_tasks
@@ -60,14 +67,15 @@ def run_warnings(
     """Every reason the figures of ``df`` (the :func:`~cot_ground.analysis.load.load_run` frame
     of ``run_dir``) are not those of one finished, unchanged run; empty for a clean run.
 
-    Order: the run's state, then each session's allowed changes, then pipelines and tasks
-    missing records. ``manifest`` (``run.json``) and ``selection`` are read from ``run_dir``
-    when not given.
+    Order: the run's state, the benchmark file, then each session's allowed changes, then
+    pipelines and tasks missing records. ``manifest`` (``run.json``) and ``selection`` are read
+    from ``run_dir`` when not given.
     """
     manifest = read_manifest(run_dir) if manifest is None else manifest
     selection = RunSelection.of(run_dir) if selection is None else selection
     return [
         *state_warnings(manifest),
+        *benchmark_file_warnings(manifest),
         *session_warnings(manifest),
         *record_warnings(df, manifest, selection),
     ]
@@ -75,7 +83,11 @@ def run_warnings(
 
 def state_warnings(manifest: dict[str, Any]) -> list[str]:
     """The run never ended (its last session killed, or still running), or its last session was
-    interrupted or stopped on an error."""
+    interrupted or stopped on an error; for a merged run, :func:`merge_warnings`. An earlier
+    session of a plain run with no end time was taken over by a later resume (the runner marks
+    it ``killed``): no warning."""
+    if manifest.get("merged_from"):
+        return merge_warnings(manifest)
     sessions = _sessions(manifest)
     last = sessions[-1] if sessions else None
     n = len(sessions)
@@ -102,6 +114,71 @@ def state_warnings(manifest: dict[str, Any]) -> list[str]:
     if last.get("error"):
         out.append(f"the last session (session {n}) stopped on an error: {last['error']}")
     return out
+
+
+def merge_warnings(manifest: dict[str, Any]) -> list[str]:
+    """For a run merged from shard folders (``cot-ground merge``): the shards it lacks
+    (``missing_shards``), every session that never ended (its shard was killed, or still
+    running, when it was merged; a session a later resume of its shard took over, status
+    ``killed``, is not one), and the last session of each shard that was interrupted or stopped
+    on an error. Sessions name their shard when they record one (``sessions[].shard``)."""
+    out = []
+    missing = manifest.get("missing_shards")
+    if isinstance(missing, list) and missing:
+        sources = manifest.get("merged_from")
+        merged = [_shard_text(m) for m in sources] if isinstance(sources, list) else []
+        out.append(
+            f"the merge lacks shard{'s' if len(missing) > 1 else ''}"
+            f" {', '.join(str(k) for k in missing)} (run.json missing_shards; merged:"
+            f" {', '.join(t for t in merged if t) or 'not recorded'}): their examples are in no"
+            " table, so every figure is over part of the run's selection"
+        )
+    sessions = _sessions(manifest)
+    last_of_shard = {_shard_text(s): number for number, s in enumerate(sessions, start=1)}
+    for number, session in enumerate(sessions, start=1):
+        shard = _shard_text(session)
+        label = f"session {number} ({f'{shard}, ' if shard else ''}{_started(session)}"
+        if "ended" in session and session["ended"] is None and session.get("status") != "killed":
+            status = f", status {session['status']}" if session.get("status") else ""
+            out.append(
+                f"{label}{status}) has no end time: {shard or 'its shard'} was killed, or was"
+                " still running, when it was merged, so its pipelines may be unfinished"
+            )
+        elif last_of_shard[shard] == number:
+            last = f"{label}), the last session of {shard or 'its shard'},"
+            if session.get("interrupted"):
+                out.append(f"{last} was interrupted (Ctrl-C) before every pipeline finished")
+            if session.get("error"):
+                out.append(f"{last} stopped on an error: {session['error']}")
+    return out
+
+
+def benchmark_file_warnings(manifest: dict[str, Any]) -> list[str]:
+    """The annotation file at ``run.json`` ``benchmark.path`` is gone, or its sha256 is not the
+    recorded ``benchmark.sha256`` (the benchmark was rebuilt or edited after the run): the
+    images at the recorded paths may then be other pictures than those the run was scored on.
+    The scores themselves use the ground truth stored in ``examples.jsonl``. A relative path is
+    read from the current folder."""
+    bench = manifest.get("benchmark")
+    if not isinstance(bench, dict) or not bench.get("path") or not bench.get("sha256"):
+        return []
+    path, recorded = str(bench["path"]), str(bench["sha256"])
+    risk = (
+        "the pictures report and show draw for the run's examples, and any ground truth read"
+        " from that file again, may not be what the run was scored on (its scores use the boxes"
+        " stored in examples.jsonl)"
+    )
+    try:
+        found = file_sha256(path)
+    except OSError as exc:
+        reason = "is missing" if isinstance(exc, FileNotFoundError) else f"cannot be read ({exc})"
+        return [f"the run's benchmark file {path} {reason}, so it cannot be checked: {risk}"]
+    if found != recorded:
+        return [
+            f"the run's benchmark file {path} has changed since the run (sha256 {found[:12]}…"
+            f" now vs {recorded[:12]}… in run.json: rebuilt or edited): {risk}"
+        ]
+    return []
 
 
 def session_warnings(manifest: dict[str, Any]) -> list[str]:
@@ -252,6 +329,14 @@ def describe(value: Any) -> str:
 def _sessions(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     sessions = manifest.get("sessions")
     return [s for s in sessions if isinstance(s, dict)] if isinstance(sessions, list) else []
+
+
+def _shard_text(entry: Any) -> str:
+    """``"shard K/N"`` of a session or ``merged_from`` entry, or ``""`` when it records none."""
+    shard = entry.get("shard") if isinstance(entry, dict) else None
+    if isinstance(shard, dict) and shard.get("k") is not None and shard.get("n") is not None:
+        return f"shard {shard['k']}/{shard['n']}"
+    return ""
 
 
 def _started(session: dict[str, Any]) -> str:

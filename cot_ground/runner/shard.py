@@ -95,7 +95,8 @@ def merge_runs(
     (``artifacts/``, named relative to the run folder in the traces) are copied, so the merged
     folder stands alone. Shards may have run with other code,
     packages, model sources or machines (:data:`~cot_ground.runner.manifest.ENVIRONMENT_KEYS`):
-    every session keeps its own record of them (so ``report`` warns where they differ), a
+    every session keeps its own record of them (so ``report`` warns where they differ) and
+    names its shard (``sessions[].shard``), a
     session of a later shard that ran with another one than the first shard's latest session
     gets ``environment_changed`` (``"shard K/N against shard 1/N: git commit A -> B"``), and a
     top-level ``git``, ``packages``, ``models`` or ``device`` that differs between the shards is
@@ -220,7 +221,9 @@ def _merged_environment(
     first_sessions = [s for s in first.get("sessions") or [] if isinstance(s, dict)]
     reference = _environment(first, first_sessions[-1] if first_sessions else {})
     against = _shard_label(first, folders[0])
-    sessions: list[dict[str, Any]] = list(first_sessions)
+    # each session names the shard it ran (``shard``: ``{"k", "n"}``), so report can say which
+    # shard a session that never ended belonged to
+    sessions: list[dict[str, Any]] = [{"shard": first.get("shard"), **s} for s in first_sessions]
     differences: list[str] = []
     for folder, manifest in zip(folders[1:], manifests[1:], strict=True):
         label = _shard_label(manifest, folder)
@@ -235,7 +238,7 @@ def _merged_environment(
                     "environment_changed": [*(session.get("environment_changed") or []), *marked],
                 }
                 differences += [m for m in marked if m not in differences]
-            sessions.append(session)
+            sessions.append({"shard": manifest.get("shard"), **session})
     mixed = [
         key for key in ENVIRONMENT_KEYS if any(m.get(key) != first.get(key) for m in manifests[1:])
     ]

@@ -18,18 +18,26 @@ import typer
 from typer.testing import CliRunner
 
 from cot_ground.analysis.load import load_run
-from cot_ground.analysis.run_warnings import run_warnings, session_warnings, state_warnings
+from cot_ground.analysis.run_warnings import (
+    merge_warnings,
+    run_warnings,
+    session_warnings,
+    state_warnings,
+)
 from cot_ground.analysis.scores import WARNINGS_TITLE
 from cot_ground.cli import leaderboard_cmd, report_cmds
 from cot_ground.paths import prompts_dir
 from cot_ground.runner.config import parse_config
+from cot_ground.runner.preflight import PreflightError
 from cot_ground.runner.run import run_experiment
+from cot_ground.runner.shard import merge_runs
 from cot_ground.runner.store import RunFolder, read_jsonl
 
 TESTS = Path(__file__).resolve().parents[1]
 
 # runs the real runner on the scripted models in a child process and kills it (SIGKILL, what
-# `kill -9` does) when the grounder is called for the (N+1)-th time
+# `kill -9` does) when the grounder is called for the (N+1)-th time; an optional 4th argument
+# K/N runs one shard
 KILLED_RUN = """
 import json, os, signal, sys
 sys.path.insert(0, sys.argv[1])
@@ -44,7 +52,8 @@ def dying(self, requests):
 rf.FakeGrounder.ground = dying
 from cot_ground.runner.config import parse_config
 from cot_ground.runner.run import run_experiment
-run_experiment(parse_config(json.loads(open(sys.argv[2]).read())))
+shard = tuple(map(int, sys.argv[4].split("/"))) if len(sys.argv) > 4 else None
+run_experiment(parse_config(json.loads(open(sys.argv[2]).read())), shard=shard)
 """
 
 
@@ -174,6 +183,130 @@ def test_a_killed_run_is_reported_as_unfinished(
     assert scores["warnings"] == []
     assert WARNINGS_TITLE not in output + markdown + page and "2/2" in output
     assert "<td>killed</td>" in _run_box(page)  # the runner marked the killed session
+
+
+def _kill_run(tmp: Path, config: dict[str, Any], grounder_calls: int, *shard: str) -> None:
+    config_file = tmp / f"config_{Path(config['output']).name}.json"
+    config_file.write_text(json.dumps(config), encoding="utf-8")
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            KILLED_RUN,
+            str(TESTS),
+            str(config_file),
+            str(grounder_calls),
+            *shard,
+        ],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -9, killed.stderr
+
+
+def test_a_rebuilt_or_missing_benchmark_file_is_reported(
+    cli: typer.Typer, tmp_path: Path, fakes: None
+) -> None:
+    bench = rf.make_benchmark(tmp_path / "bench", n=4)
+    config = _config(tmp_path, bench)
+    run_experiment(parse_config(config))
+    run = tmp_path / "run"
+    _, _, clean, _ = _report(cli, run)
+    assert clean["warnings"] == []
+
+    # the benchmark rebuilt in place: same paths, other items (what `make-lite --force` does)
+    recorded = RunFolder(run).read_manifest()["benchmark"]["sha256"]
+    items = json.loads(bench.read_text(encoding="utf-8"))
+    bench.write_text(json.dumps(items[::-1]), encoding="utf-8")
+    with pytest.raises(PreflightError, match="holds results on another benchmark file"):
+        run_experiment(parse_config(config))  # `run` on the folder refuses it
+    output, markdown, scores, page = _report(cli, run)
+    (warning,) = scores["warnings"]
+    assert warning.startswith(f"the run's benchmark file {bench} has changed since the run")
+    assert f"vs {recorded[:12]}… in run.json" in warning
+    assert "the pictures report and show draw for the run's examples" in warning
+    assert "may not be what the run was scored on" in warning
+    assert markdown.index(warning) < markdown.index("## Acc@0.5 (official)")
+    assert html.escape(warning) in page and WARNINGS_TITLE in output
+    assert "has changed since the run" in " ".join(output.split())
+
+    bench.unlink()
+    (warning,) = run_warnings(run, load_run(run))
+    assert warning.startswith(f"the run's benchmark file {bench} is missing, so it cannot be")
+
+
+@pytest.mark.slow
+def test_a_merge_lacking_shards_or_with_a_killed_shard_is_reported(
+    cli: typer.Typer, tmp_path: Path, fakes: None
+) -> None:
+    bench = rf.make_benchmark(tmp_path / "bench", n=6)
+    config = _config(tmp_path, bench)
+    shards = {k: {**config, "output": str(tmp_path / f"s{k}")} for k in (1, 2)}
+    run_experiment(parse_config(shards[1]), shard=(1, 2))
+    merged = tmp_path / "m1"
+    assert merge_runs([tmp_path / "s1"], merged)["missing_shards"] == [2]
+    output, markdown, scores, page = _report(cli, merged)
+    (warning,) = scores["warnings"]  # its 3 examples are all the merged folder selected
+    assert warning.startswith("the merge lacks shard 2 (run.json missing_shards; merged: shard 1")
+    assert "every figure is over part of the run's selection" in warning
+    assert html.escape(warning) in page and warning in markdown
+    assert "the merge lacks shard 2" in output
+    board = CliRunner().invoke(cli, ["leaderboard", str(merged)])
+    assert board.exit_code == 0, board.output
+    assert f"{merged}: the merge lacks shard 2" in " ".join(board.output.split())
+
+    # shard 2 killed after one grounder call (its session still "running"), then merged
+    _kill_run(tmp_path, shards[2], 1, "2/2")
+    both = tmp_path / "m2"
+    manifest = merge_runs([tmp_path / "s1", tmp_path / "s2"], both)
+    assert manifest["missing_shards"] == [] and manifest["ended"] is not None
+    assert [s["status"] for s in manifest["sessions"]] == ["finished", "running"]
+    scores = _report(cli, both)[2]
+    never = [w for w in scores["warnings"] if "has no end time" in w]
+    assert len(never) == 1, scores["warnings"]
+    assert never[0].startswith("session 2 (shard 2/2, started ")
+    assert (
+        "status running) has no end time: shard 2/2 was killed, or was still running" in (never[0])
+    )
+
+    # the killed shard resumed to the end: its killed session was taken over, no warning
+    run_experiment(parse_config(shards[2]), shard=(2, 2))
+    done = merge_runs([tmp_path / "s2", tmp_path / "s1"], tmp_path / "m3")
+    assert [s["status"] for s in done["sessions"]] == ["killed", "finished", "finished"]
+    assert _report(cli, tmp_path / "m3")[2]["warnings"] == []
+
+
+def test_merge_warnings_name_each_unfinished_shard_session() -> None:
+    def session(k: int, started: str, **state: Any) -> dict[str, Any]:
+        return {"shard": {"k": k, "n": 3}, "started": started, "ended": "T9", **state}
+
+    merged = {
+        "merged_from": [{"path": "/s1", "shard": {"k": 1, "n": 3}}],
+        "missing_shards": [2, 3],
+        "ended": "T9",
+        "sessions": [
+            session(1, "T1", ended=None, status="killed"),  # taken over by the next
+            session(1, "T2", interrupted=True),
+        ],
+    }
+    lacks, interrupted = state_warnings(merged)
+    assert lacks.startswith("the merge lacks shards 2, 3 (run.json missing_shards; merged:")
+    assert interrupted == (
+        "session 2 (shard 1/3, started T2), the last session of shard 1/3, was interrupted"
+        " (Ctrl-C) before every pipeline finished"
+    )
+    # sessions merged before they named their shard: every one that never ended is named
+    merged["missing_shards"] = []
+    merged["sessions"] = [
+        {"started": "T1", "ended": None, "status": "running"},
+        {"started": "T2", "ended": "T3", "status": "finished"},
+    ]
+    (never,) = merge_warnings(merged)
+    assert never.startswith("session 1 (started T1, status running) has no end time: its shard")
+    # the same sessions in a plain run: only the last session counts
+    assert state_warnings({**merged, "merged_from": None}) == []
 
 
 def test_leaderboard_and_compare_warn_about_mixed_runs(
