@@ -4,6 +4,8 @@ files' p-values and TASK_MEAN row."""
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from analysis_fixtures import (
@@ -33,16 +35,19 @@ QUESTION = (
 )
 # a good box that is not the reference box
 CLOSE = Box.from_unit([0.2, 0.2, 0.6, 0.58])
+# enough examples for an exact McNemar p-value far below 0.001: cot-agent is right (official)
+# on every example and migician on the first two only, so p = 2 * 0.5**(N - 2)
+N = 20
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """4 object_tracking examples (target image 2 of 3). cot-agent grounds a good box on the
+    """N object_tracking examples (target image 2 of 3). cot-agent grounds a good box on the
     wrong image (image 1) every time; cot-oracle the same box on the target; migician copies
     the question's reference box on the first two and answers a poor box on the others."""
     tmp = tmp_path_factory.mktemp("rules")
     examples, agent, oracle, e2e = [], [], [], []
-    for k in range(4):
+    for k in range(N):
         images = write_images(tmp / "images", f"track{k}", 3, seed=k)
         ex = example_on("object_tracking", images, QUESTION.format(*REFERENCE, k), GT, 1)
         # "locate it in the 2th image": an answer naming no image is on image 2 (as loaded)
@@ -107,8 +112,28 @@ def test_report_files_name_their_rule_and_keep_small_p_values(run, tmp_path):
     assert pooled[["both", "only_a", "only_b", "neither"]].notna().all().all()
     # cot-agent vs cot-oracle under the official rule: the wrong image is not seen, both right
     row = pooled[(pooled["a"] == "cot-agent") & (pooled["b"] == "cot-oracle")].iloc[0]
-    assert (row["both"], row["diff"], float(row["p_value"])) == (4, 0.0, 1.0)
+    assert (row["both"], row["diff"], float(row["p_value"])) == (N, 0.0, 1.0)
+    # cot-agent vs migician: N - 2 examples only cot-agent got right, a p-value of ~7.6e-06
+    small = 2 * 0.5 ** (N - 2)
+    assert small < 1e-4
+    row = pooled[(pooled["a"] == "cot-agent") & (pooled["b"] == "migician")].iloc[0]
+    assert (row["only_a"], row["only_b"]) == (N - 2, 0)
+    assert float(row["p_value"]) == small  # the CSV keeps every digit
+    with open(result.files["paired.json"], encoding="utf-8") as fh:
+        records = json.load(fh)
+    (found,) = [
+        r for r in records if (r["a"], r["b"], r["task"]) == ("cot-agent", "migician", "POOLED")
+    ]
+    assert found["p_value"] == small
+    shown = f"{small:.1e}"
+    assert shown == "7.6e-06"
+    lines = [line.strip("|").split(" | ") for line in paired_md.splitlines() if line[:1] == "|"]
+    cells = {tuple(c.strip() for c in line[:3]): line for line in lines}
+    header = [c.strip() for c in lines[0]]
+    md_row = [c.strip() for c in cells[("cot-agent", "migician", "POOLED")]]
+    assert md_row[header.index("p_value")] == shown  # not rounded to 0.0000
     scores_md = (tmp_path / "report" / "scores.md").read_text("utf-8")
     assert "`reference_box_echo`" in scores_md
     page = (tmp_path / "report" / "report.html").read_text("utf-8")
     assert "Reference-box echo" in page and "(strict and official rules)" in page
+    assert f"<td>{shown}</td>" in page
