@@ -376,9 +376,12 @@ def show(
     Texts longer than the HTML report's limit are cut with a note naming the JSONL file that
     holds them in full (``--json`` prints the records uncut). Control characters in recorded
     texts (a model's escape sequences) are printed as escapes (``\\x1b``), never sent raw.
+    Warns first when the run's benchmark file is gone or was rebuilt since the run (the images
+    shown may then be other pictures than those the run was scored on).
     """
     from cot_ground.analysis.html_report import cut_text
     from cot_ground.analysis.run_paths import example_images
+    from cot_ground.analysis.run_warnings import benchmark_file_warnings
     from cot_ground.records import Example, Prediction
     from cot_ground.runner.store import RunFolder
     from cot_ground.scoring import ScoreRow, score_row
@@ -404,7 +407,10 @@ def show(
     info.add_row("task", Text(visible(str(example["task"]))))
     info.add_row("question", Text(visible(example["question"])))
     info.add_row("numbering", "images from 1; recorded fields marked (0-based) count from 0")
-    benchmark = (folder.read_manifest() or {}).get("benchmark") or {}
+    manifest = folder.read_manifest() or {}
+    for warning in benchmark_file_warnings(manifest):
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
+    benchmark = manifest.get("benchmark") or {}
     for i, path in enumerate(example_images(scored, benchmark)):
         text = Text(visible(path))
         if path != example["images"][i]:  # the benchmark root moved since the example was stored

@@ -25,7 +25,7 @@ from cot_ground.analysis.run_warnings import (
     state_warnings,
 )
 from cot_ground.analysis.scores import WARNINGS_TITLE
-from cot_ground.cli import leaderboard_cmd, report_cmds
+from cot_ground.cli import leaderboard_cmd, report_cmds, run_cmds
 from cot_ground.paths import prompts_dir
 from cot_ground.runner.config import parse_config
 from cot_ground.runner.preflight import PreflightError
@@ -231,6 +231,13 @@ def test_a_rebuilt_or_missing_benchmark_file_is_reported(
     assert markdown.index(warning) < markdown.index("## Acc@0.5 (official)")
     assert html.escape(warning) in page and WARNINGS_TITLE in output
     assert "has changed since the run" in " ".join(output.split())
+    app = typer.Typer()
+    run_cmds.register(app)
+    example = RunFolder(run).read_examples()[0]["id"]
+    shown = CliRunner().invoke(app, ["show", str(run), example])
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.startswith("warning: the run's benchmark file")
+    assert "has changed since the run" in " ".join(shown.output.split())
 
     bench.unlink()
     (warning,) = run_warnings(run, load_run(run))
