@@ -28,6 +28,8 @@ from cot_ground.tasks import TASK_ORDER
 TASKS: tuple[str, ...] = TASK_ORDER
 BENCH_FOLDER = "MIG-Bench"  # the first component of every image path in the published files
 REQUIRED_FIELDS: tuple[str, ...] = ("task", "images", "question", "answer")
+FRAME_CHOICES = ", ".join([*(f.value for f in Frame), "normalized"])
+"""The names an ``answer_frame`` may take (``normalized`` is ``unit``), as messages list them."""
 
 
 @dataclass(frozen=True)
@@ -137,16 +139,37 @@ def stated_frame(sha256: str, path: Path) -> Frame | None:
     ``data_sha256`` (the sha256 of that file) and ``answer_frame``; the frame counts only while
     the file is byte for byte the one the build wrote. A sidecar that cannot be read, or that
     names another file or an unknown frame, states nothing."""
-    try:
-        info = json.loads((path.parent / BUILD_INFO_FILE).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
-    if not isinstance(info, dict) or info.get("data_sha256") != sha256:
+    info = _build_info(path)
+    if info is None or info.get("data_sha256") != sha256:
         return None
     try:
         return Frame(info.get("answer_frame"))
     except ValueError:
         return None
+
+
+def _build_info(path: Path) -> dict[str, Any] | None:
+    """The :data:`BUILD_INFO_FILE` beside ``path`` as a mapping, or None when there is none
+    or it cannot be read."""
+    try:
+        info = json.loads((path.parent / BUILD_INFO_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def no_frame_reason(sha256: str, path: Path) -> str:
+    """Why no build states the frame of ``path`` (for the message asking for one)."""
+    info = _build_info(path)
+    described = info.get("data_sha256") if info is not None else None
+    if isinstance(described, str) and described != sha256:
+        return (
+            f"{BUILD_INFO_FILE} beside it describes another file (sha256 {described[:12]}...):"
+            " the file was edited after the build"
+        )
+    if info is not None:
+        return f"{BUILD_INFO_FILE} beside it states no valid frame for this file"
+    return f"no {BUILD_INFO_FILE} beside it stating the frame of this file"
 
 
 def resolve_frame(sha256: str, path: Path, answer_frame: Frame | str | None) -> Frame:
@@ -156,7 +179,12 @@ def resolve_frame(sha256: str, path: Path, answer_frame: Frame | str | None) -> 
     An explicit ``answer_frame`` must agree with a known or stated frame: one that differs
     raises :class:`BenchmarkError` naming both frames and where the known one comes from (a
     wrong frame would scale every ground-truth box). Any other file needs an explicit frame."""
-    explicit = Frame(answer_frame) if answer_frame is not None else None
+    try:
+        explicit = Frame(answer_frame) if answer_frame is not None else None
+    except ValueError:
+        raise BenchmarkError(
+            f"{path}: unknown answer_frame {answer_frame!r} (frames: {FRAME_CHOICES})"
+        ) from None
     known = KNOWN_FILES.get(sha256)
     if known is not None:
         frame, source = known.answer_frame, f"the published file {known.name} (by its sha256)"
@@ -166,10 +194,9 @@ def resolve_frame(sha256: str, path: Path, answer_frame: Frame | str | None) -> 
     if frame is None:
         if explicit is None:
             raise BenchmarkError(
-                f"{path}: unknown annotation file (sha256 {sha256[:12]}...) and no "
-                f"{BUILD_INFO_FILE} beside it stating the frame of this file; state the frame "
-                f"of its boxes with answer_frame= / --answer-frame "
-                f"({', '.join(f.value for f in Frame)})"
+                f"{path}: unknown annotation file (sha256 {sha256[:12]}...) and "
+                f"{no_frame_reason(sha256, path)}; state the frame of its boxes with "
+                f"answer_frame= / --answer-frame ({FRAME_CHOICES})"
             )
         return explicit
     if explicit is not None and explicit is not frame:

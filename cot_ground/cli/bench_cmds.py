@@ -11,7 +11,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from cot_ground.bench.migbench import BenchmarkError
+from cot_ground.bench.migbench import FRAME_CHOICES, BenchmarkError
 from cot_ground.bench.released import ReleasedLogError, rescore_logs
 from cot_ground.bench.validate import validate_benchmark
 from cot_ground.boxes import Frame
@@ -61,6 +61,7 @@ def rescore(
     """
     if calibration is not None and calibration not in CALIBRATIONS:
         fail(f"unknown calibration {calibration!r} (known: {', '.join(CALIBRATIONS)})")
+    _check_frame("--frame", frame)
     try:
         result = rescore_logs(
             list(files),
@@ -75,6 +76,16 @@ def rescore(
         typer.echo(json.dumps(result, indent=2))
         return
     _print_rescore(result)
+
+
+def _check_frame(option: str, value: str | None) -> None:
+    """Exit with status 2 naming ``option`` and the frames allowed when ``value`` is none."""
+    if value is None:
+        return
+    try:
+        Frame(value)
+    except ValueError:
+        fail(f"{option}: unknown frame {value!r} (frames: {FRAME_CHOICES})")
 
 
 def _print_rescore(result: dict[str, Any]) -> None:
@@ -202,6 +213,7 @@ def validate_bench(
 
     Exit status 1 when some items cannot be loaded, 2 when the file cannot be read.
     """
+    _check_frame("--answer-frame", answer_frame)
     try:
         report = validate_benchmark(
             file,

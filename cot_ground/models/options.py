@@ -3,14 +3,21 @@
 An adapter states a default for every option it knows and, for the options whose values it
 checks, an :data:`OptionRule`. :func:`option_problems` lists every unknown option and every bad
 value at once (the pre-flight check can call it without building the adapter);
-:func:`resolve_options` raises them as one ``ValueError`` before anything is loaded. A YAML
+:func:`resolve_options` raises them as one ``ValueError`` before anything is loaded.
+:func:`adapter_option_problems` runs the check of any registry adapter by name
+(:data:`OPTION_CHECKS`), importing no model code beyond its module. A YAML
 value is taken as written: ``"4096"`` is a string, not a number, and ``"no"`` is not false.
 """
 
 from __future__ import annotations
 
+import importlib
+import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cot_ground.models.settings import ModelSettings
 
 OptionRule = Callable[[Any], str | None]
 """Checks one option value: None when it is valid, else what the value must be."""
@@ -57,9 +64,12 @@ PROCESSOR_RULES: dict[str, OptionRule] = {"fast_image_processor": true_or_false}
 
 
 def any_number(value: Any) -> str | None:
-    """Rule: an integer or float (not a bool) of any size (a score threshold above every score
-    keeps no box, which is valid)."""
-    return None if isinstance(value, int | float) and not isinstance(value, bool) else "a number"
+    """Rule: a finite integer or float (not a bool) of any size, for a score threshold (one
+    above every score keeps no box, which is valid); NaN, which no score passes or fails, and
+    ±inf are refused."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "a number"
+    return None if math.isfinite(value) else "a finite number"
 
 
 def number_list(length: int | None = None, minimum: float = 0.0) -> OptionRule:
@@ -164,3 +174,38 @@ def choose_backend(requested: str, adapter: str) -> str:
             raise
         return "skimage"
     return "opencv"
+
+
+OPTION_CHECKS: dict[str, str] = {
+    "qwen-vl-reasoner": "cot_ground.models.qwen_vl",
+    "qwen-vl-grounder": "cot_ground.models.qwen_vl",
+    "qwen-vl-e2e": "cot_ground.models.qwen_vl",
+    "migician": "cot_ground.models.migician",
+    "gdino-hf": "cot_ground.models.gdino_hf",
+    "gdino-py": "cot_ground.models.gdino_py",
+    "openai-reasoner": "cot_ground.models.openai_chat",
+    "openai-e2e": "cot_ground.models.openai_chat",
+    "rule-reasoner": "cot_ground.models.rule_reasoner",
+    "template-grounder": "cot_ground.models.template",
+    "diff-grounder": "cot_ground.models.difference",
+    "classical-grounder": "cot_ground.models.classical",
+    "keypoint-grounder": "cot_ground.models.keypoints",
+    "hf-chat-reasoner": "cot_ground.models.hf_chat",
+    "hf-chat-grounder": "cot_ground.models.hf_chat",
+    "hf-chat-e2e": "cot_ground.models.hf_chat",
+    "mm-gdino-hf": "cot_ground.models.open_vocab",
+    "owlv2": "cot_ground.models.open_vocab",
+    "florence2": "cot_ground.models.florence2",
+}
+"""Registry adapter name → the module whose ``settings_problems(name, settings)`` lists the
+problems of its options (unknown keys, bad values); imported when a config uses the adapter
+(none of these modules imports torch or transformers at module level)."""
+
+
+def adapter_option_problems(adapter: str, settings: ModelSettings) -> list[str]:
+    """Problems of the options of registry adapter ``adapter`` (:data:`OPTION_CHECKS`; none
+    for an adapter not listed); loads nothing."""
+    module = OPTION_CHECKS.get(adapter)
+    if module is None:
+        return []
+    return importlib.import_module(module).settings_problems(adapter, settings)

@@ -28,6 +28,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -46,6 +47,17 @@ class ConfigError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _is_frame(value: Any) -> bool:
+    """True when ``value`` names a :class:`~cot_ground.boxes.Frame`."""
+    from cot_ground.boxes import Frame
+
+    try:
+        Frame(value)
+    except ValueError:
+        return False
+    return True
 
 
 class BenchmarkConfig(_Strict):
@@ -67,6 +79,15 @@ class BenchmarkConfig(_Strict):
         default=None, ge=1, description="N examples drawn with `seed`, stratified by task"
     )
     seed: int = Field(default=0, ge=0, description="seed of `sample`")
+
+    @field_validator("answer_frame")
+    @classmethod
+    def _known_frame(cls, value: str | None) -> str | None:
+        from cot_ground.bench.migbench import FRAME_CHOICES
+
+        if value is None or _ENV_REF.search(value) or _is_frame(value):
+            return value  # an unset variable is reported as such
+        raise ValueError(f"unknown frame {value!r} (frames: {FRAME_CHOICES})")
 
     @model_validator(mode="after")
     def _one_selection(self) -> BenchmarkConfig:
@@ -381,10 +402,14 @@ def adapter_problems(pipelines: dict[str, Any], adapters: dict[str, Any]) -> lis
             role = registry.SLOTS[slot]
             if actual != role:
                 problems.append(
-                    f"pipelines.{pname}.{slot}: model {key!r} is adapter {name!r}, a {actual},"
-                    f" but this slot needs a {role}"
+                    f"pipelines.{pname}.{slot}: model {key!r} is adapter {name!r},"
+                    f" {_ROLE_NOUNS[actual]}, but this slot needs {_ROLE_NOUNS[role]}"
                 )
     return problems
+
+
+_ROLE_NOUNS = {"reasoner": "a reasoner", "grounder": "a grounder", "e2e": "an e2e adapter"}
+"""Each adapter role (:data:`cot_ground.models.registry.ROLES`) as the messages name it."""
 
 
 FRAME_CHECK_MAX_BYTES = 64 * 1024 * 1024
@@ -396,9 +421,11 @@ def setup_problems(data: dict[str, Any], pipelines: dict[str, Any]) -> list[str]
     """The pre-flight checks that need no model and no big file, run on a config mapping that
     is invalid elsewhere, so that one report lists them with its other errors: unknown task
     names, unknown adapters and models in a slot of another role (:func:`adapter_problems`),
-    and a missing ``benchmark.answer_frame`` for an annotation file (up to
-    :data:`FRAME_CHECK_MAX_BYTES`) that is neither a published file nor a build stating its
-    frame. Values still holding ``${VAR}`` are skipped."""
+    the option keys and values of every model a pipeline uses (:func:`option_value_problems`),
+    prompt variants that serve no task (:func:`pipeline_prompt_problems`),
+    and, for an annotation file up to :data:`FRAME_CHECK_MAX_BYTES`, a missing
+    ``benchmark.answer_frame`` (neither a published file nor a build stating its frame) or one
+    that contradicts the file's known frame. Values still holding ``${VAR}`` are skipped."""
     from cot_ground.tasks import TASK_ORDER
 
     problems: list[str] = []
@@ -413,18 +440,70 @@ def setup_problems(data: dict[str, Any], pipelines: dict[str, Any]) -> list[str]
     models = data.get("models") if isinstance(data.get("models"), dict) else {}
     adapters = {k: m.get("adapter") for k, m in models.items() if isinstance(m, dict)}
     problems += adapter_problems(pipelines, adapters)
+    problems += option_value_problems(models, pipelines)
+    problems += pipeline_prompt_problems(pipelines, set())
     frame = _frame_problem(bench)
     return problems + ([frame] if frame else [])
 
 
+def option_value_problems(models: dict[str, Any], pipelines: dict[str, Any]) -> list[str]:
+    """The option checks (:func:`~cot_ground.models.options.adapter_option_problems`) of every
+    model some pipeline uses, on the models as written (``models``: key → mapping; a field with
+    its own error is left out), as the pre-flight words them: ``models.KEY (ADAPTER): ...``.
+    Import strings, unknown adapters and options holding ``${VAR}`` are skipped; loads
+    nothing."""
+    from cot_ground.models import registry
+    from cot_ground.models.options import adapter_option_problems
+
+    used: set[str] = set()
+    for pipe in pipelines.values():
+        try:
+            used.update(pipe.model_refs().values())
+        except AttributeError:  # a required key is missing: reported as such
+            continue
+    problems: list[str] = []
+    for key in sorted(k for k in used if isinstance(models.get(k), dict)):
+        name = models[key].get("adapter")
+        if not isinstance(name, str) or name not in registry.ADAPTERS:
+            continue
+        settings = _settings_as_written(models[key])
+        if settings is None or any(_ENV_REF.search(str(v)) for v in settings.options.values()):
+            continue
+        try:
+            found = adapter_option_problems(name, settings)
+        except Exception as exc:  # a check must not stop the other checks
+            found = [f"{type(exc).__name__}: {exc}"]
+        problems += [f"models.{key} ({name}): {p}" for p in found]
+    return problems
+
+
+def _settings_as_written(model: dict[str, Any]) -> ModelSettings | None:
+    """The :class:`ModelSettings` of a model mapping, leaving out every field with an error of
+    its own (reported as such); None when ``options`` itself is not valid."""
+    fields = {k: v for k, v in model.items() if k != "adapter"}
+    for _ in range(len(fields) + 1):
+        try:
+            return ModelSettings.model_validate(fields)
+        except ValidationError as exc:
+            bad = {err["loc"][0] for err in exc.errors() if err["loc"]}
+            if "options" in bad or not bad:
+                return None
+            fields = {k: v for k, v in fields.items() if k not in bad}
+    return None
+
+
 def _frame_problem(bench: dict[str, Any]) -> str | None:
-    """``benchmark.answer_frame`` missing for a small annotation file of unknown frame."""
-    from cot_ground.bench.migbench import KNOWN_FILES, stated_frame
+    """``benchmark.answer_frame`` missing for a small annotation file of unknown frame, or
+    contradicting the frame the file is known by
+    (:func:`~cot_ground.bench.migbench.resolve_frame`)."""
+    from cot_ground.bench.migbench import BenchmarkError, no_frame_reason, resolve_frame
     from cot_ground.records import file_sha256
 
-    file = bench.get("file")
-    if bench.get("answer_frame") is not None or not isinstance(file, str) or _ENV_REF.search(file):
+    file, frame = bench.get("file"), bench.get("answer_frame")
+    if not isinstance(file, str) or _ENV_REF.search(file):
         return None
+    if frame is not None and not _is_frame(frame):
+        return None  # a bad value has its own error
     path = Path(file)
     try:
         if not path.is_file() or path.stat().st_size > FRAME_CHECK_MAX_BYTES:
@@ -432,12 +511,19 @@ def _frame_problem(bench: dict[str, Any]) -> str | None:
         sha = file_sha256(path)
     except OSError:
         return None  # the pre-flight check names the unreadable file
-    if sha in KNOWN_FILES or stated_frame(sha, path) is not None:
-        return None
-    return (
-        f"benchmark.answer_frame: required for {path} (not a published MIG-Bench file, and no"
-        " build states its frame); give the frame of its boxes (docs/benchmark.md)"
-    )
+    try:
+        resolve_frame(sha, path, frame)
+    except BenchmarkError as exc:
+        if frame is not None:
+            return f"benchmark.answer_frame: {exc}"
+        why = no_frame_reason(sha, path)
+        detail = "" if why.startswith("no ") else f": {why}"
+        return (
+            f"benchmark.answer_frame: required for {path} (not a published MIG-Bench file, and"
+            f" no build states its frame{detail}); give the frame of its boxes"
+            " (docs/benchmark.md)"
+        )
+    return None
 
 
 def expand_env(value: Any, where: str = "", unset: list[str] | None = None) -> Any:
@@ -568,6 +654,40 @@ def _pipelines_as_written(data: Any) -> dict[str, Any]:
 
 def _indent(line: str) -> str:
     return f"  {line}"
+
+
+def pipeline_prompt_problems(pipelines: dict[str, Any], tasks: set[str]) -> list[str]:
+    """Every pipeline's prompt files load for every task in ``tasks`` (``pipelines``: name →
+    pipeline config). With no tasks (the selection could not be read, or the config is checked
+    before any benchmark is), each prompt variant must serve at least one benchmark task: a
+    variant that serves none (a misspelt name, a missing folder) is named all the same. A
+    pipeline whose graph fields are invalid is left out (its own error names them)."""
+    from cot_ground.prompts import PromptError, load_prompts
+    from cot_ground.runner.fingerprint import prompt_sets
+    from cot_ground.tasks import TASK_ORDER
+
+    problems: list[str] = []
+    for name, pipe in pipelines.items():
+        try:
+            cfg = graph_config(name, pipe)
+        except (ValidationError, TypeError, ValueError):
+            continue
+        dump = {"kind": pipe.kind, **cfg.model_dump(mode="json")}
+        seen: set[str] = set()
+        for kind, variant in prompt_sets(dump):
+            found: list[str] = []
+            for task in sorted(tasks) or TASK_ORDER:
+                try:
+                    load_prompts(kind, variant, task, cfg.prompts_dir)
+                except (PromptError, FileNotFoundError) as exc:
+                    found.append(str(exc))
+            if not tasks:  # only a variant that serves no task at all
+                found = found[:1] if len(found) == len(TASK_ORDER) else []
+            for problem in found:
+                if problem not in seen:
+                    seen.add(problem)
+                    problems.append(f"pipelines.{name}: {problem}")
+    return problems
 
 
 def graph_config(

@@ -8,9 +8,9 @@
 * model folders and options: each adapter's check (:data:`MODEL_CHECKS`; config files and
   weights present for transformers checkpoints, the checkpoint and config of groundingdino-py,
   the API key variable of a served model; for every registry adapter the option keys and
-  values, by its module's ``settings_problems``, :data:`OPTION_CHECKS`); an adapter living
-  outside cot-ground may give its factory a ``preflight`` attribute, a function
-  ``(ModelSettings) -> list[str]``;
+  values, by its module's ``settings_problems``,
+  :data:`~cot_ground.models.options.OPTION_CHECKS`); an adapter living outside cot-ground may
+  give its factory a ``preflight`` attribute, a function ``(ModelSettings) -> list[str]``;
 * the benchmark file, its image root, every bad item of the selection (each image path that
   leaves the root, each malformed field), and the selection (tasks, limit, shard) not being empty;
 * every image file of the selected examples exists (``os.stat``, no decoding);
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cot_ground.models import registry
+from cot_ground.models.options import adapter_option_problems
 from cot_ground.models.settings import ModelSettings
 from cot_ground.runner.pipelines import SetupError, role_problems
 
@@ -59,41 +60,6 @@ class PreflightError(SetupError):
 def _unexpanded(value: str | None) -> bool:
     """True for a value still holding a ``${VAR}`` reference (already reported as unset)."""
     return bool(value) and "${" in str(value)
-
-
-OPTION_CHECKS: dict[str, str] = {
-    "qwen-vl-reasoner": "cot_ground.models.qwen_vl",
-    "qwen-vl-grounder": "cot_ground.models.qwen_vl",
-    "qwen-vl-e2e": "cot_ground.models.qwen_vl",
-    "migician": "cot_ground.models.migician",
-    "gdino-hf": "cot_ground.models.gdino_hf",
-    "gdino-py": "cot_ground.models.gdino_py",
-    "openai-reasoner": "cot_ground.models.openai_chat",
-    "openai-e2e": "cot_ground.models.openai_chat",
-    "rule-reasoner": "cot_ground.models.rule_reasoner",
-    "template-grounder": "cot_ground.models.template",
-    "diff-grounder": "cot_ground.models.difference",
-    "classical-grounder": "cot_ground.models.classical",
-    "keypoint-grounder": "cot_ground.models.keypoints",
-    "hf-chat-reasoner": "cot_ground.models.hf_chat",
-    "hf-chat-grounder": "cot_ground.models.hf_chat",
-    "hf-chat-e2e": "cot_ground.models.hf_chat",
-    "mm-gdino-hf": "cot_ground.models.open_vocab",
-    "owlv2": "cot_ground.models.open_vocab",
-    "florence2": "cot_ground.models.florence2",
-}
-"""Registry adapter name → the module whose ``settings_problems(name, settings)`` lists the
-problems of its options (unknown keys, bad values); imported when a config uses the adapter
-(none of these modules imports torch or transformers at module level)."""
-
-
-def adapter_option_problems(adapter: str, settings: ModelSettings) -> list[str]:
-    """Problems of the options of registry adapter ``adapter`` (:data:`OPTION_CHECKS`; none
-    for an adapter not listed); loads nothing."""
-    module = OPTION_CHECKS.get(adapter)
-    if module is None:
-        return []
-    return importlib.import_module(module).settings_problems(adapter, settings)
 
 
 def _options_only(adapter: str) -> ModelCheck:
@@ -256,6 +222,7 @@ def benchmark_problems(
     from cot_ground.bench import BenchmarkError
     from cot_ground.bench.migbench import BenchmarkItemsError
     from cot_ground.runner.shard import select_shard
+    from cot_ground.tasks import TASK_ORDER
 
     bench_cfg = config.benchmark
     if _unexpanded(bench_cfg.file) or _unexpanded(bench_cfg.root):
@@ -263,6 +230,14 @@ def benchmark_problems(
     problems: list[str] = []
     if bench_cfg.root is not None and not Path(bench_cfg.root).is_dir():
         problems.append(f"benchmark.root: image folder not found: {bench_cfg.root}")
+    # unknown task names are named whatever else the file holds (the loader checks them only
+    # after reading the file and its frame); the known ones are loaded, so the file is checked too
+    unknown = [t for t in bench_cfg.tasks or () if t not in TASK_ORDER]
+    if unknown:
+        known_tasks = ", ".join(TASK_ORDER)
+        problems.append(f"benchmark.tasks: unknown task(s) {unknown}; known: {known_tasks}")
+        known = [t for t in bench_cfg.tasks or () if t in TASK_ORDER]
+        bench_cfg = bench_cfg.model_copy(update={"tasks": known})
     try:
         bench = bench_cfg.load()
     except BenchmarkItemsError as exc:
@@ -272,6 +247,8 @@ def benchmark_problems(
     examples = list(bench.examples)
     if shard is not None:
         examples = select_shard(examples, *shard)
+    if unknown:
+        return None, examples, problems  # the selection asked for is not what was loaded
     if not examples:
         problems.append(empty_selection(bench_cfg.file, len(bench.examples), bench_cfg, shard))
     return bench, examples, problems
@@ -360,33 +337,11 @@ def item_numbers(file: str | os.PathLike[str]) -> dict[str, int]:
 
 
 def prompt_problems(config: ExperimentConfig, tasks: set[str]) -> list[str]:
-    """Every pipeline's prompt files load for every task in ``tasks``. With no tasks (the
-    selection could not be read), each prompt variant must serve at least one benchmark task:
-    a variant that serves none (a misspelt name, a missing folder) is named all the same."""
-    from cot_ground.prompts import PromptError, load_prompts
-    from cot_ground.runner.config import graph_config
-    from cot_ground.runner.fingerprint import prompt_sets
-    from cot_ground.tasks import TASK_ORDER
+    """Every pipeline's prompt files load for every task in ``tasks``
+    (:func:`~cot_ground.runner.config.pipeline_prompt_problems` on ``config.pipelines``)."""
+    from cot_ground.runner.config import pipeline_prompt_problems
 
-    problems: list[str] = []
-    for name, pipe in config.pipelines.items():
-        cfg = graph_config(name, pipe)
-        dump = {"kind": pipe.kind, **cfg.model_dump(mode="json")}
-        seen: set[str] = set()
-        for kind, variant in prompt_sets(dump):
-            found: list[str] = []
-            for task in sorted(tasks) or TASK_ORDER:
-                try:
-                    load_prompts(kind, variant, task, cfg.prompts_dir)
-                except (PromptError, FileNotFoundError) as exc:
-                    found.append(str(exc))
-            if not tasks:  # only a variant that serves no task at all
-                found = found[:1] if len(found) == len(TASK_ORDER) else []
-            for problem in found:
-                if problem not in seen:
-                    seen.add(problem)
-                    problems.append(f"pipelines.{name}: {problem}")
-    return problems
+    return pipeline_prompt_problems(dict(config.pipelines), tasks)
 
 
 def cache_problems(config: ExperimentConfig, use_cache: bool) -> list[str]:

@@ -104,3 +104,63 @@ def test_preflight_lists_the_contradiction(lite: Path, tmp_path: Path) -> None:
     assert "the run cannot start" in done.output
     assert "answer_frame 'qwen1000' contradicts the frame of this file, 'unit'" in done.output
     assert not (tmp_path / "run" / "predictions").exists()
+
+
+def test_unknown_tasks_are_named_with_the_contradiction(lite: Path, tmp_path: Path) -> None:
+    # lc_frame.yaml run with --tasks regoin,diff: one report names both problems
+    config = {
+        "name": "lc_frame",
+        "benchmark": {
+            "file": str(lite / "MIG_data.json"),
+            "root": str(lite),
+            "answer_frame": "qwen1000",
+        },
+        "models": {"r": {"adapter": "rule-reasoner"}, "g": {"adapter": "classical-grounder"}},
+        "pipelines": {"cot": {"kind": "cot", "reasoner": "r", "grounder": "g"}},
+        "output": str(tmp_path / "run"),
+    }
+    path = tmp_path / "lc_frame.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    done = CliRunner().invoke(
+        app, ["run", str(path), "--tasks", "regoin,diff"], env={"COLUMNS": "400"}
+    )
+    assert done.exit_code == 2, done.output
+    assert "the run cannot start (2 problem(s))" in done.output
+    assert "benchmark.tasks: unknown task(s) ['regoin']; known: diff, view_diff," in done.output
+    assert "answer_frame 'qwen1000' contradicts the frame of this file, 'unit'" in done.output
+
+
+@pytest.mark.parametrize(
+    ("command", "option"), [("validate-bench", "--answer-frame"), ("rescore", "--frame")]
+)
+def test_an_unknown_frame_option_lists_the_frames(lite: Path, command: str, option: str) -> None:
+    done = CliRunner().invoke(
+        app, [command, str(lite / "MIG_data.json"), option, "bogus"], env={"COLUMNS": "400"}
+    )
+    assert done.exit_code == 2, done.output
+    assert (
+        f"error: {option}: unknown frame 'bogus' (frames: unit, qwen1000, qwen3_1000, pixels,"
+        " normalized)" in done.output
+    )
+    with pytest.raises(BenchmarkError, match=r"unknown answer_frame 'bogus' \(frames: unit, "):
+        load_benchmark(lite / "MIG_data.json", root=lite, answer_frame="bogus")
+
+
+def test_a_build_edited_after_it_was_written_is_named_as_such(lite: Path, tmp_path: Path) -> None:
+    edited = tmp_path / "MIG_data.json"
+    items = json.loads((lite / "MIG_data.json").read_text(encoding="utf-8"))
+    items[0]["question"] += " "
+    edited.write_text(json.dumps(items), encoding="utf-8")
+    (tmp_path / "lite_info.json").write_bytes((lite / "lite_info.json").read_bytes())
+    stated = json.loads((lite / "lite_info.json").read_text())["data_sha256"]
+    with pytest.raises(BenchmarkError) as err:
+        load_benchmark(edited, root=lite)
+    message = str(err.value)
+    assert (
+        f"lite_info.json beside it describes another file (sha256 {stated[:12]}...): the file"
+        " was edited after the build; state the frame of its boxes" in message
+    )
+    assert "stating the frame" not in message
+    (tmp_path / "lite_info.json").unlink()  # no sidecar at all: said so
+    with pytest.raises(BenchmarkError, match=r"and no lite_info\.json beside it stating the frame"):
+        load_benchmark(edited, root=lite)

@@ -15,10 +15,16 @@ import pytest
 import yaml
 
 from cot_ground.models import registry
-from cot_ground.models.options import any_number, number_list, options_mapping, text
+from cot_ground.models.options import (
+    OPTION_CHECKS,
+    adapter_option_problems,
+    any_number,
+    number_list,
+    options_mapping,
+    text,
+)
 from cot_ground.models.settings import ModelSettings
 from cot_ground.runner.config import load_config
-from cot_ground.runner.preflight import OPTION_CHECKS, adapter_option_problems
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -252,8 +258,29 @@ def test_every_model_of_the_docs_examples_passes_the_option_checks() -> None:
         assert problems == [], f"{doc}: models.{key}: {problems}"
 
 
+@pytest.mark.parametrize(
+    ("adapter", "option"),
+    [
+        ("gdino-hf", "box_threshold"),
+        ("gdino-hf", "text_threshold"),
+        ("owlv2", "box_threshold"),
+        ("mm-gdino-hf", "box_threshold"),
+        ("gdino-py", "box_threshold"),
+        ("keypoint-grounder", "ncc_threshold"),
+    ],
+)
+def test_a_threshold_that_is_not_finite_is_refused(adapter: str, option: str) -> None:
+    # NaN passes and fails no comparison with a score; ±inf keeps every box or none
+    for value in (float("nan"), float("inf"), float("-inf")):
+        problems = adapter_option_problems(adapter, ModelSettings(options={option: value}))
+        assert problems == [
+            f"adapter {adapter!r}: option {option} must be a finite number, got {value!r} (float)"
+        ]
+
+
 def test_new_rules() -> None:
     assert any_number(0) is None and any_number(1.5) is None and any_number(-1) is None
+    assert any_number(float("nan")) and any_number(float("inf")) and any_number(-float("inf"))
     assert any_number(True) and any_number("0.3") and any_number(None)
     pair = number_list(2, minimum=0)
     assert pair([0.25, 4]) is None and pair((1, 2)) is None

@@ -51,7 +51,7 @@ def test_every_setup_problem_of_an_invalid_config_is_in_one_report(tmp_path: Pat
         "pipelines.a.grounder: unknown model 'ghost' (models: g, n, rules)",
         "benchmark.tasks[0]: unknown task 'regoin' (tasks: diff, view_diff,",
         "pipelines.b.model: model 'g' is adapter 'fake-grounder', a grounder, but this slot"
-        " needs a e2e",
+        " needs an e2e adapter",
         "models.n.adapter: unknown adapter 'nope'; known adapters:",
         f"benchmark.answer_frame: required for {bench} (not a published MIG-Bench file",
     ]

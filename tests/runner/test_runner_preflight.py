@@ -178,3 +178,23 @@ def test_an_empty_selection_is_refused(
     assert res.exit_code == 2, res.output
     assert expected in " ".join(res.output.split())
     assert rf.CALLS == [] and not (tmp_path / "run").exists()
+
+
+def test_unknown_tasks_are_named_once_and_the_file_is_still_checked(tmp_path: Path) -> None:
+    from cot_ground.runner.preflight import preflight
+    from cot_ground.runner.resume import resolve_config
+
+    bench = rf.make_benchmark(tmp_path / "bench", n=4)
+    data = rf.experiment(bench, tmp_path / "run", tmp_path / "cache")
+    config = resolve_config(parse_config(data), tasks=["regoin", "common_object"])
+    (bench.parent / "images" / "item000_1.png").unlink()  # a common_object item's image
+    with pytest.raises(PreflightError) as caught:
+        preflight(config)
+    problems = caught.value.problems
+    assert problems[0].startswith("benchmark.tasks: unknown task(s) ['regoin']; known: diff,")
+    assert sum("regoin" in p for p in problems) == 1
+    assert any(p.startswith("images: 1 of ") and "item000_1.png" in p for p in problems)
+    # only unknown tasks: no 'no examples to run' on top of the unknown names
+    with pytest.raises(PreflightError) as caught:
+        preflight(resolve_config(parse_config(data), tasks=["regoin"]))
+    assert [p for p in caught.value.problems if p.startswith("benchmark")] == [problems[0]]
