@@ -229,7 +229,11 @@ class OpenAIChatClient:
                 "%s: %s is sent at %d×%d and the server resizes it again to %d×%d: "
                 "min_pixels=%d, max_pixels=%d admit no size the server keeps as is; the "
                 "picture is resampled twice and the pixel frame is exact only if the server's "
-                "range equals this one (logged once per adapter; docs/scaling.md)",
+                "range equals this one and it runs the processor once on what it receives "
+                "(vLLM). SGLang resizes first on its own: for Qwen2-VL/Qwen2.5-VL the frame "
+                "is then exact for every picture only with min_pixels >= 3136 and max_pixels "
+                "> 6272 (else boxes can be wrong with no error); for Qwen3-VL it can differ "
+                "(logged once per adapter; docs/scaling.md)",
                 self.name,
                 path,
                 *served.sent_wh,

@@ -34,14 +34,21 @@ applying ``smart_resize`` again from the size a local processor would make, at m
 narrow ranges one to three more passes reach one. When none is reached (the passes alternate
 above and below the range, as they do for nearly every size when ``min_pixels == max_pixels``),
 the client sends the local processor's size and the frame is the server's one further pass over
-it: exact when the server's range equals the client's, but the picture is resampled twice
-(client, then server). The alternative, sending the decoded picture at its own size so that only
+it: exact when the server's range equals the client's and it runs the processor once on what it
+receives (vLLM), but the picture is resampled twice (client, then server). Such a sent size lies
+outside the range, and SGLang's own first resize (factor 28, at least 3,136 pixels) changes one
+below 3,136 pixels, possible when ``max_pixels`` ≤ 6,272: with SGLang the frame is exact for
+every picture when ``min_pixels`` ≥ 3,136 and ``max_pixels`` > 6,272, or the range is
+3,136–6,272 (measured in ``docs/scaling.md``; for Qwen3-VL only for kept sizes). The
+alternative, sending the decoded picture at its own size so that only
 the server resamples it, was rejected: the frame would then be known only for a server that runs
 exactly this ``smart_resize`` once, and SGLang first resizes every image with its own copy of it
 (different rounding, its own pixel limits) before the processor runs; a size that is already a
-multiple of 28 inside SGLang's limits passes that first resize unchanged (``docs/scaling.md``).
+multiple of 28 whose area lies inside SGLang's limits passes that first resize unchanged.
 The client logs the double resample (once per adapter) and refuses an image whose sent size has
-an aspect ratio above 200 (:class:`ImageSizeError`), which a server would refuse.
+an aspect ratio above 200 (:class:`ImageSizeError`), which a server would refuse (SGLang
+also refuses Qwen3-VL sizes with a short side of 32-96 px and a ratio above 175, which the client
+does not know to refuse: vLLM accepts them; ``docs/scaling.md``).
 """
 
 from __future__ import annotations

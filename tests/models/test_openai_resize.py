@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 from chat_server import JsonHandler, QuietServer, completion, serving
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -349,3 +349,43 @@ def test_the_frame_is_the_servers_one_pass_over_what_is_sent(
         assert sent == local
     else:  # a fixed point: the server keeps it
         assert server_resize(frame, factor, (min_pixels, max_pixels)) == frame
+
+
+@given(
+    width=st.integers(1, 4000),
+    height=st.integers(1, 4000),
+    min_pixels=st.integers(3136, 1_003_520),
+    max_pixels=st.integers(6273, 2_007_040),
+)
+@example(width=65, height=130, min_pixels=4704, max_pixels=6273)
+@example(width=288, height=144, min_pixels=6273, max_pixels=6273)
+@example(width=74, height=123, min_pixels=3136, max_pixels=6273)
+@settings(deadline=None)
+def test_with_sglangs_bounds_every_sent_size_passes_its_first_resize(
+    width: int, height: int, min_pixels: int, max_pixels: int
+) -> None:
+    # SGLang resizes a picture itself (factor 28, at least 3,136 pixels) before the processor
+    # runs and keeps a size of multiples of 28 whose area is at least 3,136 (docs/scaling.md):
+    # with min_pixels >= 3,136 and max_pixels > 6,272 every size the client sends is such a
+    # size, kept (inside the range) or not.
+    assume(min_pixels <= max_pixels and max(width, height) <= 150 * min(width, height))
+    try:
+        sent = served_input((width, height), 28, min_pixels, max_pixels).sent_wh
+    except ImageSizeError:
+        return
+    assert sent[0] % 28 == 0 and sent[1] % 28 == 0
+    assert sent[0] * sent[1] >= 3136
+
+
+@pytest.mark.parametrize(
+    ("size", "pixel_range"),
+    [((74, 123), (3136, 4704)), ((65, 130), (4704, 6272)), ((288, 144), (6272, 6272))],
+)
+def test_below_sglangs_bounds_a_size_with_no_fixed_point_can_be_sent_below_3136_pixels(
+    size: tuple[int, int], pixel_range: tuple[int, int]
+) -> None:
+    # the limit docs/scaling.md states: max_pixels <= 6,272 lets the floor of a side under
+    # 56 px reach 28, and SGLang's first resize then enlarges what is sent (a wrong frame)
+    served = served_input(size, 28, *pixel_range)
+    assert served.resampled_twice
+    assert served.sent_wh[0] * served.sent_wh[1] < 3136
