@@ -25,6 +25,13 @@ ROLES: dict[str, tuple[type, str]] = {
     "e2e": (EndToEndGrounder, "predict"),
 }
 
+ROLE_NOUNS: dict[str, str] = {
+    "reasoner": "a reasoner",
+    "grounder": "a grounder",
+    "e2e": "an e2e adapter",
+}
+"""Each role as messages name it (with its article)."""
+
 SLOTS: dict[str, str] = {
     "reasoner": "reasoner",
     "grounder": "grounder",
@@ -151,7 +158,7 @@ def resolve(name: str, settings: ModelSettings | None = None, role: str | None =
     if ":" not in name:
         actual = role_of(name)
         if role is not None and actual != role:
-            raise AdapterError(f"adapter {name!r} is a {actual}, not a {role}")
+            raise AdapterError(f"adapter {name!r} is {ROLE_NOUNS[actual]}, not {ROLE_NOUNS[role]}")
     key = (name, settings.model_dump_json(), _folder_digest(settings.path))
     with _LOCK:
         adapter = _CACHE.get(key)

@@ -403,13 +403,10 @@ def adapter_problems(pipelines: dict[str, Any], adapters: dict[str, Any]) -> lis
             if actual != role:
                 problems.append(
                     f"pipelines.{pname}.{slot}: model {key!r} is adapter {name!r},"
-                    f" {_ROLE_NOUNS[actual]}, but this slot needs {_ROLE_NOUNS[role]}"
+                    f" {registry.ROLE_NOUNS[actual]}, but this slot needs"
+                    f" {registry.ROLE_NOUNS[role]}"
                 )
     return problems
-
-
-_ROLE_NOUNS = {"reasoner": "a reasoner", "grounder": "a grounder", "e2e": "an e2e adapter"}
-"""Each adapter role (:data:`cot_ground.models.registry.ROLES`) as the messages name it."""
 
 
 FRAME_CHECK_MAX_BYTES = 64 * 1024 * 1024

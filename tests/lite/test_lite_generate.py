@@ -94,7 +94,7 @@ def test_build_states_its_frame_for_its_own_file_only(lite, tmp_path: Path) -> N
     (copy / "lite_info.json").write_text(json.dumps(info), encoding="utf-8")
     records = json.loads(lite.data_file.read_text())
     (copy / "MIG_data.json").write_text(json.dumps(records[:-1]), encoding="utf-8")
-    with pytest.raises(BenchmarkError, match=r"no lite_info\.json beside it stating"):
+    with pytest.raises(BenchmarkError, match=r"lite_info\.json beside it describes another file"):
         load_benchmark(copy / "MIG_data.json", root=lite.out_dir)
     # a sidecar naming an unknown frame states nothing either
     (copy / "MIG_data.json").write_bytes(lite.data_file.read_bytes())

@@ -32,7 +32,9 @@ def test_a_registry_name_and_an_import_string_resolve_alike(scripted) -> None:
 
 
 def test_wrong_role_and_bad_names_are_named(scripted) -> None:
-    with pytest.raises(registry.AdapterError, match="'scripted-reasoner' is a reasoner, not a e2e"):
+    with pytest.raises(
+        registry.AdapterError, match="'scripted-reasoner' is a reasoner, not an e2e adapter"
+    ):
         registry.resolve("scripted-reasoner", role="e2e")
     grounder_settings = ModelSettings(options={"box": [0, 0, 1, 1], "images": []})
     with pytest.raises(registry.AdapterError, match=r"has no reason\(\) method"):
