@@ -10,25 +10,63 @@ from __future__ import annotations
 import gc
 import sys
 
-ALLOCATION_FAILURES = ("CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED")
-"""Status names in a ``RuntimeError`` that say a CUDA library could not allocate its own
-memory (the cuBLAS handle and workspace, cuDNN's workspace). torch raises them instead of
-``OutOfMemoryError`` when the caching allocator holds the memory the library needs, which is
-memory pressure like any other: freeing the cache and a smaller batch leave it room."""
+OUT_OF_MEMORY_MESSAGES = (
+    "CUDA out of memory",
+    "HIP out of memory",
+    "XPU out of memory",
+    "MPS backend out of memory",
+    "CUDA error: out of memory",
+    "HIP error: out of memory",
+    "CUDA ran out of memory outside PyTorch's allocator",
+    "CUBLAS_STATUS_ALLOC_FAILED",
+    "CUDNN_STATUS_ALLOC_FAILED",
+)
+"""What a ``RuntimeError`` message holds when an accelerator ran out of memory (matched as
+written, case included), from torch's own code: the caching allocators of CUDA ("CUDA out of
+memory. Tried to allocate ..."; the same allocator built for ROCm says "HIP"; they and XPU's,
+``c10/xpu/XPUCachingAllocator.cpp``, raise ``torch.OutOfMemoryError``, so the text matters only
+where something re-raises it as a plain ``RuntimeError``), the MPS allocator
+(``aten/src/ATen/mps/MPSAllocator.mm``, a plain ``RuntimeError``), a CUDA/HIP call outside the
+allocator failing with ``cudaErrorMemoryAllocation`` ("CUDA error: out of memory", torch's
+``C10_CUDA_CHECK``), cuDNN kernels compiled at run time (the message in torch 2.14's
+``libtorch_cuda``), and the status names of cuBLAS and cuDNN failing to allocate their own
+memory (handle, workspace): torch raises those instead of ``OutOfMemoryError`` when the caching
+allocator holds the memory the library needs, which is memory pressure like any other, so
+freeing the cache and a smaller batch leave it room.
+
+``CUBLAS_STATUS_NOT_INITIALIZED`` is left out although ``cublasCreate`` returns it when it
+cannot allocate its resources: it also means an unusable driver or runtime (a driver/library
+mismatch, a device lost, a context broken by an earlier kernel error), and counting it would
+record every such failure as an out-of-memory error. Left out, a batch failing with it is still
+retried one request at a time (the caller's fallback for any error), so a request that fits
+alone still succeeds; only the cache is not freed and the halving is not logged."""
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    """True for ``torch.OutOfMemoryError`` (CUDA), the ``RuntimeError`` other torch backends
-    raise with "out of memory" in the message, and a ``RuntimeError`` naming a CUDA library's
-    failed allocation (:data:`ALLOCATION_FAILURES`)."""
+    """True when ``exc`` says an accelerator ran out of memory: a ``torch.OutOfMemoryError``
+    (``torch.cuda.OutOfMemoryError``; by type, whatever its message), or a ``RuntimeError`` whose
+    message holds one of :data:`OUT_OF_MEMORY_MESSAGES`. Never for this project's own errors
+    (:class:`~cot_ground.images.ImageLoadError`, whose message holds a path that may contain any
+    words; an endpoint's error quoting a server's out-of-memory reply, which a smaller client
+    batch does not help), nor for ``MemoryError`` (host memory)."""
+    if type(exc).__module__.partition(".")[0] == "cot_ground":
+        return False
     torch = sys.modules.get("torch")
-    oom_type = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
-    if oom_type is not None and isinstance(exc, oom_type):
-        return True
+    if torch is not None:
+        oom_types = tuple(
+            t
+            for t in (
+                getattr(torch, "OutOfMemoryError", None),
+                getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None),
+            )
+            if isinstance(t, type)
+        )
+        if oom_types and isinstance(exc, oom_types):
+            return True
     if not isinstance(exc, RuntimeError):
         return False
     message = str(exc)
-    return "out of memory" in message.lower() or any(s in message for s in ALLOCATION_FAILURES)
+    return any(phrase in message for phrase in OUT_OF_MEMORY_MESSAGES)
 
 
 def free_accelerator_memory() -> None:

@@ -40,6 +40,57 @@ def test_out_of_memory_is_recognised() -> None:
     assert not is_out_of_memory(MemoryError())
 
 
+def test_torchs_out_of_memory_types_count_whatever_their_message() -> None:
+    assert is_out_of_memory(torch.OutOfMemoryError("allocation refused"))
+    assert is_out_of_memory(torch.cuda.OutOfMemoryError("allocation refused"))
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 79.15 GiB total capacity)",
+        "HIP out of memory. Tried to allocate 2.00 GiB",
+        "XPU out of memory. Tried to allocate 192.00 MiB. GPU 3 has a total capacity of 31.89 GiB",
+        "MPS backend out of memory (MPS allocated: 17.21 GiB, max allowed: 20.13 GiB)",
+        "CUDA error: out of memory\nCUDA kernel errors might be asynchronously reported",
+        "HIP error: out of memory",
+        "CUDA ran out of memory outside PyTorch's allocator. If this workload uses many shapes",
+        "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`",
+        "cuDNN error: CUDNN_STATUS_ALLOC_FAILED",
+    ],
+)
+def test_the_allocators_own_phrasings_count_in_a_runtime_error(message: str) -> None:
+    assert is_out_of_memory(RuntimeError(message))
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        RuntimeError("out of memory"),  # no allocator says only this
+        RuntimeError("failed: /data/out of memory/a.jpg"),
+        RuntimeError("cuda Out Of Memory"),  # the phrasings are matched as written
+        # cublasCreate's status for a missing resource, an unusable driver or a broken context
+        RuntimeError("CUDA error: CUBLAS_STATUS_NOT_INITIALIZED when calling `cublasCreate()`"),
+        ValueError("CUDA out of memory"),
+        MemoryError("CUDA out of memory"),
+    ],
+)
+def test_other_errors_naming_memory_do_not_count(exc: BaseException) -> None:
+    assert not is_out_of_memory(exc)
+
+
+def test_the_projects_own_errors_never_count() -> None:
+    from cot_ground.images import ImageLoadError
+    from cot_ground.models.base import ModelLoadError
+    from cot_ground.models.openai_chat import EndpointError
+
+    # RuntimeError subclasses whose messages quote a path or a server's reply
+    assert not is_out_of_memory(ImageLoadError("cannot read /data/CUDA out of memory/a.jpg"))
+    assert not is_out_of_memory(ModelLoadError("/models/CUDA out of memory/ lacks config.json"))
+    server = "HTTP 500 from http://127.0.0.1:8000/v1: CUDA out of memory. Tried to allocate 2 GiB"
+    assert not is_out_of_memory(EndpointError(server))
+
+
 @pytest.mark.slow
 def test_batches_split_in_halves_until_they_fit(caplog: pytest.LogCaptureFixture) -> None:
     calls: list[list[int]] = []
