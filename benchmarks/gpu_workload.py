@@ -47,7 +47,9 @@ the first to go: its reload starts only with room for itself and the first pipel
 ≈ 45 s).
 ``--smoke`` runs the same code on CPU with shrunken shapes, a tiny default size and float32
 unless ``--dtype`` says otherwise (it checks the script, it does not time anything). A phase
-that fails is recorded under ``errors`` and the run goes on with the next one.
+that fails is recorded under ``errors`` and the run goes on with the next one. Bad arguments
+(a count, size or token number below 1, a pipeline or batch size named twice, a ``--work-dir``
+that cannot be created) stop the script with a usage error before anything is built.
 """
 
 from __future__ import annotations
@@ -597,9 +599,35 @@ def _table(summary: dict[str, Any], smoke: bool) -> str:
     return "\n".join(lines)
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1 (a count, a size, a token number)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _work_dir(ap: argparse.ArgumentParser, folder: Path) -> Path:
+    """``--work-dir``, created when missing; an argparse error when it cannot be created or is
+    not a writable folder (before any checkpoint is built)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        ap.error(f"--work-dir {folder}: cannot create it ({exc.strerror or exc})")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        ap.error(f"--work-dir {folder}: not writable")
+    return folder
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line arguments (``--smoke`` changes the size defaults)."""
+    """Command-line arguments (``--smoke`` changes the size defaults). A count or size below 1,
+    a repeated pipeline or batch size, or a ``--work-dir`` that cannot be created is an argparse
+    error (exit status 2) before anything is built."""
     ints = parse_batch_sizes
+    count = positive_int
     ap = argparse.ArgumentParser(prog="python -m benchmarks.gpu_workload", description=__doc__)
     ap.add_argument(
         "--dtype",
@@ -608,15 +636,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "float32)",
     )
     ap.add_argument("--grounder", choices=["tiny", "base"], default="tiny")
-    ap.add_argument("--examples", type=int, help="runner examples (64; smoke 4)")
-    ap.add_argument("--seq-examples", type=int, help="sequential-loop examples (8; smoke 2)")
+    ap.add_argument("--examples", type=count, help="runner examples (64; smoke 4)")
+    ap.add_argument("--seq-examples", type=count, help="sequential-loop examples (8; smoke 2)")
     ap.add_argument("--batch-sizes", type=ints, help="runner batch sizes (16,32,64; smoke 2,4)")
     ap.add_argument("--pipelines", type=parse_pipelines, default=list(PIPELINES))
-    ap.add_argument("--new-tokens", type=int, default=16)
-    ap.add_argument("--image-side", type=int, help="long side of every picture (768; smoke 256)")
+    ap.add_argument("--new-tokens", type=count, default=16)
+    ap.add_argument("--image-side", type=count, help="long side of every picture (768; smoke 256)")
     ap.add_argument(
         "--max-batch-visual-tokens",
-        type=int,
+        type=count,
         help="Qwen option max_batch_visual_tokens (default: none)",
     )
     ap.add_argument(
@@ -632,17 +660,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--memory-tokens", type=ints, help="visual tokens per image (256,1024,4096)")
     ap.add_argument("--memory-batches", type=ints, help="requests per pass (1,4)")
-    ap.add_argument("--memory-images", type=int, default=6, help="images per request")
+    ap.add_argument("--memory-images", type=count, default=6, help="images per request")
     ap.add_argument("--no-memory-sweep", action="store_true")
     ap.add_argument(
         "--static-cache",
         action="store_true",
         help="also measure static-KV-cache decoding (compiled on CUDA)",
     )
-    ap.add_argument("--static-batch", type=int, default=16)
+    ap.add_argument("--static-batch", type=count, default=16)
     ap.add_argument("--no-fp32-check", action="store_true")
-    ap.add_argument("--check-examples", type=int, default=8)
-    ap.add_argument("--check-batch", type=int, default=8)
+    ap.add_argument("--check-examples", type=count, default=8)
+    ap.add_argument("--check-batch", type=count, default=8)
     ap.add_argument(
         "--budget-s",
         type=float,
@@ -671,11 +699,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.smoke:
         args.memory_images = min(args.memory_images, 2)
         args.check_examples, args.check_batch = min(args.check_examples, 2), 2
-    if min(args.examples, args.seq_examples, args.check_examples, args.memory_images) < 1:
-        ap.error("example and image counts must be >= 1")
+    if args.work_dir is not None:
+        args.work_dir = _work_dir(ap, args.work_dir)
     args.qwen_options = (
         {"max_batch_visual_tokens": args.max_batch_visual_tokens}
-        if args.max_batch_visual_tokens
+        if args.max_batch_visual_tokens is not None
         else {}
     )
     args.gdino_options = {

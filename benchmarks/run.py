@@ -39,23 +39,33 @@ PIPELINES = ("cot", "e2e")
 
 
 def parse_batch_sizes(text: str) -> list[int]:
-    """``--batch-sizes`` (argparse type): comma-separated sizes, each at least 1."""
+    """``--batch-sizes`` (argparse type): comma-separated sizes, each at least 1, none twice (it
+    would be measured twice)."""
     try:
         sizes = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected e.g. 1,2,4, got {text!r}") from None
     if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"sizes must be >= 1, got {text!r}")
+    _refuse_repeats(sizes, text)
     return sizes
 
 
 def parse_pipelines(text: str) -> list[str]:
-    """``--pipelines`` (argparse type): comma-separated names among :data:`PIPELINES`."""
+    """``--pipelines`` (argparse type): comma-separated names among :data:`PIPELINES`, none
+    twice."""
     names = [p.strip() for p in text.split(",") if p.strip()]
     unknown = sorted(set(names) - set(PIPELINES))
     if not names or unknown:
         raise argparse.ArgumentTypeError(f"expected {', '.join(PIPELINES)} or both, got {text!r}")
+    _refuse_repeats(names, text)
     return names
+
+
+def _refuse_repeats(items: list, text: str) -> None:
+    repeated = sorted({str(x) for x in items if items.count(x) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(f"{text!r} names {', '.join(repeated)} more than once")
 
 
 def overhead(args: argparse.Namespace, work: Path) -> dict[str, Any]:

@@ -256,3 +256,44 @@ def test_the_plain_static_cache_reference_is_its_own_row_compared_with_sequentia
         "e2e static-kv b=2 (compiles on CUDA)",
     ]
     assert "x0.00" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--max-batch-visual-tokens", "0"], "--max-batch-visual-tokens: must be at least 1"),
+        (["--image-side", "0"], "--image-side: must be at least 1, got 0"),
+        (["--new-tokens", "0"], "--new-tokens: must be at least 1, got 0"),
+        (["--examples", "-3"], "must be at least 1, got -3"),
+        (["--check-batch", "two"], "expected a whole number, got 'two'"),
+        (["--pipelines", "cot,cot"], "'cot,cot' names cot more than once"),
+        (["--batch-sizes", "16,32,16"], "'16,32,16' names 16 more than once"),
+    ],
+)
+def test_bad_counts_and_repeats_are_argparse_errors_before_anything_runs(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        parse_args(argv)
+    assert info.value.code == 2
+    assert says in capsys.readouterr().err
+
+
+def test_a_positive_visual_token_budget_reaches_the_qwen_options() -> None:
+    assert parse_args(["--max-batch-visual-tokens", "5000"]).qwen_options == {
+        "max_batch_visual_tokens": 5000
+    }
+    assert parse_args([]).qwen_options == {}
+
+
+def test_the_work_dir_is_created_or_refused_up_front(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "runs" / "gpu"
+    assert parse_args(["--work-dir", str(missing)]).work_dir == missing and missing.is_dir()
+    blocked = tmp_path / "a-file" / "runs"
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(SystemExit) as info:
+        parse_args(["--work-dir", str(blocked)])
+    assert info.value.code == 2
+    assert f"--work-dir {blocked}: cannot create it" in capsys.readouterr().err
