@@ -42,14 +42,18 @@ def whole_number(minimum: int = 1, *, optional: bool = False) -> OptionRule:
 
 
 def real_number(minimum: float = 0.0, *, strict: bool = False) -> OptionRule:
-    """Rule: an integer or float (not a bool) of at least ``minimum`` (above it when
-    ``strict``)."""
+    """Rule: a finite integer or float (not a bool) of at least ``minimum`` (above it when
+    ``strict``); ±inf and NaN are refused (an infinite timeout or back-off waits forever)."""
 
     def rule(value: Any) -> str | None:
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if number and (value > minimum or (value == minimum and not strict)):
+        bound = f"{'>' if strict else '>='} {minimum:g}"
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return f"a number {bound}"
+        if not math.isfinite(value):
+            return f"a finite number {bound}"
+        if value > minimum or (value == minimum and not strict):
             return None
-        return f"a number {'>' if strict else '>='} {minimum:g}"
+        return f"a number {bound}"
 
     return rule
 

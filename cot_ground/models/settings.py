@@ -7,12 +7,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-DEVICE_PATTERN = re.compile(r"auto|cpu|meta|mps|(?:cuda|xpu|npu)(?::\d+)?")
-"""The ``device`` values accepted: torch device strings of the backends the adapters run on
-(``cuda``, ``cuda:N``, ``xpu[:N]``, ``npu[:N]``, ``mps``, ``cpu``, ``meta``) and ``auto``;
-checked here so that a typo is refused when the config is read, not when torch first sees it."""
+DEVICE_PATTERN = re.compile(r"auto|meta|(?:cpu|cuda|mps|xpu|npu|hpu|xla)(?::\d+)?")
+"""The ``device`` values accepted: torch device strings (``TYPE`` or ``TYPE:N``) of the
+accelerator backends torch names (``cuda``, ``mps``, ``xpu``, ``npu``, ``hpu``, ``xla``, and
+``cpu``), ``meta``, and ``auto``; checked here so that a typo is refused when the config is
+read, not when torch first sees it."""
 
-DEVICE_FORMS = "auto, cpu, cuda, cuda:N, mps, xpu, xpu:N, npu, npu:N, meta"
+DEVICE_FORMS = "auto, meta, or cpu, cuda, mps, xpu, npu, hpu, xla with an optional :N index"
 
 
 class ModelSettings(BaseModel):

@@ -111,3 +111,13 @@ def test_rules() -> None:
     assert above(0.5) is None and above(2) is None and above(0) and above("1")
     assert real_number(0)(0) is None
     assert option_problems("a", {"x": 1}, {"x": 0}, {"x": positive, "y": positive}) == []
+
+
+def test_an_infinite_timeout_or_back_off_is_refused() -> None:
+    # an infinite back-off used to be accepted and the run waited forever on a dead server
+    options = {"base_url": "http://127.0.0.1:1/v1", "model": "m"}
+    for key in ("timeout_s", "retry_backoff_s"):
+        for value in (float("inf"), float("nan")):
+            settings = ModelSettings(options={**options, key: value})
+            (problem,) = openai_chat.settings_problems("openai-e2e", settings)
+            assert f"{key} must be a finite number" in problem, problem

@@ -46,10 +46,11 @@ def _classical(bench: Path, **models: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_model_settings_refuse_a_bad_pixel_range_and_device() -> None:
-    for good in ("auto", "cpu", "cuda", "cuda:0", "cuda:12", "mps", "xpu", "xpu:1", "npu:0"):
+    goods = ("auto", "cpu", "cpu:0", "cuda", "cuda:0", "cuda:12", "mps", "mps:0", "xpu", "xpu:1")
+    for good in (*goods, "npu:0", "hpu", "xla:1", "meta"):  # what torch.device accepts
         assert ModelSettings(device=good).device == good
     for bad in ("gpu7", "cuda:", "cuda:x", "CUDA", "cuda 0", ""):
-        with pytest.raises(ValidationError, match="accepted: auto, cpu, cuda, cuda:N, mps"):
+        with pytest.raises(ValidationError, match="accepted: auto, meta, or cpu, cuda, mps"):
             ModelSettings(device=bad)
     assert ModelSettings(min_pixels=3136, max_pixels=3136).max_pixels == 3136
     assert ModelSettings(min_pixels=1).max_pixels is None and ModelSettings(max_pixels=1)
@@ -70,8 +71,8 @@ def test_pixels_and_device_are_refused_when_the_config_is_read(tmp_path: Path) -
     assert "models.r.min_pixels: Input should be greater than or equal to 1" in lines
     assert "models.e.max_pixels: must be at least min_pixels (20), got 10" in lines
     assert (
-        "models.g.device: unknown device 'gpu7' (accepted: auto, cpu, cuda, cuda:N, mps, xpu,"
-        " xpu:N, npu, npu:N, meta)" in lines
+        "models.g.device: unknown device 'gpu7' (accepted: auto, meta, or cpu, cuda, mps, xpu,"
+        " npu, hpu, xla with an optional :N index)" in lines
     )
     # the command stops with exit status 2 before anything is built
     path = tmp_path / "bad2.yaml"
