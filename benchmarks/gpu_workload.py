@@ -55,6 +55,7 @@ that cannot be created) stop the script with a usage error before anything is bu
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import sys
@@ -610,21 +611,47 @@ def positive_int(text: str) -> int:
     return value
 
 
-def _work_dir(ap: argparse.ArgumentParser, folder: Path) -> Path:
-    """``--work-dir``, created when missing; an argparse error when it cannot be created or is
-    not a writable folder (before any checkpoint is built)."""
+def _can_write_into(ap: argparse.ArgumentParser, option: str, folder: Path) -> None:
+    """An argparse error unless ``folder`` (``--models-dir``, the folder of ``--json``) is a
+    writable folder or could be created as one: its nearest existing parent is a writable
+    folder. Nothing is created here."""
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        ap.error(f"{option} {folder}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        ap.error(f"{option} {folder}: {existing} is not writable")
+
+
+def _writable_dir(ap: argparse.ArgumentParser, option: str, folder: Path) -> Path:
+    """The folder of ``option`` (``--work-dir``), created when missing; an argparse error when
+    it cannot be created or is not a writable folder (before any checkpoint is built)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        ap.error(f"--work-dir {folder}: cannot create it ({exc.strerror or exc})")
+        ap.error(f"{option} {folder}: cannot create it ({exc.strerror or exc})")
     if not os.access(folder, os.W_OK | os.X_OK):
-        ap.error(f"--work-dir {folder}: not writable")
+        ap.error(f"{option} {folder}: not writable")
     return folder
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds above 0 (a budget of 0 measures nothing,
+    and the run would still exit 0)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text!r}")
+    return value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line arguments (``--smoke`` changes the size defaults). A count or size below 1,
-    a repeated pipeline or batch size, or a ``--work-dir`` that cannot be created is an argparse
+    a budget that is not above 0, a repeated pipeline or batch size, or a ``--work-dir``,
+    ``--models-dir`` or ``--json`` folder that cannot be created or written is an argparse
     error (exit status 2) before anything is built."""
     ints = parse_batch_sizes
     count = positive_int
@@ -673,7 +700,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--check-batch", type=count, default=8)
     ap.add_argument(
         "--budget-s",
-        type=float,
+        type=positive_seconds,
         default=330.0,
         help="start no measurement that would end later than this (330)",
     )
@@ -700,7 +727,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.memory_images = min(args.memory_images, 2)
         args.check_examples, args.check_batch = min(args.check_examples, 2), 2
     if args.work_dir is not None:
-        args.work_dir = _work_dir(ap, args.work_dir)
+        args.work_dir = _writable_dir(ap, "--work-dir", args.work_dir)
+    _can_write_into(ap, "--models-dir", args.models_dir)
+    _can_write_into(ap, "--json", args.json.parent)
     args.qwen_options = (
         {"max_batch_visual_tokens": args.max_batch_visual_tokens}
         if args.max_batch_visual_tokens is not None

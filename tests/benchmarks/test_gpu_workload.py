@@ -207,11 +207,11 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_second_run_with_more_examples_and_another_side_reuses_the_checkpoints(
     models_dir: Path, tmp_path: Path, capsys
 ) -> None:
-    first = ["--smoke", "--models-dir", str(models_dir), "--budget-s", "0", "--examples", "2"]
+    first = ["--smoke", "--models-dir", str(models_dir), "--budget-s", "1e-9", "--examples", "2"]
     main([*first, "--json", str(tmp_path / "a.json")])
     capsys.readouterr()
     argv = [
-        "--smoke", "--models-dir", str(models_dir), "--budget-s", "0", "--examples", "14",
+        "--smoke", "--models-dir", str(models_dir), "--budget-s", "1e-9", "--examples", "14",
         "--image-side", "200", "--json", str(tmp_path / "b.json"),
     ]  # fmt: skip
     data = main(argv)  # used to fail: the first run's pictures were resized inside the build
@@ -268,6 +268,9 @@ def test_the_plain_static_cache_reference_is_its_own_row_compared_with_sequentia
         (["--check-batch", "two"], "expected a whole number, got 'two'"),
         (["--pipelines", "cot,cot"], "'cot,cot' names cot more than once"),
         (["--batch-sizes", "16,32,16"], "'16,32,16' names 16 more than once"),
+        (["--batch-sizes", "4,,8"], "expected e.g. 1,2,4, got '4,,8'"),
+        (["--budget-s", "0"], "--budget-s: must be a finite number above 0, got '0'"),
+        (["--budget-s", "nan"], "--budget-s: must be a finite number above 0, got 'nan'"),
     ],
 )
 def test_bad_counts_and_repeats_are_argparse_errors_before_anything_runs(
@@ -284,6 +287,20 @@ def test_a_positive_visual_token_budget_reaches_the_qwen_options() -> None:
         "max_batch_visual_tokens": 5000
     }
     assert parse_args([]).qwen_options == {}
+
+
+def test_models_dir_and_json_folder_must_be_creatable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    blocked = tmp_path / "a-file" / "x"
+    for option, value in (("--models-dir", blocked), ("--json", blocked / "y.json")):
+        with pytest.raises(SystemExit) as info:
+            parse_args([option, str(value)])
+        assert info.value.code == 2
+        assert f"{tmp_path / 'a-file'} is not a folder" in capsys.readouterr().err
+    fine = parse_args(["--models-dir", str(tmp_path / "new" / "m")])
+    assert fine.models_dir == tmp_path / "new" / "m" and not (tmp_path / "new").exists()
 
 
 def test_the_work_dir_is_created_or_refused_up_front(
