@@ -616,6 +616,10 @@ def parse_config(
             problems.extend(_format_errors(exc, source, f"pipelines.{name}").splitlines()[1:])
         except (TypeError, ValueError) as exc:
             problems.extend(_indent(line) for line in str(exc).splitlines())
+    if problems and config is not None:
+        # a graph field is invalid: the checks of an invalid config join its report (a bad
+        # prompt variant of that pipeline is named with its other errors)
+        problems += map(_indent, setup_problems(expanded, pipelines))
     if problems or config is None:
         header = f"invalid experiment config {source}:"
         lines = list(dict.fromkeys(problems))  # a reference problem may be found twice
@@ -658,24 +662,24 @@ def pipeline_prompt_problems(pipelines: dict[str, Any], tasks: set[str]) -> list
     pipeline config). With no tasks (the selection could not be read, or the config is checked
     before any benchmark is), each prompt variant must serve at least one benchmark task: a
     variant that serves none (a misspelt name, a missing folder) is named all the same. A
-    pipeline whose graph fields are invalid is left out (its own error names them)."""
+    pipeline whose other graph fields are invalid is checked on its prompt keys as written
+    (:func:`_prompt_fields`). For ``tasks``, a step 1 that must name the image but whose
+    variant answers a description is named too (:func:`step1_image_problems`)."""
     from cot_ground.prompts import PromptError, load_prompts
     from cot_ground.runner.fingerprint import prompt_sets
     from cot_ground.tasks import TASK_ORDER
 
     problems: list[str] = []
     for name, pipe in pipelines.items():
-        try:
-            cfg = graph_config(name, pipe)
-        except (ValidationError, TypeError, ValueError):
+        fields = _prompt_fields(name, pipe)
+        if fields is None:
             continue
-        dump = {"kind": pipe.kind, **cfg.model_dump(mode="json")}
         seen: set[str] = set()
-        for kind, variant in prompt_sets(dump):
+        for kind, variant in prompt_sets(fields):
             found: list[str] = []
             for task in sorted(tasks) or TASK_ORDER:
                 try:
-                    load_prompts(kind, variant, task, cfg.prompts_dir)
+                    load_prompts(kind, variant, task, fields["prompts_dir"])
                 except (PromptError, FileNotFoundError) as exc:
                     found.append(str(exc))
             if not tasks:  # only a variant that serves no task at all
@@ -684,7 +688,96 @@ def pipeline_prompt_problems(pipelines: dict[str, Any], tasks: set[str]) -> list
                 if problem not in seen:
                     seen.add(problem)
                     problems.append(f"pipelines.{name}: {problem}")
+        problems += step1_image_problems(name, fields, tasks)
     return problems
+
+
+PROMPT_KEYS = ("mode", "prompt_variant", "step1_variant", "prompts_dir")
+"""Graph config fields that choose the prompt files a pipeline reads."""
+
+
+def _prompt_fields(name: str, pipe: Any) -> dict[str, Any] | None:
+    """``kind`` and the :data:`PROMPT_KEYS` of pipeline ``name``: its graph config's, or, when
+    that config is invalid for another reason, the values as written over the graph class's
+    defaults. None when a variant or ``prompts_dir`` as written is not a string (its own error
+    names it)."""
+    try:
+        cfg = graph_config(name, pipe)
+    except (ValidationError, TypeError, ValueError):
+        declared = _graph_classes()[pipe.kind].model_fields
+        fields = {
+            k: f.default for k, f in declared.items() if k in PROMPT_KEYS and not f.is_required()
+        }
+        fields.update({k: v for k, v in pipe.graph_fields().items() if k in fields})
+        variants = [fields.get(k) for k in ("prompt_variant", "step1_variant") if k in fields]
+        dir_ok = isinstance(fields.get("prompts_dir"), str | None)
+        if not dir_ok or not all(isinstance(v, str) for v in variants):
+            return None
+    else:
+        fields = cfg.model_dump(mode="json", include=set(PROMPT_KEYS))
+    return {"kind": pipe.kind, "prompts_dir": None, **fields}
+
+
+def step1_image_problems(name: str, fields: dict[str, Any], tasks: set[str]) -> list[str]:
+    """Pipeline ``name`` (``fields``: :func:`_prompt_fields`) needs its step-1 answer to name
+    the step-2 image for a task of ``tasks`` (CoT mode ``agent``, or mode ``paper`` /
+    ``multi-image`` for a task whose published rule is the reasoner's choice; a ``verify``
+    pipeline's step 1, which runs in agent mode), but its step-1 prompt variant answers
+    ``description`` for that task: the graph would record every such example as a config error
+    (:meth:`cot_ground.graph.nodes.CoTNodes._step2_image`). A variant that does not load is
+    left out (its own problem names it)."""
+    from cot_ground.graph.nodes import PAPER_RULE_MODES
+    from cot_ground.prompts import PromptError, load_prompts
+    from cot_ground.tasks import get_task
+
+    if fields["kind"] == "verify":
+        mode, key = "agent", "step1_variant"
+    elif fields["kind"] == "cot":
+        mode, key = fields.get("mode"), "prompt_variant"
+    else:
+        return []
+    if mode != "agent" and mode not in PAPER_RULE_MODES:
+        return []
+    variant = fields[key]
+    bad: list[str] = []
+    for task in sorted(tasks):
+        rule = "reasoner" if mode == "agent" else get_task(task).paper_image
+        if rule != "reasoner":  # the published rule names the image
+            continue
+        try:
+            answer = load_prompts("cot", variant, task, fields["prompts_dir"]).fields.get("answer")
+        except (PromptError, FileNotFoundError):
+            continue
+        if answer == "description":
+            bad.append(task)
+    if not bad:
+        return []
+    listed = ", ".join(map(repr, bad))
+    if fields["kind"] == "verify":
+        return [
+            f"pipelines.{name}: step 1 of a verify pipeline must name the image, but"
+            f" step1_variant {variant!r} answers 'description' for task(s) {listed}; choose a"
+            " step1_variant whose answer names an image"
+        ]
+    return [
+        f"pipelines.{name}: mode {mode!r} needs step 1 to name the image, but prompt variant"
+        f" {variant!r} answers 'description' for task(s) {listed}; use mode 'paper' or"
+        " 'oracle-image', or a variant whose answer names an image"
+    ]
+
+
+def _graph_classes() -> dict[str, type[BaseModel]]:
+    """Pipeline kind → the graph's config class."""
+    from cot_ground.graph.config import CoTConfig, E2EConfig
+    from cot_ground.graph.selection_config import PerceptionConfig, SoMConfig, VerifyConfig
+
+    return {
+        "cot": CoTConfig,
+        "e2e": E2EConfig,
+        "som": SoMConfig,
+        "perception-prompt": PerceptionConfig,
+        "verify": VerifyConfig,
+    }
 
 
 def graph_config(
@@ -693,21 +786,11 @@ def graph_config(
     """The graph's own config object (``CoTConfig``, ``E2EConfig``, ``SoMConfig``,
     ``PerceptionConfig`` or ``VerifyConfig``) for pipeline ``name``; a ``zoom`` mapping is
     checked too (:func:`zoom_config`)."""
-    from cot_ground.graph.config import CoTConfig, E2EConfig
-    from cot_ground.graph.selection_config import PerceptionConfig, SoMConfig, VerifyConfig
-
     fields = pipe.graph_fields()
     if "pipeline" in fields:
         raise ValueError(f"pipelines.{name}.pipeline: not allowed (the pipeline key names it)")
-    classes = {
-        "cot": CoTConfig,
-        "e2e": E2EConfig,
-        "som": SoMConfig,
-        "perception-prompt": PerceptionConfig,
-        "verify": VerifyConfig,
-    }
     zoom_config(name, pipe)
-    return classes[pipe.kind](**fields, pipeline=name)
+    return _graph_classes()[pipe.kind](**fields, pipeline=name)
 
 
 def zoom_config(name: str, pipe: Any) -> Any:

@@ -117,15 +117,20 @@ def grounder_prompt_file(model: dict[str, Any]) -> Path | None:
 
 def prompt_files(config: dict[str, Any], name: str, tasks: set[str]) -> dict[str, str | None]:
     """``{path: sha256}`` of the prompt files pipeline ``name`` reads for ``tasks``; ``None`` for
-    a file looked up and absent (``_all.yaml`` or a ``<task>.yaml`` the variant lacks)."""
+    a file looked up and absent (``_all.yaml`` or a ``<task>.yaml`` the variant lacks). A
+    variant whose folder does not exist adds no files (the pre-flight names it:
+    :func:`cot_ground.runner.config.pipeline_prompt_problems`)."""
     from cot_ground.paths import prompts_dir
-    from cot_ground.prompts import SHARED_FILE, variant_dir
+    from cot_ground.prompts import SHARED_FILE, PromptError, variant_dir
 
     pipe = config["pipelines"][name]
     root = Path(pipe.get("prompts_dir") or prompts_dir())
     files: list[Path] = []
     for kind, variant in prompt_sets(pipe):
-        folder = variant_dir(kind, variant, root)
+        try:
+            folder = variant_dir(kind, variant, root)
+        except PromptError:
+            continue
         files += [folder / f for f in [SHARED_FILE, *(f"{t}.yaml" for t in sorted(tasks))]]
     for model in pipeline_definition(config, name)["models"].values():
         if model.get("adapter") == "qwen-vl-grounder":

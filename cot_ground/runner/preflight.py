@@ -243,7 +243,7 @@ def benchmark_problems(
     except BenchmarkItemsError as exc:
         return None, exc.examples, [*problems, *(f"benchmark: {p}" for p in exc.problems)]
     except (BenchmarkError, OSError) as exc:
-        return None, [], [*problems, f"benchmark: {exc}"]
+        return None, _frame_free_examples(bench_cfg, shard), [*problems, f"benchmark: {exc}"]
     examples = list(bench.examples)
     if shard is not None:
         examples = select_shard(examples, *shard)
@@ -252,6 +252,23 @@ def benchmark_problems(
     if not examples:
         problems.append(empty_selection(bench_cfg.file, len(bench.examples), bench_cfg, shard))
     return bench, examples, problems
+
+
+def _frame_free_examples(bench_cfg: Any, shard: tuple[int, int] | None) -> list[Example]:
+    """The selected examples (``shard`` applied) of a file that did not load with its
+    ``answer_frame`` (e.g. one that contradicts the frame a published file states), read
+    without it, so that their image files are checked too; none when it does not load that way
+    either (its error is already named)."""
+    from cot_ground.bench import BenchmarkError
+    from cot_ground.runner.shard import select_shard
+
+    if bench_cfg.answer_frame is None:
+        return []
+    try:
+        examples = list(bench_cfg.model_copy(update={"answer_frame": None}).load().examples)
+    except (BenchmarkError, OSError):
+        return []
+    return select_shard(examples, *shard) if shard is not None else examples
 
 
 def empty_selection(file: str, loaded: int, bench_cfg: Any, shard: tuple[int, int] | None) -> str:
