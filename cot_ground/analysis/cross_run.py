@@ -18,6 +18,7 @@ import pandas as pd
 from cot_ground.analysis.load import load_run, pipeline_specs, read_manifest
 from cot_ground.analysis.run_warnings import (
     RunSelection,
+    benchmark_file_warnings,
     record_warnings,
     session_warnings,
     state_warnings,
@@ -184,14 +185,20 @@ def leaderboard(targets: list[str]) -> pd.DataFrame:
 
 
 def run_state_warnings(run_dirs: list[str | os.PathLike[str]]) -> list[str]:
-    """``RUN_DIR: warning`` for each run folder that never ended, was interrupted, or mixes
-    sessions (changes allowed, a changed selection, other code or weights):
-    :func:`~cot_ground.analysis.run_warnings.state_warnings` and
-    :func:`~cot_ground.analysis.run_warnings.session_warnings`."""
+    """``RUN_DIR: warning`` for each run folder that never ended, was interrupted, mixes
+    sessions (changes allowed, a changed selection, other code or weights), or whose benchmark
+    file changed since it ran: :func:`~cot_ground.analysis.run_warnings.state_warnings`,
+    :func:`~cot_ground.analysis.run_warnings.session_warnings` and
+    :func:`~cot_ground.analysis.run_warnings.benchmark_file_warnings`."""
     out = []
     for run_dir in dict.fromkeys(str(r) for r in run_dirs):
         manifest = read_manifest(run_dir)
-        out += [f"{run_dir}: {w}" for w in (*state_warnings(manifest), *session_warnings(manifest))]
+        found = (
+            *state_warnings(manifest),
+            *session_warnings(manifest),
+            *benchmark_file_warnings(manifest),
+        )
+        out += [f"{run_dir}: {w}" for w in found]
     return out
 
 

@@ -238,6 +238,10 @@ def test_a_rebuilt_or_missing_benchmark_file_is_reported(
     assert shown.exit_code == 0, shown.output
     assert shown.output.startswith("warning: the run's benchmark file")
     assert "has changed since the run" in " ".join(shown.output.split())
+    from cot_ground.analysis.cross_run import run_state_warnings  # leaderboard and compare
+
+    (ranked,) = run_state_warnings([run])
+    assert ranked.startswith(f"{run}: the run's benchmark file") and "has changed" in ranked
 
     bench.unlink()
     (warning,) = run_warnings(run, load_run(run))
@@ -267,7 +271,14 @@ def test_a_merge_lacking_shards_or_with_a_killed_shard_is_reported(
     # shard 2 killed after one grounder call (its session still "running"), then merged
     _kill_run(tmp_path, shards[2], 1, "2/2")
     both = tmp_path / "m2"
-    manifest = merge_runs([tmp_path / "s1", tmp_path / "s2"], both)
+    argv = ["merge", str(tmp_path / "s1"), str(tmp_path / "s2"), "--out", str(both)]
+    from cot_ground.cli.app import _register_commands, app
+
+    _register_commands()
+    said = CliRunner().invoke(app, argv)
+    assert said.exit_code == 0, said.output
+    assert "warning: session 2 (shard 2/2" in " ".join(said.output.split())
+    manifest = json.loads((both / "run.json").read_text())
     assert manifest["missing_shards"] == [] and manifest["ended"] is not None
     assert [s["status"] for s in manifest["sessions"]] == ["finished", "running"]
     scores = _report(cli, both)[2]
