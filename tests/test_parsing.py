@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from cot_ground.boxes import Box, Frame
@@ -299,6 +299,9 @@ def test_every_returned_box_round_trips_through_its_frame(
     ),
 )
 def test_structured_selection_round_trips(index: int, description: str) -> None:
+    # a "<|name|>" span is a special token, removed from descriptions on purpose (see
+    # parsing.clean_text): such text does not round-trip
+    assume("<|" not in description)
     text = json.dumps({"image": index, "description": description})
     result = parse_selection(text, n_images=6)
     assert result.status is ParseStatus.OK
