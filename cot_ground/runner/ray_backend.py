@@ -45,10 +45,15 @@ from cot_ground.runner.execute import (
     run_pipeline_examples,
     write_record,
 )
-from cot_ground.runner.manifest import now_iso
 from cot_ground.runner.pipelines import SetupError, build_adapters, build_pipeline
 from cot_ground.runner.progress import LogProgress, Progress
-from cot_ground.runner.run import RunSummary, checked_setup, end_session, write_error
+from cot_ground.runner.run import (
+    RunSummary,
+    checked_setup,
+    end_session,
+    new_session,
+    write_error,
+)
 from cot_ground.runner.session import open_manifest, pipeline_session
 from cot_ground.runner.store import JsonlAppender, RunFolder, RunFolderError
 
@@ -310,7 +315,7 @@ def run_experiment_ray(
     try:
         artifacts = str(folder.path.resolve() / "artifacts")
         actors, infos = start_replicas(resolved, workers, resolved.batch_size, use_cache, artifacts)
-        session = _Session(shard, address, progress, retry_failed, allow_changed)
+        session = _Session(shard, address, progress, retry_failed, allow_changed, use_cache)
         return _drive(resolved, folder, bench, examples, actors, infos, session)
     finally:
         for a in actors:
@@ -328,6 +333,7 @@ class _Session:
     progress: Progress | None
     retry_failed: Collection[str]
     allow_changed: bool
+    use_cache: bool
 
 
 def _drive(
@@ -343,12 +349,7 @@ def _drive(
     ray = _import_ray()
     address = opts.address or os.environ.get("RAY_ADDRESS") or "local"
     ray_info = {"address": address, "replicas": infos}
-    session: dict[str, Any] = {
-        "started": now_iso(),
-        "n_examples": len(examples),
-        "retry_failed": sorted(opts.retry_failed),
-        "ray": ray_info,
-    }
+    session = new_session(examples, opts.retry_failed, opts.use_cache, ray=ray_info)
     summaries: dict[str, PipelineSummary] = {}
     interrupt = Interrupt()
     progress = opts.progress or LogProgress()

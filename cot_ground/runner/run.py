@@ -85,6 +85,21 @@ def checked_setup(
     return resolved, folder, bench, examples
 
 
+def new_session(
+    examples: list[Example], retry_failed: Collection[str], use_cache: bool, **extra: Any
+) -> dict[str, Any]:
+    """This session's entry of ``run.json`` as it starts (both backends): start time, examples
+    selected, the failure categories retried, whether the step-1 cache was off (the retry hint
+    repeats ``--no-cache``), then ``extra`` (the Ray backend's ``ray``)."""
+    return {
+        "started": now_iso(),
+        "n_examples": len(examples),
+        "retry_failed": sorted(retry_failed),
+        "no_cache": not use_cache,
+        **extra,
+    }
+
+
 def end_session(
     folder: RunFolder,
     manifest: dict[str, Any],
@@ -169,12 +184,7 @@ def run_experiment(
     cache = open_cache(resolved, use_cache)
     IMAGE_CACHE.ensure_capacity(2 * resolved.batch_size * max_images(examples))
 
-    session: dict[str, Any] = {
-        "started": now_iso(),
-        "n_examples": len(examples),
-        "retry_failed": sorted(retry_failed),
-        "no_cache": not use_cache,
-    }
+    session = new_session(examples, retry_failed, use_cache)
     summaries: dict[str, PipelineSummary] = {}
     interrupt = Interrupt()
     progress = progress or LogProgress()

@@ -51,13 +51,17 @@ def test_ray_backend_matches_the_plain_runner_and_resumes(tmp_path: Path) -> Non
             path = RunFolder(tmp_path / "ray").predictions_path("cot")
             lines = path.read_bytes().splitlines(keepends=True)
             path.write_bytes(b"".join(lines[:5]) + lines[5][: len(lines[5]) // 2])
-            again = run_experiment_ray(config, workers=2, batch_size=2, out=tmp_path / "ray")
+            again = run_experiment_ray(
+                config, workers=2, batch_size=2, out=tmp_path / "ray", use_cache=False
+            )
             assert again.pipelines["cot"].done_before == 5
             assert again.pipelines["cot"].written == 7 and again.pipelines["e2e"].written == 0
             ids = [r["example_id"] for r in RunFolder(tmp_path / "ray").read_predictions("cot")]
             assert len(ids) == len(set(ids)) == 12
             assert _outcomes(tmp_path / "ray", "cot") == _outcomes(tmp_path / "plain", "cot")
-            assert len(RunFolder(tmp_path / "ray").read_manifest()["sessions"]) == 2
+            sessions = RunFolder(tmp_path / "ray").read_manifest()["sessions"]
+            # each session says whether the cache was off, so the retry hint repeats --no-cache
+            assert [s["no_cache"] for s in sessions] == [False, True]
 
             # proposal graphs on replicas save the pictures they showed beside the run
             marked = rf.experiment(bench, tmp_path / "som", tmp_path / "cache")
