@@ -85,7 +85,8 @@ def test_real_published_files_refuse_another_frame(migbench_dir: Path) -> None:
             load_benchmark(path, answer_frame=wrong, limit=1)
 
 
-def test_preflight_lists_the_contradiction(lite: Path, tmp_path: Path) -> None:
+def _qwen1000_config(lite: Path, tmp_path: Path) -> Path:
+    """A classical CoT config that states answer_frame qwen1000 for the unit-frame build."""
     config = {
         "name": "cls_af",
         "benchmark": {
@@ -99,6 +100,11 @@ def test_preflight_lists_the_contradiction(lite: Path, tmp_path: Path) -> None:
     }
     path = tmp_path / "cls_af.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def test_preflight_lists_the_contradiction(lite: Path, tmp_path: Path) -> None:
+    path = _qwen1000_config(lite, tmp_path)
     done = CliRunner().invoke(app, ["run", str(path)], env={"COLUMNS": "400"})
     assert done.exit_code == 2, done.output
     assert "the run cannot start" in done.output
@@ -108,19 +114,7 @@ def test_preflight_lists_the_contradiction(lite: Path, tmp_path: Path) -> None:
 
 def test_unknown_tasks_are_named_with_the_contradiction(lite: Path, tmp_path: Path) -> None:
     # lc_frame.yaml run with --tasks regoin,diff: one report names both problems
-    config = {
-        "name": "lc_frame",
-        "benchmark": {
-            "file": str(lite / "MIG_data.json"),
-            "root": str(lite),
-            "answer_frame": "qwen1000",
-        },
-        "models": {"r": {"adapter": "rule-reasoner"}, "g": {"adapter": "classical-grounder"}},
-        "pipelines": {"cot": {"kind": "cot", "reasoner": "r", "grounder": "g"}},
-        "output": str(tmp_path / "run"),
-    }
-    path = tmp_path / "lc_frame.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    path = _qwen1000_config(lite, tmp_path)
     done = CliRunner().invoke(
         app, ["run", str(path), "--tasks", "regoin,diff"], env={"COLUMNS": "400"}
     )
