@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -242,3 +243,14 @@ def experiment(bench: Path, out: Path, cache_dir: Path, **overrides: Any) -> dic
     }
     config.update(overrides)
     return config
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run ``git`` in ``repo`` (a throwaway identity for commits); its stripped stdout."""
+    done = subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()

@@ -10,7 +10,6 @@ import errno
 import json
 import logging
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -116,16 +115,6 @@ def test_a_new_run_folder_gets_run_json_before_any_record(
 # 3. uncommitted code changes
 
 
-def _git(repo: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
-
-
 def test_uncommitted_edits_between_sessions_are_an_environment_change(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -133,11 +122,11 @@ def test_uncommitted_edits_between_sessions_are_an_environment_change(
 
     checkout = tmp_path / "checkout"
     (checkout / "cot_ground").mkdir(parents=True)
-    _git(checkout, "init", "-q")
+    rf.git(checkout, "init", "-q")
     (checkout / "cot_ground/code.py").write_text("A = 1\n")
-    _git(checkout, "add", ".")
-    _git(checkout, "commit", "-q", "-m", "first")
-    commit = _git(checkout, "rev-parse", "HEAD")
+    rf.git(checkout, "add", ".")
+    rf.git(checkout, "commit", "-q", "-m", "first")
+    commit = rf.git(checkout, "rev-parse", "HEAD")
     monkeypatch.setattr(manifest_module, "source_checkout", lambda: checkout)
     bench = rf.make_benchmark(tmp_path / "bench", n=2)
     config = _config(bench, tmp_path)
@@ -162,8 +151,8 @@ def test_uncommitted_edits_between_sessions_are_an_environment_change(
     assert "environment_changed" not in four
     assert f"git changes {hashes[0]} -> {hashes[1]}" in caplog.text
 
-    _git(checkout, "add", ".")
-    _git(checkout, "commit", "-q", "-m", "second")
+    rf.git(checkout, "add", ".")
+    rf.git(checkout, "commit", "-q", "-m", "second")
     clean = manifest_module.git_state()
     assert clean["dirty"] is False and clean["changes"] is None
     assert manifest_module.git_state(tmp_path / "bench") == {  # not a checkout

@@ -185,16 +185,6 @@ def test_changed_ground_truth_settings_refuse_the_resume_unless_allowed(tmp_path
     assert manifest["benchmark"]["answer_frame"] == "qwen1000"  # the latest session's
 
 
-def _git(repo: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
-
-
 def _weights(folder: Path, seed: bytes) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text('{"model_type": "fake"}')
@@ -209,11 +199,11 @@ def test_each_session_records_its_code_packages_and_models(
 
     checkout = tmp_path / "checkout"
     checkout.mkdir()
-    _git(checkout, "init", "-q")
+    rf.git(checkout, "init", "-q")
     (checkout / "code.py").write_text("A = 1\n")
-    _git(checkout, "add", "code.py")
-    _git(checkout, "commit", "-q", "-m", "first")
-    first = _git(checkout, "rev-parse", "HEAD")
+    rf.git(checkout, "add", "code.py")
+    rf.git(checkout, "commit", "-q", "-m", "first")
+    first = rf.git(checkout, "rev-parse", "HEAD")
     monkeypatch.setattr(manifest_module, "source_checkout", lambda: checkout)
     bench = rf.make_benchmark(tmp_path / "bench", n=4)
     models = rf.experiment(bench, tmp_path, tmp_path)["models"]
@@ -221,8 +211,8 @@ def test_each_session_records_its_code_packages_and_models(
     _run(bench, tmp_path, config={"models": models})
 
     (checkout / "code.py").write_text("A = 2\n")
-    _git(checkout, "commit", "-q", "-am", "second")
-    second = _git(checkout, "rev-parse", "HEAD")
+    rf.git(checkout, "commit", "-q", "-am", "second")
+    second = rf.git(checkout, "rev-parse", "HEAD")
     monkeypatch.setattr(manifest_module, "__version__", "99.0")
     with caplog.at_level(logging.WARNING, logger="cot_ground"):
         _run(bench, tmp_path, config={"models": models})
