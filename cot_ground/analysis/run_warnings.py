@@ -118,10 +118,8 @@ def state_warnings(manifest: dict[str, Any]) -> list[str]:
 
 def merge_warnings(manifest: dict[str, Any]) -> list[str]:
     """For a run merged from shard folders (``cot-ground merge``): the shards it lacks
-    (``missing_shards``), every session that never ended (its shard was killed, or still
-    running, when it was merged; a session a later resume of its shard took over, status
-    ``killed``, is not one), and the last session of each shard that was interrupted or stopped
-    on an error. Sessions name their shard when they record one (``sessions[].shard``)."""
+    (``missing_shards``), then :func:`unfinished_shard_warnings`. Sessions name their shard
+    when they record one (``sessions[].shard``)."""
     out = []
     missing = manifest.get("missing_shards")
     if isinstance(missing, list) and missing:
@@ -133,6 +131,14 @@ def merge_warnings(manifest: dict[str, Any]) -> list[str]:
             f" {', '.join(t for t in merged if t) or 'not recorded'}): their examples are in no"
             " table, so every figure is over part of the run's selection"
         )
+    return out + unfinished_shard_warnings(manifest)
+
+
+def unfinished_shard_warnings(manifest: dict[str, Any]) -> list[str]:
+    """For a merged run: every session that never ended (its shard was killed, or still
+    running, when it was merged; one a later resume took over, status ``killed``, is not one)
+    and the last session of each shard that was interrupted or stopped on an error."""
+    out = []
     sessions = _sessions(manifest)
     last_of_shard = {_shard_text(s): number for number, s in enumerate(sessions, start=1)}
     for number, session in enumerate(sessions, start=1):

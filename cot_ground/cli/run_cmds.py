@@ -252,11 +252,10 @@ def merge(
         console.print(f"  {name}: {count} predictions")
     if merged.get("missing_shards"):
         console.print(f"[yellow]missing shards[/yellow]: {merged['missing_shards']}")
-    from cot_ground.analysis.run_warnings import merge_warnings
+    from cot_ground.analysis.run_warnings import unfinished_shard_warnings
 
-    for warning in merge_warnings(merged):  # unfinished shards (the missing ones: above)
-        if not warning.startswith("the merge lacks"):
-            console.print(f"[yellow]warning[/yellow]: {warning}", highlight=False)
+    for warning in unfinished_shard_warnings(merged):
+        console.print(f"[yellow]warning[/yellow]: {warning}", highlight=False)
 
 
 # C0 controls but newline and tab, DEL and C1 controls: a terminal acts on them (ESC starts a
